@@ -1,0 +1,83 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Every Swift target builds in Swift 6 language mode with strict concurrency;
+// ExistentialAny keeps `any` explicit so protocol-typed values stand out.
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny")
+]
+
+let package = Package(
+    name: "SideNode",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "p2pnode", targets: ["p2pnode"]),
+        .library(name: "NodeCrypto", targets: ["NodeCrypto"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // C libraries, reached only through NodeCrypto.
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]
+        ),
+        .systemLibrary(
+            name: "CSecp256k1",
+            pkgConfig: "libsecp256k1",
+            providers: [.apt(["libsecp256k1-dev"])]
+        ),
+        .target(
+            name: "NodeCrypto",
+            dependencies: ["CSodium", "CSecp256k1"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "Node",
+            dependencies: [
+                "NodeCrypto",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "NodeCLI",
+            dependencies: [
+                "Node",
+                "NodeCrypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "p2pnode",
+            dependencies: ["NodeCLI"],
+            swiftSettings: strict
+        ),
+        // Shared by the test targets: vector loading, temporary directories.
+        .target(
+            name: "TestSupport",
+            path: "Tests/TestSupport",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "NodeCryptoTests",
+            dependencies: ["NodeCrypto", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "NodeTests",
+            dependencies: ["Node", "NodeCrypto", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "NodeCLITests",
+            dependencies: ["NodeCLI", "Node", "TestSupport"],
+            swiftSettings: strict
+        ),
+    ]
+)

@@ -1,0 +1,38 @@
+import ArgumentParser
+
+/// The `p2pnode` command tree. Kept in a library so tests can parse and run
+/// subcommands in-process.
+public struct P2PNode: AsyncParsableCommand {
+    public static let version = "0.1.0"
+
+    public static let configuration = CommandConfiguration(
+        commandName: "p2pnode",
+        abstract: "SideNode: a peer-to-peer BFT side chain that checkpoints its state into Bitcoin.",
+        discussion: """
+            Create a node's keys with `p2pnode init NAME`. Key files live in the data \
+            directory (default ~/.sidenode/NAME) with mode 0600.
+            """,
+        version: version,
+        subcommands: [Init.self, Bench.self]
+    )
+
+    public init() {}
+}
+
+extension P2PNode {
+    /// Parses and runs a command, awaiting async subcommands. The executable calls
+    /// this because the root's inherited synchronous `main()` would be chosen from
+    /// top-level code and would not run async subcommands.
+    public static func execute(_ arguments: [String]? = nil) async {
+        do {
+            var command = try parseAsRoot(arguments)
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+}

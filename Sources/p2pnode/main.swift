@@ -1,0 +1,3 @@
+import NodeCLI
+
+await P2PNode.execute()
