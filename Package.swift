@@ -36,6 +36,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "Noise",
+            dependencies: ["NodeCrypto"],
+            swiftSettings: strict
+        ),
+        .target(
             name: "Node",
             dependencies: [
                 "NodeCrypto",
@@ -67,6 +72,11 @@ let package = Package(
         .testTarget(
             name: "NodeCryptoTests",
             dependencies: ["NodeCrypto", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "NoiseTests",
+            dependencies: ["Noise", "NodeCrypto", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
