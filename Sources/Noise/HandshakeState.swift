@@ -62,6 +62,9 @@ public struct HandshakeState: Sendable {
         }
     }
 
+    /// Our static public key, if the pattern uses one.
+    public var localStaticPublicKey: X25519.PublicKey? { s?.publicKey }
+
     public var isComplete: Bool { messageIndex >= proto.pattern.messages.count }
 
     /// Whether the next message is ours to write.
