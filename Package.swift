@@ -41,6 +41,15 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "Wire",
+            swiftSettings: strict
+        ),
+        .target(
+            name: "Gossip",
+            dependencies: ["NodeCrypto", "Wire"],
+            swiftSettings: strict
+        ),
+        .target(
             name: "Node",
             dependencies: [
                 "NodeCrypto",
@@ -77,6 +86,11 @@ let package = Package(
         .testTarget(
             name: "NoiseTests",
             dependencies: ["Noise", "NodeCrypto", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GossipTests",
+            dependencies: ["Gossip", "Wire", "NodeCrypto", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

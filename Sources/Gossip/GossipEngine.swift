@@ -1,0 +1,470 @@
+import NodeCrypto
+
+public typealias ConnectionID = Int
+public typealias PeerID = Ed25519.PublicKey
+
+/// The verdict of the application's validation hook on a gossiped payload
+/// (libp2p's extended validators): accepted payloads are delivered and forwarded;
+/// ignored ones are dropped silently; rejected ones are dropped and the sender is
+/// scored down.
+public enum Validation: Sendable, Equatable {
+    case accept
+    case ignore
+    case reject(String)
+}
+
+/// A ban on a node id or an IP address.
+public struct Ban: Sendable, Equatable, Codable {
+    public var target: String  // "id:HEX" or "ip:HOST"
+    public var until: Double  // UNIX seconds
+    public var reason: String
+
+    public init(target: String, until: Double, reason: String) {
+        self.target = target
+        self.until = until
+        self.reason = reason
+    }
+
+    static func key(id: PeerID) -> String { "id:\(id.hex)" }
+    static func key(host: String) -> String { "ip:\(host)" }
+}
+
+/// Per-connection state the engine keeps; also what `getpeerinfo` reports.
+public struct PeerState: Sendable, Equatable {
+    public let connection: ConnectionID
+    public let nodeID: PeerID
+    public let host: String
+    public let port: UInt16
+    public let inbound: Bool
+    public let connectedSince: Double
+    public var listenPort: UInt16 = 0
+    public var agent = ""
+    public var score = 0
+    public var messagesIn = 0
+    public var messagesOut = 0
+    public var duplicates = 0
+    public var invalid = 0
+    public var lastReceived: Double
+    public var pingNonce: UInt64?
+    public var pingSentAt: Double?
+    public var pingTime: Double?
+    var messageTokens: Double
+    var addressTokens: Double
+    var lastRefill: Double
+    var lastGetAddressesAnswered: Double?
+}
+
+/// The gossip layer as a pure state machine. The node feeds it connection events,
+/// decoded bytes and clock ticks (time is passed in as UNIX seconds) and executes
+/// the actions it returns; it never touches sockets, clocks or disks.
+public struct GossipEngine: Sendable {
+    public enum Action: Sendable, Equatable {
+        case send(ConnectionID, GossipMessage)
+        case disconnect(ConnectionID, reason: String)
+        case dial(NodeAddress)
+        /// A new, valid payload for the application (exactly once per message id).
+        case deliver(payload: [UInt8], id: MessageID, from: PeerID?)
+        /// The ban list changed; persist it.
+        case bansChanged
+    }
+
+    public let localID: PeerID
+    public let configuration: GossipConfiguration
+    public var listenPort: UInt16
+    public var agent: String
+    private let validate: @Sendable ([UInt8]) -> Validation
+    public private(set) var peers: [ConnectionID: PeerState] = [:]
+    public private(set) var addressBook: AddressBook
+    public private(set) var bans: [String: Ban] = [:]
+    public private(set) var pendingDials: Set<PeerID> = []
+    private var seen = SeenCache()
+    private var rng: SplitMix64
+    private var lastAddressRequest: Double = -.infinity
+    public private(set) var stats = Stats()
+
+    public struct Stats: Sendable, Equatable {
+        public var published = 0
+        public var delivered = 0
+        public var duplicates = 0
+        public var rejected = 0
+        public var ignored = 0
+    }
+
+    public init(
+        localID: PeerID, configuration: GossipConfiguration = .init(), listenPort: UInt16, agent: String,
+        addressBook: AddressBook = .init(), bans: [Ban] = [], seed: UInt64,
+        validate: @escaping @Sendable ([UInt8]) -> Validation = { _ in .accept }
+    ) {
+        self.localID = localID
+        self.configuration = configuration
+        self.listenPort = listenPort
+        self.agent = agent
+        self.addressBook = addressBook
+        self.validate = validate
+        self.rng = SplitMix64(seed: seed)
+        for ban in bans { self.bans[ban.target] = ban }
+    }
+
+    // MARK: Queries
+
+    public func peer(_ id: PeerID) -> PeerState? { peers.values.first { $0.nodeID == id } }
+    public var outboundCount: Int { peers.values.filter { !$0.inbound }.count }
+    public var inboundCount: Int { peers.values.filter(\.inbound).count }
+
+    public func isBanned(host: String, now: Double) -> Bool {
+        (bans[Ban.key(host: host)]?.until ?? 0) > now
+    }
+
+    public func isBanned(id: PeerID, now: Double) -> Bool {
+        (bans[Ban.key(id: id)]?.until ?? 0) > now
+    }
+
+    /// Whether an inbound connection from `host` may even start a handshake.
+    public func mayAcceptInbound(host: String, now: Double) -> Bool {
+        !isBanned(host: host, now: now) && inboundCount < configuration.maxInbound
+            && peers.values.filter { $0.host == host }.count < configuration.maxConnectionsPerIP
+    }
+
+    // MARK: Connection events
+
+    public mutating func connected(
+        _ connection: ConnectionID, peer: PeerID, host: String, port: UInt16, inbound: Bool, now: Double
+    ) -> [Action] {
+        if !inbound { pendingDials.remove(peer) }
+        if peer == localID { return [.disconnect(connection, reason: "connected to self")] }
+        if isBanned(id: peer, now: now) || isBanned(host: host, now: now) {
+            return [.disconnect(connection, reason: "banned")]
+        }
+        var actions: [Action] = []
+        if let existing = self.peer(peer) {
+            // Both sides keep the connection dialled by the smaller node id, so a
+            // simultaneous dial leaves exactly one link.
+            let newInitiator = inbound ? peer : localID
+            let keepNew = newInitiator == (localID.precedes(peer) ? localID : peer)
+            if !keepNew { return [.disconnect(connection, reason: "duplicate connection")] }
+            peers[existing.connection] = nil
+            actions.append(.disconnect(existing.connection, reason: "duplicate connection"))
+        }
+        if inbound && inboundCount >= configuration.maxInbound {
+            return actions + [.disconnect(connection, reason: "too many inbound connections")]
+        }
+        if peers.values.filter({ $0.host == host }).count >= configuration.maxConnectionsPerIP {
+            return actions + [.disconnect(connection, reason: "too many connections from \(host)")]
+        }
+        peers[connection] = PeerState(
+            connection: connection, nodeID: peer, host: host, port: port, inbound: inbound, connectedSince: now,
+            lastReceived: now, messageTokens: configuration.messageBurst, addressTokens: configuration.addressBurst,
+            lastRefill: now)
+        if !inbound { addressBook.markSuccess(peer, now: now) }
+        actions.append(.send(connection, .hello(listenPort: listenPort, agent: agent)))
+        if !inbound {
+            actions.append(.send(connection, .getAddresses))
+            lastAddressRequest = now
+        }
+        return countOut(actions)
+    }
+
+    public mutating func disconnected(_ connection: ConnectionID, now: Double) -> [Action] {
+        guard let peer = peers.removeValue(forKey: connection) else { return [] }
+        if !peer.inbound { addressBook.markFailure(peer.nodeID, config: configuration, now: now) }
+        return []
+    }
+
+    public mutating func dialFailed(_ address: NodeAddress, now: Double) -> [Action] {
+        pendingDials.remove(address.nodeID)
+        addressBook.markFailure(address.nodeID, config: configuration, now: now)
+        return []
+    }
+
+    /// A transport-level failure on an authenticated connection (bad MAC, framing
+    /// violation): the peer's fault, scored as malformed.
+    public mutating func transportViolation(_ connection: ConnectionID, reason: String, now: Double) -> [Action] {
+        penalize(connection, configuration.malformedPenalty, reason: reason, now: now)
+    }
+
+    // MARK: Messages
+
+    public mutating func received(_ connection: ConnectionID, bytes: [UInt8], now: Double) -> [Action] {
+        guard var peer = peers[connection] else { return [] }
+        refill(&peer, now: now)
+        peer.lastReceived = now
+        peer.messagesIn += 1
+        guard peer.messageTokens >= 1 else {
+            peers[connection] = peer
+            return penalize(connection, 10, reason: "message rate limit exceeded", now: now)
+        }
+        peer.messageTokens -= 1
+        peers[connection] = peer
+        let message: GossipMessage
+        do {
+            message = try GossipMessage.decode(bytes, maxPayload: configuration.maxPayload)
+        } catch {
+            return penalize(connection, configuration.malformedPenalty, reason: "malformed message: \(error)", now: now)
+        }
+        switch message {
+        case .hello(let port, let agent):
+            peers[connection]?.listenPort = port
+            peers[connection]?.agent = agent
+            if port != 0 {
+                addressBook.add(
+                    NodeAddress(nodeID: peer.nodeID, host: peer.host, port: port), source: peer.nodeID.hex,
+                    config: configuration, now: now)
+            }
+            return []
+        case .ping(let nonce):
+            return countOut([.send(connection, .pong(nonce: nonce))])
+        case .pong(let nonce):
+            if nonce == peer.pingNonce, let sent = peer.pingSentAt {
+                peers[connection]?.pingTime = now - sent
+                peers[connection]?.pingNonce = nil
+            }
+            return []
+        case .getAddresses:
+            if let last = peer.lastGetAddressesAnswered, now - last < configuration.addressRefreshInterval / 2 {
+                return []
+            }
+            peers[connection]?.lastGetAddressesAnswered = now
+            // Our own address is not included: the peer learned it from our hello.
+            let list = addressBook.sample(limit: configuration.addressReplySize, excluding: peer.nodeID, using: &rng)
+            return countOut([.send(connection, .addresses(list))])
+        case .addresses(let list):
+            guard peer.addressTokens >= Double(list.count) else {
+                return penalize(connection, 10, reason: "address rate limit exceeded", now: now)
+            }
+            peers[connection]?.addressTokens -= Double(list.count)
+            for address in list where address.nodeID != localID {
+                addressBook.add(address, source: peer.nodeID.hex, config: configuration, now: now)
+            }
+            return []
+        case .publish(let payload):
+            return handlePublish(payload, from: connection, now: now)
+        }
+    }
+
+    private mutating func handlePublish(_ payload: [UInt8], from connection: ConnectionID, now: Double) -> [Action] {
+        let id = GossipMessage.id(of: payload)
+        guard seen.insert(id, expiry: now + configuration.seenTTL, capacity: configuration.seenCapacity) else {
+            peers[connection]?.duplicates += 1
+            stats.duplicates += 1
+            return []
+        }
+        let source = peers[connection]?.nodeID
+        switch validate(payload) {
+        case .accept:
+            stats.delivered += 1
+            return [.deliver(payload: payload, id: id, from: source)] + forward(payload, except: connection)
+        case .ignore:
+            stats.ignored += 1
+            return []
+        case .reject(let reason):
+            stats.rejected += 1
+            peers[connection]?.invalid += 1
+            return penalize(
+                connection, configuration.invalidMessagePenalty, reason: "invalid message: \(reason)", now: now)
+        }
+    }
+
+    /// Publishes a local payload: validated like any other, delivered to the local
+    /// application once, and sent to every peer.
+    public mutating func publish(_ payload: [UInt8], now: Double) -> Result<[Action], GossipError> {
+        guard payload.count <= configuration.maxPayload else {
+            return .failure(GossipError("payload of \(payload.count) bytes exceeds \(configuration.maxPayload)"))
+        }
+        let id = GossipMessage.id(of: payload)
+        guard seen.insert(id, expiry: now + configuration.seenTTL, capacity: configuration.seenCapacity) else {
+            return .failure(GossipError("message \(id) was already seen"))
+        }
+        if case .reject(let reason) = validate(payload) {
+            return .failure(GossipError("payload rejected: \(reason)"))
+        }
+        stats.published += 1
+        stats.delivered += 1
+        return .success([.deliver(payload: payload, id: id, from: nil)] + forward(payload, except: nil))
+    }
+
+    private mutating func forward(_ payload: [UInt8], except: ConnectionID?) -> [Action] {
+        let message = GossipMessage.publish(payload: payload)
+        return countOut(peers.keys.sorted().filter { $0 != except }.map { .send($0, message) })
+    }
+
+    // MARK: Scoring and bans
+
+    private mutating func penalize(_ connection: ConnectionID, _ points: Int, reason: String, now: Double) -> [Action] {
+        guard var peer = peers[connection] else { return [] }
+        peer.score += points
+        peers[connection] = peer
+        guard peer.score >= configuration.banThreshold else { return [] }
+        return ban(target: Ban.key(id: peer.nodeID), duration: configuration.banDuration, reason: reason, now: now)
+    }
+
+    /// Bans a node id (`id:HEX`) or address (`ip:HOST`) and drops matching connections.
+    public mutating func ban(target: String, duration: Double, reason: String, now: Double) -> [Action] {
+        bans[target] = Ban(target: target, until: now + duration, reason: reason)
+        var actions: [Action] = [.bansChanged]
+        for (connection, peer) in peers.sorted(by: { $0.key < $1.key })
+        where Ban.key(id: peer.nodeID) == target || Ban.key(host: peer.host) == target {
+            peers[connection] = nil
+            actions.append(.disconnect(connection, reason: "banned: \(reason)"))
+        }
+        return actions
+    }
+
+    public mutating func unban(target: String) -> Bool { bans.removeValue(forKey: target) != nil }
+
+    public mutating func clearBans() { bans.removeAll() }
+
+    public func activeBans(now: Double) -> [Ban] {
+        bans.values.filter { $0.until > now }.sorted { $0.target < $1.target }
+    }
+
+    // MARK: Operator actions
+
+    /// Adds an address as persistent and dials it now.
+    public mutating func connect(to address: NodeAddress, now: Double) -> [Action] {
+        addressBook.add(address, source: nil, persistent: true, config: configuration, now: now)
+        guard peer(address.nodeID) == nil, !pendingDials.contains(address.nodeID), address.nodeID != localID else {
+            return []
+        }
+        pendingDials.insert(address.nodeID)
+        addressBook.markAttempt(address.nodeID, now: now)
+        return [.dial(address)]
+    }
+
+    public mutating func addBootstrap(_ addresses: [NodeAddress], now: Double) {
+        for address in addresses where address.nodeID != localID {
+            addressBook.add(address, source: nil, persistent: true, config: configuration, now: now)
+        }
+    }
+
+    public mutating func disconnect(peer id: PeerID) -> [Action] {
+        guard let peer = peer(id) else { return [] }
+        peers[peer.connection] = nil
+        return [.disconnect(peer.connection, reason: "disconnected by operator")]
+    }
+
+    // MARK: Timers
+
+    /// Called about once a second: expiries, keepalive, timeouts, dialling.
+    public mutating func tick(now: Double) -> [Action] {
+        var actions: [Action] = []
+        seen.expire(now: now)
+        let expired = bans.filter { $0.value.until <= now }.map(\.key)
+        if !expired.isEmpty {
+            for key in expired { bans[key] = nil }
+            actions.append(.bansChanged)
+        }
+        for (connection, var peer) in peers.sorted(by: { $0.key < $1.key }) {
+            refill(&peer, now: now)
+            if now - peer.lastReceived >= configuration.peerTimeout {
+                peers[connection] = nil
+                actions.append(.disconnect(connection, reason: "timeout: silent for \(Int(now - peer.lastReceived)) s"))
+                continue
+            }
+            if now - peer.lastReceived >= configuration.pingInterval && peer.pingNonce == nil {
+                let nonce = rng.next()
+                peer.pingNonce = nonce
+                peer.pingSentAt = now
+                actions += countOut([.send(connection, .ping(nonce: nonce))])
+            }
+            peers[connection] = peer
+        }
+        let connected = Set(peers.values.map(\.nodeID))
+        let needed = configuration.outboundTarget - outboundCount - pendingDials.count
+        if needed > 0 {
+            let excluded = connected.union(pendingDials).union([localID])
+            var dialled = 0
+            for address in addressBook.candidates(now: now, excluding: excluded)
+            where !isBanned(id: address.nodeID, now: now) && !isBanned(host: address.host, now: now) {
+                if dialled >= needed { break }
+                pendingDials.insert(address.nodeID)
+                addressBook.markAttempt(address.nodeID, now: now)
+                actions.append(.dial(address))
+                dialled += 1
+            }
+            // Short of peers: ask a random peer for more addresses now and then.
+            if now - lastAddressRequest >= configuration.addressRefreshInterval, !peers.isEmpty {
+                let keys = peers.keys.sorted()
+                let pick = keys[Int(rng.next() % UInt64(keys.count))]
+                lastAddressRequest = now
+                actions += countOut([.send(pick, .getAddresses)])
+            }
+        }
+        return actions
+    }
+
+    // MARK: Helpers
+
+    private mutating func refill(_ peer: inout PeerState, now: Double) {
+        let elapsed = max(0, now - peer.lastRefill)
+        peer.messageTokens = min(
+            configuration.messageBurst, peer.messageTokens + elapsed * configuration.messagesPerSecond)
+        peer.addressTokens = min(
+            configuration.addressBurst, peer.addressTokens + elapsed * configuration.addressesPerSecond)
+        peer.lastRefill = now
+    }
+
+    private mutating func countOut(_ actions: [Action]) -> [Action] {
+        for action in actions {
+            if case .send(let connection, _) = action { peers[connection]?.messagesOut += 1 }
+        }
+        return actions
+    }
+}
+
+public struct GossipError: Error, Hashable, Sendable, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Message ids seen recently, expiring after a TTL and bounded in count.
+struct SeenCache: Sendable {
+    private var expiries: [MessageID: Double] = [:]
+    private var order: [(MessageID, Double)] = []
+    private var head = 0
+
+    /// Inserts `id`; false if it was already present.
+    mutating func insert(_ id: MessageID, expiry: Double, capacity: Int) -> Bool {
+        if expiries[id] != nil { return false }
+        expiries[id] = expiry
+        order.append((id, expiry))
+        while expiries.count > capacity { evictOldest() }
+        return true
+    }
+
+    mutating func expire(now: Double) {
+        while head < order.count, order[head].1 <= now { evictOldest() }
+        if head > 4096 && head * 2 > order.count {
+            order.removeFirst(head)
+            head = 0
+        }
+    }
+
+    private mutating func evictOldest() {
+        guard head < order.count else { return }
+        let (id, expiry) = order[head]
+        head += 1
+        if expiries[id] == expiry { expiries[id] = nil }
+    }
+
+    var count: Int { expiries.count }
+}
+
+/// A small deterministic generator so the engine stays a pure function of its inputs.
+struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+extension Ed25519.PublicKey {
+    /// Byte-wise order of node ids, used to break ties deterministically.
+    public func precedes(_ other: Ed25519.PublicKey) -> Bool {
+        rawRepresentation.lexicographicallyPrecedes(other.rawRepresentation)
+    }
+}
