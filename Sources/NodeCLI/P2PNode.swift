@@ -9,11 +9,14 @@ public struct P2PNode: AsyncParsableCommand {
         commandName: "p2pnode",
         abstract: "SideNode: a peer-to-peer BFT side chain that checkpoints its state into Bitcoin.",
         discussion: """
-            Create a node's keys with `p2pnode init NAME`. Key files live in the data \
-            directory (default ~/.sidenode/NAME) with mode 0600.
+            `p2pnode --bootstrap FILE` runs a node exactly as `p2pnode run --bootstrap FILE`: \
+            `run` is the default subcommand. Create keys ahead with `p2pnode init NAME` \
+            (run creates them on first start otherwise); inspect a running node with \
+            `p2pnode peers` and `p2pnode admin METHOD`.
             """,
         version: version,
-        subcommands: [Init.self, Bench.self]
+        subcommands: [Run.self, Init.self, Admin.self, Peers.self, Bench.self],
+        defaultSubcommand: Run.self
     )
 
     public init() {}

@@ -1,0 +1,121 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+
+/// A JSON-RPC 2.0 error as the admin socket returns it.
+public struct AdminError: Error, Sendable, Equatable {
+    public let code: Int
+    public let message: String
+
+    static func invalidParams(_ m: String) -> AdminError { AdminError(code: -32602, message: m) }
+    static func methodNotFound(_ m: String) -> AdminError {
+        AdminError(code: -32601, message: "method not found: \(m)")
+    }
+    static func serverError(_ m: String) -> AdminError { AdminError(code: -32000, message: m) }
+    static let parseError = AdminError(code: -32700, message: "parse error: not valid JSON")
+    static func invalidRequest(_ m: String) -> AdminError { AdminError(code: -32600, message: "invalid request: \(m)") }
+}
+
+/// The admin socket: a Unix domain socket (mode 0600) speaking line-delimited
+/// JSON-RPC 2.0, one request per line, one response per line.
+struct AdminServer: Sendable {
+    static let maxLine = 1 << 20
+
+    let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+    let runtime: NodeRuntime
+    let logger: Logger
+    let path: String
+
+    static func bind(path: String, runtime: NodeRuntime, logger: Logger) async throws -> AdminServer {
+        let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+        do {
+            server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    }
+                }
+        } catch {
+            throw ConfigError("cannot open the admin socket \(path): \(error)")
+        }
+        // File permissions are the only authentication, as with geth's IPC socket.
+        guard chmod(path, 0o600) == 0 else {
+            try? await server.channel.close()
+            throw ConfigError("cannot set mode 0600 on \(path)")
+        }
+        return AdminServer(server: server, runtime: runtime, logger: logger, path: path)
+    }
+
+    func close() {
+        server.channel.close(promise: nil)
+        unlink(path)
+    }
+
+    func run() async {
+        do {
+            try await withThrowingDiscardingTaskGroup { group in
+                try await server.executeThenClose { inbound in
+                    for try await connection in inbound {
+                        group.addTask { await self.serve(connection) }
+                    }
+                }
+            }
+        } catch {
+            logger.debug("admin socket closed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                var pending: [UInt8] = []
+                for try await buffer in inbound {
+                    pending += buffer.readableBytesView
+                    while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                        let line = String(decoding: pending[..<newline], as: UTF8.self)
+                        pending.removeSubrange(...newline)
+                        if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+                        let response = await handle(line)
+                        try await outbound.write(ByteBuffer(string: response + "\n"))
+                    }
+                    if pending.count > Self.maxLine {
+                        let error = Self.errorResponse(.null, AdminError.invalidRequest("line longer than 1 MiB"))
+                        try await outbound.write(ByteBuffer(string: error + "\n"))
+                        return
+                    }
+                }
+            }
+        } catch {
+            logger.debug("admin connection ended", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func handle(_ line: String) async -> String {
+        guard let request = try? JSONValue.parse(line) else { return Self.errorResponse(.null, .parseError) }
+        let id = request["id"] ?? .null
+        guard case .object = request, request["jsonrpc"]?.stringValue == "2.0",
+            let method = request["method"]?.stringValue
+        else {
+            return Self.errorResponse(id, .invalidRequest("expected {\"jsonrpc\":\"2.0\",\"method\":…,\"id\":…}"))
+        }
+        let params = request["params"] ?? .object([:])
+        if case .object = params {
+        } else {
+            return Self.errorResponse(id, .invalidParams("params must be an object"))
+        }
+        do {
+            let result = try await runtime.admin(method, params)
+            return JSONValue.object(["jsonrpc": .string("2.0"), "id": id, "result": result]).jsonText
+        } catch {
+            return Self.errorResponse(id, error)
+        }
+    }
+
+    static func errorResponse(_ id: JSONValue, _ error: AdminError) -> String {
+        JSONValue.object([
+            "jsonrpc": .string("2.0"), "id": id,
+            "error": .object(["code": .int(error.code), "message": .string(error.message)]),
+        ]).jsonText
+    }
+}

@@ -1,0 +1,136 @@
+import Foundation
+import Gossip
+import Logging
+import TOMLKit
+
+/// Everything `p2pnode run` needs, built once at start-up from defaults, the TOML
+/// config file and command-line flags (flags win). Defaults are documented in
+/// docs/configuration.md.
+public struct NodeConfiguration: Sendable, Equatable {
+    public var dataDirectory: URL
+    public var chainID = "sidenode-local"
+    public var listen = HostPort(host: "0.0.0.0", port: 26656)
+    public var bootstrapFile: String?
+    public var logLevel: Logger.Level = .info
+    /// Seconds an inbound or outbound connection may take to authenticate.
+    public var handshakeTimeout: Double = 10
+    /// Seconds to wait for a TCP connect.
+    public var dialTimeout: Double = 3
+    /// Largest application message on the wire (secure channel limit).
+    public var maxMessageSize = 4 * 1024 * 1024
+    /// Messages queued for one peer before further ones are dropped (backpressure).
+    public var peerQueueLimit = 1_024
+    public var gossip = GossipConfiguration()
+
+    public init(dataDirectory: URL) { self.dataDirectory = dataDirectory }
+
+    public var adminSocketPath: String { dataDirectory.appendingPathComponent("admin.sock").path }
+
+    static let topLevelKeys: Set<String> = [
+        "chain_id", "listen", "bootstrap", "log_level", "handshake_timeout", "dial_timeout", "max_message_size",
+        "peer_queue_limit", "gossip",
+    ]
+    static let gossipKeys: Set<String> = [
+        "outbound_target", "max_inbound", "max_connections_per_ip", "seen_ttl", "seen_capacity", "ban_threshold",
+        "ban_duration", "invalid_message_penalty", "malformed_penalty", "messages_per_second", "message_burst",
+        "addresses_per_second", "address_burst", "ping_interval", "peer_timeout", "reconnect_base", "reconnect_max",
+        "max_addresses_per_group", "max_addresses", "address_reply_size", "address_refresh_interval",
+    ]
+
+    /// Applies a TOML document. Unknown keys and wrong types are errors that name the key,
+    /// so a typo never silently falls back to a default.
+    public mutating func apply(toml text: String, source: String) throws {
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigError(
+                "\(source):\(error.source.begin.line):\(error.source.begin.column): invalid TOML: \(error.description)")
+        }
+        for key in table.keys where !Self.topLevelKeys.contains(key) {
+            throw ConfigError("\(source): unknown key '\(key)'")
+        }
+        func string(_ key: String) throws -> String? {
+            guard let value = table[key] else { return nil }
+            guard let s = value.string else { throw ConfigError("\(source): '\(key)' must be a string") }
+            return s
+        }
+        func number(_ t: TOMLTable, _ key: String, _ prefix: String = "") throws -> Double? {
+            guard let value = t[key] else { return nil }
+            if let i = value.int { return Double(i) }
+            if let d = value.double { return d }
+            throw ConfigError("\(source): '\(prefix)\(key)' must be a number")
+        }
+        func integer(_ t: TOMLTable, _ key: String, _ prefix: String = "", min: Int = 0) throws -> Int? {
+            guard let value = t[key] else { return nil }
+            guard let i = value.int else { throw ConfigError("\(source): '\(prefix)\(key)' must be an integer") }
+            guard i >= min else { throw ConfigError("\(source): '\(prefix)\(key)' must be ≥ \(min), got \(i)") }
+            return i
+        }
+        if let v = try string("chain_id") { chainID = v }
+        if let v = try string("listen") {
+            do { listen = try HostPort(parsing: v) } catch { throw ConfigError("\(source): listen: \(error)") }
+        }
+        if let v = try string("bootstrap") { bootstrapFile = v }
+        if let v = try string("log_level") {
+            guard let level = Logger.Level(rawValue: v) else {
+                throw ConfigError(
+                    "\(source): log_level must be one of trace, debug, info, notice, warning, error, critical")
+            }
+            logLevel = level
+        }
+        if let v = try number(table, "handshake_timeout") { handshakeTimeout = v }
+        if let v = try number(table, "dial_timeout") { dialTimeout = v }
+        if let v = try integer(table, "max_message_size", min: 1024) {
+            maxMessageSize = v
+            // The gossip payload limit follows the wire limit, less the message header.
+            gossip.maxPayload = v - 64
+        }
+        if let v = try integer(table, "peer_queue_limit", min: 1) { peerQueueLimit = v }
+        if let value = table["gossip"] {
+            guard let g = value.table else { throw ConfigError("\(source): [gossip] must be a table") }
+            for key in g.keys where !Self.gossipKeys.contains(key) {
+                throw ConfigError("\(source): unknown key 'gossip.\(key)'")
+            }
+            let p = "gossip."
+            if let v = try integer(g, "outbound_target", p) { gossip.outboundTarget = v }
+            if let v = try integer(g, "max_inbound", p) { gossip.maxInbound = v }
+            if let v = try integer(g, "max_connections_per_ip", p, min: 1) { gossip.maxConnectionsPerIP = v }
+            if let v = try number(g, "seen_ttl", p) { gossip.seenTTL = v }
+            if let v = try integer(g, "seen_capacity", p, min: 1) { gossip.seenCapacity = v }
+            if let v = try integer(g, "ban_threshold", p, min: 1) { gossip.banThreshold = v }
+            if let v = try number(g, "ban_duration", p) { gossip.banDuration = v }
+            if let v = try integer(g, "invalid_message_penalty", p) { gossip.invalidMessagePenalty = v }
+            if let v = try integer(g, "malformed_penalty", p) { gossip.malformedPenalty = v }
+            if let v = try number(g, "messages_per_second", p) { gossip.messagesPerSecond = v }
+            if let v = try number(g, "message_burst", p) { gossip.messageBurst = v }
+            if let v = try number(g, "addresses_per_second", p) { gossip.addressesPerSecond = v }
+            if let v = try number(g, "address_burst", p) { gossip.addressBurst = v }
+            if let v = try number(g, "ping_interval", p) { gossip.pingInterval = v }
+            if let v = try number(g, "peer_timeout", p) { gossip.peerTimeout = v }
+            if let v = try number(g, "reconnect_base", p) { gossip.reconnectBase = v }
+            if let v = try number(g, "reconnect_max", p) { gossip.reconnectMax = v }
+            if let v = try integer(g, "max_addresses_per_group", p, min: 1) { gossip.maxAddressesPerGroup = v }
+            if let v = try integer(g, "max_addresses", p, min: 1) { gossip.maxAddresses = v }
+            if let v = try integer(g, "address_reply_size", p) { gossip.addressReplySize = v }
+            if let v = try number(g, "address_refresh_interval", p) { gossip.addressRefreshInterval = v }
+        }
+        try validate()
+    }
+
+    public func validate() throws {
+        guard !chainID.isEmpty, chainID.utf8.count <= 64 else { throw ConfigError("chain_id must be 1…64 bytes") }
+        guard handshakeTimeout > 0, dialTimeout > 0 else { throw ConfigError("timeouts must be positive") }
+        guard gossip.peerTimeout > gossip.pingInterval else {
+            throw ConfigError("gossip.peer_timeout must exceed gossip.ping_interval")
+        }
+        guard gossip.maxPayload < maxMessageSize else {
+            throw ConfigError("max_message_size must leave room for the gossip payload")
+        }
+    }
+}
+
+public struct ConfigError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,511 @@
+import Foundation
+import Gossip
+import Logging
+import NIOCore
+import NIOPosix
+import NodeCrypto
+import Noise
+import ServiceLifecycle
+import Synchronization
+
+/// One live TCP connection: its secure channel, its outbound queue and counters.
+final class PeerConnection: Sendable {
+    struct Counters {
+        var bytesSent = 0
+        var bytesReceived = 0
+        var dropped = 0
+    }
+
+    let id: ConnectionID
+    let channel: any Channel
+    let inbound: Bool
+    let remoteHost: String
+    let remotePort: UInt16
+    let outbox: AsyncStream<[UInt8]>.Continuation
+    let secure: Mutex<SecureChannel>
+    let counters = Mutex(Counters())
+
+    init(
+        id: ConnectionID, channel: any Channel, inbound: Bool, remoteHost: String, remotePort: UInt16,
+        outbox: AsyncStream<[UInt8]>.Continuation, secure: SecureChannel
+    ) {
+        self.id = id
+        self.channel = channel
+        self.inbound = inbound
+        self.remoteHost = remoteHost
+        self.remotePort = remotePort
+        self.outbox = outbox
+        self.secure = Mutex(secure)
+    }
+
+    func close() { channel.close(promise: nil) }
+}
+
+/// The running node: drives the pure gossip engine and secure channels from
+/// NIO sockets, a one-second clock tick and the data directory, and serves the
+/// admin socket. Stops on SIGINT/SIGTERM (via ServiceLifecycle) or admin `stop`,
+/// saving the address book and ban list.
+public actor NodeRuntime: Service {
+    public static let agent = "p2pnode/\(NodeVersion.string)"
+
+    enum Work: Sendable {
+        case inbound(NIOAsyncChannel<ByteBuffer, ByteBuffer>)
+        case dial(NodeAddress)
+    }
+
+    public let configuration: NodeConfiguration
+    let keys: NodeKeys
+    let logger: Logger
+    let files: StateFiles
+    private var engine: GossipEngine
+    private var connections: [ConnectionID: PeerConnection] = [:]
+    private var nextConnectionID = 1
+    private let startedAt = Date()
+    private var savedBook: AddressBook
+    private var lastBookSave = Date()
+    private var closedTotals = (sent: 0, received: 0)
+    private var recentDeliveries: [String] = []
+    private let deliveryLogLimit = 10_000
+    private var handshakeFailures = 0
+    nonisolated let work = AsyncStream<Work>.makeStream()
+    nonisolated let serverChannel = Mutex<(any Channel)?>(nil)
+    nonisolated let boundPort = Mutex<Int?>(nil)
+    /// Called for every new valid gossip payload (the application hook).
+    private let onDeliver: @Sendable ([UInt8], MessageID, PeerID?) -> Void
+
+    public init(
+        configuration: NodeConfiguration, keys: NodeKeys, bootstrap: [NodeAddress], logger: Logger,
+        validate: @escaping @Sendable ([UInt8]) -> Validation = { _ in .accept },
+        onDeliver: @escaping @Sendable ([UInt8], MessageID, PeerID?) -> Void = { _, _, _ in }
+    ) throws {
+        self.configuration = configuration
+        self.keys = keys
+        self.logger = logger
+        self.onDeliver = onDeliver
+        files = StateFiles(directory: configuration.dataDirectory)
+        let book = try files.loadAddressBook()
+        let bans = try files.loadBans()
+        var engine = GossipEngine(
+            localID: keys.identity.publicKey, configuration: configuration.gossip,
+            listenPort: configuration.listen.port, agent: Self.agent, addressBook: book, bans: bans,
+            seed: UInt64.random(in: .min ... .max), validate: validate)
+        engine.addBootstrap(bootstrap, now: Date().timeIntervalSince1970)
+        self.engine = engine
+        savedBook = book
+    }
+
+    private var now: Double { Date().timeIntervalSince1970 }
+
+    /// The TCP port actually bound (useful with port 0).
+    public nonisolated var listeningPort: Int? { boundPort.withLock { $0 } }
+
+    // MARK: Lifecycle
+
+    public func run() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+        do {
+            server = try await ServerBootstrap(group: group)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelOption(.backlog, value: 256)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .bind(host: configuration.listen.host, port: Int(configuration.listen.port)) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    }
+                }
+        } catch {
+            throw ConfigError("cannot listen on \(configuration.listen): \(error)")
+        }
+        let port = server.channel.localAddress?.port ?? Int(configuration.listen.port)
+        boundPort.withLock { $0 = port }
+        serverChannel.withLock { $0 = server.channel }
+        engine.listenPort = UInt16(port)
+        let admin = try await AdminServer.bind(path: configuration.adminSocketPath, runtime: self, logger: logger)
+        logger.info(
+            "node started",
+            metadata: [
+                "node_id": "\(keys.nodeID)", "listen": "\(configuration.listen.host):\(port)",
+                "chain_id": "\(configuration.chainID)", "admin": "\(configuration.adminSocketPath)",
+                "known_addresses": "\(engine.addressBook.count)",
+            ])
+
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.acceptLoop(server) }
+                group.addTask { await admin.run() }
+                group.addTask { await self.tickLoop() }
+                for await item in self.work.stream {
+                    switch item {
+                    case .inbound(let connection):
+                        group.addTask { _ = await self.serve(connection, inbound: true, expected: nil) }
+                    case .dial(let address):
+                        group.addTask { await self.dial(address) }
+                    }
+                }
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {
+            self.requestStop()
+        }
+        admin.close()
+        saveState(force: true)
+        logger.info("node stopped", metadata: ["node_id": "\(keys.nodeID)"])
+    }
+
+    /// Begins an orderly stop: no new connections; running ones are cancelled.
+    public nonisolated func requestStop() {
+        work.continuation.finish()
+        serverChannel.withLock { $0?.close(promise: nil) }
+    }
+
+    private func acceptLoop(_ server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>) async {
+        do {
+            try await server.executeThenClose { inbound in
+                for try await connection in inbound {
+                    self.work.continuation.yield(.inbound(connection))
+                }
+            }
+        } catch {
+            logger.debug("accept loop ended", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func tickLoop() async {
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: .seconds(1)) } catch { return }
+            execute(engine.tick(now: now))
+            saveState(force: false)
+        }
+    }
+
+    private func saveState(force: Bool) {
+        guard force || Date().timeIntervalSince(lastBookSave) >= 30 else { return }
+        lastBookSave = Date()
+        guard engine.addressBook != savedBook || force else { return }
+        do {
+            try files.save(engine.addressBook)
+            savedBook = engine.addressBook
+        } catch {
+            logger.error("cannot save the address book", metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: Connections
+
+    private func dial(_ address: NodeAddress) async {
+        logger.debug("dialling", metadata: ["peer": "\(address)"])
+        do {
+            let connection = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.milliseconds(Int64(configuration.dialTimeout * 1000)))
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .connect(host: address.host, port: Int(address.port)) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    }
+                }
+            if await serve(connection, inbound: false, expected: address.nodeID) { return }
+        } catch {
+            logger.debug("dial failed", metadata: ["peer": "\(address)", "error": "\(error)"])
+        }
+        execute(engine.dialFailed(address, now: now))
+    }
+
+    private func allocateConnectionID() -> ConnectionID {
+        defer { nextConnectionID += 1 }
+        return nextConnectionID
+    }
+
+    private func mayAcceptInbound(host: String) -> Bool {
+        engine.mayAcceptInbound(host: host, now: now)
+    }
+
+    /// Runs one connection to its end. Returns whether it was ever established.
+    private nonisolated func serve(
+        _ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, inbound: Bool, expected: PeerID?
+    ) async -> Bool {
+        let remote = connection.channel.remoteAddress
+        let host = remote?.ipAddress ?? "unknown"
+        let port = UInt16(clamping: remote?.port ?? 0)
+        if inbound, await !mayAcceptInbound(host: host) {
+            logger.debug("refusing inbound connection", metadata: ["from": "\(host)"])
+            try? await connection.channel.close()
+            return false
+        }
+        var channelConfig = SecureChannelConfiguration(
+            chainID: configuration.chainID, identity: keys.identity, maxMessageSize: configuration.maxMessageSize)
+        channelConfig.maxMessageSize = configuration.maxMessageSize
+        let (outStream, outbox) = AsyncStream<[UInt8]>.makeStream(
+            bufferingPolicy: .bufferingOldest(configuration.peerQueueLimit))
+        let handle = PeerConnection(
+            id: await allocateConnectionID(), channel: connection.channel, inbound: inbound, remoteHost: host,
+            remotePort: port, outbox: outbox,
+            secure: SecureChannel(
+                role: inbound ? .responder : .initiator(expectedPeer: expected), configuration: channelConfig))
+        let timeout = connection.channel.eventLoop.scheduleTask(
+            in: .milliseconds(Int64(configuration.handshakeTimeout * 1000))
+        ) {
+            if !handle.secure.withLock({ $0.isEstablished }) { handle.close() }
+        }
+        var established = false
+        do {
+            try await connection.executeThenClose { inboundStream, outbound in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for await message in outStream {
+                            let bytes = try handle.secure.withLock { try $0.send(message) }
+                            handle.counters.withLock { $0.bytesSent += bytes.count }
+                            try await outbound.write(ByteBuffer(bytes: bytes))
+                        }
+                    }
+                    for action in handle.secure.withLock({ $0.start() }) {
+                        if case .write(let bytes) = action {
+                            handle.counters.withLock { $0.bytesSent += bytes.count }
+                            try await outbound.write(ByteBuffer(bytes: bytes))
+                        }
+                    }
+                    reading: for try await buffer in inboundStream {
+                        handle.counters.withLock { $0.bytesReceived += buffer.readableBytes }
+                        let actions = handle.secure.withLock { $0.receive(buffer.readableBytesView) }
+                        for action in actions {
+                            switch action {
+                            case .write(let bytes):
+                                handle.counters.withLock { $0.bytesSent += bytes.count }
+                                try await outbound.write(ByteBuffer(bytes: bytes))
+                            case .established(let peer):
+                                timeout.cancel()
+                                established = true
+                                guard await self.connectionEstablished(handle, peer: peer) else { break reading }
+                            case .deliver(let message):
+                                await self.messageReceived(handle.id, message)
+                            case .close(let error):
+                                await self.channelFailed(handle, error: error, established: established)
+                                break reading
+                            }
+                        }
+                    }
+                    outbox.finish()
+                    group.cancelAll()
+                }
+            }
+        } catch {
+            logger.debug("connection ended", metadata: ["connection": "\(handle.id)", "error": "\(error)"])
+        }
+        timeout.cancel()
+        outbox.finish()
+        await connectionClosed(handle)
+        return established
+    }
+
+    private func connectionEstablished(_ handle: PeerConnection, peer: PeerID) -> Bool {
+        connections[handle.id] = handle
+        let actions = engine.connected(
+            handle.id, peer: peer, host: handle.remoteHost, port: handle.remotePort, inbound: handle.inbound,
+            now: now)
+        execute(actions)
+        let accepted = engine.peers[handle.id] != nil
+        if accepted {
+            logger.info(
+                "peer connected",
+                metadata: [
+                    "peer": "\(peer.hex.prefix(16))", "address": "\(handle.remoteHost):\(handle.remotePort)",
+                    "direction": "\(handle.inbound ? "inbound" : "outbound")",
+                ])
+        }
+        return accepted
+    }
+
+    private func messageReceived(_ id: ConnectionID, _ bytes: [UInt8]) {
+        execute(engine.received(id, bytes: bytes, now: now))
+    }
+
+    private func channelFailed(_ handle: PeerConnection, error: SecureChannelError, established: Bool) {
+        if established {
+            logger.warning(
+                "peer violated the transport", metadata: ["connection": "\(handle.id)", "error": "\(error)"])
+            execute(engine.transportViolation(handle.id, reason: error.description, now: now))
+        } else {
+            handshakeFailures += 1
+            logger.info(
+                "handshake failed",
+                metadata: ["address": "\(handle.remoteHost):\(handle.remotePort)", "error": "\(error)"])
+        }
+    }
+
+    private func connectionClosed(_ handle: PeerConnection) {
+        let counters = handle.counters.withLock { $0 }
+        closedTotals.sent += counters.bytesSent
+        closedTotals.received += counters.bytesReceived
+        guard connections.removeValue(forKey: handle.id) != nil else { return }
+        if let peer = engine.peers[handle.id] {
+            logger.info("peer disconnected", metadata: ["peer": "\(peer.nodeID.hex.prefix(16))"])
+        }
+        execute(engine.disconnected(handle.id, now: now))
+    }
+
+    private func execute(_ actions: [GossipEngine.Action]) {
+        for action in actions {
+            switch action {
+            case .send(let id, let message):
+                guard let connection = connections[id] else { continue }
+                if case .dropped = connection.outbox.yield(message.encoded()) {
+                    connection.counters.withLock { $0.dropped += 1 }
+                }
+            case .disconnect(let id, let reason):
+                logger.info("disconnecting peer", metadata: ["connection": "\(id)", "reason": "\(reason)"])
+                connections[id]?.close()
+            case .dial(let address):
+                work.continuation.yield(.dial(address))
+            case .deliver(let payload, let id, let from):
+                recentDeliveries.append(id.description)
+                if recentDeliveries.count > deliveryLogLimit { recentDeliveries.removeFirst(1_000) }
+                onDeliver(payload, id, from)
+            case .bansChanged:
+                do {
+                    try files.save(engine.activeBans(now: now))
+                } catch {
+                    logger.error("cannot save the ban list", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    // MARK: Admin API (docs/admin-api.md)
+
+    func admin(_ method: String, _ params: JSONValue) throws(AdminError) -> JSONValue {
+        switch method {
+        case "getinfo":
+            return .object([
+                "node_id": .string(keys.nodeID),
+                "listen": .string("\(configuration.listen.host):\(listeningPort ?? Int(configuration.listen.port))"),
+                "chain_id": .string(configuration.chainID),
+                "version": .string(NodeVersion.string),
+                "protocol": .string(SecureChannelConfiguration.protocolName),
+                "uptime": .int(Int(Date().timeIntervalSince(startedAt))),
+                "connections": .int(engine.peers.count),
+                "outbound": .int(engine.outboundCount),
+                "inbound": .int(engine.inboundCount),
+                "bitcoin_xonly_pubkey": .string(keys.bitcoin.xOnlyPublicKey.hex),
+            ])
+        case "getpeerinfo":
+            return .array(
+                engine.peers.values.sorted { $0.connection < $1.connection }.map { peer in
+                    let c = connections[peer.connection]?.counters.withLock { $0 } ?? .init()
+                    return .object([
+                        "id": .int(peer.connection),
+                        "node_id": .string(peer.nodeID.hex),
+                        "address": .string(HostPort(host: peer.host, port: peer.port).description),
+                        "listen_port": .int(peer.listenPort),
+                        "inbound": .bool(peer.inbound),
+                        "connected_since": .int(Int(peer.connectedSince)),
+                        "bytes_sent": .int(c.bytesSent),
+                        "bytes_recv": .int(c.bytesReceived),
+                        "messages_in": .int(peer.messagesIn),
+                        "messages_out": .int(peer.messagesOut),
+                        "score": .int(peer.score),
+                        "ping_time": peer.pingTime.map { .number($0) } ?? .null,
+                        "agent": .string(peer.agent),
+                        "duplicates": .int(peer.duplicates),
+                        "invalid": .int(peer.invalid),
+                        "queue_dropped": .int(c.dropped),
+                    ])
+                })
+        case "connect":
+            guard let text = params["address"]?.stringValue else {
+                throw AdminError.invalidParams("connect needs {\"address\": \"NODEID@HOST:PORT\"}")
+            }
+            let address: NodeAddress
+            do { address = try NodeAddress(parsing: text) } catch { throw AdminError.invalidParams(error.description) }
+            guard address.nodeID != keys.identity.publicKey else { throw AdminError.invalidParams("that is this node") }
+            execute(engine.connect(to: address, now: now))
+            return .object([
+                "address": .string(address.description), "dialing": .bool(engine.pendingDials.contains(address.nodeID)),
+            ])
+        case "disconnect":
+            let id = try nodeIDParam(params)
+            let actions = engine.disconnect(peer: id)
+            guard !actions.isEmpty else { throw AdminError.serverError("not connected to \(id.hex)") }
+            execute(actions)
+            return .object(["disconnected": .string(id.hex)])
+        case "setban":
+            let seconds = params["seconds"]?.numberValue ?? configuration.gossip.banDuration
+            guard seconds > 0 else { throw AdminError.invalidParams("seconds must be positive") }
+            let target: String
+            if params["node_id"] != nil {
+                target = "id:\(try nodeIDParam(params).hex)"
+            } else if let ip = params["ip"]?.stringValue, !ip.isEmpty {
+                target = "ip:\(ip)"
+            } else {
+                throw AdminError.invalidParams("setban needs node_id or ip, and optionally seconds")
+            }
+            let reason = params["reason"]?.stringValue ?? "banned by operator"
+            execute(engine.ban(target: target, duration: seconds, reason: reason, now: now))
+            return .object(["banned": .string(target), "until": .int(Int(now + seconds))])
+        case "listbanned":
+            return .array(
+                engine.activeBans(now: now).map {
+                    .object(["target": .string($0.target), "until": .int(Int($0.until)), "reason": .string($0.reason)])
+                })
+        case "clearbanned":
+            engine.clearBans()
+            execute([.bansChanged])
+            return .object(["cleared": .bool(true)])
+        case "getnettotals":
+            let live = connections.values.map { $0.counters.withLock { $0 } }
+            return .object([
+                "total_bytes_sent": .int(closedTotals.sent + live.map(\.bytesSent).reduce(0, +)),
+                "total_bytes_recv": .int(closedTotals.received + live.map(\.bytesReceived).reduce(0, +)),
+                "connections": .int(engine.peers.count),
+                "handshake_failures": .int(handshakeFailures),
+                "time": .int(Int(now)),
+            ])
+        case "publish":
+            guard let hex = params["payload_hex"]?.stringValue, let payload = try? Hex.decode(hex) else {
+                throw AdminError.invalidParams("publish needs {\"payload_hex\": HEX}")
+            }
+            switch engine.publish(payload, now: now) {
+            case .success(let actions):
+                execute(actions)
+                return .object([
+                    "id": .string(GossipMessage.id(of: payload).description), "peers": .int(engine.peers.count),
+                ])
+            case .failure(let error):
+                throw AdminError.serverError(error.description)
+            }
+        case "getgossipinfo":
+            let limit = Int(params["limit"]?.numberValue ?? 100)
+            return .object([
+                "published": .int(engine.stats.published),
+                "delivered": .int(engine.stats.delivered),
+                "duplicates": .int(engine.stats.duplicates),
+                "rejected": .int(engine.stats.rejected),
+                "ignored": .int(engine.stats.ignored),
+                "recent": .array(recentDeliveries.suffix(max(0, limit)).map { .string($0) }),
+            ])
+        case "getaddrbook":
+            return .array(
+                engine.addressBook.allEntries.map {
+                    .object([
+                        "address": .string($0.address), "tried": .bool($0.tried), "failures": .int($0.failures),
+                        "persistent": .bool($0.persistent),
+                    ])
+                })
+        case "stop":
+            requestStop()
+            return .object(["stopping": .bool(true)])
+        default:
+            throw AdminError.methodNotFound(method)
+        }
+    }
+
+    private func nodeIDParam(_ params: JSONValue) throws(AdminError) -> PeerID {
+        guard let hex = params["node_id"]?.stringValue, let bytes = try? Hex.decode(hex),
+            let key = try? Ed25519.PublicKey(rawRepresentation: bytes)
+        else { throw AdminError.invalidParams("node_id must be 64 hex digits of a node's public key") }
+        return key
+    }
+}
+
+public enum NodeVersion {
+    public static let string = "0.1.0"
+}

@@ -1,0 +1,57 @@
+import Foundation
+import Gossip
+
+/// Small state files in the data directory, written atomically (temporary file,
+/// fsync, rename) so a crash leaves either the old or the new version.
+public struct StateFiles: Sendable {
+    public let directory: URL
+
+    public init(directory: URL) { self.directory = directory }
+
+    public var addressBookURL: URL { directory.appendingPathComponent("peers.json") }
+    public var banListURL: URL { directory.appendingPathComponent("banlist.json") }
+
+    public func loadAddressBook() throws -> AddressBook {
+        guard FileManager.default.fileExists(atPath: addressBookURL.path) else { return AddressBook() }
+        do {
+            let entries = try JSONDecoder().decode([AddressBook.Entry].self, from: Data(contentsOf: addressBookURL))
+            return AddressBook(entries: entries)
+        } catch {
+            throw ConfigError(
+                "\(addressBookURL.path) is corrupt (\(error)); move it aside to start with an empty address book")
+        }
+    }
+
+    public func save(_ book: AddressBook) throws {
+        try writeAtomically(try encoder.encode(book.allEntries), to: addressBookURL)
+    }
+
+    public func loadBans() throws -> [Ban] {
+        guard FileManager.default.fileExists(atPath: banListURL.path) else { return [] }
+        do {
+            return try JSONDecoder().decode([Ban].self, from: Data(contentsOf: banListURL))
+        } catch {
+            throw ConfigError("\(banListURL.path) is corrupt (\(error)); move it aside to start with no bans")
+        }
+    }
+
+    public func save(_ bans: [Ban]) throws {
+        try writeAtomically(try encoder.encode(bans), to: banListURL)
+    }
+
+    private var encoder: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return e
+    }
+}
+
+/// Writes `data` to a temporary file beside `url`, syncs it and renames it over `url`.
+public func writeAtomically(_ data: Data, to url: URL) throws {
+    let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
+    try? FileManager.default.removeItem(at: temporary)
+    try writeExclusive(data, to: temporary)
+    guard rename(temporary.path, url.path) == 0 else {
+        throw KeyStoreError("cannot replace \(url.path): \(String(cString: strerror(errno)))")
+    }
+}
