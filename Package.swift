@@ -110,6 +110,12 @@ let package = Package(
             dependencies: ["Node", "NodeCrypto", "TestSupport"],
             swiftSettings: strict
         ),
+        // Real p2pnode processes on loopback; slower, so kept apart from the unit tests.
+        .testTarget(
+            name: "NodeIntegrationTests",
+            dependencies: ["Node", "Noise", "NodeCrypto", "Gossip"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "NodeCLITests",
             dependencies: ["NodeCLI", "Node", "TestSupport"],

@@ -76,8 +76,12 @@ struct AdminServer: Sendable {
                         let line = String(decoding: pending[..<newline], as: UTF8.self)
                         pending.removeSubrange(...newline)
                         if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
-                        let response = await handle(line)
+                        let (response, stop) = await handle(line)
                         try await outbound.write(ByteBuffer(string: response + "\n"))
+                        if stop {
+                            runtime.requestStop()
+                            return
+                        }
                     }
                     if pending.count > Self.maxLine {
                         let error = Self.errorResponse(.null, AdminError.invalidRequest("line longer than 1 MiB"))
@@ -91,24 +95,29 @@ struct AdminServer: Sendable {
         }
     }
 
-    func handle(_ line: String) async -> String {
-        guard let request = try? JSONValue.parse(line) else { return Self.errorResponse(.null, .parseError) }
+    /// The response line, and whether the node should stop once it is sent.
+    func handle(_ line: String) async -> (String, Bool) {
+        guard let request = try? JSONValue.parse(line) else { return (Self.errorResponse(.null, .parseError), false) }
         let id = request["id"] ?? .null
         guard case .object = request, request["jsonrpc"]?.stringValue == "2.0",
             let method = request["method"]?.stringValue
         else {
-            return Self.errorResponse(id, .invalidRequest("expected {\"jsonrpc\":\"2.0\",\"method\":…,\"id\":…}"))
+            return (
+                Self.errorResponse(id, .invalidRequest("expected {\"jsonrpc\":\"2.0\",\"method\":…,\"id\":…}")), false
+            )
         }
         let params = request["params"] ?? .object([:])
         if case .object = params {
         } else {
-            return Self.errorResponse(id, .invalidParams("params must be an object"))
+            return (Self.errorResponse(id, .invalidParams("params must be an object")), false)
         }
         do {
             let result = try await runtime.admin(method, params)
-            return JSONValue.object(["jsonrpc": .string("2.0"), "id": id, "result": result]).jsonText
+            return (
+                JSONValue.object(["jsonrpc": .string("2.0"), "id": id, "result": result]).jsonText, method == "stop"
+            )
         } catch {
-            return Self.errorResponse(id, error)
+            return (Self.errorResponse(id, error), false)
         }
     }
 

@@ -491,7 +491,7 @@ public actor NodeRuntime: Service {
                     ])
                 })
         case "stop":
-            requestStop()
+            // The admin server calls requestStop() once this response is written.
             return .object(["stopping": .bool(true)])
         default:
             throw AdminError.methodNotFound(method)

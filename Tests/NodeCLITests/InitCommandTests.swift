@@ -31,5 +31,27 @@ struct InitCommandTests {
         let help = P2PNode.helpMessage()
         #expect(help.contains("init"))
         #expect(help.contains("bench"))
+        #expect(help.contains("run") && help.contains("peers") && help.contains("admin"))
+    }
+}
+
+@Suite("p2pnode command line")
+struct CommandLineTests {
+    @Test("`p2pnode --bootstrap FILE` is `p2pnode run --bootstrap FILE`")
+    func runIsTheDefaultSubcommand() throws {
+        let implicit = try #require(
+            try P2PNode.parseAsRoot(["--bootstrap", "peers.txt", "--data-dir", "/tmp/d"]) as? Run)
+        let explicit = try #require(
+            try P2PNode.parseAsRoot(["run", "--bootstrap", "peers.txt", "--data-dir", "/tmp/d"]) as? Run)
+        #expect(implicit.bootstrap == "peers.txt" && explicit.bootstrap == "peers.txt")
+        #expect(implicit.dataDir == explicit.dataDir)
+    }
+
+    @Test func adminAndPeersParse() throws {
+        let admin = try #require(
+            try P2PNode.parseAsRoot(["admin", "--socket", "/tmp/a.sock", "setban", "{\"ip\":\"1.2.3.4\"}"]) as? Admin)
+        #expect(admin.method == "setban" && admin.socket.path == "/tmp/a.sock")
+        let peers = try #require(try P2PNode.parseAsRoot(["peers", "--data-dir", "/tmp/n"]) as? Peers)
+        #expect(peers.socket.path == "/tmp/n/admin.sock")
     }
 }

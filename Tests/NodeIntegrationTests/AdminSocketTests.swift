@@ -1,0 +1,60 @@
+import Foundation
+import Node
+import Testing
+
+@Suite("Admin socket", .serialized)
+struct AdminSocketTests {
+    @Test("JSON-RPC errors are clear; the socket is mode 0600; keys and state files are private")
+    func errorsAndPermissions() throws {
+        let net = try LocalTestnet(nodes: 1, basePort: 29_600 + Int.random(in: 0..<200) * 2)
+        defer { net.shutdown() }
+        try net.start(0, bootstrap: false)
+        try net.waitReady(0)
+        let socketPath = net.dataDir(0).appendingPathComponent("admin.sock").path
+        let mode =
+            (try FileManager.default.attributesOfItem(atPath: socketPath)[.posixPermissions] as? Int ?? 0) & 0o777
+        #expect(mode == 0o600)
+        let client = net.admin(0)
+        func errorCode(_ line: String) throws -> Double? {
+            try JSONValue.parse(try client.exchange(line))["error"]?["code"]?.numberValue
+        }
+        #expect(try errorCode("{not json") == -32700)
+        #expect(try errorCode("{\"jsonrpc\":\"1.0\",\"method\":\"getinfo\",\"id\":1}") == -32600)
+        #expect(try errorCode("{\"jsonrpc\":\"2.0\",\"method\":\"nosuch\",\"id\":1}") == -32601)
+        #expect(
+            try errorCode("{\"jsonrpc\":\"2.0\",\"method\":\"connect\",\"params\":{\"address\":\"x\"},\"id\":1}")
+                == -32602)
+        #expect(try errorCode("{\"jsonrpc\":\"2.0\",\"method\":\"disconnect\",\"params\":[],\"id\":1}") == -32602)
+        #expect(
+            try errorCode("{\"jsonrpc\":\"2.0\",\"method\":\"publish\",\"params\":{\"payload_hex\":\"zz\"},\"id\":1}")
+                == -32602)
+        // The id is echoed, and a working call still works after errors.
+        let ok = try JSONValue.parse(try client.exchange("{\"jsonrpc\":\"2.0\",\"method\":\"getinfo\",\"id\":\"abc\"}"))
+        #expect(ok["id"] == .string("abc"))
+        #expect(ok["result"]?["chain_id"] == .string("sidenode-it"))
+        // setban / listbanned / clearbanned round trip, persisted to banlist.json.
+        _ = try client.call("setban", .object(["ip": .string("10.9.8.7"), "seconds": .int(600)]))
+        let listed = try client.call("listbanned").arrayValue ?? []
+        #expect(listed.contains { $0["target"] == .string("ip:10.9.8.7") })
+        let banFile = try String(contentsOf: net.dataDir(0).appendingPathComponent("banlist.json"), encoding: .utf8)
+        #expect(banFile.contains("ip:10.9.8.7"))
+        _ = try client.call("clearbanned")
+        #expect(try client.call("listbanned").arrayValue?.isEmpty == true)
+        let totals = try client.call("getnettotals")
+        #expect(totals["total_bytes_sent"] != nil && totals["connections"] == .int(0))
+        _ = try client.call("stop")
+        try waitUntil(timeout: 15, "node to exit") { !(net.processes[0]?.isRunning ?? false) }
+        #expect(net.processes[0]?.terminationStatus == 0)
+        #expect(!FileManager.default.fileExists(atPath: socketPath), "the socket is removed on exit")
+    }
+
+    @Test func aBadConfigStopsStartUpWithAClearMessage() throws {
+        let net = try LocalTestnet(nodes: 1, basePort: 29_900)
+        defer { net.shutdown() }
+        try "listen = 5\n".write(to: net.configFile(0), atomically: true, encoding: .utf8)
+        try net.start(0, bootstrap: false)
+        try waitUntil(timeout: 15, "node to exit") { !(net.processes[0]?.isRunning ?? false) }
+        #expect(net.processes[0]?.terminationStatus != 0)
+        #expect(net.log(0).contains("'listen' must be a string"))
+    }
+}

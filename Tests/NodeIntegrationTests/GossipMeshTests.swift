@@ -1,0 +1,93 @@
+import Foundation
+import Node
+import NodeCrypto
+import Testing
+
+@testable import Noise
+
+@Suite("Multi-process gossip mesh on loopback", .serialized)
+struct GossipMeshTests {
+    @Test("8 nodes from one bootstrap entry: discovery, exactly-once delivery, a banned garbage peer, restart")
+    func mesh() throws {
+        let net = try LocalTestnet(nodes: 8, basePort: 27_600 + Int.random(in: 0..<200) * 10)
+        defer { net.shutdown() }
+        for i in 0..<8 { try net.start(i) }
+        for i in 0..<8 { try net.waitReady(i) }
+
+        // Discovery: every node reaches at least 3 peers from the single bootstrap entry.
+        try waitUntil(timeout: 60, "every node to have ≥ 3 peers") {
+            try (0..<8).allSatisfy { i in (try net.admin(i).call("getinfo")["connections"]?.numberValue ?? 0) >= 3 }
+        }
+
+        // 100 messages published at random nodes reach every node's application exactly once.
+        var ids: [String] = []
+        for n in 0..<100 {
+            let origin = Int.random(in: 0..<8)
+            let payload = Array("mesh message \(n) \(UUID())".utf8)
+            let result = try net.admin(origin).call("publish", .object(["payload_hex": .string(payload.hex)]))
+            ids.append(try #require(result["id"]?.stringValue))
+        }
+        try waitUntil(timeout: 30, "100 deliveries on every node") {
+            try (0..<8).allSatisfy { (try net.admin($0).call("getgossipinfo")["delivered"]?.numberValue) == 100 }
+        }
+        for i in 0..<8 {
+            let info = try net.admin(i).call("getgossipinfo", .object(["limit": .int(1000)]))
+            let recent = (info["recent"]?.arrayValue ?? []).compactMap(\.stringValue)
+            #expect(recent.count == 100, "node\(i) delivered \(recent.count)")
+            #expect(Set(recent) == Set(ids), "node\(i) delivered exactly the published ids")
+        }
+
+        // A peer that completes the handshake and then sends garbage is disconnected and banned.
+        let evilIdentity = Ed25519.PrivateKey()
+        let client = try RawTCPClient(port: net.port(3))
+        var channel = SecureChannel(
+            role: .initiator(expectedPeer: nil),
+            configuration: SecureChannelConfiguration(chainID: "sidenode-it", identity: evilIdentity))
+        for case .write(let bytes) in channel.start() { client.send(bytes) }
+        while !channel.isEstablished {
+            let bytes = try #require(client.receive(), "handshake reply")
+            #expect(!bytes.isEmpty, "node closed during the handshake")
+            for case .write(let out) in channel.receive(bytes) { client.send(out) }
+        }
+        client.send(try channel.send([0xee] + SecureRandom.bytes(64)))
+        var closed = false
+        for _ in 0..<50 {
+            guard let bytes = client.receive() else { break }
+            if bytes.isEmpty {
+                closed = true
+                break
+            }
+        }
+        #expect(closed, "the node closes the connection of a garbage peer")
+        let bans = try net.admin(3).call("listbanned").arrayValue ?? []
+        #expect(bans.contains { $0["target"]?.stringValue == "id:\(evilIdentity.publicKey.hex)" })
+        // Raw garbage before any handshake just gets the connection closed.
+        let junk = try RawTCPClient(port: net.port(3))
+        junk.send(SecureRandom.bytes(100_000))
+        #expect(junk.receive()?.isEmpty ?? true)
+
+        // …while the others keep working.
+        let after = try net.admin(5).call("publish", .object(["payload_hex": .string("c0ffee")]))
+        #expect(after["id"] != nil)
+        try waitUntil(timeout: 20, "delivery after the ban") {
+            try (0..<8).allSatisfy { (try net.admin($0).call("getgossipinfo")["delivered"]?.numberValue) == 101 }
+        }
+
+        // The address book and ban list survive a restart: node 3 comes back without the
+        // bootstrap file and still finds peers, and the garbage peer is still banned.
+        let known = try net.admin(3).call("getaddrbook").arrayValue?.count ?? 0
+        #expect(known >= 3)
+        _ = try net.admin(3).call("stop")
+        try waitUntil(timeout: 15, "node3 to exit") { !(net.processes[3]?.isRunning ?? false) }
+        #expect(net.processes[3]?.terminationStatus == 0, "graceful stop exits 0")
+        net.processes[3] = nil
+        try net.start(3, bootstrap: false)
+        try net.waitReady(3)
+        #expect((try net.admin(3).call("getaddrbook").arrayValue?.count ?? 0) >= known)
+        try waitUntil(timeout: 30, "node3 to reconnect from its saved address book") {
+            (try net.admin(3).call("getinfo")["connections"]?.numberValue ?? 0) >= 3
+        }
+        let bansAfter = try net.admin(3).call("listbanned").arrayValue ?? []
+        #expect(bansAfter.contains { $0["target"]?.stringValue == "id:\(evilIdentity.publicKey.hex)" })
+    }
+}

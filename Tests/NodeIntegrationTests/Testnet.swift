@@ -1,0 +1,161 @@
+import Foundation
+import Node
+import NodeCrypto
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Starts real `p2pnode` processes on loopback for multi-process tests.
+final class LocalTestnet: @unchecked Sendable {
+    // Mutated only from the owning test's task.
+    let root: URL
+    let basePort: Int
+    var processes: [Int: Process] = [:]
+    let binary: URL
+
+    init(nodes: Int, basePort: Int) throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "sidenode-it-\(UUID().uuidString.prefix(8))")
+        self.basePort = basePort
+        binary = try Self.findBinary()
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        for i in 0..<nodes {
+            try KeyStore(directory: dataDir(i)).create()
+            let config = """
+                chain_id = "sidenode-it"
+                listen = "127.0.0.1:\(basePort + i)"
+                log_level = "info"
+                [gossip]
+                max_connections_per_ip = 64
+                address_refresh_interval = 2
+                reconnect_max = 5
+                """
+            try config.write(to: configFile(i), atomically: true, encoding: .utf8)
+        }
+        let node0 = try KeyStore(directory: dataDir(0)).load()
+        try "# node0 only\n\(node0.nodeID)@127.0.0.1:\(basePort)\n".write(
+            to: bootstrapFile, atomically: true, encoding: .utf8)
+    }
+
+    /// The p2pnode built beside the test bundle (swift build --build-tests builds both).
+    static func findBinary() throws -> URL {
+        let besideTests = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        let candidates = [
+            besideTests.appendingPathComponent("p2pnode"),
+            besideTests.deletingLastPathComponent().appendingPathComponent("p2pnode"),
+            URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().appendingPathComponent(".build/debug/p2pnode"),
+        ]
+        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+            throw TestnetError("p2pnode binary not found beside the tests; run `swift build --build-tests` first")
+        }
+        return found
+    }
+
+    var bootstrapFile: URL { root.appendingPathComponent("bootstrap-peers.txt") }
+    func dataDir(_ i: Int) -> URL { root.appendingPathComponent("node\(i)") }
+    func configFile(_ i: Int) -> URL { root.appendingPathComponent("node\(i).toml") }
+    func admin(_ i: Int) -> AdminClient {
+        AdminClient(socketPath: dataDir(i).appendingPathComponent("admin.sock").path)
+    }
+    func port(_ i: Int) -> Int { basePort + i }
+
+    func start(_ i: Int, bootstrap: Bool = true) throws {
+        let process = Process()
+        process.executableURL = binary
+        // `run` is the default subcommand: start exactly as a user would.
+        var arguments = ["--data-dir", dataDir(i).path, "--config", configFile(i).path]
+        if bootstrap { arguments += ["--bootstrap", bootstrapFile.path] }
+        process.arguments = arguments
+        let log = root.appendingPathComponent("node\(i).log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        handle.seekToEndOfFile()
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        processes[i] = process
+    }
+
+    /// Waits until the node answers on its admin socket.
+    func waitReady(_ i: Int, timeout: Double = 20) throws {
+        try waitUntil(timeout: timeout, "node\(i) admin socket") { (try? self.admin(i).call("getinfo")) != nil }
+    }
+
+    func stop(_ i: Int) {
+        guard let process = processes.removeValue(forKey: i) else { return }
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+
+    func log(_ i: Int) -> String {
+        (try? String(contentsOf: root.appendingPathComponent("node\(i).log"), encoding: .utf8)) ?? ""
+    }
+
+    /// Stops every node; keeps the directory (and prints where) when SIDENODE_KEEP_TESTNET is set.
+    func shutdown() {
+        for i in Array(processes.keys) { stop(i) }
+        if ProcessInfo.processInfo.environment["SIDENODE_KEEP_TESTNET"] != nil {
+            print("testnet kept at \(root.path)")
+        } else {
+            try? FileManager.default.removeItem(at: root)
+        }
+    }
+}
+
+struct TestnetError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+func waitUntil(timeout: Double, _ what: String, _ condition: () throws -> Bool) throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try condition() { return }
+        usleep(100_000)
+    }
+    throw TestnetError("timed out after \(timeout) s waiting for \(what)")
+}
+
+/// A minimal blocking TCP client, used to play a misbehaving peer.
+final class RawTCPClient {
+    let fd: Int32
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard rc == 0 else { throw TestnetError("connect to \(port) failed") }
+        var tv = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    func send(_ bytes: [UInt8]) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { return }
+            offset += n
+        }
+    }
+
+    /// Bytes available within the timeout; empty means the peer closed the connection.
+    func receive() -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 { return nil }
+        return Array(buffer[0..<n])
+    }
+
+    deinit { close(fd) }
+}

@@ -1,0 +1,68 @@
+import Foundation
+import Gossip
+import Node
+import Testing
+
+@Suite("Node configuration (TOML)")
+struct ConfigurationTests {
+    func config() -> NodeConfiguration { NodeConfiguration(dataDirectory: URL(fileURLWithPath: "/tmp/x")) }
+
+    @Test func appliesEveryDocumentedSetting() throws {
+        var c = config()
+        try c.apply(
+            toml: """
+                chain_id = "testnet-7"
+                listen = "127.0.0.1:4000"
+                bootstrap = "peers.txt"
+                log_level = "debug"
+                handshake_timeout = 5
+                dial_timeout = 1.5
+                max_message_size = 1048576
+                peer_queue_limit = 64
+                [gossip]
+                outbound_target = 4
+                max_inbound = 10
+                max_connections_per_ip = 50
+                seen_ttl = 60
+                ban_duration = 3600
+                ping_interval = 5
+                peer_timeout = 15
+                address_refresh_interval = 2
+                """, source: "node.toml")
+        #expect(c.chainID == "testnet-7")
+        #expect(c.listen == HostPort(host: "127.0.0.1", port: 4000))
+        #expect(c.bootstrapFile == "peers.txt")
+        #expect(c.logLevel == .debug)
+        #expect(c.handshakeTimeout == 5 && c.dialTimeout == 1.5)
+        #expect(c.maxMessageSize == 1_048_576 && c.gossip.maxPayload == 1_048_576 - 64)
+        #expect(c.peerQueueLimit == 64)
+        #expect(c.gossip.outboundTarget == 4 && c.gossip.maxInbound == 10 && c.gossip.maxConnectionsPerIP == 50)
+        #expect(c.gossip.seenTTL == 60 && c.gossip.banDuration == 3600 && c.gossip.addressRefreshInterval == 2)
+        #expect(c.gossip.pingInterval == 5 && c.gossip.peerTimeout == 15)
+    }
+
+    @Test(
+        "bad configs get an error that names the problem",
+        arguments: [
+            ("chain_idd = \"x\"", "unknown key 'chain_idd'"),
+            ("[gossip]\noutbound = 3", "unknown key 'gossip.outbound'"),
+            ("listen = 5", "'listen' must be a string"),
+            ("listen = \"nowhere\"", "listen"),
+            ("log_level = \"loud\"", "log_level"),
+            ("[gossip]\nmax_inbound = \"many\"", "'gossip.max_inbound' must be an integer"),
+            ("[gossip]\nmax_connections_per_ip = 0", "must be ≥ 1"),
+            ("[gossip]\nping_interval = 100\npeer_timeout = 10", "peer_timeout"),
+            ("chain_id = \"\"", "chain_id"),
+            ("this is not toml", "invalid TOML"),
+        ])
+    func rejects(_ text: String, _ expected: String) {
+        var c = config()
+        let error = #expect(throws: ConfigError.self) { try c.apply(toml: text, source: "node.toml") }
+        #expect(error?.description.contains(expected) == true, "\(error?.description ?? "")")
+    }
+
+    @Test func defaultsAreValid() throws {
+        try config().validate()
+        #expect(config().adminSocketPath == "/tmp/x/admin.sock")
+    }
+}
