@@ -19,7 +19,12 @@ public enum GossipMessage: Sendable, Equatable {
     static let maxHostLength = 255
 
     enum Tag: UInt8 {
-        case hello = 1, ping, pong, getAddresses, addresses, publish
+        case hello = 1
+        case ping = 2
+        case pong = 3
+        case getAddresses = 4
+        case addresses = 5
+        case publish = 6
     }
 
     public func encoded() -> [UInt8] {
