@@ -1,11 +1,12 @@
 import ArgumentParser
 import Foundation
+import Node
 import NodeCrypto
 
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure this machine's bounds (run a release build: swift run -c release).",
-        subcommands: [CryptoBench.self]
+        subcommands: [CryptoBench.self, TransportBench.self]
     )
 }
 
@@ -130,5 +131,41 @@ enum CryptoBenchmarks {
         }
         let secondsElapsed = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         return Double(iterations) / secondsElapsed
+    }
+}
+
+struct TransportBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "transport",
+        abstract: "Encrypted stream throughput over loopback TCP next to raw ChaCha20-Poly1305, and handshakes/s.",
+        discussion: "The goal is a stream at ≥ 70 % of one core's raw AEAD rate."
+    )
+
+    @Option(help: "Seconds to spend on each measurement.")
+    var seconds: Double = 3
+
+    @Option(name: .customLong("message-size"), help: "Application message size in bytes.")
+    var messageSize: Int = 1 << 20
+
+    func validate() throws {
+        guard seconds > 0, seconds <= 60 else { throw ValidationError("--seconds must be in (0, 60]") }
+        guard messageSize > 0, messageSize <= 4 << 20 else { throw ValidationError("--message-size must be 1…4 MiB") }
+    }
+
+    func run() async throws {
+        #if DEBUG
+            print("warning: debug build; figures are not representative (use swift run -c release)")
+        #endif
+        let r = try await TransportBenchmark.run(seconds: seconds, messageBytes: messageSize)
+        print(
+            "raw ChaCha20-Poly1305 seal, 65519-byte frames  \(String(format: "%8.1f", r.rawSealMBps)) MB/s (one core)")
+        print(
+            "raw ChaCha20-Poly1305 open, 65519-byte frames  \(String(format: "%8.1f", r.rawOpenMBps)) MB/s (one core)")
+        print(
+            "encrypted stream, \(r.messageBytes)-byte messages, loopback TCP  \(String(format: "%8.1f", r.streamMBps)) MB/s"
+                + "  = \(String(format: "%.0f", 100 * r.streamMBps / min(r.rawSealMBps, r.rawOpenMBps))) % of raw")
+        print(
+            "Noise XX handshakes with identity binding (both ends, one core)  \(String(format: "%8.0f", r.handshakesPerSecond)) /s"
+        )
     }
 }

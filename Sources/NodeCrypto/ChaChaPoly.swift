@@ -105,3 +105,52 @@ public enum ChaChaPoly {
         return plain
     }
 }
+
+extension ChaChaPoly {
+    /// Seals into caller-provided memory (`out.count >= plaintext.count + 16`), so the
+    /// transport can build frames without intermediate arrays.
+    public static func seal(
+        _ plaintext: UnsafeRawBufferPointer, key: Key, nonce: Nonce, authenticating aad: [UInt8] = [],
+        into out: UnsafeMutableRawBufferPointer
+    ) {
+        precondition(out.count >= plaintext.count + tagLength, "output buffer too small")
+        ensureSodium()
+        var written: UInt64 = 0
+        key.withUnsafeBytes { k in
+            nonce.rawRepresentation.withUnsafeBufferPointer { n in
+                aad.withUnsafeBufferPointer { a in
+                    _ = crypto_aead_chacha20poly1305_ietf_encrypt(
+                        out.baseAddress!.assumingMemoryBound(to: UInt8.self), &written,
+                        plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(plaintext.count),
+                        a.baseAddress, UInt64(a.count), nil, n.baseAddress!, k)
+                }
+            }
+        }
+    }
+
+    /// Opens into caller-provided memory (`out.count >= sealed.count - 16`); returns the
+    /// plaintext length. On failure `out` may hold garbage and must be discarded.
+    public static func open(
+        _ sealed: UnsafeRawBufferPointer, key: Key, nonce: Nonce, authenticating aad: [UInt8] = [],
+        into out: UnsafeMutableRawBufferPointer
+    ) throws(CryptoError) -> Int {
+        guard sealed.count >= tagLength else {
+            throw CryptoError(.authenticationFailure, "ciphertext shorter than the 16-byte tag")
+        }
+        precondition(out.count >= sealed.count - tagLength, "output buffer too small")
+        ensureSodium()
+        var written: UInt64 = 0
+        let rc = key.withUnsafeBytes { k in
+            nonce.rawRepresentation.withUnsafeBufferPointer { n in
+                aad.withUnsafeBufferPointer { a in
+                    crypto_aead_chacha20poly1305_ietf_decrypt(
+                        out.baseAddress?.assumingMemoryBound(to: UInt8.self), &written, nil,
+                        sealed.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(sealed.count),
+                        a.baseAddress, UInt64(a.count), n.baseAddress!, k)
+                }
+            }
+        }
+        guard rc == 0 else { throw CryptoError(.authenticationFailure, "ChaCha20-Poly1305 tag mismatch") }
+        return Int(written)
+    }
+}

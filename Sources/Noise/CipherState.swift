@@ -36,6 +36,33 @@ public struct CipherState: Sendable {
         }
     }
 
+    /// Transport fast path: encrypts into `out` (plaintext + 16 bytes) with empty associated data.
+    mutating func encrypt(
+        _ plaintext: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer
+    ) throws(NoiseError) {
+        guard let key else { throw NoiseError(.handshakeIncomplete, "no transport key") }
+        guard nonce < Self.maxNonce else { throw NoiseError(.nonceExhausted, "send nonce exhausted") }
+        ChaChaPoly.seal(plaintext, key: key, nonce: .init(noiseCounter: nonce), into: out)
+        nonce += 1
+    }
+
+    /// Transport fast path: decrypts into `out`; returns the plaintext length.
+    mutating func decrypt(
+        _ ciphertext: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer
+    ) throws(NoiseError)
+        -> Int
+    {
+        guard let key else { throw NoiseError(.handshakeIncomplete, "no transport key") }
+        guard nonce < Self.maxNonce else { throw NoiseError(.nonceExhausted, "receive nonce exhausted") }
+        do {
+            let count = try ChaChaPoly.open(ciphertext, key: key, nonce: .init(noiseCounter: nonce), into: out)
+            nonce += 1
+            return count
+        } catch {
+            throw NoiseError(.decryptFailed, "authentication tag mismatch")
+        }
+    }
+
     /// §4.2 REKEY: the first 32 bytes of ENCRYPT(k, 2^64-1, "", zeros). The nonce is kept.
     public mutating func rekey() {
         guard let key else { return }

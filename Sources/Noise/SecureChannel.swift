@@ -159,18 +159,19 @@ public struct SecureChannel: Sendable {
                 return actions
             case .tooShort(let length):
                 return actions + fail(.frameTooShort, "frame of \(length) bytes")
-            case .frame(let frame):
-                actions += process(frame)
+            case .frame(let range):
+                actions += process(range)
             }
         }
         return actions
     }
 
-    private mutating func process(_ frame: [UInt8]) -> [Action] {
+    private mutating func process(_ range: Range<Int>) -> [Action] {
         switch state {
         case .closed:
             return []
         case .handshaking(var handshake):
+            let frame = inbound.bytes(range)
             let payload: [UInt8]
             do {
                 payload = try handshake.readMessage(frame)
@@ -214,19 +215,44 @@ public struct SecureChannel: Sendable {
                 state = .handshaking(handshake)
             }
             return actions
-        case .established(let send, var receive, let peer):
-            guard receive.nonce < configuration.nonceLimit else {
-                return fail(.nonceLimit, "receive nonce limit reached")
-            }
-            let plain: [UInt8]
-            do {
-                plain = try receive.decrypt(associatedData: [], ciphertext: frame)
-            } catch {
-                return fail(.decryptFailed, "\(error)")
-            }
-            state = .established(send: send, receive: receive, peer: peer)
-            return reassemble(plain)
+        case .established:
+            return decryptFrame(range)
         }
+    }
+
+    /// Decrypts a transport frame straight from the input buffer into the message
+    /// being reassembled, so a large message is copied as little as possible.
+    private mutating func decryptFrame(_ range: Range<Int>) -> [Action] {
+        guard case .established(let send, var receive, let peer) = state else { return [] }
+        guard receive.nonce < configuration.nonceLimit else {
+            return fail(.nonceLimit, "receive nonce limit reached")
+        }
+        let plainCount = range.count - ChaChaPoly.tagLength
+        if var partial = reassembly {
+            reassembly = nil  // keep the array uniquely referenced while it grows
+            guard partial.data.count + plainCount <= partial.expected else {
+                return fail(.malformedMessage, "continuation frame overruns the announced length")
+            }
+            let base = partial.data.count
+            partial.data.append(contentsOf: repeatElement(0, count: plainCount))
+            let ok = inbound.withBytes(range) { sealed in
+                partial.data.withUnsafeMutableBytes { out in
+                    (try? receive.decrypt(sealed, into: UnsafeMutableRawBufferPointer(rebasing: out[base...]))) != nil
+                }
+            }
+            guard ok else { return fail(.decryptFailed, "transport frame failed authentication") }
+            state = .established(send: send, receive: receive, peer: peer)
+            if partial.data.count == partial.expected { return [.deliver(partial.data)] }
+            reassembly = partial
+            return []
+        }
+        var plain = [UInt8](repeating: 0, count: plainCount)
+        let ok = inbound.withBytes(range) { sealed in
+            plain.withUnsafeMutableBytes { out in (try? receive.decrypt(sealed, into: out)) != nil }
+        }
+        guard ok else { return fail(.decryptFailed, "transport frame failed authentication") }
+        state = .established(send: send, receive: receive, peer: peer)
+        return reassemble(plain)
     }
 
     /// The identity payload: Ed25519 public key (32) || Ed25519 signature (64) over
@@ -300,25 +326,35 @@ public struct SecureChannel: Sendable {
             state = .closed
             throw SecureChannelError(.nonceLimit, "send nonce limit reached")
         }
-        var out: [UInt8] = []
-        out.reserveCapacity(message.count + 4 + frames * (2 + ChaChaPoly.tagLength))
+        let outCount = message.count + 4 + frames * (2 + ChaChaPoly.tagLength)
+        // The first frame carries the u32 message length before the first chunk.
+        let firstChunk = min(message.count, maxPlain - 4)
         let count = UInt32(message.count)
         var first: [UInt8] = [
             UInt8(count >> 24), UInt8((count >> 16) & 0xff), UInt8((count >> 8) & 0xff), UInt8(count & 0xff),
         ]
-        let firstChunk = min(message.count, maxPlain - 4)
         first += message[0..<firstChunk]
-        var offset = firstChunk
-        var plain = first
-        while true {
-            let sealed = try! send.encrypt(associatedData: [], plaintext: plain)  // nonce checked above
-            out.append(UInt8(sealed.count >> 8))
-            out.append(UInt8(sealed.count & 0xff))
-            out += sealed
-            if offset >= message.count { break }
-            let end = min(message.count, offset + maxPlain)
-            plain = Array(message[offset..<end])
-            offset = end
+        let out = [UInt8](unsafeUninitializedCapacity: outCount) { buffer, initialized in
+            let o = UnsafeMutableRawBufferPointer(buffer)
+            var written = 0
+            func frame(_ plaintext: UnsafeRawBufferPointer) {
+                let length = plaintext.count + ChaChaPoly.tagLength
+                o[written] = UInt8(length >> 8)
+                o[written + 1] = UInt8(length & 0xff)
+                let target = UnsafeMutableRawBufferPointer(rebasing: o[(written + 2)..<(written + 2 + length)])
+                try! send.encrypt(plaintext, into: target)  // key present and nonce checked above
+                written += 2 + length
+            }
+            first.withUnsafeBytes { frame($0) }
+            message.withUnsafeBytes { all in
+                var offset = firstChunk
+                while offset < message.count {
+                    let end = min(message.count, offset + maxPlain)
+                    frame(UnsafeRawBufferPointer(rebasing: all[offset..<end]))
+                    offset = end
+                }
+            }
+            initialized = written
         }
         state = .established(send: send, receive: receive, peer: peer)
         return out
@@ -350,28 +386,35 @@ struct FrameBuffer: Sendable {
     enum Next {
         case needMoreData
         case tooShort(Int)
-        case frame([UInt8])
+        /// The frame body's position in the buffer, valid until the next `append`.
+        case frame(Range<Int>)
     }
 
-    private var bytes: [UInt8] = []
+    private var storage: [UInt8] = []
     private var start = 0
 
     mutating func append<Bytes: Collection<UInt8>>(_ more: Bytes) {
         // Drop consumed bytes before growing, so the buffer stays bounded.
-        if start > 0 && (start >= 65536 || start == bytes.count) {
-            bytes.removeFirst(start)
+        if start > 0 && (start >= 65536 || start == storage.count) {
+            storage.removeFirst(start)
             start = 0
         }
-        bytes += more
+        storage += more
     }
 
     mutating func nextFrame(minimumLength: Int) -> Next {
-        guard bytes.count - start >= 2 else { return .needMoreData }
-        let length = Int(bytes[start]) << 8 | Int(bytes[start + 1])
+        guard storage.count - start >= 2 else { return .needMoreData }
+        let length = Int(storage[start]) << 8 | Int(storage[start + 1])
         guard length >= minimumLength else { return .tooShort(length) }
-        guard bytes.count - start >= 2 + length else { return .needMoreData }
-        let frame = Array(bytes[(start + 2)..<(start + 2 + length)])
+        guard storage.count - start >= 2 + length else { return .needMoreData }
+        let range = (start + 2)..<(start + 2 + length)
         start += 2 + length
-        return .frame(frame)
+        return .frame(range)
+    }
+
+    func bytes(_ range: Range<Int>) -> [UInt8] { Array(storage[range]) }
+
+    func withBytes<R>(_ range: Range<Int>, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        storage.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[range])) }
     }
 }

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Runs a local SideNode testnet on 127.0.0.1: builds p2pnode once (release), creates
+# N node directories with keys and configs, starts every node with a bootstrap file
+# that lists only node0 (the rest is found by peer exchange), shows a live status
+# line per node, and stops everything cleanly on Ctrl-C or after --duration.
+#
+#   scripts/testnet.sh [--nodes N] [--dir DIR] [--duration SECONDS] [--base-port PORT]
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+
+NODES=4
+DIR="$ROOT/testnet"
+DURATION=0
+BASE_PORT=26656
+usage() {
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    exit "${1:-0}"
+}
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --nodes) NODES=${2:?--nodes needs a number}; shift 2 ;;
+        --dir) DIR=${2:?--dir needs a path}; shift 2 ;;
+        --duration) DURATION=${2:?--duration needs seconds}; shift 2 ;;
+        --base-port) BASE_PORT=${2:?--base-port needs a port}; shift 2 ;;
+        -h|--help) usage 0 ;;
+        *) echo "unknown option: $1" >&2; usage 2 ;;
+    esac
+done
+[[ "$NODES" =~ ^[0-9]+$ ]] && [ "$NODES" -ge 1 ] && [ "$NODES" -le 64 ] || { echo "--nodes must be 1…64" >&2; exit 2; }
+[[ "$DURATION" =~ ^[0-9]+$ ]] || { echo "--duration must be whole seconds" >&2; exit 2; }
+[[ "$BASE_PORT" =~ ^[0-9]+$ ]] && [ $((BASE_PORT + NODES)) -le 65535 ] || { echo "--base-port out of range" >&2; exit 2; }
+
+cd "$ROOT"
+. scripts/lib/deps.sh
+ensure_system_packages
+command -v python3 >/dev/null || { echo "python3 is needed for the status display" >&2; exit 1; }
+
+echo "==> building p2pnode (release; the first build takes a few minutes)"
+mkdir -p .build
+start_build=$(date +%s)
+if ! swift build -c release --product p2pnode >.build/release-build.log 2>&1; then
+    tail -30 .build/release-build.log >&2
+    echo "build failed; full log in .build/release-build.log" >&2
+    exit 1
+fi
+echo "    built in $(( $(date +%s) - start_build )) s"
+BIN="$ROOT/.build/release/p2pnode"
+
+mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd)
+echo "==> preparing $NODES nodes in $DIR"
+for i in $(seq 0 $((NODES - 1))); do
+    node="$DIR/node$i"
+    if [ ! -f "$node/node_key.json" ]; then
+        "$BIN" init "node$i" --data-dir "$node" >/dev/null
+    fi
+    cat >"$node/config.toml" <<TOML
+# Written by scripts/testnet.sh; see docs/configuration.md.
+chain_id = "sidenode-testnet"
+listen = "127.0.0.1:$((BASE_PORT + i))"
+bootstrap = "$DIR/bootstrap-peers.txt"
+log_level = "info"
+
+[gossip]
+# Every node is on 127.0.0.1, so per-IP limits must allow the whole testnet.
+max_connections_per_ip = 64
+address_refresh_interval = 5
+TOML
+done
+node0_id=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['public_key'])" "$DIR/node0/node_key.json")
+printf '# node0 only: the other nodes are found by peer exchange\n%s@127.0.0.1:%d\n' "$node0_id" "$BASE_PORT" \
+    >"$DIR/bootstrap-peers.txt"
+
+PIDS=()
+stop_all() {
+    trap - INT TERM
+    echo
+    echo "==> stopping $NODES nodes"
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    echo "    stopped; data and logs are in $DIR"
+}
+trap 'stop_all; exit 0' INT TERM
+
+echo "==> starting nodes on 127.0.0.1:$BASE_PORT…$((BASE_PORT + NODES - 1))"
+for i in $(seq 0 $((NODES - 1))); do
+    # `run` is the default subcommand.
+    "$BIN" --data-dir "$DIR/node$i" --config "$DIR/node$i/config.toml" >>"$DIR/node$i/node.log" 2>&1 &
+    PIDS+=($!)
+done
+
+status() {
+    python3 - "$BIN" "$DIR" "$NODES" <<'PY'
+import json, subprocess, sys
+binary, root, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def call(i, method):
+    try:
+        out = subprocess.run([binary, "admin", "--data-dir", f"{root}/node{i}", method],
+                             capture_output=True, text=True, timeout=5)
+        return json.loads(out.stdout) if out.returncode == 0 else None
+    except Exception:
+        return None
+def size(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024: return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return f"{n:.1f}TiB"
+for i in range(count):
+    info, totals, gossip = call(i, "getinfo"), call(i, "getnettotals"), call(i, "getgossipinfo")
+    if not info:
+        print(f"node{i}  (starting or down; see {root}/node{i}/node.log)")
+        continue
+    print(f"node{i}  {info['listen']:<16} id {info['node_id'][:12]}…  peers {info['connections']:>2} "
+          f"(out {info['outbound']}, in {info['inbound']})  sent {size(totals['total_bytes_sent']):>9}  "
+          f"recv {size(totals['total_bytes_recv']):>9}  msgs {gossip['delivered']}")
+PY
+}
+
+echo "==> running; Ctrl-C stops$([ "$DURATION" -gt 0 ] && echo ", or after $DURATION s")."
+echo "    inspect: $BIN peers --data-dir $DIR/node0"
+started=$(date +%s)
+interval=2
+[ -t 1 ] || interval=5
+while true; do
+    sleep "$interval"
+    for pid in "${PIDS[@]}"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "a node exited unexpectedly; last log lines:" >&2
+            tail -5 "$DIR"/node*/node.log >&2
+            stop_all
+            exit 1
+        fi
+    done
+    elapsed=$(( $(date +%s) - started ))
+    # On a terminal, redraw the status block in place.
+    if [ -t 1 ] && [ "${shown:-0}" = 1 ]; then printf '\033[%dA\033[J' $((NODES + 1)); fi
+    shown=1
+    echo "--- ${elapsed}s"
+    status
+    if [ "$DURATION" -gt 0 ] && [ "$elapsed" -ge "$DURATION" ]; then
+        stop_all
+        exit 0
+    fi
+done
