@@ -371,6 +371,9 @@ public struct SecureChannel: Sendable {
         [UInt8(message.count >> 8), UInt8(message.count & 0xff)] + message
     }
 
+    /// Bytes held in the input buffer (at most one partial frame plus one read).
+    @_spi(Testing) public var bufferedByteCount: Int { inbound.count }
+
     /// Test hook: move the send nonce close to the limit.
     @_spi(Testing) public mutating func setSendNonceForTesting(_ value: UInt64) {
         if case .established(var send, let receive, let peer) = state {
@@ -413,6 +416,9 @@ struct FrameBuffer: Sendable {
     }
 
     func bytes(_ range: Range<Int>) -> [UInt8] { Array(storage[range]) }
+
+    /// Unconsumed bytes.
+    var count: Int { storage.count - start }
 
     func withBytes<R>(_ range: Range<Int>, _ body: (UnsafeRawBufferPointer) -> R) -> R {
         storage.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[range])) }

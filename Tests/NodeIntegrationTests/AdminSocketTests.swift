@@ -48,6 +48,21 @@ struct AdminSocketTests {
         #expect(!FileManager.default.fileExists(atPath: socketPath), "the socket is removed on exit")
     }
 
+    @Test("a connection that never completes the handshake is closed after handshake_timeout")
+    func handshakeTimeout() throws {
+        let net = try LocalTestnet(nodes: 1, basePort: 29_800 + Int.random(in: 0..<50) * 2)
+        defer { net.shutdown() }
+        try "listen = \"127.0.0.1:\(net.port(0))\"\nhandshake_timeout = 1\n".write(
+            to: net.configFile(0), atomically: true, encoding: .utf8)
+        try net.start(0, bootstrap: false)
+        try net.waitReady(0)
+        let silent = try RawTCPClient(port: net.port(0))
+        let start = Date()
+        let reply = silent.receive()
+        #expect(reply?.isEmpty == true, "the node closes the idle connection")
+        #expect(Date().timeIntervalSince(start) < 9, "closed by the 1 s handshake timeout, not the read timeout")
+    }
+
     @Test func aBadConfigStopsStartUpWithAClearMessage() throws {
         let net = try LocalTestnet(nodes: 1, basePort: 29_900)
         defer { net.shutdown() }

@@ -279,6 +279,28 @@ struct SecureChannelTests {
         }
     }
 
+    @Test("memory stays bounded: the input buffer never holds more than a partial frame and one read")
+    func boundedBuffering() throws {
+        var pair = established()
+        var stream: [UInt8] = []
+        for _ in 0..<40 { stream += try pair.a.send(SecureRandom.bytes(Int.random(in: 0...300_000))) }
+        var offset = 0
+        var delivered = 0
+        var peak = 0
+        while offset < stream.count {
+            let chunk = Int.random(in: 1...100_000)
+            let end = min(stream.count, offset + chunk)
+            for action in pair.b.receive(stream[offset..<end]) {
+                if case .deliver = action { delivered += 1 }
+            }
+            peak = max(peak, pair.b.bufferedByteCount)
+            #expect(pair.b.bufferedByteCount < 65_537, "after processing, only a partial frame remains")
+            offset = end
+        }
+        #expect(delivered == 40)
+        #expect(peak < 65_537)
+    }
+
     @Test func sendingBeforeTheHandshakeIsAnError() {
         var channel = SecureChannel(role: .initiator(expectedPeer: nil), configuration: config())
         #expect(throws: SecureChannelError(.notEstablished, "")) { try channel.send([1]) }
