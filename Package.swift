@@ -53,6 +53,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "Ledger",
+            dependencies: ["NodeCrypto", "Wire"],
+            swiftSettings: strict
+        ),
+        .target(
             name: "Node",
             dependencies: [
                 "NodeCrypto",
@@ -103,6 +108,11 @@ let package = Package(
         .testTarget(
             name: "GossipTests",
             dependencies: ["Gossip", "Wire", "NodeCrypto", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "LedgerTests",
+            dependencies: ["Ledger", "Wire", "NodeCrypto", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,0 +1,192 @@
+import NodeCrypto
+import Wire
+
+/// A transaction id: BLAKE2b-256 of the transaction's full encoding (body and signature).
+public struct TxID: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let bytes: [UInt8]
+
+    public init(bytes: [UInt8]) throws(WireError) {
+        guard bytes.count == 32 else { throw WireError("a transaction id is 32 bytes, got \(bytes.count)") }
+        self.bytes = bytes
+    }
+
+    init(unchecked bytes: [UInt8]) { self.bytes = bytes }
+
+    public init(hex: String) throws {
+        try self.init(bytes: Hex.decode(hex))
+    }
+
+    public static func < (a: TxID, b: TxID) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
+    public var hex: String { bytes.hex }
+    public var description: String { hex }
+}
+
+/// What a transaction does. The encoding is `u16 kind || bytes32 body`, so later
+/// kinds (validator-set changes, contract calls) add new numbers without changing
+/// how existing transactions encode, and so without changing their ids.
+public enum TxPayload: Sendable, Equatable {
+    case transfer(to: Ed25519.PublicKey, amount: UInt64)
+    case data([UInt8])
+
+    public static let maxDataBytes = 16 * 1024
+
+    enum Kind: UInt16 {
+        case transfer = 1
+        case data = 2
+    }
+
+    var kind: Kind {
+        switch self {
+        case .transfer: .transfer
+        case .data: .data
+        }
+    }
+
+    func encodeBody() -> [UInt8] {
+        var w = WireWriter()
+        switch self {
+        case .transfer(let to, let amount):
+            w.fixed(to.rawRepresentation)
+            w.u64(amount)
+        case .data(let bytes):
+            w.bytes32(bytes)
+        }
+        return w.bytes
+    }
+
+    static func decode(kind raw: UInt16, body: [UInt8]) throws(WireError) -> TxPayload {
+        guard let kind = Kind(rawValue: raw) else { throw WireError("unknown payload kind \(raw)") }
+        var r = WireReader(body)
+        let payload: TxPayload
+        switch kind {
+        case .transfer:
+            let key = try r.fixed(32, "recipient")
+            guard let to = try? Ed25519.PublicKey(rawRepresentation: key) else {
+                throw WireError("recipient is not a valid account key")
+            }
+            payload = .transfer(to: to, amount: try r.u64("amount"))
+        case .data:
+            payload = .data(try r.bytes32(max: maxDataBytes, "data"))
+        }
+        try r.finish()
+        return payload
+    }
+}
+
+/// A signed transaction: the unit of the BFT-CRDT. Encoding (docs/wire.md §3):
+///
+///     body = u8 version (1) || string16 chain_id || author (32) || u64 seq || u64 fee
+///            || u16 kind || bytes32 payload_body || u16 n || n × predecessor id (32, ascending)
+///     tx   = body || ed25519 signature (64) over "sidenode-tx:" || body
+///     id   = BLAKE2b-256(tx)
+public struct Transaction: Sendable, Equatable {
+    public static let version: UInt8 = 1
+    public static let maxPredecessors = 16
+    public static let maxEncodedSize = 20 * 1024
+    static let signingDomain = Array("sidenode-tx:".utf8)
+
+    public let chainID: String
+    public let author: Ed25519.PublicKey
+    public let seq: UInt64
+    public let fee: UInt64
+    public let payload: TxPayload
+    /// Ids of the heads the author knew, strictly ascending.
+    public let predecessors: [TxID]
+    public let signature: Ed25519.Signature
+    /// The full canonical encoding and its hash, kept so they are computed once.
+    public let encoded: [UInt8]
+    public let id: TxID
+
+    /// Builds and signs a transaction. Predecessors are sorted and de-duplicated.
+    public init(
+        chainID: String, author: Ed25519.PrivateKey, seq: UInt64, fee: UInt64, payload: TxPayload,
+        predecessors: [TxID]
+    ) {
+        let preds = Array(Set(predecessors)).sorted()
+        let body = Self.encodeBody(
+            chainID: chainID, author: author.publicKey, seq: seq, fee: fee, payload: payload, predecessors: preds)
+        let signature = author.signature(for: Self.signingDomain + body)
+        self.init(
+            chainID: chainID, author: author.publicKey, seq: seq, fee: fee, payload: payload, predecessors: preds,
+            signature: signature, encoded: body + signature.rawRepresentation)
+    }
+
+    private init(
+        chainID: String, author: Ed25519.PublicKey, seq: UInt64, fee: UInt64, payload: TxPayload,
+        predecessors: [TxID], signature: Ed25519.Signature, encoded: [UInt8]
+    ) {
+        self.chainID = chainID
+        self.author = author
+        self.seq = seq
+        self.fee = fee
+        self.payload = payload
+        self.predecessors = predecessors
+        self.signature = signature
+        self.encoded = encoded
+        self.id = TxID(unchecked: BLAKE2b.hash256(encoded))
+    }
+
+    static func encodeBody(
+        chainID: String, author: Ed25519.PublicKey, seq: UInt64, fee: UInt64, payload: TxPayload,
+        predecessors: [TxID]
+    ) -> [UInt8] {
+        var w = WireWriter(capacity: 160)
+        w.u8(version)
+        w.string16(chainID)
+        w.fixed(author.rawRepresentation)
+        w.u64(seq)
+        w.u64(fee)
+        w.u16(payload.kind.rawValue)
+        w.bytes32(payload.encodeBody())
+        w.u16(UInt16(predecessors.count))
+        for p in predecessors { w.fixed(p.bytes) }
+        return w.bytes
+    }
+
+    /// Decodes strictly (canonical form only) without checking the signature.
+    public static func decode(_ bytes: [UInt8]) throws(WireError) -> Transaction {
+        guard bytes.count <= maxEncodedSize else {
+            throw WireError("transaction of \(bytes.count) bytes exceeds \(maxEncodedSize)")
+        }
+        var r = WireReader(bytes)
+        let version = try r.u8("version")
+        guard version == Self.version else { throw WireError("unsupported transaction version \(version)") }
+        let chainID = try r.string16(max: 64, "chain id")
+        guard let author = try? Ed25519.PublicKey(rawRepresentation: try r.fixed(32, "author")) else {
+            throw WireError("author is not a valid Ed25519 key")
+        }
+        let seq = try r.u64("seq")
+        let fee = try r.u64("fee")
+        let kind = try r.u16("payload kind")
+        let body = try r.bytes32(max: maxEncodedSize, "payload")
+        let payload = try TxPayload.decode(kind: kind, body: body)
+        let count = Int(try r.u16("predecessor count"))
+        guard count <= maxPredecessors else { throw WireError("\(count) predecessors exceed \(maxPredecessors)") }
+        var preds: [TxID] = []
+        for _ in 0..<count {
+            let id = TxID(unchecked: try r.fixed(32, "predecessor"))
+            if let last = preds.last, !(last < id) {
+                throw WireError("predecessors must be strictly ascending (sorted, no duplicates)")
+            }
+            preds.append(id)
+        }
+        let signatureBytes = try r.fixed(64, "signature")
+        let signature = try! Ed25519.Signature(rawRepresentation: signatureBytes)  // exactly 64 bytes
+        try r.finish()
+        return Transaction(
+            chainID: chainID, author: author, seq: seq, fee: fee, payload: payload, predecessors: preds,
+            signature: signature, encoded: bytes)
+    }
+
+    /// The bytes the author signed.
+    public var signingMessage: [UInt8] { Self.signingDomain + Array(encoded.dropLast(64)) }
+
+    /// Checks that depend on the transaction alone: chain, signature, field rules.
+    public func validateStandalone(chainID expected: String) -> String? {
+        guard chainID == expected else { return "wrong chain id '\(chainID)' (expected '\(expected)')" }
+        guard seq >= 1 else { return "seq must be at least 1" }
+        if case .transfer(_, let amount) = payload, amount == 0 { return "transfer amount must be positive" }
+        guard author.isValidSignature(signature, for: signingMessage) else { return "invalid signature" }
+        return nil
+    }
+}

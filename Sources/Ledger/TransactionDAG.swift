@@ -1,0 +1,272 @@
+import NodeCrypto
+
+/// The BFT-CRDT: a grow-only, hash-linked set of signed transactions (Kleppmann,
+/// "Making CRDTs Byzantine Fault Tolerant", PaPoC 2022).
+///
+/// A transaction is accepted once all its predecessors are accepted and it passes
+/// rules that depend only on itself and its causal past, so every honest replica
+/// reaches the same verdict and, having seen the same transactions, holds the same
+/// set whatever the delivery order. Rules that are not confluent — balances, double
+/// spends, sequence gaps — are left to consensus and execution.
+///
+/// A pure value: no I/O. The node persists accepted transactions and feeds them back
+/// in insertion order on start.
+public struct TransactionDAG: Sendable {
+    public struct Limits: Sendable, Equatable {
+        /// Transactions held while predecessors are missing, in total and per source.
+        public var maxPending = 10_000
+        public var maxPendingPerSource = 1_000
+        /// Rejected ids remembered, so descendants of an invalid transaction are rejected too.
+        public var maxRejectedRemembered = 100_000
+        public init() {}
+    }
+
+    public enum Outcome: Sendable, Equatable {
+        /// Accepted, together with pending transactions it released, in causal order.
+        case accepted([Transaction])
+        /// Held until these predecessors arrive.
+        case pending(missing: [TxID])
+        case duplicate
+        /// Rejected with a reason; descendants held in pending are rejected with it.
+        case rejected(String)
+    }
+
+    public struct Equivocation: Sendable, Equatable {
+        public let author: Ed25519.PublicKey
+        public let seq: UInt64
+        public let transactions: [TxID]
+    }
+
+    private struct Pending: Sendable {
+        let tx: Transaction
+        var missing: Set<TxID>
+        let source: String
+        let arrival: UInt64
+    }
+
+    private struct AuthorSeq: Hashable, Sendable {
+        let author: Ed25519.PublicKey
+        let seq: UInt64
+    }
+
+    public let chainID: String
+    public let limits: Limits
+    public private(set) var transactions: [TxID: Transaction] = [:]
+    /// Accepted ids in acceptance order (always a topological order).
+    public private(set) var order: [TxID] = []
+    private var headSet: Set<TxID> = []
+    private var pending: [TxID: Pending] = [:]
+    private var waiting: [TxID: Set<TxID>] = [:]  // missing id → pending ids waiting for it
+    private var pendingBySource: [String: Int] = [:]
+    private var arrivals: UInt64 = 0
+    private var rejected: [TxID: String] = [:]
+    private var rejectedOrder: [TxID] = []
+    private var bySeq: [AuthorSeq: [TxID]] = [:]
+    private var equivocating: Set<AuthorSeq> = []
+    private var maxSeq: [Ed25519.PublicKey: UInt64] = [:]
+    private var cachedDigest: [UInt8]?
+
+    public init(chainID: String, limits: Limits = .init()) {
+        self.chainID = chainID
+        self.limits = limits
+    }
+
+    // MARK: Queries
+
+    public var count: Int { order.count }
+    public var pendingCount: Int { pending.count }
+    public var pendingIDs: [TxID] { pending.keys.sorted() }
+    public var heads: [TxID] { headSet.sorted() }
+    public func contains(_ id: TxID) -> Bool { transactions[id] != nil }
+    public func transaction(_ id: TxID) -> Transaction? { transactions[id] }
+    public func rejection(_ id: TxID) -> String? { rejected[id] }
+    public func isPending(_ id: TxID) -> Bool { pending[id] != nil }
+
+    /// The next sequence number for an author: one past the highest seen.
+    public func nextSeq(for author: Ed25519.PublicKey) -> UInt64 { (maxSeq[author] ?? 0) + 1 }
+
+    /// SHA-256 over the sorted ids: equal exactly when the accepted sets are equal.
+    public mutating func digest() -> [UInt8] {
+        if let cachedDigest { return cachedDigest }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(order.count * 32)
+        for id in order.sorted() { bytes += id.bytes }
+        let d = SHA256.hash(bytes)
+        cachedDigest = d
+        return d
+    }
+
+    public var equivocations: [Equivocation] {
+        equivocating.map { Equivocation(author: $0.author, seq: $0.seq, transactions: (bySeq[$0] ?? []).sorted()) }
+            .sorted { ($0.author.hex, $0.seq) < ($1.author.hex, $1.seq) }
+    }
+
+    // MARK: Insertion
+
+    /// Decodes, verifies and inserts an encoded transaction from `source` (a peer id,
+    /// "local" or "store"). Malformed input is rejected without being remembered.
+    public mutating func insert(encoded bytes: [UInt8], source: String) -> Outcome {
+        let tx: Transaction
+        do {
+            tx = try Transaction.decode(bytes)
+        } catch {
+            return .rejected("malformed transaction: \(error)")
+        }
+        return insert(tx, source: source)
+    }
+
+    /// Inserts a decoded transaction, checking its signature and rules.
+    public mutating func insert(_ tx: Transaction, source: String) -> Outcome {
+        if transactions[tx.id] != nil || pending[tx.id] != nil { return .duplicate }
+        if let reason = rejected[tx.id] { return .rejected(reason) }
+        if let reason = tx.validateStandalone(chainID: chainID) {
+            remember(rejection: tx.id, reason)
+            return .rejected(reason)
+        }
+        return insertVerified(tx, source: source)
+    }
+
+    /// Inserts a transaction whose signature was already checked (for example when
+    /// reloading this node's own store).
+    public mutating func insertVerified(_ tx: Transaction, source: String) -> Outcome {
+        if transactions[tx.id] != nil || pending[tx.id] != nil { return .duplicate }
+        for p in tx.predecessors {
+            if let reason = rejected[p] {
+                let why = "predecessor \(p.hex.prefix(16)) is invalid (\(reason))"
+                remember(rejection: tx.id, why)
+                return .rejected(why)
+            }
+        }
+        let missing = Set(tx.predecessors.filter { transactions[$0] == nil })
+        if !missing.isEmpty {
+            hold(tx, missing: missing, source: source)
+            return .pending(missing: missing.sorted())
+        }
+        if let reason = causalRule(tx) {
+            remember(rejection: tx.id, reason)
+            return .rejected(reason)
+        }
+        var accepted = [accept(tx)]
+        accepted += release(from: tx.id)
+        return .accepted(accepted)
+    }
+
+    /// The rule that depends on the causal past: an author's seq grows along its own
+    /// chain, so a transaction's seq must exceed that of every direct predecessor by the
+    /// same author. Predecessors are fixed by their hashes, so every replica decides alike.
+    private func causalRule(_ tx: Transaction) -> String? {
+        for p in tx.predecessors {
+            if let pred = transactions[p], pred.author == tx.author, pred.seq >= tx.seq {
+                return "seq \(tx.seq) does not exceed the author's seq \(pred.seq) in its causal past"
+            }
+        }
+        return nil
+    }
+
+    private mutating func accept(_ tx: Transaction) -> Transaction {
+        transactions[tx.id] = tx
+        order.append(tx.id)
+        for p in tx.predecessors { headSet.remove(p) }
+        headSet.insert(tx.id)
+        cachedDigest = nil
+        let key = AuthorSeq(author: tx.author, seq: tx.seq)
+        bySeq[key, default: []].append(tx.id)
+        if bySeq[key]!.count > 1 { equivocating.insert(key) }
+        maxSeq[tx.author] = max(maxSeq[tx.author] ?? 0, tx.seq)
+        return tx
+    }
+
+    /// Accepts (or rejects) pending transactions that waited for `id`, transitively.
+    private mutating func release(from id: TxID) -> [Transaction] {
+        var accepted: [Transaction] = []
+        var queue = [id]
+        while let next = queue.popLast() {
+            guard let waiters = waiting.removeValue(forKey: next) else { continue }
+            for waiter in waiters.sorted() {
+                guard var entry = pending[waiter] else { continue }
+                entry.missing.remove(next)
+                if !entry.missing.isEmpty {
+                    pending[waiter] = entry
+                    continue
+                }
+                dropPending(waiter)
+                if let reason = causalRule(entry.tx) {
+                    remember(rejection: waiter, reason)
+                    continue
+                }
+                accepted.append(accept(entry.tx))
+                queue.append(waiter)
+            }
+        }
+        return accepted
+    }
+
+    private mutating func hold(_ tx: Transaction, missing: Set<TxID>, source: String) {
+        arrivals += 1
+        pending[tx.id] = Pending(tx: tx, missing: missing, source: source, arrival: arrivals)
+        pendingBySource[source, default: 0] += 1
+        for m in missing { waiting[m, default: []].insert(tx.id) }
+        // Bounded: a flood of orphans from one source evicts that source's oldest first.
+        if pendingBySource[source, default: 0] > limits.maxPendingPerSource,
+            let oldest = pending.values.filter({ $0.source == source }).min(by: { $0.arrival < $1.arrival })
+        {
+            dropPending(oldest.tx.id)
+        }
+        while pending.count > limits.maxPending, let oldest = pending.values.min(by: { $0.arrival < $1.arrival }) {
+            dropPending(oldest.tx.id)
+        }
+    }
+
+    private mutating func dropPending(_ id: TxID) {
+        guard let entry = pending.removeValue(forKey: id) else { return }
+        pendingBySource[entry.source, default: 1] -= 1
+        if pendingBySource[entry.source] == 0 { pendingBySource[entry.source] = nil }
+        for m in entry.missing {
+            waiting[m]?.remove(id)
+            if waiting[m]?.isEmpty == true { waiting[m] = nil }
+        }
+    }
+
+    private mutating func remember(rejection id: TxID, _ reason: String) {
+        if rejected[id] == nil {
+            rejectedOrder.append(id)
+            if rejectedOrder.count > limits.maxRejectedRemembered {
+                rejected[rejectedOrder.removeFirst()] = nil
+            }
+        }
+        rejected[id] = reason
+        // Pending descendants can never become valid.
+        if let waiters = waiting.removeValue(forKey: id) {
+            for w in waiters.sorted() {
+                dropPending(w)
+                remember(rejection: w, "predecessor \(id.hex.prefix(16)) is invalid (\(reason))")
+            }
+        }
+    }
+
+    /// Ids that pending transactions are waiting for and that nobody has sent.
+    public var missingPredecessors: [TxID] {
+        waiting.keys.filter { transactions[$0] == nil && pending[$0] == nil }.sorted()
+    }
+
+    // MARK: Anti-entropy
+
+    /// The accepted transactions outside the causal past of `heads` (ids this replica
+    /// does not know are ignored), in acceptance order, at most `limit` of them.
+    /// Because every replica's set is closed under predecessors, a peer's heads
+    /// describe everything it has; this is what it lacks.
+    public func missing(givenHeads heads: [TxID], limit: Int) -> [Transaction] {
+        var known: Set<TxID> = []
+        var stack = heads.filter { transactions[$0] != nil }
+        while let id = stack.popLast() {
+            guard known.insert(id).inserted, let tx = transactions[id] else { continue }
+            for p in tx.predecessors where !known.contains(p) { stack.append(p) }
+        }
+        var out: [Transaction] = []
+        for id in order where !known.contains(id) {
+            out.append(transactions[id]!)
+            if out.count >= limit { break }
+        }
+        return out
+    }
+}
