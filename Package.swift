@@ -33,6 +33,11 @@ let package = Package(
             pkgConfig: "libsecp256k1",
             providers: [.apt(["libsecp256k1-dev"])]
         ),
+        .systemLibrary(
+            name: "CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
         .target(
             name: "NodeCrypto",
             dependencies: ["CSodium", "CSecp256k1"],
@@ -58,8 +63,15 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "Storage",
+            dependencies: ["CSQLite"],
+            swiftSettings: strict
+        ),
+        .target(
             name: "Node",
             dependencies: [
+                "Ledger",
+                "Storage",
                 "NodeCrypto",
                 "Noise",
                 "Gossip",
@@ -113,6 +125,11 @@ let package = Package(
         .testTarget(
             name: "LedgerTests",
             dependencies: ["Ledger", "Wire", "NodeCrypto", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "StorageTests",
+            dependencies: ["Storage", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -3,10 +3,10 @@ import NodeCrypto
 public typealias ConnectionID = Int
 public typealias PeerID = Ed25519.PublicKey
 
-/// The verdict of the application's validation hook on a gossiped payload
-/// (libp2p's extended validators): accepted payloads are delivered and forwarded;
-/// ignored ones are dropped silently; rejected ones are dropped and the sender is
-/// scored down.
+/// The application's verdict on a gossiped payload (libp2p's extended validators):
+/// accepted payloads are forwarded; ignored ones are dropped silently (for example
+/// while their dependencies are fetched); rejected ones are dropped and the sender
+/// is scored down.
 public enum Validation: Sendable, Equatable {
     case accept
     case ignore
@@ -62,8 +62,11 @@ public struct GossipEngine: Sendable {
         case send(ConnectionID, GossipMessage)
         case disconnect(ConnectionID, reason: String)
         case dial(NodeAddress)
-        /// A new, valid payload for the application (exactly once per message id).
-        case deliver(payload: [UInt8], id: MessageID, from: PeerID?)
+        /// A new gossip payload (exactly once per message id) for the application to
+        /// judge; it answers with `validated(…)`. Nothing is forwarded before that.
+        case validate(payload: [UInt8], id: MessageID, from: ConnectionID, peer: PeerID)
+        /// A payload a peer sent to this node only.
+        case direct(payload: [UInt8], from: ConnectionID, peer: PeerID)
         /// The ban list changed; persist it.
         case bansChanged
     }
@@ -72,7 +75,6 @@ public struct GossipEngine: Sendable {
     public let configuration: GossipConfiguration
     public var listenPort: UInt16
     public var agent: String
-    private let validate: @Sendable ([UInt8]) -> Validation
     public private(set) var peers: [ConnectionID: PeerState] = [:]
     public private(set) var addressBook: AddressBook
     public private(set) var bans: [String: Ban] = [:]
@@ -92,15 +94,13 @@ public struct GossipEngine: Sendable {
 
     public init(
         localID: PeerID, configuration: GossipConfiguration = .init(), listenPort: UInt16, agent: String,
-        addressBook: AddressBook = .init(), bans: [Ban] = [], seed: UInt64,
-        validate: @escaping @Sendable ([UInt8]) -> Validation = { _ in .accept }
+        addressBook: AddressBook = .init(), bans: [Ban] = [], seed: UInt64
     ) {
         self.localID = localID
         self.configuration = configuration
         self.listenPort = listenPort
         self.agent = agent
         self.addressBook = addressBook
-        self.validate = validate
         self.rng = SplitMix64(seed: seed)
         for ban in bans { self.bans[ban.target] = ban }
     }
@@ -238,6 +238,8 @@ public struct GossipEngine: Sendable {
             return []
         case .publish(let payload):
             return handlePublish(payload, from: connection, now: now)
+        case .direct(let payload):
+            return [.direct(payload: payload, from: connection, peer: peer.nodeID)]
         }
     }
 
@@ -248,24 +250,32 @@ public struct GossipEngine: Sendable {
             stats.duplicates += 1
             return []
         }
-        let source = peers[connection]?.nodeID
-        switch validate(payload) {
+        guard let peer = peers[connection]?.nodeID else { return [] }
+        return [.validate(payload: payload, id: id, from: connection, peer: peer)]
+    }
+
+    /// The application's verdict on a `.validate` action.
+    public mutating func validated(
+        _ payload: [UInt8], from connection: ConnectionID?, result: Validation, now: Double
+    ) -> [Action] {
+        switch result {
         case .accept:
             stats.delivered += 1
-            return [.deliver(payload: payload, id: id, from: source)] + forward(payload, except: connection)
+            return forward(payload, except: connection)
         case .ignore:
             stats.ignored += 1
             return []
         case .reject(let reason):
             stats.rejected += 1
+            guard let connection, peers[connection] != nil else { return [] }
             peers[connection]?.invalid += 1
             return penalize(
                 connection, configuration.invalidMessagePenalty, reason: "invalid message: \(reason)", now: now)
         }
     }
 
-    /// Publishes a local payload: validated like any other, delivered to the local
-    /// application once, and sent to every peer.
+    /// Publishes a payload the application already accepted: it is marked seen and
+    /// sent to every peer.
     public mutating func publish(_ payload: [UInt8], now: Double) -> Result<[Action], GossipError> {
         guard payload.count <= configuration.maxPayload else {
             return .failure(GossipError("payload of \(payload.count) bytes exceeds \(configuration.maxPayload)"))
@@ -274,12 +284,40 @@ public struct GossipEngine: Sendable {
         guard seen.insert(id, expiry: now + configuration.seenTTL, capacity: configuration.seenCapacity) else {
             return .failure(GossipError("message \(id) was already seen"))
         }
-        if case .reject(let reason) = validate(payload) {
-            return .failure(GossipError("payload rejected: \(reason)"))
-        }
         stats.published += 1
-        stats.delivered += 1
-        return .success([.deliver(payload: payload, id: id, from: nil)] + forward(payload, except: nil))
+        return .success(forward(payload, except: nil))
+    }
+
+    /// Sends a payload the application accepted later (after its dependencies
+    /// arrived) to every peer, whether or not its id was seen before.
+    public mutating func broadcast(_ payload: [UInt8], now: Double) -> [Action] {
+        _ = seen.insert(
+            GossipMessage.id(of: payload), expiry: now + configuration.seenTTL, capacity: configuration.seenCapacity)
+        return forward(payload, except: nil)
+    }
+
+    /// Sends a payload to one peer only.
+    public mutating func sendDirect(_ payload: [UInt8], to connection: ConnectionID) -> [Action] {
+        guard peers[connection] != nil else { return [] }
+        return countOut([.send(connection, .direct(payload: payload))])
+    }
+
+    /// Sends a payload to one peer by node id.
+    public mutating func sendDirect(_ payload: [UInt8], toPeer id: PeerID) -> [Action] {
+        guard let peer = peer(id) else { return [] }
+        return sendDirect(payload, to: peer.connection)
+    }
+
+    /// A random connected peer, for anti-entropy rounds.
+    public mutating func randomPeer() -> ConnectionID? {
+        let keys = peers.keys.sorted()
+        return keys.isEmpty ? nil : keys[Int(rng.next() % UInt64(keys.count))]
+    }
+
+    /// Penalises a peer for an application-level violation found outside gossip
+    /// validation (for example an invalid transaction in a sync reply).
+    public mutating func penalize(peer connection: ConnectionID, points: Int, reason: String, now: Double) -> [Action] {
+        penalize(connection, points, reason: reason, now: now)
     }
 
     private mutating func forward(_ payload: [UInt8], except: ConnectionID?) -> [Action] {

@@ -11,8 +11,10 @@ public enum GossipMessage: Sendable, Equatable {
     /// Asks for known addresses (answered once per connection).
     case getAddresses
     case addresses([NodeAddress])
-    /// Application payload; its id is BLAKE2b-256 of the payload.
+    /// Application payload flooded to the mesh; its id is BLAKE2b-256 of the payload.
     case publish(payload: [UInt8])
+    /// Application payload for this peer only (requests and replies): not forwarded.
+    case direct(payload: [UInt8])
 
     public static let maxAddresses = 1000
     static let maxAgentLength = 256
@@ -25,6 +27,7 @@ public enum GossipMessage: Sendable, Equatable {
         case getAddresses = 4
         case addresses = 5
         case publish = 6
+        case direct = 7
     }
 
     public func encoded() -> [UInt8] {
@@ -53,6 +56,10 @@ public enum GossipMessage: Sendable, Equatable {
         case .publish(let payload):
             w = WireWriter(capacity: payload.count + 5)
             w.u8(Tag.publish.rawValue)
+            w.bytes32(payload)
+        case .direct(let payload):
+            w = WireWriter(capacity: payload.count + 5)
+            w.u8(Tag.direct.rawValue)
             w.bytes32(payload)
         }
         return w.bytes
@@ -89,6 +96,8 @@ public enum GossipMessage: Sendable, Equatable {
             message = .addresses(list)
         case .publish:
             message = .publish(payload: try r.bytes32(max: maxPayload, "payload"))
+        case .direct:
+            message = .direct(payload: try r.bytes32(max: maxPayload, "payload"))
         }
         try r.finish()
         return message

@@ -20,6 +20,8 @@ public struct NodeConfiguration: Sendable, Equatable {
     public var maxMessageSize = 4 * 1024 * 1024
     /// Messages queued for one peer before further ones are dropped (backpressure).
     public var peerQueueLimit = 1_024
+    /// Seconds between anti-entropy rounds (head exchange with a random peer).
+    public var syncInterval: Double = 5
     public var gossip = GossipConfiguration()
 
     public init(dataDirectory: URL) { self.dataDirectory = dataDirectory }
@@ -28,7 +30,7 @@ public struct NodeConfiguration: Sendable, Equatable {
 
     static let topLevelKeys: Set<String> = [
         "chain_id", "listen", "bootstrap", "log_level", "handshake_timeout", "dial_timeout", "max_message_size",
-        "peer_queue_limit", "gossip",
+        "peer_queue_limit", "sync_interval", "gossip",
     ]
     static let gossipKeys: Set<String> = [
         "outbound_target", "max_inbound", "max_connections_per_ip", "seen_ttl", "seen_capacity", "ban_threshold",
@@ -87,6 +89,7 @@ public struct NodeConfiguration: Sendable, Equatable {
             gossip.maxPayload = v - 64
         }
         if let v = try integer(table, "peer_queue_limit", min: 1) { peerQueueLimit = v }
+        if let v = try number(table, "sync_interval") { syncInterval = v }
         if let value = table["gossip"] {
             guard let g = value.table else { throw ConfigError("\(source): [gossip] must be a table") }
             for key in g.keys where !Self.gossipKeys.contains(key) {
@@ -120,7 +123,9 @@ public struct NodeConfiguration: Sendable, Equatable {
 
     public func validate() throws {
         guard !chainID.isEmpty, chainID.utf8.count <= 64 else { throw ConfigError("chain_id must be 1…64 bytes") }
-        guard handshakeTimeout > 0, dialTimeout > 0 else { throw ConfigError("timeouts must be positive") }
+        guard handshakeTimeout > 0, dialTimeout > 0, syncInterval > 0 else {
+            throw ConfigError("timeouts and intervals must be positive")
+        }
         guard gossip.peerTimeout > gossip.pingInterval else {
             throw ConfigError("gossip.peer_timeout must exceed gossip.ping_interval")
         }

@@ -1,11 +1,13 @@
 import Foundation
 import Gossip
+import Ledger
 import Logging
 import NIOCore
 import NIOPosix
 import NodeCrypto
 import Noise
 import ServiceLifecycle
+import Storage
 import Synchronization
 
 /// One live TCP connection: its secure channel, its outbound queue and counters.
@@ -65,36 +67,60 @@ public actor NodeRuntime: Service {
     private var lastBookSave = Date()
     private var closedTotals = (sent: 0, received: 0)
     private var recentDeliveries: [String] = []
+    private var deliveredTotal = 0
     private let deliveryLogLimit = 10_000
     private var handshakeFailures = 0
+    private var sync: LedgerSync
+    // Confined to this actor.
+    private nonisolated(unsafe) let store: TransactionStore
+    private var lastSyncRound = Date.distantPast
     nonisolated let work = AsyncStream<Work>.makeStream()
     nonisolated let serverChannel = Mutex<(any Channel)?>(nil)
     nonisolated let boundPort = Mutex<Int?>(nil)
-    /// Called for every new valid gossip payload (the application hook).
-    private let onDeliver: @Sendable ([UInt8], MessageID, PeerID?) -> Void
 
-    public init(
-        configuration: NodeConfiguration, keys: NodeKeys, bootstrap: [NodeAddress], logger: Logger,
-        validate: @escaping @Sendable ([UInt8]) -> Validation = { _ in .accept },
-        onDeliver: @escaping @Sendable ([UInt8], MessageID, PeerID?) -> Void = { _, _, _ in }
-    ) throws {
+    /// First byte of a gossip payload that is an opaque test message (admin `publish`).
+    static let testTopic: UInt8 = 0
+
+    public init(configuration: NodeConfiguration, keys: NodeKeys, bootstrap: [NodeAddress], logger: Logger) throws {
         self.configuration = configuration
         self.keys = keys
         self.logger = logger
-        self.onDeliver = onDeliver
         files = StateFiles(directory: configuration.dataDirectory)
         let book = try files.loadAddressBook()
         let bans = try files.loadBans()
+        let storePath = configuration.dataDirectory.appendingPathComponent("ledger.sqlite").path
+        do {
+            store = try TransactionStore(path: storePath)
+        } catch {
+            throw ConfigError("\(error)")
+        }
+        sync = LedgerSync(dag: try Self.replay(store, chainID: configuration.chainID, path: storePath))
         var engine = GossipEngine(
             localID: keys.identity.publicKey, configuration: configuration.gossip,
             listenPort: configuration.listen.port, agent: Self.agent, addressBook: book, bans: bans,
-            seed: UInt64.random(in: .min ... .max), validate: validate)
+            seed: UInt64.random(in: .min ... .max))
         engine.addBootstrap(bootstrap, now: Date().timeIntervalSince1970)
         self.engine = engine
         savedBook = book
     }
 
     private var now: Double { Date().timeIntervalSince1970 }
+
+    /// Rebuilds the DAG from the store, in the order transactions were accepted.
+    static func replay(_ store: TransactionStore, chainID: String, path: String) throws -> TransactionDAG {
+        var dag = TransactionDAG(chainID: chainID)
+        let rows: [(id: [UInt8], encoded: [UInt8])]
+        do { rows = try store.loadAll() } catch { throw ConfigError("\(error)") }
+        for (index, row) in rows.enumerated() {
+            // Our own store: the format is checked, signatures were checked on the way in.
+            guard let tx = try? Transaction.decode(row.encoded), tx.id.bytes == row.id,
+                case .accepted = dag.insertVerified(tx, source: "store")
+            else {
+                throw ConfigError("\(path): stored transaction \(index + 1) does not decode or does not fit the DAG")
+            }
+        }
+        return dag
+    }
 
     /// The TCP port actually bound (useful with port 0).
     public nonisolated var listeningPort: Int? { boundPort.withLock { $0 } }
@@ -176,6 +202,10 @@ public actor NodeRuntime: Service {
             do { try await Task.sleep(for: .seconds(1)) } catch { return }
             execute(engine.tick(now: now))
             saveState(force: false)
+            if Date().timeIntervalSince(lastSyncRound) >= configuration.syncInterval, let peer = engine.randomPeer() {
+                lastSyncRound = Date()
+                execute(engine.sendDirect(sync.headsAnnouncement(), to: peer))
+            }
         }
     }
 
@@ -356,16 +386,80 @@ public actor NodeRuntime: Service {
                 connections[id]?.close()
             case .dial(let address):
                 work.continuation.yield(.dial(address))
-            case .deliver(let payload, let id, let from):
-                recentDeliveries.append(id.description)
-                if recentDeliveries.count > deliveryLogLimit { recentDeliveries.removeFirst(1_000) }
-                onDeliver(payload, id, from)
+            case .validate(let payload, let id, let from, let peer):
+                let verdict = validate(payload, id: id, from: from, peer: peer)
+                execute(engine.validated(payload, from: from, result: verdict, now: now))
+            case .direct(let payload, let from, let peer):
+                if let tag = payload.first, SyncMessage.tags.contains(tag) {
+                    executeLedger(sync.directReceived(payload, from: from, source: peer.hex))
+                } else {
+                    execute(
+                        engine.penalize(
+                            peer: from, points: configuration.gossip.malformedPenalty, reason: "unknown direct message",
+                            now: now))
+                }
             case .bansChanged:
                 do {
                     try files.save(engine.activeBans(now: now))
                 } catch {
                     logger.error("cannot save the ban list", metadata: ["error": "\(error)"])
                 }
+            }
+        }
+    }
+
+    // MARK: Application
+
+    /// Judges a new gossip payload by its topic byte.
+    private func validate(_ payload: [UInt8], id: MessageID, from: ConnectionID, peer: PeerID) -> Validation {
+        guard let topic = payload.first else { return .reject("empty payload") }
+        switch topic {
+        case Self.testTopic:
+            recordDelivery(id)
+            return .accept
+        case LedgerSync.transactionTopic:
+            let (verdict, actions) = sync.gossipReceived(Array(payload.dropFirst()), from: from, source: peer.hex)
+            executeLedger(actions)
+            switch verdict {
+            case .accept:
+                recordDelivery(id)
+                return .accept
+            case .ignore: return .ignore
+            case .reject(let reason):
+                logger.info(
+                    "rejected transaction", metadata: ["peer": "\(peer.hex.prefix(16))", "reason": "\(reason)"])
+                return .reject(reason)
+            }
+        default:
+            return .reject("unknown topic \(topic)")
+        }
+    }
+
+    private func recordDelivery(_ id: MessageID) {
+        deliveredTotal += 1
+        recentDeliveries.append(id.description)
+        if recentDeliveries.count > deliveryLogLimit { recentDeliveries.removeFirst(1_000) }
+    }
+
+    private func executeLedger(_ actions: [LedgerSync.Action]) {
+        for action in actions {
+            switch action {
+            case .persist(let txs):
+                do {
+                    try store.append(txs.map { (id: $0.id.bytes, encoded: $0.encoded) })
+                } catch {
+                    // Without durable storage the node must not go on as if it had them.
+                    logger.critical("cannot store transactions; stopping", metadata: ["error": "\(error)"])
+                    requestStop()
+                }
+            case .broadcast(let payload):
+                execute(engine.broadcast(payload, now: now))
+            case .sendDirect(let connection, let payload):
+                execute(engine.sendDirect(payload, to: connection))
+            case .penalize(let connection, let reason):
+                execute(
+                    engine.penalize(
+                        peer: connection, points: configuration.gossip.invalidMessagePenalty, reason: reason, now: now))
             }
         }
     }
@@ -460,23 +554,71 @@ public actor NodeRuntime: Service {
                 "time": .int(Int(now)),
             ])
         case "publish":
-            guard let hex = params["payload_hex"]?.stringValue, let payload = try? Hex.decode(hex) else {
+            guard let hex = params["payload_hex"]?.stringValue, let raw = try? Hex.decode(hex) else {
                 throw AdminError.invalidParams("publish needs {\"payload_hex\": HEX}")
             }
+            let payload = [Self.testTopic] + raw
             switch engine.publish(payload, now: now) {
             case .success(let actions):
+                let id = GossipMessage.id(of: payload)
+                recordDelivery(id)
                 execute(actions)
-                return .object([
-                    "id": .string(GossipMessage.id(of: payload).description), "peers": .int(engine.peers.count),
-                ])
+                return .object(["id": .string(id.description), "peers": .int(engine.peers.count)])
             case .failure(let error):
                 throw AdminError.serverError(error.description)
             }
+        case "submittx":
+            guard let hex = params["hex"]?.stringValue, let encoded = try? Hex.decode(hex) else {
+                throw AdminError.invalidParams("submittx needs {\"hex\": HEX of the encoded transaction}")
+            }
+            let (result, actions) = sync.submit(encoded)
+            executeLedger(actions)
+            switch result {
+            case .success(let tx): return .object(["id": .string(tx.id.hex)])
+            case .failure(let error): throw AdminError.serverError("transaction rejected: \(error)")
+            }
+        case "getmempool":
+            return .object([
+                "count": .int(sync.dag.count),
+                "pending": .int(sync.dag.pendingCount),
+                "heads": .array(sync.dag.heads.map { .string($0.hex) }),
+                "digest": .string(sync.dag.digest().hex),
+                "chain_id": .string(configuration.chainID),
+            ])
+        case "gettx":
+            guard let hex = params["id"]?.stringValue, let id = try? TxID(hex: hex) else {
+                throw AdminError.invalidParams("gettx needs {\"id\": HEX}")
+            }
+            guard let tx = sync.dag.transaction(id) else {
+                if let reason = sync.dag.rejection(id) {
+                    throw AdminError.serverError("transaction \(hex) was rejected: \(reason)")
+                }
+                throw AdminError.serverError("no transaction \(hex)")
+            }
+            return Self.json(tx)
+        case "getequivocations":
+            return .array(
+                sync.dag.equivocations.map {
+                    .object([
+                        "author": .string($0.author.hex), "seq": .int($0.seq),
+                        "transactions": .array($0.transactions.map { .string($0.hex) }),
+                    ])
+                })
+        case "getnextseq":
+            guard let hex = params["author"]?.stringValue, let bytes = try? Hex.decode(hex),
+                let author = try? Ed25519.PublicKey(rawRepresentation: bytes)
+            else { throw AdminError.invalidParams("getnextseq needs {\"author\": HEX of an account key}") }
+            return .object([
+                "author": .string(author.hex), "next_seq": .int(sync.dag.nextSeq(for: author)),
+                "heads": .array(sync.dag.heads.prefix(Transaction.maxPredecessors).map { .string($0.hex) }),
+                "chain_id": .string(configuration.chainID),
+            ])
         case "getgossipinfo":
             let limit = Int(params["limit"]?.numberValue ?? 100)
             return .object([
                 "published": .int(engine.stats.published),
-                "delivered": .int(engine.stats.delivered),
+                "delivered": .int(deliveredTotal),
+                "accepted_from_peers": .int(engine.stats.delivered),
                 "duplicates": .int(engine.stats.duplicates),
                 "rejected": .int(engine.stats.rejected),
                 "ignored": .int(engine.stats.ignored),
@@ -496,6 +638,21 @@ public actor NodeRuntime: Service {
         default:
             throw AdminError.methodNotFound(method)
         }
+    }
+
+    static func json(_ tx: Transaction) -> JSONValue {
+        let payload: JSONValue
+        switch tx.payload {
+        case .transfer(let to, let amount):
+            payload = .object(["type": .string("transfer"), "to": .string(to.hex), "amount": .int(amount)])
+        case .data(let bytes):
+            payload = .object(["type": .string("data"), "data_hex": .string(bytes.hex)])
+        }
+        return .object([
+            "id": .string(tx.id.hex), "chain_id": .string(tx.chainID), "author": .string(tx.author.hex),
+            "seq": .int(tx.seq), "fee": .int(tx.fee), "payload": payload,
+            "predecessors": .array(tx.predecessors.map { .string($0.hex) }), "hex": .string(tx.encoded.hex),
+        ])
     }
 
     private func nodeIDParam(_ params: JSONValue) throws(AdminError) -> PeerID {

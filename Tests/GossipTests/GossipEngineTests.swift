@@ -22,6 +22,8 @@ struct SimulatedNetwork {
     var disconnectReasons: [String] = []
     /// Node ids that drop every message instead of handling it.
     var silent: Set<PeerID> = []
+    /// The application's verdict on gossiped payloads, the same on every node.
+    var validator: @Sendable ([UInt8]) -> Validation = { _ in .accept }
 
     mutating func add(_ engine: GossipEngine) {
         engines[engine.localID] = engine
@@ -75,8 +77,12 @@ struct SimulatedNetwork {
                 let outB = engines[target]!.connected(
                     connB, peer: node, host: "127.0.0.1", port: 40000, inbound: true, now: now)
                 queue += outA.map { (node, $0) } + outB.map { (target, $0) }
-            case .deliver(_, let id, _):
-                delivered[node, default: []].append(id)
+            case .validate(let payload, let id, let from, _):
+                let verdict = validator(payload)
+                if verdict == .accept { delivered[node, default: []].append(id) }
+                queue += engines[node]!.validated(payload, from: from, result: verdict, now: now).map { (node, $0) }
+            case .direct:
+                break
             case .bansChanged:
                 break
             }
@@ -98,13 +104,10 @@ struct SimulatedNetwork {
     func peerCount(_ id: PeerID) -> Int { engines[id]!.peers.count }
 }
 
-func makeEngine(
-    port: UInt16, config: GossipConfiguration = testConfig(), seed: UInt64? = nil,
-    validate: @escaping @Sendable ([UInt8]) -> Validation = { _ in .accept }
-) -> GossipEngine {
+func makeEngine(port: UInt16, config: GossipConfiguration = testConfig(), seed: UInt64? = nil) -> GossipEngine {
     GossipEngine(
         localID: Ed25519.PrivateKey().publicKey, configuration: config, listenPort: port, agent: "test",
-        seed: seed ?? UInt64(port), validate: validate)
+        seed: seed ?? UInt64(port))
 }
 
 func testConfig() -> GossipConfiguration {
@@ -150,6 +153,7 @@ struct GossipEngineTests {
                 Issue.record("publish failed")
                 return
             }
+            net.delivered[origin, default: []].append(GossipMessage.id(of: payload))  // the origin's app has it
             net.run(origin, actions)
         }
         for node in nodes {
@@ -166,10 +170,10 @@ struct GossipEngineTests {
         var config = testConfig()
         config.invalidMessagePenalty = 40
         var net = SimulatedNetwork()
-        let validator: @Sendable ([UInt8]) -> Validation = { $0.first == 0xad ? .reject("bad marker") : .accept }
-        let a = makeEngine(port: 9201, config: config, validate: validator)
-        let b = makeEngine(port: 9202, config: config, validate: validator)
-        let c = makeEngine(port: 9203, config: config, validate: validator)
+        net.validator = { $0.first == 0xad ? .reject("bad marker") : .accept }
+        let a = makeEngine(port: 9201, config: config)
+        let b = makeEngine(port: 9202, config: config)
+        let c = makeEngine(port: 9203, config: config)
         for e in [a, b, c] { net.add(e) }
         net.run(a.localID, net.engines[a.localID]!.connect(to: net.address(of: b.localID), now: net.now))
         net.run(c.localID, net.engines[c.localID]!.connect(to: net.address(of: b.localID), now: net.now))
@@ -278,6 +282,24 @@ struct GossipEngineTests {
         #expect(engine.tick(now: 30).allSatisfy { if case .disconnect = $0 { false } else { true } })
         #expect(engine.tick(now: 43).contains { if case .disconnect(1, _) = $0 { true } else { false } })
         #expect(engine.peers.isEmpty)
+    }
+
+    @Test func directMessagesGoToOnePeerOnly() {
+        var net = SimulatedNetwork()
+        let a = makeEngine(port: 9901)
+        let b = makeEngine(port: 9902)
+        let c = makeEngine(port: 9903)
+        for e in [a, b, c] { net.add(e) }
+        net.run(a.localID, net.engines[a.localID]!.connect(to: net.address(of: b.localID), now: net.now))
+        net.run(c.localID, net.engines[c.localID]!.connect(to: net.address(of: b.localID), now: net.now))
+        var toB = net.engines[a.localID]!
+        let actions = toB.sendDirect([1, 2, 3], toPeer: b.localID)
+        let conn = toB.peer(b.localID)!.connection
+        #expect(actions == [.send(conn, .direct(payload: [1, 2, 3]))])
+        let bConn = net.engines[b.localID]!.peer(a.localID)!.connection
+        let received = net.engines[b.localID]!.received(
+            bConn, bytes: GossipMessage.direct(payload: [1, 2, 3]).encoded(), now: net.now)
+        #expect(received == [.direct(payload: [1, 2, 3], from: bConn, peer: a.localID)], "delivered, never forwarded")
     }
 
     @Test func publishRefusesOversizeAndDuplicates() {

@@ -40,7 +40,8 @@ struct History {
                 // A child of an invalid transaction is invalid too.
                 if let bad = all.first(where: { invalid.contains($0.id) }) {
                     let tx = Transaction(
-                        chainID: chain, author: authors[a], seq: 1000 + UInt64(n), fee: 0, payload: .data([UInt8(n & 0xff)]),
+                        chainID: chain, author: authors[a], seq: 1000 + UInt64(n), fee: 0,
+                        payload: .data([UInt8(n & 0xff)]),
                         predecessors: preds + [bad.id])
                     all.append(tx)
                     invalid.insert(tx.id)
@@ -48,14 +49,17 @@ struct History {
                 }
             }
             if roll == 1 {
-                let tx = Transaction(chainID: "other-chain", author: authors[a], seq: 1, fee: 0, payload: .data([1]), predecessors: preds)
+                let tx = Transaction(
+                    chainID: "other-chain", author: authors[a], seq: 1, fee: 0, payload: .data([1]), predecessors: preds
+                )
                 all.append(tx)
                 invalid.insert(tx.id)
                 continue
             }
             if roll == 2 {
                 var bytes = Transaction(
-                    chainID: chain, author: authors[a], seq: 5, fee: 0, payload: .data([UInt8(n & 0xff), 7]), predecessors: preds
+                    chainID: chain, author: authors[a], seq: 5, fee: 0, payload: .data([UInt8(n & 0xff), 7]),
+                    predecessors: preds
                 ).encoded
                 bytes[1 + 2 + chain.utf8.count + 32 + 8 + 7] ^= 0x10  // the fee: forged
                 let forged = try! Transaction.decode(bytes)
@@ -140,7 +144,8 @@ struct DAGConvergenceTests {
         limits.maxPending = 80
         var dag = TransactionDAG(chainID: "c", limits: limits)
         let root = Transaction(chainID: "c", author: author, seq: 1, fee: 0, payload: .data([0]), predecessors: [])
-        let child = Transaction(chainID: "c", author: author, seq: 2, fee: 0, payload: .data([1]), predecessors: [root.id])
+        let child = Transaction(
+            chainID: "c", author: author, seq: 2, fee: 0, payload: .data([1]), predecessors: [root.id])
         #expect(dag.insert(child, source: "p") == .pending(missing: [root.id]))
         #expect(dag.missingPredecessors == [root.id])
         #expect(dag.insert(root, source: "p") == .accepted([root, child]))
@@ -150,7 +155,9 @@ struct DAGConvergenceTests {
         for i in 0..<300 {
             let ghost = try! TxID(bytes: SecureRandom.bytes(32))
             _ = dag.insert(
-                Transaction(chainID: "c", author: flooder, seq: UInt64(i + 1), fee: 0, payload: .data([]), predecessors: [ghost]),
+                Transaction(
+                    chainID: "c", author: flooder, seq: UInt64(i + 1), fee: 0, payload: .data([]), predecessors: [ghost]
+                ),
                 source: i % 2 == 0 ? "evil" : "evil2")
             #expect(dag.pendingCount <= 80)
         }
@@ -163,7 +170,8 @@ struct DAGConvergenceTests {
         var dag = TransactionDAG(chainID: "c")
         let first = Transaction(chainID: "c", author: author, seq: 5, fee: 0, payload: .data([0]), predecessors: [])
         _ = dag.insert(first, source: "x")
-        let backwards = Transaction(chainID: "c", author: author, seq: 5, fee: 0, payload: .data([1]), predecessors: [first.id])
+        let backwards = Transaction(
+            chainID: "c", author: author, seq: 5, fee: 0, payload: .data([1]), predecessors: [first.id])
         guard case .rejected(let reason) = dag.insert(backwards, source: "x") else {
             Issue.record("a seq that does not grow over the author's own predecessor must be rejected")
             return
@@ -171,7 +179,8 @@ struct DAGConvergenceTests {
         #expect(reason.contains("seq"))
         // Its descendants are rejected too, by everyone, whenever they arrive.
         let grandchild = Transaction(
-            chainID: "c", author: Ed25519.PrivateKey(), seq: 1, fee: 0, payload: .data([2]), predecessors: [backwards.id])
+            chainID: "c", author: Ed25519.PrivateKey(), seq: 1, fee: 0, payload: .data([2]),
+            predecessors: [backwards.id])
         guard case .rejected = dag.insert(grandchild, source: "y") else {
             Issue.record("a child of a rejected transaction must be rejected")
             return
@@ -184,7 +193,9 @@ struct DAGConvergenceTests {
         var partial = TransactionDAG(chainID: "c")
         var previous: [TxID] = []
         for i in 1...30 {
-            let tx = Transaction(chainID: "c", author: author, seq: UInt64(i), fee: 0, payload: .data([UInt8(i)]), predecessors: previous)
+            let tx = Transaction(
+                chainID: "c", author: author, seq: UInt64(i), fee: 0, payload: .data([UInt8(i)]), predecessors: previous
+            )
             _ = full.insert(tx, source: "x")
             if i <= 12 { _ = partial.insert(tx, source: "x") }
             previous = [tx.id]

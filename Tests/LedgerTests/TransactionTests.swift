@@ -20,7 +20,8 @@ struct TransactionTests {
         #expect(decoded.id == tx.id)
         #expect(tx.id.bytes == BLAKE2b.hash256(tx.encoded))
         #expect(tx.validateStandalone(chainID: "c") == nil)
-        let data = Transaction(chainID: "c", author: alice, seq: 2, fee: 0, payload: .data([1, 2, 3]), predecessors: [tx.id])
+        let data = Transaction(
+            chainID: "c", author: alice, seq: 2, fee: 0, payload: .data([1, 2, 3]), predecessors: [tx.id])
         #expect(try Transaction.decode(data.encoded) == data)
     }
 

@@ -1,0 +1,227 @@
+import Wire
+
+/// The BFT-CRDT's network protocol as a pure state machine: push gossip of new
+/// transactions, fetching missing predecessors from the peer that referenced them,
+/// and anti-entropy (periodic head exchange and pulling what is missing).
+/// The node routes gossip payloads with topic `transactionTopic` and direct payloads
+/// whose first byte is a `SyncMessage` tag here, and executes the returned actions.
+public struct LedgerSync: Sendable {
+    /// First byte of a gossip payload carrying a transaction.
+    public static let transactionTopic: UInt8 = 1
+    public static let maxBatch = 512
+    public static let maxBatchBytes = 2 * 1024 * 1024
+    public static let maxHeadsSent = 64
+    public static let maxRequestedIDs = 256
+
+    public enum Verdict: Sendable, Equatable {
+        case accept
+        case ignore
+        case reject(String)
+    }
+
+    public enum Action: Sendable, Equatable {
+        /// Newly accepted transactions, in causal order, to store durably.
+        case persist([Transaction])
+        /// Gossip these encoded transactions to the mesh (released from pending, or submitted here).
+        case broadcast([UInt8])
+        /// Send a sync message to one peer.
+        case sendDirect(connection: Int, payload: [UInt8])
+        /// The peer sent something invalid.
+        case penalize(connection: Int, reason: String)
+    }
+
+    public var dag: TransactionDAG
+
+    public init(dag: TransactionDAG) { self.dag = dag }
+
+    /// A gossiped transaction from a peer. The verdict tells the gossip layer whether
+    /// to forward it; pending transactions are not forwarded until they are accepted.
+    public mutating func gossipReceived(_ encoded: [UInt8], from connection: Int, source: String) -> (Verdict, [Action])
+    {
+        switch dag.insert(encoded: encoded, source: source) {
+        case .accepted(let txs):
+            // The first is this payload, which gossip forwards; the rest were released.
+            return (.accept, [.persist(txs)] + txs.dropFirst().map { .broadcast(Self.gossipPayload($0)) })
+        case .pending(let missing):
+            return (
+                .ignore, [.sendDirect(connection: connection, payload: SyncMessage.getTransactions(missing).encoded())]
+            )
+        case .duplicate:
+            return (.ignore, [])
+        case .rejected(let reason):
+            return (.reject(reason), [])
+        }
+    }
+
+    /// A transaction submitted by a local client: accepted ones are stored and gossiped.
+    public mutating func submit(_ encoded: [UInt8]) -> (Result<Transaction, SubmitError>, [Action]) {
+        let tx: Transaction
+        do {
+            tx = try Transaction.decode(encoded)
+        } catch {
+            return (.failure(SubmitError("malformed transaction: \(error)")), [])
+        }
+        switch dag.insert(tx, source: "local") {
+        case .accepted(let txs):
+            return (.success(tx), [.persist(txs)] + txs.map { .broadcast(Self.gossipPayload($0)) })
+        case .pending(let missing):
+            return (
+                .failure(
+                    SubmitError(
+                        "unknown predecessors: \(missing.map { String($0.hex.prefix(16)) }.joined(separator: ", "))")),
+                []
+            )
+        case .duplicate:
+            return (.success(tx), [])
+        case .rejected(let reason):
+            return (.failure(SubmitError(reason)), [])
+        }
+    }
+
+    /// A direct sync message from a peer.
+    public mutating func directReceived(_ payload: [UInt8], from connection: Int, source: String) -> [Action] {
+        let message: SyncMessage
+        do {
+            message = try SyncMessage.decode(payload)
+        } catch {
+            return [.penalize(connection: connection, reason: "malformed sync message: \(error)")]
+        }
+        switch message {
+        case .heads(let digest, _, _):
+            guard digest != dag.digest() else { return [] }
+            return [.sendDirect(connection: connection, payload: syncRequest())]
+        case .syncRequest(let heads):
+            let missing = dag.missing(givenHeads: heads, limit: Self.maxBatch)
+            var batch: [[UInt8]] = []
+            var bytes = 0
+            for tx in missing {
+                if bytes + tx.encoded.count > Self.maxBatchBytes { break }
+                batch.append(tx.encoded)
+                bytes += tx.encoded.count
+            }
+            guard !batch.isEmpty else { return [] }
+            let more = batch.count < missing.count || missing.count == Self.maxBatch
+            return [.sendDirect(connection: connection, payload: SyncMessage.batch(more: more, batch).encoded())]
+        case .getTransactions(let ids):
+            let found = ids.compactMap { dag.transaction($0)?.encoded }
+            guard !found.isEmpty else { return [] }
+            return [.sendDirect(connection: connection, payload: SyncMessage.batch(more: false, found).encoded())]
+        case .batch(let more, let encodings):
+            var accepted: [Transaction] = []
+            var actions: [Action] = []
+            var missing: Set<TxID> = []
+            for encoded in encodings {
+                switch dag.insert(encoded: encoded, source: source) {
+                case .accepted(let txs): accepted += txs
+                case .pending(let m): missing.formUnion(m)
+                case .duplicate: break
+                case .rejected(let reason):
+                    actions.append(
+                        .penalize(connection: connection, reason: "invalid transaction in sync batch: \(reason)"))
+                }
+            }
+            missing = missing.filter { !dag.contains($0) && !dag.isPending($0) }
+            if !accepted.isEmpty { actions.insert(.persist(accepted), at: 0) }
+            if more {
+                actions.append(.sendDirect(connection: connection, payload: syncRequest()))
+            } else if !missing.isEmpty {
+                let ids = Array(missing.sorted().prefix(Self.maxRequestedIDs))
+                actions.append(.sendDirect(connection: connection, payload: SyncMessage.getTransactions(ids).encoded()))
+            }
+            return actions
+        }
+    }
+
+    /// The periodic anti-entropy announcement: digest, count and heads.
+    public mutating func headsAnnouncement() -> [UInt8] {
+        SyncMessage.heads(
+            digest: dag.digest(), count: UInt64(dag.count), heads: Array(dag.heads.prefix(Self.maxHeadsSent))
+        )
+        .encoded()
+    }
+
+    private func syncRequest() -> [UInt8] {
+        SyncMessage.syncRequest(heads: Array(dag.heads.prefix(Self.maxHeadsSent))).encoded()
+    }
+
+    public static func gossipPayload(_ tx: Transaction) -> [UInt8] { [transactionTopic] + tx.encoded }
+}
+
+public struct SubmitError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Direct (peer-to-peer, not flooded) messages of the sync protocol. Tags 1–4 of
+/// the node's direct-payload space (docs/wire.md §4).
+public enum SyncMessage: Sendable, Equatable {
+    case heads(digest: [UInt8], count: UInt64, heads: [TxID])
+    case syncRequest(heads: [TxID])
+    case batch(more: Bool, [[UInt8]])
+    case getTransactions([TxID])
+
+    public static let tags: ClosedRange<UInt8> = 1...4
+
+    public func encoded() -> [UInt8] {
+        var w = WireWriter()
+        switch self {
+        case .heads(let digest, let count, let heads):
+            w.u8(1)
+            w.fixed(digest)
+            w.u64(count)
+            writeIDs(&w, heads)
+        case .syncRequest(let heads):
+            w.u8(2)
+            writeIDs(&w, heads)
+        case .batch(let more, let txs):
+            w.u8(3)
+            w.u8(more ? 1 : 0)
+            w.u16(UInt16(txs.count))
+            for tx in txs { w.bytes32(tx) }
+        case .getTransactions(let ids):
+            w.u8(4)
+            writeIDs(&w, ids)
+        }
+        return w.bytes
+    }
+
+    private func writeIDs(_ w: inout WireWriter, _ ids: [TxID]) {
+        w.u16(UInt16(ids.count))
+        for id in ids { w.fixed(id.bytes) }
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(WireError) -> SyncMessage {
+        var r = WireReader(bytes)
+        let tag = try r.u8("tag")
+        func ids(max: Int) throws(WireError) -> [TxID] {
+            let n = Int(try r.u16("id count"))
+            guard n <= max else { throw WireError("\(n) ids exceed \(max)") }
+            var out: [TxID] = []
+            for _ in 0..<n { out.append(try TxID(bytes: try r.fixed(32, "id"))) }
+            return out
+        }
+        let message: SyncMessage
+        switch tag {
+        case 1:
+            let digest = try r.fixed(32, "digest")
+            let count = try r.u64("count")
+            message = .heads(digest: digest, count: count, heads: try ids(max: LedgerSync.maxHeadsSent))
+        case 2:
+            message = .syncRequest(heads: try ids(max: LedgerSync.maxHeadsSent))
+        case 3:
+            let more = try r.u8("more")
+            guard more <= 1 else { throw WireError("more flag must be 0 or 1") }
+            let n = Int(try r.u16("batch size"))
+            guard n <= LedgerSync.maxBatch else { throw WireError("batch of \(n) exceeds \(LedgerSync.maxBatch)") }
+            var txs: [[UInt8]] = []
+            for _ in 0..<n { txs.append(try r.bytes32(max: Transaction.maxEncodedSize, "transaction")) }
+            message = .batch(more: more == 1, txs)
+        case 4:
+            message = .getTransactions(try ids(max: LedgerSync.maxRequestedIDs))
+        default:
+            throw WireError("unknown sync message tag \(tag)")
+        }
+        try r.finish()
+        return message
+    }
+}
