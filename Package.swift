@@ -90,6 +90,7 @@ let package = Package(
                 "Node",
                 "NodeCrypto",
                 "Gossip",
+                "Ledger",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -140,7 +141,7 @@ let package = Package(
         // Real p2pnode processes on loopback; slower, so kept apart from the unit tests.
         .testTarget(
             name: "NodeIntegrationTests",
-            dependencies: ["Node", "Noise", "NodeCrypto", "Gossip"],
+            dependencies: ["Node", "Noise", "NodeCrypto", "Gossip", "Ledger"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks from a release build, each printed next to this machine's bound
 # measured in the same run: crypto (the bounds themselves), then the encrypted
-# transport (stream MB/s as a percentage of raw ChaCha20-Poly1305, handshakes/s).
+# transport (stream MB/s as a percentage of raw ChaCha20-Poly1305, handshakes/s), then
+# the ledger (transactions verified and inserted per second against Ed25519 verify/s).
 #   scripts/bench.sh [SECONDS_PER_MEASUREMENT]
 set -euo pipefail
 SECONDS_EACH=${1:-2}
@@ -11,3 +12,6 @@ echo "== crypto bounds"
 echo
 echo "== transport"
 "$(dirname "$0")/../.build/release/p2pnode" bench transport --seconds "$SECONDS_EACH"
+echo
+echo "== ledger (BFT-CRDT insert)"
+"$(dirname "$0")/../.build/release/p2pnode" bench ledger

@@ -6,7 +6,7 @@ import NodeCrypto
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure this machine's bounds (run a release build: swift run -c release).",
-        subcommands: [CryptoBench.self, TransportBench.self]
+        subcommands: [CryptoBench.self, TransportBench.self, LedgerBench.self]
     )
 }
 
@@ -167,5 +167,38 @@ struct TransportBench: AsyncParsableCommand {
         print(
             "Noise XX handshakes with identity binding (both ends, one core)  \(String(format: "%8.0f", r.handshakesPerSecond)) /s"
         )
+    }
+}
+
+struct LedgerBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ledger",
+        abstract: "Signed transactions verified and inserted per second, next to Ed25519 verify/s.",
+        discussion: "The goal is ≥ 0.8 × the single-core Ed25519 verification rate."
+    )
+
+    @Option(help: "Number of transactions.")
+    var transactions: Int = 20_000
+
+    func validate() throws {
+        guard transactions >= 100, transactions <= 1_000_000 else {
+            throw ValidationError("--transactions must be 100…1000000")
+        }
+    }
+
+    func run() async throws {
+        #if DEBUG
+            print("warning: debug build; figures are not representative (use swift run -c release)")
+        #endif
+        let r = try LedgerBenchmark.run(transactions: transactions, directory: FileManager.default.temporaryDirectory)
+        func line(_ label: String, _ value: Double) {
+            print(
+                label.padding(toLength: 52, withPad: " ", startingAt: 0) + String(format: "%10.0f /s", value)
+                    + String(format: "  (%.2f × verify)", value / r.ed25519VerifyPerSecond))
+        }
+        print("transactions: \(r.transactions), one core")
+        line("Ed25519 verify (the bound)", r.ed25519VerifyPerSecond)
+        line("decode + verify + insert into the DAG", r.insertPerSecond)
+        line("… + SQLite store (WAL, fsync per 100)", r.insertAndStorePerSecond)
     }
 }

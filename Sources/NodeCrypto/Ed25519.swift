@@ -22,6 +22,15 @@ public enum Ed25519 {
 
         fileprivate init(unchecked bytes: [UInt8]) { rawRepresentation = bytes }
 
+        /// Checks the length only. The full point check costs about as much as a
+        /// signature verification; where a signature by this key is verified anyway
+        /// (libsodium's verify rejects non-canonical and small-order keys), this avoids
+        /// paying twice.
+        public init(uncheckedRawRepresentation bytes: [UInt8]) throws(CryptoError) {
+            guard bytes.count == 32 else { throw .length("Ed25519 public key", expected: 32, got: bytes.count) }
+            rawRepresentation = bytes
+        }
+
         public func isValidSignature(_ signature: Signature, for message: [UInt8]) -> Bool {
             ensureSodium()
             return signature.rawRepresentation.withUnsafeBufferPointer { s in

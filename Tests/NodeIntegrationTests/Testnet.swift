@@ -26,6 +26,7 @@ final class LocalTestnet: @unchecked Sendable {
                 chain_id = "sidenode-it"
                 listen = "127.0.0.1:\(basePort + i)"
                 log_level = "info"
+                sync_interval = 1
                 [gossip]
                 max_connections_per_ip = 64
                 address_refresh_interval = 2
