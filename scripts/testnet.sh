@@ -107,12 +107,13 @@ def size(n):
     return f"{n:.1f}TiB"
 for i in range(count):
     info, totals, gossip = call(i, "getinfo"), call(i, "getnettotals"), call(i, "getgossipinfo")
+    mempool = call(i, "getmempool") or {"count": 0, "digest": "?"}
     if not info:
         print(f"node{i}  (starting or down; see {root}/node{i}/node.log)")
         continue
     print(f"node{i}  {info['listen']:<16} id {info['node_id'][:12]}…  peers {info['connections']:>2} "
           f"(out {info['outbound']}, in {info['inbound']})  sent {size(totals['total_bytes_sent']):>9}  "
-          f"recv {size(totals['total_bytes_recv']):>9}  msgs {gossip['delivered']}")
+          f"recv {size(totals['total_bytes_recv']):>9}  txs {mempool['count']} ({mempool['digest'][:8]})")
 PY
 }
 

@@ -61,6 +61,23 @@ struct LedgerMeshTests {
         // Any transaction can be looked up on any node.
         let tx = try net.admin(2).call("gettx", .object(["id": .string(last[0]!.hex)]))
         #expect(tx["author"]?.stringValue == authors[0].publicKey.hex)
+
+        // The CLI signs with the node's key and submits through the admin socket.
+        let recipient = Ed25519.PrivateKey().publicKey.hex
+        let sent = try net.cli(["tx", "send", "--data-dir", net.dataDir(1).path, "--to", recipient, "--amount", "42"])
+        #expect(sent.status == 0, "\(sent.output)")
+        let sentID = sent.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        let data = try net.cli(["tx", "data", "--data-dir", net.dataDir(1).path, "--text", "hello ledger"])
+        #expect(data.status == 0, "\(data.output)")
+        try waitUntil(timeout: 20, "the CLI transactions on node 0") {
+            (try? net.admin(0).call("gettx", .object(["id": .string(sentID)]))) != nil
+        }
+        let viaCLI = try net.admin(0).call("gettx", .object(["id": .string(sentID)]))
+        #expect(viaCLI["payload"]?["amount"]?.numberValue == 42)
+        #expect(viaCLI["payload"]?["to"]?.stringValue == recipient)
+        #expect(viaCLI["seq"]?.numberValue == 1)
+        let bad = try net.cli(["tx", "send", "--data-dir", net.dataDir(1).path, "--to", "abcd", "--amount", "1"])
+        #expect(bad.status != 0 && bad.output.contains("--to must be a node id"))
     }
 
     @Test("a Byzantine sender is banned; orphan floods stay bounded")

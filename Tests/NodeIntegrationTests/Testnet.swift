@@ -84,6 +84,20 @@ final class LocalTestnet: @unchecked Sendable {
         try waitUntil(timeout: timeout, "node\(i) admin socket") { (try? self.admin(i).call("getinfo")) != nil }
     }
 
+    /// Runs a p2pnode subcommand to completion; returns its exit status and output.
+    func cli(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+    }
+
     func stop(_ i: Int) {
         guard let process = processes.removeValue(forKey: i) else { return }
         if process.isRunning {
