@@ -33,12 +33,9 @@ public enum LedgerBenchmark {
         let sample = try Transaction.decode(encoded[0])
         let message = sample.signingMessage
         let clock = ContinuousClock()
-        func seconds(_ d: Duration) -> Double {
-            Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-        }
         let verifyStart = clock.now
         for _ in 0..<count { precondition(sample.author.isValidSignature(sample.signature, for: message)) }
-        let verifyRate = Double(count) / seconds(clock.now - verifyStart)
+        let verifyRate = Double(count) / (clock.now - verifyStart).inSeconds
 
         var dag = TransactionDAG(chainID: "bench")
         let insertStart = clock.now
@@ -47,7 +44,7 @@ public enum LedgerBenchmark {
                 fatalError("benchmark tx rejected")
             }
         }
-        let insertRate = Double(count) / seconds(clock.now - insertStart)
+        let insertRate = Double(count) / (clock.now - insertStart).inSeconds
 
         // The node's path: verify, insert, and store durably in batches of 100 per commit.
         let path = directory.appendingPathComponent("bench-\(UUID().uuidString).sqlite").path
@@ -69,7 +66,7 @@ public enum LedgerBenchmark {
             }
         }
         try store.append(batch)
-        let storeRate = Double(count) / seconds(clock.now - storeStart)
+        let storeRate = Double(count) / (clock.now - storeStart).inSeconds
         return Result(
             transactions: count, ed25519VerifyPerSecond: verifyRate, insertPerSecond: insertRate,
             insertAndStorePerSecond: storeRate)

@@ -262,9 +262,8 @@ public actor NodeRuntime: Service {
             try? await connection.channel.close()
             return false
         }
-        var channelConfig = SecureChannelConfiguration(
+        let channelConfig = SecureChannelConfiguration(
             chainID: configuration.chainID, identity: keys.identity, maxMessageSize: configuration.maxMessageSize)
-        channelConfig.maxMessageSize = configuration.maxMessageSize
         let (outStream, outbox) = AsyncStream<[UInt8]>.makeStream(
             bufferingPolicy: .bufferingOldest(configuration.peerQueueLimit))
         let handle = PeerConnection(

@@ -23,14 +23,14 @@ public enum TransportBenchmark {
         let frame = SecureRandom.bytes(SecureChannelConfiguration.maxFramePlaintext)
         // In place, into preallocated memory: libsodium's own speed with no allocation.
         var out = [UInt8](repeating: 0, count: frame.count + ChaChaPoly.tagLength)
-        let seal = rate(seconds) {
+        let seal = Measure.rate(seconds: seconds) {
             frame.withUnsafeBytes { pt in
                 out.withUnsafeMutableBytes { ChaChaPoly.seal(pt, key: key, nonce: nonce, into: $0) }
             }
         }
         let sealed = ChaChaPoly.seal(frame, key: key, nonce: nonce)
         var plain = [UInt8](repeating: 0, count: frame.count)
-        let open = rate(seconds) {
+        let open = Measure.rate(seconds: seconds) {
             _ = sealed.withUnsafeBytes { ct in
                 plain.withUnsafeMutableBytes { try! ChaChaPoly.open(ct, key: key, nonce: nonce, into: $0) }
             }
@@ -39,7 +39,7 @@ public enum TransportBenchmark {
         // Full XX handshakes with identity binding, both ends on this thread.
         let configA = SecureChannelConfiguration(chainID: "bench", identity: Ed25519.PrivateKey())
         let configB = SecureChannelConfiguration(chainID: "bench", identity: Ed25519.PrivateKey())
-        let handshakes = rate(seconds) {
+        let handshakes = Measure.rate(seconds: seconds) {
             var a = SecureChannel(role: .initiator(expectedPeer: nil), configuration: configA)
             var b = SecureChannel(role: .responder, configuration: configB)
             var toB = a.start()
@@ -101,9 +101,7 @@ public enum TransportBenchmark {
                             }
                             if let start, clock.now - start >= .seconds(seconds) {
                                 let elapsed = clock.now - start
-                                let s =
-                                    Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-                                return Double(delivered) / s / 1e6
+                                return Double(delivered) / elapsed.inSeconds / 1e6
                             }
                         }
                         return 0
@@ -135,19 +133,5 @@ public enum TransportBenchmark {
             for try await value in group { result = max(result, value) }
             return result
         }
-    }
-
-    static func rate(_ seconds: Double, _ body: () -> Void) -> Double {
-        let clock = ContinuousClock()
-        for _ in 0..<3 { body() }
-        var iterations = 0
-        let start = clock.now
-        var elapsed = Duration.zero
-        while elapsed < .seconds(seconds) {
-            body()
-            iterations += 1
-            elapsed = clock.now - start
-        }
-        return Double(iterations) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
     }
 }

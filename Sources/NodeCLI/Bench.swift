@@ -62,24 +62,24 @@ enum CryptoBenchmarks {
         let edKey = Ed25519.PrivateKey()
         let message = SecureRandom.bytes(200)
         let edSig = edKey.signature(for: message)
-        let edVerify = rate(secondsEach) {
+        let edVerify = Measure.rate(seconds: secondsEach) {
             precondition(edKey.publicKey.isValidSignature(edSig, for: message))
         }
         results.append(BenchResult(key: "ed25519_verify_per_s", label: "Ed25519 verify", value: edVerify, unit: "/s"))
-        let edSign = rate(secondsEach) { _ = edKey.signature(for: message) }
+        let edSign = Measure.rate(seconds: secondsEach) { _ = edKey.signature(for: message) }
         results.append(BenchResult(key: "ed25519_sign_per_s", label: "Ed25519 sign", value: edSign, unit: "/s"))
 
         let btcKey = Secp256k1.PrivateKey()
         let digest = SHA256.hash(message)
         let schnorr = try! btcKey.schnorrSignature(for: digest)
         let xonly = btcKey.xOnlyPublicKey
-        let bip340 = rate(secondsEach) {
+        let bip340 = Measure.rate(seconds: secondsEach) {
             precondition(xonly.isValidSchnorrSignature(schnorr, for: digest))
         }
         results.append(BenchResult(key: "bip340_verify_per_s", label: "BIP340 verify", value: bip340, unit: "/s"))
         let ecdsa = try! btcKey.ecdsaSignature(forDigest: digest)
         let pub = btcKey.publicKey
-        let ecdsaRate = rate(secondsEach) {
+        let ecdsaRate = Measure.rate(seconds: secondsEach) {
             precondition(pub.isValidECDSASignature(ecdsa, forDigest: digest))
         }
         results.append(BenchResult(key: "ecdsa_verify_per_s", label: "ECDSA verify", value: ecdsaRate, unit: "/s"))
@@ -89,48 +89,29 @@ enum CryptoBenchmarks {
         let key = ChaChaPoly.Key.random()
         let nonce = ChaChaPoly.Nonce(noiseCounter: 1)
         let block = SecureRandom.bytes(65_519)
-        let sealRate = rate(secondsEach) { _ = ChaChaPoly.seal(block, key: key, nonce: nonce) }
+        let sealRate = Measure.rate(seconds: secondsEach) { _ = ChaChaPoly.seal(block, key: key, nonce: nonce) }
         results.append(
             BenchResult(
                 key: "chachapoly_seal_mb_per_s", label: "ChaCha20-Poly1305 seal (64 KiB)",
                 value: sealRate * Double(block.count) / 1_000_000, unit: "MB/s"))
         let sealed = ChaChaPoly.seal(block, key: key, nonce: nonce)
-        let openRate = rate(secondsEach) { _ = try! ChaChaPoly.open(sealed, key: key, nonce: nonce) }
+        let openRate = Measure.rate(seconds: secondsEach) { _ = try! ChaChaPoly.open(sealed, key: key, nonce: nonce) }
         results.append(
             BenchResult(
                 key: "chachapoly_open_mb_per_s", label: "ChaCha20-Poly1305 open (64 KiB)",
                 value: openRate * Double(block.count) / 1_000_000, unit: "MB/s"))
 
-        let blakeRate = rate(secondsEach) { _ = BLAKE2b.hash256(block) }
+        let blakeRate = Measure.rate(seconds: secondsEach) { _ = BLAKE2b.hash256(block) }
         results.append(
             BenchResult(
                 key: "blake2b_mb_per_s", label: "BLAKE2b (64 KiB)", value: blakeRate * Double(block.count) / 1_000_000,
                 unit: "MB/s"))
-        let shaRate = rate(secondsEach) { _ = SHA256.hash(block) }
+        let shaRate = Measure.rate(seconds: secondsEach) { _ = SHA256.hash(block) }
         results.append(
             BenchResult(
                 key: "sha256_mb_per_s", label: "SHA-256 (64 KiB)", value: shaRate * Double(block.count) / 1_000_000,
                 unit: "MB/s"))
         return results
-    }
-
-    /// Operations per second of `body`, run in batches until `seconds` have passed.
-    static func rate(_ seconds: Double, _ body: () -> Void) -> Double {
-        let clock = ContinuousClock()
-        // Warm up caches and lazy initialisation outside the measurement.
-        for _ in 0..<10 { body() }
-        var iterations = 0
-        var batch = 16
-        let start = clock.now
-        var elapsed = Duration.zero
-        while elapsed < .seconds(seconds) {
-            for _ in 0..<batch { body() }
-            iterations += batch
-            elapsed = clock.now - start
-            if elapsed < .milliseconds(50) { batch *= 2 }
-        }
-        let secondsElapsed = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        return Double(iterations) / secondsElapsed
     }
 }
 
