@@ -68,6 +68,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "Consensus",
+            dependencies: ["NodeCrypto", "Wire"],
+            swiftSettings: strict
+        ),
+        .target(
             name: "Node",
             dependencies: [
                 "Ledger",
@@ -131,6 +136,11 @@ let package = Package(
         .testTarget(
             name: "StorageTests",
             dependencies: ["Storage", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ConsensusTests",
+            dependencies: ["Consensus", "Wire", "NodeCrypto"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,0 +1,575 @@
+import NodeCrypto
+import Wire
+
+public struct ConsensusConfig: Sendable, Equatable {
+    public var chainID: String
+    public var epoch: Epoch
+    public var validators: ValidatorSet
+    /// The epoch's genesis block (never sent) and the state it leaves.
+    public var genesisBlockID: Hash32
+    public var genesisStateID: Hash32
+    /// Round timeout: base × backoff^k, k = rounds since the last commit (capped).
+    public var baseTimeout: Double = 1.0
+    public var timeoutBackoff: Double = 1.5
+    public var maxBackoffExponent = 4
+
+    public init(chainID: String, epoch: Epoch, validators: ValidatorSet, genesisBlockID: Hash32, genesisStateID: Hash32)
+    {
+        self.chainID = chainID
+        self.epoch = epoch
+        self.validators = validators
+        self.genesisBlockID = genesisBlockID
+        self.genesisStateID = genesisStateID
+    }
+}
+
+/// What a validator brings back after a restart: its safety state and the blocks it
+/// had stored since the last commit, plus that commit.
+public struct RecoveredState: Sendable, Equatable {
+    public var safety: SafetyState
+    public var blocks: [Block]
+    public var committedBlockID: Hash32
+    public var committedRound: Round
+    public var committedStateID: Hash32
+
+    public init(
+        safety: SafetyState, blocks: [Block], committedBlockID: Hash32, committedRound: Round, committedStateID: Hash32
+    ) {
+        self.safety = safety
+        self.blocks = blocks
+        self.committedBlockID = committedBlockID
+        self.committedRound = committedRound
+        self.committedStateID = committedStateID
+    }
+}
+
+/// DiemBFT v4 with the 2-chain commit rule, as a pure state machine: it takes
+/// messages, timer expiries, execution results and payloads, and returns actions.
+/// No sockets, clocks or disks: the driver sends, schedules, persists and executes.
+///
+/// Actions are ordered: a `persistSafety` must be durable before any later action in
+/// the same list is carried out.
+public struct ConsensusCore: Sendable {
+    public enum Action: Sendable, Equatable {
+        case send(to: ValidatorID, ConsensusMessage)
+        /// To every other validator (the core handles its own copy itself).
+        case broadcast(ConsensusMessage)
+        case persistSafety(SafetyState)
+        case persistBlock(Block)
+        /// Arm the timer for `round`; answer with `timeoutFired(round:)`.
+        case scheduleTimeout(round: Round, after: Double)
+        /// Compute the state after `block` on top of `parentState`; answer with `blockExecuted`.
+        case execute(Block, parentState: Hash32)
+        /// This validator leads `round`: answer with `proposePayload(round:payload:)`.
+        case requestPayload(round: Round)
+        /// Blocks newly committed, oldest first, and the QC that certifies the commit.
+        case commit([Block], QuorumCert)
+        case fetchBlock(Hash32, from: ValidatorID)
+        /// A peer asked for a block that is no longer in the tree (committed and pruned):
+        /// answer `blockResponse` from the committed store if it is there.
+        case serveCommittedBlock(Hash32, to: ValidatorID)
+        /// Evidence of misbehaviour (two proposals or two votes in one round).
+        case evidence(String)
+    }
+
+    public let config: ConsensusConfig
+    private let key: Ed25519.PrivateKey
+    public let me: ValidatorID
+    private let domain: SigningDomain
+
+    public private(set) var safety: SafetyState
+    public private(set) var currentRound: Round = 0
+    public private(set) var highQC: QuorumCert
+    public private(set) var highCommitQC: QuorumCert
+    public private(set) var lastRoundTC: TimeoutCert?
+    public private(set) var committedRound: Round
+    public private(set) var committedBlockID: Hash32
+    private var lastCommitRoundForBackoff: Round
+
+    private var blocks: [Hash32: Block] = [:]
+    private var states: [Hash32: Hash32] = [:]
+    private var roundsOf: [Hash32: Round] = [:]
+    private var verifiedQCs: Set<Hash32> = []
+    private var votes: [Round: [LedgerCommitInfo: [ValidatorID: Ed25519.Signature]]] = [:]
+    private var voteInfos: [Hash32: VoteInfo] = [:]
+    private var votedBy: [Round: [ValidatorID: LedgerCommitInfo]] = [:]
+    private var qcFormed: Set<Round> = []
+    private var timeouts: [Round: [ValidatorID: TimeoutInfo]] = [:]
+    private var amplified: Set<Round> = []
+    private var tcFormed: Set<Round> = []
+    private var myTimeout: [Round: TimeoutMsg] = [:]
+    private var proposals: [Round: Hash32] = [:]
+    private var proposed: Set<Round> = []
+    private var awaitingVote: (block: Block, tc: TimeoutCert?)?
+    private var waitingForParent: [Hash32: [(ProposalMsg, ValidatorID)]] = [:]
+    /// Blocks asked for, and whom to ask again if the answer does not come.
+    private var requested: [Hash32: ValidatorID] = [:]
+    private var pendingCommit: QuorumCert?
+    private var deferredPayload: (round: Round, payload: [[UInt8]])?
+
+    public init(config: ConsensusConfig, key: Ed25519.PrivateKey, recovered: RecoveredState? = nil) {
+        self.config = config
+        self.key = key
+        me = key.publicKey
+        domain = SigningDomain(chainID: config.chainID)
+        let genesisQC = QuorumCert.genesis(
+            epoch: config.epoch, blockID: config.genesisBlockID, stateID: config.genesisStateID)
+        safety = recovered?.safety ?? SafetyState(epoch: config.epoch)
+        highQC = safety.highQC ?? genesisQC
+        highCommitQC = safety.highCommitQC ?? genesisQC
+        lastRoundTC = safety.lastRoundTC
+        committedRound = recovered?.committedRound ?? 0
+        committedBlockID = recovered?.committedBlockID ?? config.genesisBlockID
+        lastCommitRoundForBackoff = committedRound
+        states[committedBlockID] = recovered?.committedStateID ?? config.genesisStateID
+        roundsOf[committedBlockID] = committedRound
+        verifiedQCs.insert(Self.qcKey(genesisQC))
+        for block in recovered?.blocks ?? [] where block.round > committedRound {
+            blocks[block.id] = block
+            roundsOf[block.id] = block.round
+        }
+    }
+
+    public func leader(of round: Round) -> ValidatorID { config.validators.leader(of: round) }
+    public func block(_ id: Hash32) -> Block? { blocks[id] }
+    public func stateID(of id: Hash32) -> Hash32? { states[id] }
+
+    // MARK: Start and timers
+
+    /// Enters the first round (after genesis or a restart): re-executes recovered blocks
+    /// and starts the round after the highest certificate.
+    public mutating func start() -> [Action] {
+        var actions: [Action] = []
+        for block in blocks.values.sorted(by: { $0.round < $1.round }) {
+            if let parent = states[block.parentID] { actions.append(.execute(block, parentState: parent)) }
+        }
+        // Resume after the highest certificate, as Aptos does: the safety state keeps the
+        // node from voting again in a round it already signed, and a round entered this
+        // way always allows a timeout, so the node cannot get stuck after a restart.
+        return actions + enterRound(max(highQC.round, lastRoundTC?.round ?? 0) + 1)
+    }
+
+    private func timeoutDuration() -> Double {
+        let gap = currentRound > lastCommitRoundForBackoff + 2 ? Int(currentRound - lastCommitRoundForBackoff - 2) : 0
+        var d = config.baseTimeout
+        for _ in 0..<min(gap, config.maxBackoffExponent) { d *= config.timeoutBackoff }
+        return d
+    }
+
+    private mutating func enterRound(_ round: Round) -> [Action] {
+        guard round > currentRound else { return [] }
+        currentRound = round
+        awaitingVote = nil
+        // Forget per-round bookkeeping that can no longer matter.
+        votes = votes.filter { $0.key + 1 >= round }
+        votedBy = votedBy.filter { $0.key + 1 >= round }
+        timeouts = timeouts.filter { $0.key >= round }
+        myTimeout = myTimeout.filter { $0.key >= round }
+        proposals = proposals.filter { $0.key + 8 >= round }
+        var actions: [Action] = [.scheduleTimeout(round: round, after: timeoutDuration())]
+        if leader(of: round) == me && !proposed.contains(round) { actions.append(.requestPayload(round: round)) }
+        return actions
+    }
+
+    /// The round timer expired: sign a timeout (once) and broadcast it; a timer that
+    /// fires again re-broadcasts, since the first broadcast may have been lost.
+    public mutating func timeoutFired(round: Round) -> [Action] {
+        guard round == currentRound else { return [] }
+        var actions: [Action] = [.scheduleTimeout(round: round, after: timeoutDuration())]
+        actions += refetchMissing()
+        if let existing = myTimeout[round] { return actions + [.broadcast(.timeout(existing))] }
+        actions += localTimeout()
+        return actions
+    }
+
+    private mutating func localTimeout() -> [Action] {
+        let round = currentRound
+        guard myTimeout[round] == nil,
+            SafetyRules.safeToTimeout(round: round, qcRound: highQC.round, tc: lastRoundTC, state: safety)
+        else { return [] }
+        safety.highestVoteRound = max(safety.highestVoteRound, round)
+        safety.highQC = highQC
+        safety.highCommitQC = highCommitQC
+        safety.lastRoundTC = lastRoundTC
+        let signature = key.signature(for: timeoutSigningBytes(round: round, highQCRound: highQC.round))
+        let info = TimeoutInfo(epoch: config.epoch, round: round, highQC: highQC, sender: me, signature: signature)
+        // Well-formed: the last round's TC goes along exactly when the high QC is not from round - 1.
+        let tc = highQC.round + 1 == round ? nil : lastRoundTC
+        let message = TimeoutMsg(info: info, lastRoundTC: tc, highCommitQC: highCommitQC)
+        myTimeout[round] = message
+        return [.persistSafety(safety), .broadcast(.timeout(message))] + addTimeout(info)
+    }
+
+    // MARK: Messages
+
+    public mutating func receive(_ message: ConsensusMessage, from sender: ValidatorID) -> [Action] {
+        switch message {
+        case .proposal(let p): return processProposal(p, from: sender)
+        case .vote(let v): return processVote(v, from: sender)
+        case .timeout(let t): return processTimeout(t, from: sender)
+        case .blockRequest(let id):
+            guard let block = blocks[id] else { return [.serveCommittedBlock(id, to: sender)] }
+            return [.send(to: sender, .blockResponse(block))]
+        case .blockResponse(let block): return processFetchedBlock(block, from: sender)
+        }
+    }
+
+    private mutating func processProposal(_ p: ProposalMsg, from sender: ValidatorID) -> [Action] {
+        let block = p.block
+        guard block.epoch == config.epoch, block.author == sender, config.validators.contains(sender),
+            sender.isValidSignature(p.signature, for: domain.message("proposal", epoch: config.epoch, block.id.bytes)),
+            verify(block.qc), verify(p.highCommitQC), verifyOptional(p.lastRoundTC)
+        else { return [] }
+        // Well-formedness: a TC of round - 1 exactly when the QC is not from round - 1.
+        if block.qc.round + 1 == block.round {
+            guard p.lastRoundTC == nil else { return [] }
+        } else {
+            guard let tc = p.lastRoundTC, tc.round + 1 == block.round else { return [] }
+        }
+        guard sender == leader(of: block.round) else { return [] }
+        var actions = processCertificate(block.qc, from: sender)
+        actions += processCertificate(p.highCommitQC, from: sender)
+        if let tc = p.lastRoundTC { actions += advanceRound(tc: tc) }
+        // A valid block of a round already left (its votes can outrun it to the next
+        // leader) still joins the tree: later blocks build on it.
+        if block.round < currentRound, states[block.parentID] != nil { return actions + insert(block) }
+        guard block.round == currentRound else { return actions }
+        if let seen = proposals[block.round] {
+            if seen != block.id {
+                return actions + [.evidence("two proposals by \(sender.hex.prefix(16)) in round \(block.round)")]
+            }
+            // The same proposal again: after a restart, answer with the identical vote.
+            if let vote = safety.lastVote, vote.voteInfo.blockID == block.id {
+                return actions + [.send(to: leader(of: block.round + 1), .vote(vote))]
+            }
+            return actions
+        }
+        proposals[block.round] = block.id
+        guard states[block.parentID] != nil else {
+            waitingForParent[block.parentID, default: []].append((p, sender))
+            return actions + fetch(block.parentID, from: sender)
+        }
+        actions += insert(block)
+        awaitingVote = (block, p.lastRoundTC)
+        if states[block.id] != nil { actions += tryVote() }
+        return actions
+    }
+
+    private mutating func insert(_ block: Block) -> [Action] {
+        guard blocks[block.id] == nil, block.round > committedRound else { return [] }
+        blocks[block.id] = block
+        roundsOf[block.id] = block.round
+        var actions: [Action] = [.persistBlock(block)]
+        if let parentState = states[block.parentID] { actions.append(.execute(block, parentState: parentState)) }
+        return actions
+    }
+
+    /// The driver computed the state after a block.
+    public mutating func blockExecuted(id: Hash32, stateID: Hash32) -> [Action] {
+        guard blocks[id] != nil, states[id] == nil else { return [] }
+        states[id] = stateID
+        var actions: [Action] = []
+        // Children that waited for this state can now execute.
+        for child in blocks.values where child.parentID == id && states[child.id] == nil {
+            actions.append(.execute(child, parentState: stateID))
+        }
+        if let waiting = waitingForParent.removeValue(forKey: id) {
+            for (proposal, sender) in waiting {
+                proposals[proposal.block.round] = nil
+                actions += processProposal(proposal, from: sender)
+            }
+        }
+        if let qc = pendingCommit, states[qc.voteInfo.parentID] != nil || qc.voteInfo.parentID == committedBlockID {
+            pendingCommit = nil
+            actions += processCertificate(qc, from: me)
+        }
+        if awaitingVote?.block.id == id { actions += tryVote() }
+        if let deferred = deferredPayload, deferred.round == currentRound, highQC.blockID == id {
+            actions += proposePayload(round: deferred.round, payload: deferred.payload)
+        }
+        return actions
+    }
+
+    private mutating func tryVote() -> [Action] {
+        guard let (block, tc) = awaitingVote, block.round == currentRound, let state = states[block.id] else {
+            return []
+        }
+        awaitingVote = nil
+        let qcRound = block.qc.round
+        guard SafetyRules.safeToVote(round: block.round, qcRound: qcRound, tc: tc, state: safety) else { return [] }
+        safety.highestQCRound = max(safety.highestQCRound, qcRound)
+        safety.highestVoteRound = block.round
+        let info = VoteInfo(
+            blockID: block.id, round: block.round, parentID: block.parentID, parentRound: qcRound, execStateID: state,
+            epoch: config.epoch)
+        let commitState =
+            SafetyRules.commitCandidate(round: block.round, qcRound: qcRound) ? states[block.parentID] : nil
+        let commitInfo = LedgerCommitInfo(
+            epoch: config.epoch, round: block.round, commitStateID: commitState, voteInfoHash: info.hash)
+        let signature = key.signature(for: domain.message("vote", epoch: config.epoch, commitInfo.bytes))
+        let vote = VoteMsg(
+            voteInfo: info, commitInfo: commitInfo, highCommitQC: highCommitQC, sender: me, signature: signature)
+        safety.lastVote = vote
+        safety.highQC = highQC
+        safety.highCommitQC = highCommitQC
+        safety.lastRoundTC = lastRoundTC
+        let nextLeader = leader(of: block.round + 1)
+        var actions: [Action] = [.persistSafety(safety)]
+        if nextLeader == me {
+            actions += processVote(vote, from: me)
+        } else {
+            actions.append(.send(to: nextLeader, .vote(vote)))
+        }
+        return actions
+    }
+
+    private mutating func processVote(_ v: VoteMsg, from sender: ValidatorID) -> [Action] {
+        guard v.sender == sender, v.voteInfo.epoch == config.epoch, v.commitInfo.epoch == config.epoch,
+            v.commitInfo.round == v.voteInfo.round, v.commitInfo.voteInfoHash == v.voteInfo.hash,
+            config.validators.contains(sender),
+            sender == me
+                || sender.isValidSignature(
+                    v.signature, for: domain.message("vote", epoch: config.epoch, v.commitInfo.bytes)),
+            verify(v.highCommitQC)
+        else { return [] }
+        var actions = processCertificate(v.highCommitQC, from: sender)
+        let round = v.voteInfo.round
+        guard leader(of: round + 1) == me, round + 1 >= currentRound, !qcFormed.contains(round) else { return actions }
+        if let previous = votedBy[round]?[sender] {
+            if previous != v.commitInfo {
+                actions.append(.evidence("two votes by \(sender.hex.prefix(16)) in round \(round)"))
+            }
+            return actions  // one signer counts once
+        }
+        votedBy[round, default: [:]][sender] = v.commitInfo
+        votes[round, default: [:]][v.commitInfo, default: [:]][sender] = v.signature
+        voteInfos[v.commitInfo.voteInfoHash] = v.voteInfo
+        let signers = votes[round]![v.commitInfo]!
+        guard config.validators.power(of: signers.keys) >= config.validators.quorumPower else { return actions }
+        qcFormed.insert(round)
+        let qc = QuorumCert(
+            voteInfo: v.voteInfo, commitInfo: v.commitInfo,
+            signatures: signers.map { SignerSignature(signer: $0.key, signature: $0.value) })
+        verifiedQCs.insert(Self.qcKey(qc))
+        return actions + processCertificate(qc, from: me)
+    }
+
+    private mutating func processTimeout(_ t: TimeoutMsg, from sender: ValidatorID) -> [Action] {
+        let info = t.info
+        guard info.sender == sender, info.epoch == config.epoch, config.validators.contains(sender),
+            sender.isValidSignature(
+                info.signature, for: timeoutSigningBytes(round: info.round, highQCRound: info.highQC.round)),
+            verify(info.highQC), verify(t.highCommitQC), verifyOptional(t.lastRoundTC)
+        else { return [] }
+        var actions = processCertificate(info.highQC, from: sender)
+        actions += processCertificate(t.highCommitQC, from: sender)
+        if let tc = t.lastRoundTC { actions += advanceRound(tc: tc) }
+        guard info.round >= currentRound else { return actions }
+        return actions + addTimeout(info)
+    }
+
+    private mutating func addTimeout(_ info: TimeoutInfo) -> [Action] {
+        let round = info.round
+        guard timeouts[round]?[info.sender] == nil else { return [] }  // duplicates count once
+        timeouts[round, default: [:]][info.sender] = info
+        let power = config.validators.power(of: timeouts[round]!.keys)
+        var actions: [Action] = []
+        // Bracha amplification: f+1 timeouts mean an honest validator gave up; join once.
+        if power >= config.validators.amplificationPower, round == currentRound, !amplified.contains(round) {
+            amplified.insert(round)
+            actions += localTimeout()
+        }
+        // The amplification above may itself have completed this round's TC.
+        guard let collected = timeouts[round], !tcFormed.contains(round) else { return actions }
+        if config.validators.power(of: collected.keys) >= config.validators.quorumPower {
+            tcFormed.insert(round)
+            let tc = TimeoutCert(
+                epoch: config.epoch, round: round,
+                entries: collected.values.map {
+                    TimeoutCert.Entry(signer: $0.sender, highQCRound: $0.highQC.round, signature: $0.signature)
+                })
+            actions += advanceRound(tc: tc)
+        }
+        return actions
+    }
+
+    private mutating func advanceRound(tc: TimeoutCert) -> [Action] {
+        guard tc.round >= currentRound else { return [] }
+        lastRoundTC = tc
+        return enterRound(tc.round + 1)
+    }
+
+    // MARK: Certificates and commits
+
+    private mutating func processCertificate(_ qc: QuorumCert, from sender: ValidatorID) -> [Action] {
+        var actions: [Action] = []
+        if qc.round > highQC.round {
+            if states[qc.blockID] == nil && blocks[qc.blockID] == nil && qc.round > committedRound {
+                actions += fetch(qc.blockID, from: sender)
+            }
+            highQC = qc
+        }
+        if qc.commitInfo.commitStateID != nil, qc.voteInfo.parentRound > committedRound {
+            if qc.round > highCommitQC.round { highCommitQC = qc }
+            actions += commit(qc, from: sender)
+        }
+        if qc.round >= currentRound {
+            lastRoundTC = nil
+            actions += enterRound(qc.round + 1)
+        }
+        return actions
+    }
+
+    /// Commits the parent of the QC's block and every uncommitted ancestor.
+    private mutating func commit(_ qc: QuorumCert, from sender: ValidatorID) -> [Action] {
+        let target = qc.voteInfo.parentID
+        guard states[target] != nil else {
+            // Not executed here yet: commit once its ancestors arrive and execute.
+            pendingCommit = qc
+            let missing = blocks[target] == nil ? target : missingAncestor(of: target)
+            return missing.map { fetch($0, from: sender) } ?? []
+        }
+        var chain: [Block] = []
+        var cursor = target
+        while cursor != committedBlockID {
+            guard let block = blocks[cursor] else {
+                pendingCommit = qc
+                return fetch(cursor, from: sender)
+            }
+            chain.append(block)
+            cursor = block.parentID
+        }
+        chain.reverse()
+        guard let last = chain.last else { return [] }
+        committedBlockID = last.id
+        committedRound = last.round
+        lastCommitRoundForBackoff = currentRound
+        // Prune what the commit made unreachable.
+        for (id, block) in blocks where block.round <= committedRound && id != committedBlockID {
+            blocks[id] = nil
+            states[id] = nil
+        }
+        return [.commit(chain, qc)]
+    }
+
+    /// Asks `sender` for a block. Asked again whenever something references it, since a
+    /// request or its answer may be lost.
+    private mutating func fetch(_ id: Hash32, from sender: ValidatorID) -> [Action] {
+        guard sender != me else { return [] }
+        requested[id] = sender
+        return [.fetchBlock(id, from: sender)]
+    }
+
+    /// The first ancestor of `id` that is neither in the tree nor committed.
+    private func missingAncestor(of id: Hash32) -> Hash32? {
+        var cursor = id
+        while let block = blocks[cursor] {
+            if states[block.parentID] != nil { return nil }  // its chain can execute
+            cursor = block.parentID
+        }
+        return cursor == committedBlockID ? nil : cursor
+    }
+
+    /// Re-asks for blocks still missing (a request or its answer may have been lost).
+    private mutating func refetchMissing() -> [Action] {
+        var wanted: Set<Hash32> = Set(waitingForParent.keys)
+        if let qc = pendingCommit { wanted.insert(qc.voteInfo.parentID) }
+        wanted.insert(highQC.blockID)
+        var actions: [Action] = []
+        for id in wanted.sorted() where states[id] == nil {
+            guard let missing = blocks[id] == nil ? id : missingAncestor(of: id) else { continue }
+            let peer = requested[missing] ?? leader(of: currentRound)
+            actions += fetch(missing, from: peer == me ? leader(of: currentRound + 1) : peer)
+        }
+        return actions
+    }
+
+    private mutating func processFetchedBlock(_ block: Block, from sender: ValidatorID) -> [Action] {
+        guard requested[block.id] != nil, block.epoch == config.epoch, verify(block.qc) else { return [] }
+        requested[block.id] = nil
+        var actions = insert(block)
+        if states[block.parentID] == nil && blocks[block.parentID] == nil && block.qc.round > committedRound {
+            actions += fetch(block.parentID, from: sender)
+        }
+        actions += processCertificate(block.qc, from: sender)
+        return actions
+    }
+
+    // MARK: Proposing
+
+    /// The payload for a round this validator leads.
+    public mutating func proposePayload(round: Round, payload: [[UInt8]]) -> [Action] {
+        guard round == currentRound, leader(of: round) == me, !proposed.contains(round) else { return [] }
+        let tc: TimeoutCert?
+        if highQC.round + 1 == round {
+            tc = nil
+        } else {
+            guard let last = lastRoundTC, last.round + 1 == round else { return [] }
+            tc = last
+        }
+        guard states[highQC.blockID] != nil else {
+            // The certified block has not arrived or executed yet: propose once it has.
+            deferredPayload = (round, payload)
+            return []
+        }
+        deferredPayload = nil
+        proposed.insert(round)
+        let block = Block(epoch: config.epoch, round: round, author: me, payload: payload, qc: highQC)
+        let signature = key.signature(for: domain.message("proposal", epoch: config.epoch, block.id.bytes))
+        let proposal = ProposalMsg(block: block, lastRoundTC: tc, highCommitQC: highCommitQC, signature: signature)
+        return [.broadcast(.proposal(proposal))] + processProposal(proposal, from: me)
+    }
+
+    // MARK: Verification
+
+    private func timeoutSigningBytes(round: Round, highQCRound: Round) -> [UInt8] {
+        var w = WireWriter()
+        w.u64(round)
+        w.u64(highQCRound)
+        return domain.message("timeout", epoch: config.epoch, w.bytes)
+    }
+
+    static func qcKey(_ qc: QuorumCert) -> Hash32 {
+        var w = WireWriter()
+        qc.encode(&w)
+        return Hash32.of(w.bytes)
+    }
+
+    /// A QC is valid when its vote-info hash matches, its signers are distinct
+    /// validators with quorum power, and every signature verifies. Verified QCs are
+    /// remembered, since every message repeats a few.
+    private mutating func verify(_ qc: QuorumCert) -> Bool {
+        let key = Self.qcKey(qc)
+        if verifiedQCs.contains(key) { return true }
+        guard qc.voteInfo.epoch == config.epoch, qc.commitInfo.epoch == config.epoch,
+            qc.commitInfo.round == qc.voteInfo.round, qc.commitInfo.voteInfoHash == qc.voteInfo.hash,
+            !qc.isGenesis
+        else { return false }
+        let signers = qc.signatures.map(\.signer)
+        guard Set(signers).count == signers.count, signers.allSatisfy(config.validators.contains),
+            config.validators.power(of: signers) >= config.validators.quorumPower
+        else { return false }
+        let message = domain.message("vote", epoch: config.epoch, qc.commitInfo.bytes)
+        guard qc.signatures.allSatisfy({ $0.signer.isValidSignature($0.signature, for: message) }) else { return false }
+        if verifiedQCs.count > 10_000 { verifiedQCs.removeAll() }
+        verifiedQCs.insert(key)
+        return true
+    }
+
+    private mutating func verifyOptional(_ tc: TimeoutCert?) -> Bool {
+        guard let tc else { return true }
+        return verify(tc)
+    }
+
+    private mutating func verify(_ tc: TimeoutCert) -> Bool {
+        guard tc.epoch == config.epoch else { return false }
+        let signers = tc.entries.map(\.signer)
+        guard Set(signers).count == signers.count, signers.allSatisfy(config.validators.contains),
+            config.validators.power(of: signers) >= config.validators.quorumPower
+        else { return false }
+        return tc.entries.allSatisfy {
+            $0.signer.isValidSignature(
+                $0.signature, for: timeoutSigningBytes(round: tc.round, highQCRound: $0.highQCRound))
+        }
+    }
+}

@@ -1,0 +1,328 @@
+import NodeCrypto
+import Wire
+
+public typealias Round = UInt64
+public typealias Epoch = UInt64
+public typealias ValidatorID = Ed25519.PublicKey
+
+/// A 32-byte hash (block ids, state ids, vote-info hashes).
+public struct Hash32: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let bytes: [UInt8]
+
+    public init(bytes: [UInt8]) throws(WireError) {
+        guard bytes.count == 32 else { throw WireError("hash of \(bytes.count) bytes, expected 32") }
+        self.bytes = bytes
+    }
+
+    init(unchecked bytes: [UInt8]) { self.bytes = bytes }
+
+    public static let zero = Hash32(unchecked: [UInt8](repeating: 0, count: 32))
+    public static func of(_ data: [UInt8]) -> Hash32 { Hash32(unchecked: BLAKE2b.hash256(data)) }
+    public static func < (a: Hash32, b: Hash32) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
+    public var hex: String { bytes.hex }
+    public var description: String { String(hex.prefix(12)) }
+}
+
+public struct Validator: Sendable, Equatable {
+    public let id: ValidatorID
+    public let power: UInt64
+
+    public init(id: ValidatorID, power: UInt64 = 1) {
+        self.id = id
+        self.power = power
+    }
+}
+
+/// An epoch's validators, in canonical order (ascending id). Quorums are by voting
+/// power: a quorum is more than two thirds of the total, the f+1 threshold more than
+/// one third.
+public struct ValidatorSet: Sendable, Equatable {
+    public let validators: [Validator]
+    public let totalPower: UInt64
+
+    public init(_ validators: [Validator]) {
+        self.validators = validators.sorted { $0.id.precedesID($1.id) }
+        totalPower = validators.reduce(0) { $0 + $1.power }
+    }
+
+    /// 2f+1 when every power is 1 and n = 3f+1.
+    public var quorumPower: UInt64 { totalPower * 2 / 3 + 1 }
+    /// f+1 when every power is 1 and n = 3f+1: at least one honest signer.
+    public var amplificationPower: UInt64 { totalPower / 3 + 1 }
+
+    public func power(of id: ValidatorID) -> UInt64 { validators.first { $0.id == id }?.power ?? 0 }
+    public func contains(_ id: ValidatorID) -> Bool { validators.contains { $0.id == id } }
+
+    public func power<S: Sequence>(of signers: S) -> UInt64 where S.Element == ValidatorID {
+        Set(signers).reduce(0) { $0 + power(of: $1) }
+    }
+
+    /// Round-robin: a new leader every round, in canonical order.
+    public func leader(of round: Round) -> ValidatorID {
+        validators[Int(round % UInt64(validators.count))].id
+    }
+}
+
+extension Ed25519.PublicKey {
+    func precedesID(_ other: Ed25519.PublicKey) -> Bool {
+        rawRepresentation.lexicographicallyPrecedes(other.rawRepresentation)
+    }
+}
+
+/// Domain-separated signing: every signed consensus structure names the chain and
+/// the epoch, so a signature cannot be replayed on another network or epoch.
+struct SigningDomain: Sendable, Equatable {
+    let chainID: String
+    func message(_ kind: String, epoch: Epoch, _ body: [UInt8]) -> [UInt8] {
+        var w = WireWriter(capacity: body.count + 48)
+        w.string16("sidenode-consensus/\(kind)")
+        w.string16(chainID)
+        w.u64(epoch)
+        w.fixed(body)
+        return w.bytes
+    }
+}
+
+/// What a vote is about: the block and its parent, and the speculated state after it.
+public struct VoteInfo: Sendable, Equatable {
+    public let blockID: Hash32
+    public let round: Round
+    public let parentID: Hash32
+    public let parentRound: Round
+    public let execStateID: Hash32
+    public let epoch: Epoch
+
+    func encode(_ w: inout WireWriter) {
+        w.fixed(blockID.bytes)
+        w.u64(round)
+        w.fixed(parentID.bytes)
+        w.u64(parentRound)
+        w.fixed(execStateID.bytes)
+        w.u64(epoch)
+    }
+
+    static func decode(_ r: inout WireReader) throws(WireError) -> VoteInfo {
+        VoteInfo(
+            blockID: try Hash32(bytes: try r.fixed(32)), round: try r.u64(),
+            parentID: try Hash32(bytes: try r.fixed(32)),
+            parentRound: try r.u64(), execStateID: try Hash32(bytes: try r.fixed(32)), epoch: try r.u64())
+    }
+
+    public var hash: Hash32 {
+        var w = WireWriter()
+        encode(&w)
+        return Hash32.of(w.bytes)
+    }
+}
+
+/// What validators sign when voting. `commitStateID` is set when a QC over this vote
+/// commits the parent block (2-chain rule); the QC then certifies that state, and
+/// epoch and round are part of the signed data (the Bitcoin checkpoint needs them).
+public struct LedgerCommitInfo: Sendable, Equatable, Hashable {
+    public let epoch: Epoch
+    public let round: Round
+    public let commitStateID: Hash32?
+    public let voteInfoHash: Hash32
+
+    func encode(_ w: inout WireWriter) {
+        w.u64(epoch)
+        w.u64(round)
+        if let commitStateID {
+            w.u8(1)
+            w.fixed(commitStateID.bytes)
+        } else {
+            w.u8(0)
+        }
+        w.fixed(voteInfoHash.bytes)
+    }
+
+    static func decode(_ r: inout WireReader) throws(WireError) -> LedgerCommitInfo {
+        let epoch = try r.u64()
+        let round = try r.u64()
+        let flag = try r.u8()
+        guard flag <= 1 else { throw WireError("commit state flag must be 0 or 1") }
+        let state = flag == 1 ? try Hash32(bytes: try r.fixed(32)) : nil
+        return LedgerCommitInfo(
+            epoch: epoch, round: round, commitStateID: state, voteInfoHash: try Hash32(bytes: try r.fixed(32)))
+    }
+
+    var bytes: [UInt8] {
+        var w = WireWriter()
+        encode(&w)
+        return w.bytes
+    }
+}
+
+public struct SignerSignature: Sendable, Equatable {
+    public let signer: ValidatorID
+    public let signature: Ed25519.Signature
+}
+
+/// A quorum certificate: 2f+1 (by power) signatures over one LedgerCommitInfo.
+/// Signatures are sorted by signer so a certificate has exactly one encoding.
+public struct QuorumCert: Sendable, Equatable {
+    public let voteInfo: VoteInfo
+    public let commitInfo: LedgerCommitInfo
+    public let signatures: [SignerSignature]
+
+    public init(voteInfo: VoteInfo, commitInfo: LedgerCommitInfo, signatures: [SignerSignature]) {
+        self.voteInfo = voteInfo
+        self.commitInfo = commitInfo
+        self.signatures = signatures.sorted { $0.signer.precedesID($1.signer) }
+    }
+
+    public var round: Round { voteInfo.round }
+    public var blockID: Hash32 { voteInfo.blockID }
+
+    /// The certificate every epoch starts from: it certifies the epoch's genesis block
+    /// and is built locally by every node, never received.
+    public static func genesis(epoch: Epoch, blockID: Hash32, stateID: Hash32) -> QuorumCert {
+        let info = VoteInfo(
+            blockID: blockID, round: 0, parentID: .zero, parentRound: 0, execStateID: stateID, epoch: epoch)
+        return QuorumCert(
+            voteInfo: info,
+            commitInfo: LedgerCommitInfo(epoch: epoch, round: 0, commitStateID: stateID, voteInfoHash: info.hash),
+            signatures: [])
+    }
+
+    public var isGenesis: Bool { voteInfo.round == 0 && signatures.isEmpty }
+
+    func encode(_ w: inout WireWriter) {
+        voteInfo.encode(&w)
+        commitInfo.encode(&w)
+        w.u16(UInt16(signatures.count))
+        for s in signatures {
+            w.fixed(s.signer.rawRepresentation)
+            w.fixed(s.signature.rawRepresentation)
+        }
+    }
+
+    static func decode(_ r: inout WireReader) throws(WireError) -> QuorumCert {
+        let info = try VoteInfo.decode(&r)
+        let commit = try LedgerCommitInfo.decode(&r)
+        let n = Int(try r.u16())
+        guard n <= 1024 else { throw WireError("\(n) signatures") }
+        var sigs: [SignerSignature] = []
+        for _ in 0..<n {
+            let signer = try r.fixed(32)
+            let sig = try r.fixed(64)
+            sigs.append(
+                SignerSignature(
+                    signer: try! Ed25519.PublicKey(uncheckedRawRepresentation: signer),
+                    signature: try! Ed25519.Signature(rawRepresentation: sig)))
+        }
+        return QuorumCert(voteInfo: info, commitInfo: commit, signatures: sigs)
+    }
+}
+
+/// A block: an ordered batch of opaque transactions extending the block its QC certifies.
+public struct Block: Sendable, Equatable {
+    public let epoch: Epoch
+    public let round: Round
+    public let author: ValidatorID
+    public let payload: [[UInt8]]
+    public let qc: QuorumCert
+    public let id: Hash32
+
+    public init(epoch: Epoch, round: Round, author: ValidatorID, payload: [[UInt8]], qc: QuorumCert) {
+        self.epoch = epoch
+        self.round = round
+        self.author = author
+        self.payload = payload
+        self.qc = qc
+        var w = WireWriter()
+        Self.encodeBody(&w, epoch: epoch, round: round, author: author, payload: payload, qc: qc)
+        id = Hash32.of(w.bytes)
+    }
+
+    public var parentID: Hash32 { qc.blockID }
+
+    static func encodeBody(
+        _ w: inout WireWriter, epoch: Epoch, round: Round, author: ValidatorID, payload: [[UInt8]], qc: QuorumCert
+    ) {
+        w.u64(epoch)
+        w.u64(round)
+        w.fixed(author.rawRepresentation)
+        w.u32(UInt32(payload.count))
+        for tx in payload { w.bytes32(tx) }
+        qc.encode(&w)
+    }
+
+    func encode(_ w: inout WireWriter) {
+        Self.encodeBody(&w, epoch: epoch, round: round, author: author, payload: payload, qc: qc)
+    }
+
+    static func decode(_ r: inout WireReader) throws(WireError) -> Block {
+        let epoch = try r.u64()
+        let round = try r.u64()
+        let authorBytes = try r.fixed(32)
+        let author = try! Ed25519.PublicKey(uncheckedRawRepresentation: authorBytes)  // 32 bytes
+        let n = Int(try r.u32())
+        guard n <= 100_000 else { throw WireError("\(n) transactions in a block") }
+        var payload: [[UInt8]] = []
+        for _ in 0..<n { payload.append(try r.bytes32(max: 1 << 20)) }
+        let qc = try QuorumCert.decode(&r)
+        return Block(epoch: epoch, round: round, author: author, payload: payload, qc: qc)
+    }
+}
+
+/// A timeout vote for a round, carrying the sender's highest QC. The signature
+/// covers (round, high QC round) only, as in DIP-201.
+public struct TimeoutInfo: Sendable, Equatable {
+    public let epoch: Epoch
+    public let round: Round
+    public let highQC: QuorumCert
+    public let sender: ValidatorID
+    public let signature: Ed25519.Signature
+}
+
+/// A timeout certificate: 2f+1 (by power) signed timeouts for one round.
+public struct TimeoutCert: Sendable, Equatable {
+    public struct Entry: Sendable, Equatable {
+        public let signer: ValidatorID
+        public let highQCRound: Round
+        public let signature: Ed25519.Signature
+    }
+
+    public let epoch: Epoch
+    public let round: Round
+    public let entries: [Entry]
+
+    public init(epoch: Epoch, round: Round, entries: [Entry]) {
+        self.epoch = epoch
+        self.round = round
+        self.entries = entries.sorted { $0.signer.precedesID($1.signer) }
+    }
+
+    public var highestQCRound: Round { entries.map(\.highQCRound).max() ?? 0 }
+}
+
+public struct ProposalMsg: Sendable, Equatable {
+    public let block: Block
+    public let lastRoundTC: TimeoutCert?
+    public let highCommitQC: QuorumCert
+    public let signature: Ed25519.Signature
+}
+
+public struct VoteMsg: Sendable, Equatable {
+    public let voteInfo: VoteInfo
+    public let commitInfo: LedgerCommitInfo
+    public let highCommitQC: QuorumCert
+    public let sender: ValidatorID
+    public let signature: Ed25519.Signature
+}
+
+public struct TimeoutMsg: Sendable, Equatable {
+    public let info: TimeoutInfo
+    public let lastRoundTC: TimeoutCert?
+    public let highCommitQC: QuorumCert
+}
+
+public enum ConsensusMessage: Sendable, Equatable {
+    case proposal(ProposalMsg)
+    case vote(VoteMsg)
+    case timeout(TimeoutMsg)
+    /// Ask a peer for a block by id (catch-up of missing ancestors).
+    case blockRequest(Hash32)
+    case blockResponse(Block)
+}

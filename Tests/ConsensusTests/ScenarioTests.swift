@@ -1,0 +1,162 @@
+import Consensus
+import Testing
+
+/// Seeds every scenario runs under in CI; scripts/sim-campaign.sh runs more.
+let ciSeeds: [UInt64] = [1, 2, 3, 7, 42]
+
+@Suite("DiemBFT simulation scenarios (research §4.3)")
+struct ScenarioTests {
+    func expectSafe(_ sim: Simulator, _ label: String) {
+        #expect(!sim.forkDetected, "\(label): committed sequences diverged")
+        #expect(sim.violations.isEmpty, "\(label): \(sim.violations.prefix(3))")
+    }
+
+    @Test("S1 happy path: 1,000 rounds, no timeouts, leaders rotate, commits within 3 rounds")
+    func s1HappyPath() {
+        var sim = Simulator(seed: 1, validators: 4)
+        sim.start()
+        var t = 0.0
+        while sim.nodes[0].core.currentRound < 1_000 && t < 600 {
+            t += 5
+            sim.run(until: t)
+        }
+        #expect(sim.nodes[0].core.currentRound >= 1_000)
+        expectSafe(sim, "S1")
+        #expect(sim.proposalsWithTC == 0, "no round needed a timeout certificate")
+        #expect(sim.minHonestCommits >= 990)
+        #expect((sim.commitLag.max() ?? 99) <= 3, "each block commits at most 3 rounds after it was proposed")
+        // Committed blocks were proposed by the round-robin leader of their round.
+        let set = sim.config.validators
+        for id in sim.canonical.suffix(50) {
+            if let block = sim.nodes.lazy.compactMap({ $0.core.block(id) }).first {
+                #expect(block.author == set.leader(of: block.round))
+            }
+        }
+    }
+
+    @Test("S2 a crashed validator: TCs on its rounds, commits continue", arguments: ciSeeds)
+    func s2Crashed(seed: UInt64) {
+        var sim = Simulator(seed: seed, validators: 4)
+        sim.crash(3)
+        sim.start()
+        sim.run(until: 60)
+        expectSafe(sim, "S2")
+        #expect(sim.minHonestCommits >= 20, "commits continue with 3 of 4")
+        #expect(sim.proposalsWithTC > 0, "the crashed leader's rounds end in TCs that the next proposal carries")
+    }
+
+    @Test("S3 a silent leader hands over through a TC", arguments: ciSeeds)
+    func s3SilentLeader(seed: UInt64) {
+        var sim = Simulator(seed: seed, validators: 4)
+        sim.nodes[2].silentLeader = true
+        sim.start()
+        sim.run(until: 60)
+        expectSafe(sim, "S3")
+        #expect(sim.proposalsWithTC > 0)
+        #expect(sim.minHonestCommits >= 20)
+    }
+
+    @Test("S4 an equivocating leader (twins) cannot fork the chain", arguments: ciSeeds)
+    func s4EquivocatingLeader(seed: UInt64) {
+        var sim = Simulator(seed: seed, validators: 4, twins: [0])
+        // Node 4 is node 0's twin; each sits in a different partition half of the time.
+        sim.partition = [[0, 1, 2], [3, 4]]
+        sim.start()
+        sim.run(until: 20)
+        sim.partition = [[4, 1, 2], [3, 0]]
+        sim.run(until: 40)
+        sim.partition = nil
+        sim.run(until: 80)
+        expectSafe(sim, "S4")
+        #expect(sim.minHonestCommits >= 10)
+    }
+
+    @Test("S5 a double voter's twin votes count once; S6 negative control: more than f twins fork", arguments: ciSeeds)
+    func s5s6Twins(seed: UInt64) {
+        var one = Simulator(seed: seed, validators: 4, twins: [1])
+        one.start()
+        one.run(until: 40)
+        expectSafe(one, "S5")
+        #expect(one.minHonestCommits >= 10)
+
+        // Two Byzantine identities of four: each side has three identities, a "quorum".
+        var two = Simulator(seed: seed, validators: 4, twins: [0, 1])
+        two.partition = [[0, 1, 2], [4, 5, 3]]
+        two.start()
+        two.run(until: 40)
+        #expect(two.forkDetected, "the oracle must see the fork that more than f Byzantine validators cause")
+    }
+
+    @Test("S7 a 2-2 partition stops commits; they resume after it heals", arguments: ciSeeds)
+    func s7Partition(seed: UInt64) {
+        var sim = Simulator(seed: seed, validators: 4)
+        sim.start()
+        sim.run(until: 10)
+        sim.partition = [[0, 1], [2, 3]]
+        sim.run(until: 12)
+        let before = sim.nodes.indices.map { sim.committedCount($0) }
+        sim.run(until: 72)
+        let during = sim.nodes.indices.map { sim.committedCount($0) }
+        #expect(during.reduce(0, +) - before.reduce(0, +) <= 4, "at most in-flight commits finish during a partition")
+        sim.partition = nil
+        sim.run(until: 130)
+        expectSafe(sim, "S7")
+        #expect(sim.minHonestCommits > during.max()! + 5, "commits resume after the partition heals")
+    }
+
+    @Test("S9 crash and restart right after each safety write never equivocates", arguments: [1, 2, 3, 5, 8, 13])
+    func s9CrashAtPersistence(count: Int) {
+        for seed in ciSeeds.prefix(3) {
+            var sim = Simulator(seed: seed &+ UInt64(count), validators: 4)
+            sim.crashAfterSafetyWrite = (node: count % 4, count: count)
+            sim.start()
+            sim.run(until: 15)
+            if !sim.nodes[count % 4].alive { sim.restart(count % 4) }
+            sim.run(until: 60)
+            expectSafe(sim, "S9 write \(count)")
+            let allAlive = sim.nodes.allSatisfy { $0.alive }
+            #expect(allAlive)
+            #expect(sim.minHonestCommits >= 10)
+        }
+    }
+
+    @Test("S12 lossy, duplicating, reordering links keep safety and liveness", arguments: ciSeeds)
+    func s12Lossy(seed: UInt64) {
+        var sim = Simulator(seed: seed, validators: 4)
+        sim.loss = 0.2
+        sim.duplication = 0.1
+        sim.minDelay = 0.001
+        sim.maxDelay = 0.2
+        sim.start()
+        sim.run(until: 120)
+        expectSafe(sim, "S12")
+        #expect(sim.minHonestCommits >= 5)
+    }
+
+    @Test("S13 all validators restart at once; the chain resumes", arguments: ciSeeds)
+    func s13AllRestart(seed: UInt64) {
+        var sim = Simulator(seed: seed, validators: 4)
+        sim.start()
+        sim.run(until: 10)
+        let before = sim.minHonestCommits
+        for i in sim.nodes.indices { sim.crash(i) }
+        sim.run(until: 12)
+        for i in sim.nodes.indices { sim.restart(i) }
+        sim.run(until: 60)
+        expectSafe(sim, "S13")
+        #expect(sim.minHonestCommits > before + 10)
+    }
+
+    @Test("S19 the same seed gives the same trace")
+    func s19Determinism() {
+        func trace(_ seed: UInt64) -> [UInt8] {
+            var sim = Simulator(seed: seed, validators: 4)
+            sim.loss = 0.1
+            sim.start()
+            sim.run(until: 20)
+            return sim.traceHasher
+        }
+        #expect(trace(9) == trace(9))
+        #expect(trace(9) != trace(10))
+    }
+}

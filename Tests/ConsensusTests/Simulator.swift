@@ -1,0 +1,321 @@
+import Consensus
+import NodeCrypto
+import Wire
+
+/// A deterministic generator: a seed fixes every delay, loss and payload.
+struct SimRNG: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func chance(_ p: Double) -> Bool { Double(next() % 1_000_000) / 1_000_000 < p }
+}
+
+/// A seeded simulation of N consensus cores in one process: virtual clock, a network
+/// with delay, loss, duplication and partitions, and a disk per node that keeps what
+/// was persisted (a crash loses everything else). Oracles run on every commit and
+/// every signed message: agreement, per-signer vote monotonicity across restarts,
+/// and commit justification.
+struct Simulator {
+    struct Disk {
+        var safety: SafetyState?
+        var blocks: [Hash32: Block] = [:]
+        var committedID: Hash32
+        var committedRound: Round = 0
+        var committedState: Hash32
+        /// The committed chain, as the node's ledger store would keep it.
+        var committedBlocks: [Hash32: Block] = [:]
+    }
+
+    struct Node {
+        let key: Ed25519.PrivateKey
+        var core: ConsensusCore
+        var disk: Disk
+        var alive = true
+        var incarnation = 0
+        /// Committed block ids in order.
+        var committed: [Hash32] = []
+        var silentLeader = false
+    }
+
+    enum Event {
+        case deliver(to: Int, from: Int, ConsensusMessage)
+        case timer(node: Int, round: Round, incarnation: Int)
+    }
+
+    struct Scheduled {
+        let time: Double
+        let seq: Int
+        let event: Event
+    }
+
+    let config: ConsensusConfig
+    var rng: SimRNG
+    var now: Double = 0
+    var seq = 0
+    var queue: [Scheduled] = []
+    var nodes: [Node] = []
+    // Network model.
+    var minDelay = 0.005
+    var maxDelay = 0.030
+    var loss = 0.0
+    var duplication = 0.0
+    /// Nodes in different groups cannot talk; nil means fully connected.
+    var partition: [Set<Int>]?
+    // Oracles and observations.
+    var canonical: [Hash32] = []
+    var forkDetected = false
+    var violations: [String] = []
+    var signed: [ValidatorID: [(round: Round, vote: LedgerCommitInfo?)]] = [:]
+    var byzantine: Set<ValidatorID> = []
+    var timeoutCertificates = 0
+    var proposalsWithTC = 0
+    var commitLag: [Round] = []
+    var evidence: [String] = []
+    var traceHasher: [UInt8] = []
+    /// Crash a node right after its n-th safety write, before anything that follows it is sent.
+    var crashAfterSafetyWrite: (node: Int, count: Int)?
+    var safetyWrites: [Int: Int] = [:]
+
+    init(seed: UInt64, validators count: Int, twins: [Int] = []) {
+        rng = SimRNG(state: seed)
+        // Keys from the seed, so the same seed gives the same validators in the same order.
+        var r = SimRNG(state: seed ^ 0xABCDEF)
+        let keys = (0..<count).map { _ in (0..<32).map { _ in UInt8(truncatingIfNeeded: r.next()) } }
+        let privateKeys = keys.map { try! Ed25519.PrivateKey(seed: $0) }
+        let set = ValidatorSet(privateKeys.map { Validator(id: $0.publicKey) })
+        let genesisState = Hash32.of(Array("genesis state".utf8))
+        let genesisID = Hash32.of(Array("genesis block".utf8))
+        config = ConsensusConfig(
+            chainID: "sim", epoch: 1, validators: set, genesisBlockID: genesisID, genesisStateID: genesisState)
+        for key in privateKeys + twins.map({ privateKeys[$0] }) {
+            let disk = Disk(committedID: genesisID, committedState: genesisState)
+            nodes.append(Node(key: key, core: ConsensusCore(config: config, key: key), disk: disk))
+        }
+        for t in twins { byzantine.insert(privateKeys[t].publicKey) }
+    }
+
+    var validatorCount: Int { config.validators.validators.count }
+
+    mutating func start() {
+        for i in nodes.indices { apply(i, nodes[i].core.start()) }
+    }
+
+    mutating func schedule(_ delay: Double, _ event: Event) {
+        seq += 1
+        queue.append(Scheduled(time: now + delay, seq: seq, event: event))
+    }
+
+    func canTalk(_ a: Int, _ b: Int) -> Bool {
+        guard let partition else { return true }
+        return partition.contains { $0.contains(a) && $0.contains(b) }
+    }
+
+    mutating func send(_ message: ConsensusMessage, from: Int, to: Int) {
+        guard nodes[to].alive, canTalk(from, to), !rng.chance(loss) else { return }
+        let copies = rng.chance(duplication) ? 2 : 1
+        for _ in 0..<copies {
+            let delay = minDelay + Double(rng.next() % 1000) / 1000 * (maxDelay - minDelay)
+            schedule(delay, .deliver(to: to, from: from, message))
+        }
+    }
+
+    func nodes(of id: ValidatorID) -> [Int] { nodes.indices.filter { nodes[$0].key.publicKey == id } }
+
+    mutating func apply(_ i: Int, _ actions: [ConsensusCore.Action]) {
+        var pending = actions
+        while !pending.isEmpty {
+            let action = pending.removeFirst()
+            guard nodes[i].alive else { return }
+            let me = nodes[i].key.publicKey
+            switch action {
+            case .send(let to, let message):
+                observe(message, by: me)
+                for j in nodes(of: to) where j != i { send(message, from: i, to: j) }
+            case .broadcast(let message):
+                if case .proposal(let p) = message {
+                    if nodes[i].silentLeader { continue }
+                    if p.lastRoundTC != nil { proposalsWithTC += 1 }
+                }
+                observe(message, by: me)
+                for j in nodes.indices where j != i { send(message, from: i, to: j) }
+            case .persistSafety(let state):
+                nodes[i].disk.safety = state
+                safetyWrites[i, default: 0] += 1
+                if let crash = crashAfterSafetyWrite, crash.node == i, crash.count == safetyWrites[i] {
+                    crashAfterSafetyWrite = nil
+                    self.crash(i)
+                    return
+                }
+            case .persistBlock(let block):
+                nodes[i].disk.blocks[block.id] = block
+            case .scheduleTimeout(let round, let after):
+                schedule(after, .timer(node: i, round: round, incarnation: nodes[i].incarnation))
+            case .execute(let block, let parentState):
+                var bytes = parentState.bytes
+                for tx in block.payload { bytes += BLAKE2b.hash256(tx) }
+                pending += nodes[i].core.blockExecuted(id: block.id, stateID: Hash32.of(bytes))
+            case .requestPayload(let round):
+                let payload = [(0..<16).map { _ in UInt8(truncatingIfNeeded: rng.next()) }]
+                pending += nodes[i].core.proposePayload(round: round, payload: payload)
+            case .commit(let chain, let qc):
+                checkCommit(i, chain, qc)
+            case .fetchBlock(let id, let from):
+                for j in nodes(of: from) where j != i { send(.blockRequest(id), from: i, to: j) }
+            case .evidence(let text):
+                evidence.append(text)
+            case .serveCommittedBlock(let id, let to):
+                if let block = nodes[i].disk.committedBlocks[id] {
+                    for j in self.nodes(of: to) where j != i { send(.blockResponse(block), from: i, to: j) }
+                }
+            }
+        }
+    }
+
+    // MARK: Oracles
+
+    mutating func observe(_ message: ConsensusMessage, by signer: ValidatorID) {
+        switch message {
+        case .vote(let v) where v.sender == signer:
+            record(signer, round: v.voteInfo.round, vote: v.commitInfo)
+        case .timeout(let t) where t.info.sender == signer:
+            record(signer, round: t.info.round, vote: nil)
+        default: break
+        }
+        trace(message)
+    }
+
+    /// I2: an honest signer's votes have strictly increasing rounds, across restarts;
+    /// a timeout may share its round with the vote before it; never two different votes in a round.
+    mutating func record(_ signer: ValidatorID, round: Round, vote: LedgerCommitInfo?) {
+        guard !byzantine.contains(signer) else { return }
+        let history = signed[signer] ?? []
+        if let vote {
+            if let same = history.first(where: { $0.round == round && $0.vote != nil }) {
+                if same.vote != vote { violations.append("\(signer.hex.prefix(8)) signed two votes in round \(round)") }
+                return  // an identical re-sent vote is allowed
+            }
+            if let maxRound = history.map(\.round).max(), round <= maxRound {
+                violations.append("\(signer.hex.prefix(8)) voted in round \(round) after signing round \(maxRound)")
+            }
+        } else if let maxVote = history.map(\.round).max(), round < maxVote {
+            violations.append("\(signer.hex.prefix(8)) timed out in round \(round) after signing round \(maxVote)")
+        }
+        signed[signer, default: []].append((round, vote))
+    }
+
+    /// I1 and I3: committed sequences are prefixes of one another, and every commit
+    /// is justified by a valid 2-chain QC.
+    mutating func checkCommit(_ i: Int, _ chain: [Block], _ qc: QuorumCert) {
+        guard let last = chain.last else { return }
+        if qc.voteInfo.parentID != last.id || qc.voteInfo.parentRound + 1 != qc.voteInfo.round
+            || qc.commitInfo.commitStateID == nil
+        {
+            violations.append("commit not justified by a 2-chain QC")
+        }
+        let message = signingMessage(qc)
+        let signers = Set(qc.signatures.map(\.signer))
+        if signers.count != qc.signatures.count || config.validators.power(of: signers) < config.validators.quorumPower
+            || !qc.signatures.allSatisfy({ $0.signer.isValidSignature($0.signature, for: message) })
+        {
+            violations.append("commit QC lacks a quorum of valid distinct signatures")
+        }
+        for block in chain {
+            let height = nodes[i].committed.count
+            nodes[i].committed.append(block.id)
+            nodes[i].disk.committedBlocks[block.id] = block
+            nodes[i].disk.committedID = block.id
+            nodes[i].disk.committedRound = block.round
+            if height < canonical.count {
+                if canonical[height] != block.id { forkDetected = true }
+            } else {
+                canonical.append(block.id)
+            }
+        }
+        nodes[i].disk.committedState = nodes[i].core.stateID(of: last.id) ?? nodes[i].disk.committedState
+        commitLag.append(nodes[i].core.currentRound - last.round)
+        for id in nodes[i].disk.blocks.keys where (nodes[i].disk.blocks[id]?.round ?? 0) <= last.round {
+            nodes[i].disk.blocks[id] = nil
+        }
+    }
+
+    func signingMessage(_ qc: QuorumCert) -> [UInt8] {
+        var body = WireWriter()
+        body.u64(qc.commitInfo.epoch)
+        body.u64(qc.commitInfo.round)
+        if let s = qc.commitInfo.commitStateID {
+            body.u8(1)
+            body.fixed(s.bytes)
+        } else {
+            body.u8(0)
+        }
+        body.fixed(qc.commitInfo.voteInfoHash.bytes)
+        var w = WireWriter()
+        w.string16("sidenode-consensus/vote")
+        w.string16(config.chainID)
+        w.u64(qc.commitInfo.epoch)
+        w.fixed(body.bytes)
+        return w.bytes
+    }
+
+    mutating func trace(_ message: ConsensusMessage) {
+        var w = WireWriter()
+        w.u64(UInt64(now * 1_000_000))
+        switch message {
+        case .proposal(let p): w.fixed(p.block.id.bytes)
+        case .vote(let v): w.fixed(v.commitInfo.voteInfoHash.bytes)
+        case .timeout(let t): w.u64(t.info.round)
+        case .blockRequest(let id): w.fixed(id.bytes)
+        case .blockResponse(let b): w.fixed(b.id.bytes)
+        }
+        traceHasher = BLAKE2b.hash256(traceHasher + w.bytes)
+    }
+
+    // MARK: Faults
+
+    mutating func crash(_ i: Int) {
+        nodes[i].alive = false
+        nodes[i].incarnation += 1
+    }
+
+    /// Restarts a node from its disk only.
+    mutating func restart(_ i: Int) {
+        let disk = nodes[i].disk
+        let recovered = RecoveredState(
+            safety: disk.safety ?? SafetyState(epoch: config.epoch),
+            blocks: Array(disk.blocks.values), committedBlockID: disk.committedID, committedRound: disk.committedRound,
+            committedStateID: disk.committedState)
+        nodes[i].core = ConsensusCore(config: config, key: nodes[i].key, recovered: recovered)
+        nodes[i].alive = true
+        apply(i, nodes[i].core.start())
+    }
+
+    // MARK: Running
+
+    mutating func run(until end: Double) {
+        while let index = queue.indices.min(by: { (queue[$0].time, queue[$0].seq) < (queue[$1].time, queue[$1].seq) }),
+            queue[index].time <= end
+        {
+            let item = queue.remove(at: index)
+            now = item.time
+            switch item.event {
+            case .deliver(let to, let from, let message):
+                guard nodes[to].alive else { continue }
+                let sender = nodes[from].key.publicKey
+                apply(to, nodes[to].core.receive(message, from: sender))
+            case .timer(let node, let round, let incarnation):
+                guard nodes[node].alive, nodes[node].incarnation == incarnation else { continue }
+                apply(node, nodes[node].core.timeoutFired(round: round))
+            }
+        }
+        now = end
+    }
+
+    var honestIndices: [Int] { nodes.indices.filter { !byzantine.contains(nodes[$0].key.publicKey) } }
+    func committedCount(_ i: Int) -> Int { nodes[i].committed.count }
+    var minHonestCommits: Int { honestIndices.filter { nodes[$0].alive }.map { nodes[$0].committed.count }.min() ?? 0 }
+}
