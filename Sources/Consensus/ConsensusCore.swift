@@ -184,7 +184,7 @@ public struct ConsensusCore: Sendable {
 
     private mutating func localTimeout() -> [Action] {
         let round = currentRound
-        guard myTimeout[round] == nil,
+        guard myTimeout[round] == nil, config.validators.contains(me),
             SafetyRules.safeToTimeout(round: round, qcRound: highQC.round, tc: lastRoundTC, state: safety)
         else { return [] }
         safety.highestVoteRound = max(safety.highestVoteRound, round)
@@ -291,9 +291,9 @@ public struct ConsensusCore: Sendable {
     }
 
     private mutating func tryVote() -> [Action] {
-        guard let (block, tc) = awaitingVote, block.round == currentRound, let state = states[block.id] else {
-            return []
-        }
+        guard let (block, tc) = awaitingVote, block.round == currentRound, let state = states[block.id],
+            config.validators.contains(me)  // a full node follows the chain without signing
+        else { return [] }
         awaitingVote = nil
         let qcRound = block.qc.round
         guard SafetyRules.safeToVote(round: block.round, qcRound: qcRound, tc: tc, state: safety) else { return [] }

@@ -211,6 +211,10 @@ public struct QuorumCert: Sendable, Equatable {
                     signer: try! Ed25519.PublicKey(uncheckedRawRepresentation: signer),
                     signature: try! Ed25519.Signature(rawRepresentation: sig)))
         }
+        // Canonical form: signers strictly ascending (one encoding per certificate).
+        for (a, b) in zip(sigs, sigs.dropFirst()) where !a.signer.precedesID(b.signer) {
+            throw WireError("certificate signers must be strictly ascending")
+        }
         return QuorumCert(voteInfo: info, commitInfo: commit, signatures: sigs)
     }
 }
@@ -282,6 +286,12 @@ public struct TimeoutCert: Sendable, Equatable {
         public let signer: ValidatorID
         public let highQCRound: Round
         public let signature: Ed25519.Signature
+
+        public init(signer: ValidatorID, highQCRound: Round, signature: Ed25519.Signature) {
+            self.signer = signer
+            self.highQCRound = highQCRound
+            self.signature = signature
+        }
     }
 
     public let epoch: Epoch

@@ -178,7 +178,12 @@ struct Simulator {
 
     // MARK: Oracles
 
+    /// Every kind of message seen, kept for the codec tests.
+    var samples: [ConsensusMessage] = []
+    var keepSamples = false
+
     mutating func observe(_ message: ConsensusMessage, by signer: ValidatorID) {
+        if keepSamples && samples.count < 400 { samples.append(message) }
         switch message {
         case .vote(let v) where v.sender == signer:
             record(signer, round: v.voteInfo.round, vote: v.commitInfo)

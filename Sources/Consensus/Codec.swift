@@ -1,0 +1,133 @@
+import NodeCrypto
+import Wire
+
+/// Canonical encoding of consensus messages for the wire (docs/wire.md §5). The same
+/// strict rules as elsewhere: exact lengths, no trailing bytes.
+extension ConsensusMessage {
+    public static let maxEncodedSize = 8 * 1024 * 1024
+
+    public func encoded() -> [UInt8] {
+        var w = WireWriter()
+        switch self {
+        case .proposal(let p):
+            w.u8(1)
+            p.block.encode(&w)
+            encodeTC(&w, p.lastRoundTC)
+            p.highCommitQC.encode(&w)
+            w.fixed(p.signature.rawRepresentation)
+        case .vote(let v):
+            w.u8(2)
+            v.voteInfo.encode(&w)
+            v.commitInfo.encode(&w)
+            v.highCommitQC.encode(&w)
+            w.fixed(v.sender.rawRepresentation)
+            w.fixed(v.signature.rawRepresentation)
+        case .timeout(let t):
+            w.u8(3)
+            w.u64(t.info.epoch)
+            w.u64(t.info.round)
+            t.info.highQC.encode(&w)
+            w.fixed(t.info.sender.rawRepresentation)
+            w.fixed(t.info.signature.rawRepresentation)
+            encodeTC(&w, t.lastRoundTC)
+            t.highCommitQC.encode(&w)
+        case .blockRequest(let id):
+            w.u8(4)
+            w.fixed(id.bytes)
+        case .blockResponse(let block):
+            w.u8(5)
+            block.encode(&w)
+        }
+        return w.bytes
+    }
+
+    private func encodeTC(_ w: inout WireWriter, _ tc: TimeoutCert?) {
+        guard let tc else {
+            w.u8(0)
+            return
+        }
+        w.u8(1)
+        w.u64(tc.epoch)
+        w.u64(tc.round)
+        w.u16(UInt16(tc.entries.count))
+        for e in tc.entries {
+            w.fixed(e.signer.rawRepresentation)
+            w.u64(e.highQCRound)
+            w.fixed(e.signature.rawRepresentation)
+        }
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(WireError) -> ConsensusMessage {
+        guard bytes.count <= maxEncodedSize else { throw WireError("consensus message of \(bytes.count) bytes") }
+        var r = WireReader(bytes)
+        let tag = try r.u8("tag")
+        let message: ConsensusMessage
+        switch tag {
+        case 1:
+            let block = try Block.decode(&r)
+            let tc = try decodeTC(&r)
+            let commit = try QuorumCert.decode(&r)
+            message = .proposal(
+                ProposalMsg(block: block, lastRoundTC: tc, highCommitQC: commit, signature: try signature(&r)))
+        case 2:
+            let info = try VoteInfo.decode(&r)
+            let commitInfo = try LedgerCommitInfo.decode(&r)
+            let commit = try QuorumCert.decode(&r)
+            let sender = try key(&r)
+            message = .vote(
+                VoteMsg(
+                    voteInfo: info, commitInfo: commitInfo, highCommitQC: commit, sender: sender,
+                    signature: try signature(&r)))
+        case 3:
+            let epoch = try r.u64()
+            let round = try r.u64()
+            let highQC = try QuorumCert.decode(&r)
+            let sender = try key(&r)
+            let sig = try signature(&r)
+            let tc = try decodeTC(&r)
+            let commit = try QuorumCert.decode(&r)
+            message = .timeout(
+                TimeoutMsg(
+                    info: TimeoutInfo(epoch: epoch, round: round, highQC: highQC, sender: sender, signature: sig),
+                    lastRoundTC: tc, highCommitQC: commit))
+        case 4:
+            message = .blockRequest(try Hash32(bytes: try r.fixed(32)))
+        case 5:
+            message = .blockResponse(try Block.decode(&r))
+        default:
+            throw WireError("unknown consensus message tag \(tag)")
+        }
+        try r.finish()
+        return message
+    }
+
+    private static func key(_ r: inout WireReader) throws(WireError) -> ValidatorID {
+        let bytes = try r.fixed(32, "key")
+        return try! Ed25519.PublicKey(uncheckedRawRepresentation: bytes)  // 32 bytes; checked by signature verification
+    }
+
+    private static func signature(_ r: inout WireReader) throws(WireError) -> Ed25519.Signature {
+        let bytes = try r.fixed(64, "signature")
+        return try! Ed25519.Signature(rawRepresentation: bytes)  // exactly 64 bytes
+    }
+
+    private static func decodeTC(_ r: inout WireReader) throws(WireError) -> TimeoutCert? {
+        let present = try r.u8("tc flag")
+        guard present <= 1 else { throw WireError("tc flag must be 0 or 1") }
+        guard present == 1 else { return nil }
+        let epoch = try r.u64()
+        let round = try r.u64()
+        let n = Int(try r.u16())
+        guard n <= 1024 else { throw WireError("\(n) timeout signatures") }
+        var entries: [TimeoutCert.Entry] = []
+        for _ in 0..<n {
+            let signer = try key(&r)
+            let hqc = try r.u64()
+            entries.append(TimeoutCert.Entry(signer: signer, highQCRound: hqc, signature: try signature(&r)))
+        }
+        for (a, b) in zip(entries, entries.dropFirst()) where !a.signer.precedesID(b.signer) {
+            throw WireError("timeout certificate signers must be strictly ascending")
+        }
+        return TimeoutCert(epoch: epoch, round: round, entries: entries)
+    }
+}

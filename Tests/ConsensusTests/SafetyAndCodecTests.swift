@@ -1,0 +1,120 @@
+import Consensus
+import NodeCrypto
+import Testing
+import Wire
+
+@Suite("Safety rules (DIP-201) and the consensus codec")
+struct SafetyAndCodecTests {
+    func state(vote: Round, qc: Round) -> SafetyState {
+        var s = SafetyState(epoch: 1)
+        s.highestVoteRound = vote
+        s.highestQCRound = qc
+        return s
+    }
+
+    func tc(round: Round, hqc: [Round]) -> TimeoutCert {
+        let keys = hqc.map { _ in Ed25519.PrivateKey() }
+        return TimeoutCert(
+            epoch: 1, round: round,
+            entries: zip(keys, hqc).map {
+                TimeoutCert.Entry(signer: $0.publicKey, highQCRound: $1, signature: $0.signature(for: [1]))
+            })
+    }
+
+    struct VoteCase: Sendable {
+        let round: Round, qcRound: Round, tc: (round: Round, hqc: Round)?, voted: Round, expected: Bool
+    }
+
+    @Test(
+        "safe_to_vote",
+        arguments: [
+            VoteCase(round: 5, qcRound: 4, tc: nil, voted: 4, expected: true),  // extends the previous round's QC
+            VoteCase(round: 5, qcRound: 4, tc: nil, voted: 5, expected: false),  // already voted in round 5
+            VoteCase(round: 5, qcRound: 3, tc: nil, voted: 4, expected: false),  // a gap needs a TC
+            VoteCase(round: 5, qcRound: 3, tc: (4, 3), voted: 4, expected: true),  // TC(4) and qc ≥ its highest QC
+            VoteCase(round: 5, qcRound: 2, tc: (4, 3), voted: 4, expected: false),  // qc below the TC's highest QC
+            VoteCase(round: 5, qcRound: 3, tc: (3, 3), voted: 4, expected: false),  // the TC is not of round 4
+            VoteCase(round: 3, qcRound: 2, tc: nil, voted: 7, expected: false),  // an old round
+        ])
+    func safeToVote(_ c: VoteCase) {
+        let certificate = c.tc.map { tc(round: $0.round, hqc: [$0.hqc, 0, 1]) }
+        #expect(
+            SafetyRules.safeToVote(
+                round: c.round, qcRound: c.qcRound, tc: certificate, state: state(vote: c.voted, qc: 0))
+                == c.expected)
+    }
+
+    @Test func safeToTimeout() {
+        // Round after the high QC, not below the last vote: allowed (also in the voted round).
+        #expect(SafetyRules.safeToTimeout(round: 5, qcRound: 4, tc: nil, state: state(vote: 5, qc: 4)))
+        // A QC older than the one voted on: refused.
+        #expect(
+            !SafetyRules.safeToTimeout(
+                round: 5, qcRound: 3, tc: tc(round: 4, hqc: [3, 3, 3]), state: state(vote: 4, qc: 4)))
+        // Round after a TC: allowed.
+        #expect(
+            SafetyRules.safeToTimeout(
+                round: 6, qcRound: 3, tc: tc(round: 5, hqc: [3, 3, 3]), state: state(vote: 5, qc: 3)))
+        // Below the last vote: refused.
+        #expect(!SafetyRules.safeToTimeout(round: 4, qcRound: 3, tc: nil, state: state(vote: 5, qc: 3)))
+        // Neither after the QC nor after the TC: refused.
+        #expect(
+            !SafetyRules.safeToTimeout(
+                round: 7, qcRound: 3, tc: tc(round: 5, hqc: [3, 3, 3]), state: state(vote: 5, qc: 3)))
+        #expect(SafetyRules.commitCandidate(round: 5, qcRound: 4))
+        #expect(!SafetyRules.commitCandidate(round: 5, qcRound: 3))
+    }
+
+    @Test func quorumThresholdsByPower() {
+        let n4 = ValidatorSet((0..<4).map { _ in Validator(id: Ed25519.PrivateKey().publicKey) })
+        #expect(n4.quorumPower == 3 && n4.amplificationPower == 2)
+        let n7 = ValidatorSet((0..<7).map { _ in Validator(id: Ed25519.PrivateKey().publicKey) })
+        #expect(n7.quorumPower == 5 && n7.amplificationPower == 3)
+        let weighted = ValidatorSet([
+            Validator(id: Ed25519.PrivateKey().publicKey, power: 10),
+            Validator(id: Ed25519.PrivateKey().publicKey, power: 1),
+            Validator(id: Ed25519.PrivateKey().publicKey, power: 1),
+        ])
+        #expect(weighted.quorumPower == 9, "more than two thirds of 12")
+    }
+
+    @Test("every message of a simulated run round-trips the codec; corrupt input is a typed error")
+    func codecRoundTrip() throws {
+        var sim = Simulator(seed: 5, validators: 4)
+        sim.keepSamples = true
+        sim.crash(3)  // rounds with TCs, so timeouts and proposals carrying TCs appear
+        sim.start()
+        sim.run(until: 15)
+        let kinds = Set(
+            sim.samples.map { m -> Int in
+                switch m {
+                case .proposal(let p): p.lastRoundTC == nil ? 0 : 1
+                case .vote: 2
+                case .timeout: 3
+                case .blockRequest: 4
+                case .blockResponse: 5
+                }
+            })
+        #expect(kinds.isSuperset(of: [0, 1, 2, 3]), "proposals with and without TC, votes and timeouts were sampled")
+        for message in sim.samples {
+            let bytes = message.encoded()
+            #expect(try ConsensusMessage.decode(bytes) == message)
+            #expect(throws: WireError.self) { try ConsensusMessage.decode(bytes + [0]) }
+            #expect(throws: WireError.self) { try ConsensusMessage.decode(Array(bytes.dropLast())) }
+        }
+        for _ in 0..<3000 {
+            _ = try? ConsensusMessage.decode(SecureRandom.bytes(Int.random(in: 0...400)))
+        }
+        // A message whose bytes were flipped either fails to decode or fails verification.
+        var core = ConsensusCore(config: sim.config, key: sim.nodes[1].key)
+        for message in sim.samples.prefix(100) {
+            var bytes = message.encoded()
+            bytes[Int.random(in: 1..<bytes.count)] ^= 0x40
+            if let decoded = try? ConsensusMessage.decode(bytes), decoded != message {
+                let sender = sim.config.validators.validators[0].id
+                let actions = core.receive(decoded, from: sender)
+                #expect(!actions.contains { if case .persistSafety = $0 { true } else { false } })
+            }
+        }
+    }
+}
