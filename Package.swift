@@ -75,6 +75,7 @@ let package = Package(
         .target(
             name: "Node",
             dependencies: [
+                "Consensus",
                 "Ledger",
                 "Storage",
                 "NodeCrypto",

@@ -131,3 +131,123 @@ extension ConsensusMessage {
         return TimeoutCert(epoch: epoch, round: round, entries: entries)
     }
 }
+
+extension ConsensusMessage {
+    /// Who signed the message (nil for block requests and responses, which are unsigned).
+    public var signer: ValidatorID? {
+        switch self {
+        case .proposal(let p): p.block.author
+        case .vote(let v): v.sender
+        case .timeout(let t): t.info.sender
+        case .blockRequest, .blockResponse: nil
+        }
+    }
+}
+
+extension Block {
+    public func encoded() -> [UInt8] {
+        var w = WireWriter()
+        encode(&w)
+        return w.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(WireError) -> Block {
+        var r = WireReader(bytes)
+        let block = try decode(&r)
+        try r.finish()
+        return block
+    }
+}
+
+extension QuorumCert {
+    public func encoded() -> [UInt8] {
+        var w = WireWriter()
+        encode(&w)
+        return w.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(WireError) -> QuorumCert {
+        var r = WireReader(bytes)
+        let qc = try decode(&r)
+        try r.finish()
+        return qc
+    }
+}
+
+extension SafetyState {
+    /// The stored form of the safety state (docs/wire.md §5).
+    public func encoded() -> [UInt8] {
+        var w = WireWriter()
+        w.u8(1)  // format version
+        w.u64(epoch)
+        w.u64(highestVoteRound)
+        w.u64(highestQCRound)
+        func optional(_ bytes: [UInt8]?) {
+            if let bytes {
+                w.u8(1)
+                w.bytes32(bytes)
+            } else {
+                w.u8(0)
+            }
+        }
+        optional(lastVote.map { ConsensusMessage.vote($0).encoded() })
+        optional(highQC?.encoded())
+        optional(highCommitQC?.encoded())
+        optional(
+            lastRoundTC.map { tc in
+                // A TC travels inside a timeout message; store it the same way.
+                var t = WireWriter()
+                t.u64(tc.epoch)
+                t.u64(tc.round)
+                t.u16(UInt16(tc.entries.count))
+                for e in tc.entries {
+                    t.fixed(e.signer.rawRepresentation)
+                    t.u64(e.highQCRound)
+                    t.fixed(e.signature.rawRepresentation)
+                }
+                return t.bytes
+            })
+        return w.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(WireError) -> SafetyState {
+        var r = WireReader(bytes)
+        guard try r.u8("version") == 1 else { throw WireError("unknown safety state version") }
+        var state = SafetyState(epoch: try r.u64())
+        state.highestVoteRound = try r.u64()
+        state.highestQCRound = try r.u64()
+        func optional() throws(WireError) -> [UInt8]? {
+            let flag = try r.u8()
+            guard flag <= 1 else { throw WireError("bad optional flag") }
+            return flag == 1 ? try r.bytes32(max: 1 << 24) : nil
+        }
+        if let vote = try optional() {
+            guard case .vote(let v) = try ConsensusMessage.decode(vote) else {
+                throw WireError("stored vote is not a vote")
+            }
+            state.lastVote = v
+        }
+        state.highQC = try optional().map { (b) throws(WireError) in try QuorumCert.decode(b) }
+        state.highCommitQC = try optional().map { (b) throws(WireError) in try QuorumCert.decode(b) }
+        if let tcBytes = try optional() {
+            var t = WireReader(tcBytes)
+            let epoch = try t.u64()
+            let round = try t.u64()
+            let n = Int(try t.u16())
+            var entries: [TimeoutCert.Entry] = []
+            for _ in 0..<n {
+                let signer = try t.fixed(32)
+                let hqc = try t.u64()
+                let sig = try t.fixed(64)
+                entries.append(
+                    TimeoutCert.Entry(
+                        signer: try! Ed25519.PublicKey(uncheckedRawRepresentation: signer), highQCRound: hqc,
+                        signature: try! Ed25519.Signature(rawRepresentation: sig)))
+            }
+            try t.finish()
+            state.lastRoundTC = TimeoutCert(epoch: epoch, round: round, entries: entries)
+        }
+        try r.finish()
+        return state
+    }
+}

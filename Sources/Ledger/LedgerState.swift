@@ -165,3 +165,37 @@ public struct StateProof: Sendable, Equatable {
         return hash == root
     }
 }
+
+extension LedgerState {
+    /// The stored form: accounts in key order, then executed transaction ids in order.
+    public func encoded() -> [UInt8] {
+        var w = WireWriter(capacity: accounts.count * 48 + executed.count * 32 + 16)
+        w.string16(chainID)
+        w.u32(UInt32(accounts.count))
+        for (key, account) in accounts.sorted(by: {
+            $0.key.rawRepresentation.lexicographicallyPrecedes($1.key.rawRepresentation)
+        }) {
+            w.fixed(key.rawRepresentation)
+            w.u64(account.balance)
+            w.u64(account.seq)
+        }
+        w.u32(UInt32(executed.count))
+        for id in executed.sorted() { w.fixed(id.bytes) }
+        return w.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(WireError) -> LedgerState {
+        var r = WireReader(bytes)
+        var state = LedgerState(chainID: try r.string16(max: 64), balances: [:])
+        let n = Int(try r.u32())
+        for _ in 0..<n {
+            let keyBytes = try r.fixed(32)
+            let key = try! Ed25519.PublicKey(uncheckedRawRepresentation: keyBytes)
+            state.accounts[key] = Account(balance: try r.u64(), seq: try r.u64())
+        }
+        let m = Int(try r.u32())
+        for _ in 0..<m { state.executed.insert(TxID(unchecked: try r.fixed(32))) }
+        try r.finish()
+        return state
+    }
+}

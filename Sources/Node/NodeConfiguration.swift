@@ -11,6 +11,8 @@ public struct NodeConfiguration: Sendable, Equatable {
     public var chainID = "sidenode-local"
     public var listen = HostPort(host: "0.0.0.0", port: 26656)
     public var bootstrapFile: String?
+    /// The genesis file; with it the node runs consensus (as a validator if its node id is listed).
+    public var genesisFile: String?
     public var logLevel: Logger.Level = .info
     /// Seconds an inbound or outbound connection may take to authenticate.
     public var handshakeTimeout: Double = 10
@@ -30,7 +32,7 @@ public struct NodeConfiguration: Sendable, Equatable {
 
     static let topLevelKeys: Set<String> = [
         "chain_id", "listen", "bootstrap", "log_level", "handshake_timeout", "dial_timeout", "max_message_size",
-        "peer_queue_limit", "sync_interval", "gossip",
+        "peer_queue_limit", "sync_interval", "genesis", "gossip",
     ]
     static let gossipKeys: Set<String> = [
         "outbound_target", "max_inbound", "max_connections_per_ip", "seen_ttl", "seen_capacity", "ban_threshold",
@@ -74,6 +76,7 @@ public struct NodeConfiguration: Sendable, Equatable {
             do { listen = try HostPort(parsing: v) } catch { throw ConfigError("\(source): listen: \(error)") }
         }
         if let v = try string("bootstrap") { bootstrapFile = v }
+        if let v = try string("genesis") { genesisFile = v }
         if let v = try string("log_level") {
             guard let level = Logger.Level(rawValue: v) else {
                 throw ConfigError(

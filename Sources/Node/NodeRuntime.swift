@@ -1,3 +1,4 @@
+import Consensus
 import Foundation
 import Gossip
 import Ledger
@@ -74,6 +75,7 @@ public actor NodeRuntime: Service {
     // Confined to this actor.
     private nonisolated(unsafe) let store: TransactionStore
     private var lastSyncRound = Date.distantPast
+    private var consensus: ConsensusHost?
     nonisolated let work = AsyncStream<Work>.makeStream()
     nonisolated let serverChannel = Mutex<(any Channel)?>(nil)
     nonisolated let boundPort = Mutex<Int?>(nil)
@@ -95,6 +97,20 @@ public actor NodeRuntime: Service {
             throw ConfigError("\(error)")
         }
         sync = LedgerSync(dag: try Self.replay(store, chainID: configuration.chainID, path: storePath))
+        if let file = configuration.genesisFile {
+            let genesis = try Genesis.load(try Data(contentsOf: URL(fileURLWithPath: file)), source: file)
+            guard genesis.chain_id == configuration.chainID else {
+                throw ConfigError(
+                    "\(file): chain_id \(genesis.chain_id) differs from the node's chain_id \(configuration.chainID)")
+            }
+            let path = configuration.dataDirectory.appendingPathComponent("consensus.sqlite").path
+            do {
+                consensus = try ConsensusHost(
+                    genesis: genesis, key: keys.identity, store: try ConsensusStore(path: path), logger: logger)
+            } catch let error as StorageError {
+                throw ConfigError("\(error)")
+            }
+        }
         var engine = GossipEngine(
             localID: keys.identity.publicKey, configuration: configuration.gossip,
             listenPort: configuration.listen.port, agent: Self.agent, addressBook: book, bans: bans,
@@ -161,6 +177,7 @@ public actor NodeRuntime: Service {
                 group.addTask { await self.acceptLoop(server) }
                 group.addTask { await admin.run() }
                 group.addTask { await self.tickLoop() }
+                group.addTask { await self.consensusLoop() }
                 for await item in self.work.stream {
                     switch item {
                     case .inbound(let connection):
@@ -205,6 +222,48 @@ public actor NodeRuntime: Service {
             if Date().timeIntervalSince(lastSyncRound) >= configuration.syncInterval, let peer = engine.randomPeer() {
                 lastSyncRound = Date()
                 execute(engine.sendDirect(sync.headsAnnouncement(), to: peer))
+            }
+        }
+    }
+
+    /// Starts consensus, then fires its round timers (50 ms resolution).
+    private func consensusLoop() async {
+        guard consensus != nil else { return }
+        runConsensus { host, dag in try host.start(dag: dag) }
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: .milliseconds(50)) } catch { return }
+            runConsensus { host, dag in try host.tick(now: Date(), dag: dag) }
+        }
+    }
+
+    /// Runs one step of the consensus host and sends what it returns. A storage
+    /// failure stops the node: it must not go on signing what it could not record.
+    private func runConsensus(_ step: (inout ConsensusHost, TransactionDAG) throws -> [ConsensusHost.NetworkAction]) {
+        guard var host = consensus else { return }
+        let actions: [ConsensusHost.NetworkAction]
+        do {
+            actions = try step(&host, sync.dag)
+        } catch {
+            consensus = host
+            logger.critical("consensus storage failed; stopping", metadata: ["error": "\(error)"])
+            requestStop()
+            return
+        }
+        consensus = host
+        for action in actions {
+            switch action {
+            case .broadcast(let message):
+                // Not `publish`: a re-broadcast (a timeout sent again) must go out even
+                // though its id is in the seen-cache; peers still drop what they saw.
+                execute(engine.broadcast([ConsensusHost.gossipTopic] + message, now: now))
+            case .send(let to, let message, let flood):
+                if engine.peer(to) != nil {
+                    execute(engine.sendDirect([ConsensusHost.directTag] + message, toPeer: to))
+                } else if flood {
+                    execute(engine.broadcast([ConsensusHost.gossipTopic] + message, now: now))
+                } else if let peer = engine.randomPeer() {
+                    execute(engine.sendDirect([ConsensusHost.directTag] + message, to: peer))
+                }
             }
         }
     }
@@ -391,6 +450,12 @@ public actor NodeRuntime: Service {
             case .direct(let payload, let from, let peer):
                 if let tag = payload.first, SyncMessage.tags.contains(tag) {
                     executeLedger(sync.directReceived(payload, from: from, source: peer.hex))
+                } else if payload.first == ConsensusHost.directTag, consensus != nil,
+                    let message = try? ConsensusMessage.decode(Array(payload.dropFirst()))
+                {
+                    // Signed messages count as from their signer; requests and responses as from the peer.
+                    let sender = message.signer ?? peer
+                    runConsensus { host, dag in try host.received(message, from: sender, dag: dag) }
                 } else {
                     execute(
                         engine.penalize(
@@ -429,6 +494,13 @@ public actor NodeRuntime: Service {
                     "rejected transaction", metadata: ["peer": "\(peer.hex.prefix(16))", "reason": "\(reason)"])
                 return .reject(reason)
             }
+        case ConsensusHost.gossipTopic:
+            guard consensus != nil else { return .ignore }  // not running consensus: do not judge, do not relay
+            guard let message = try? ConsensusMessage.decode(Array(payload.dropFirst())), let signer = message.signer,
+                consensus?.core.config.validators.contains(signer) == true
+            else { return .reject("malformed consensus message") }
+            runConsensus { host, dag in try host.received(message, from: signer, dag: dag) }
+            return .accept
         default:
             return .reject("unknown topic \(topic)")
         }
@@ -631,6 +703,63 @@ public actor NodeRuntime: Service {
                         "persistent": .bool($0.persistent),
                     ])
                 })
+        case "getstatus":
+            guard let host = consensus else {
+                throw AdminError.serverError("this node runs without a genesis file: no consensus")
+            }
+            let core = host.core
+            return .object([
+                "epoch": .int(core.config.epoch),
+                "round": .int(core.currentRound),
+                "leader": .string(core.leader(of: core.currentRound).hex),
+                "committed_height": .int(host.committedHeight),
+                "committed_block_id": .string(core.committedBlockID.hex),
+                "commit_state_id": .string(host.committedState.root.hex),
+                "highest_qc_round": .int(core.highQC.round),
+                "validator": .bool(host.isValidator),
+                "validators": .array(core.config.validators.validators.map { .string($0.id.hex) }),
+                "syncing": .bool(false),
+                "failed_transactions": .int(host.failedTransactions),
+            ])
+        case "getblock":
+            guard let host = consensus else {
+                throw AdminError.serverError("this node runs without a genesis file: no consensus")
+            }
+            guard let height = params["height"]?.numberValue, height >= 1 else {
+                throw AdminError.invalidParams("getblock needs {\"height\": N ≥ 1}")
+            }
+            guard let stored = try? host.committedBlock(height: UInt64(height)),
+                let block = try? Block.decode(stored.block),
+                let qc = try? QuorumCert.decode(stored.commitQC)
+            else { throw AdminError.serverError("no committed block at height \(Int(height))") }
+            return .object([
+                "height": .int(stored.height),
+                "block_id": .string(block.id.hex),
+                "round": .int(block.round),
+                "epoch": .int(block.epoch),
+                "author": .string(block.author.hex),
+                "parent_id": .string(block.parentID.hex),
+                "state_id": .string(stored.stateID.hex),
+                "transactions": .array(
+                    block.payload.compactMap { try? Transaction.decode($0).id.hex }.map { .string($0) }),
+                "qc": .object(["round": .int(block.qc.round), "signers": .int(block.qc.signatures.count)]),
+                "commit_proof": .object([
+                    "round": .int(qc.round), "epoch": .int(qc.commitInfo.epoch),
+                    "commit_state_id": .string(qc.commitInfo.commitStateID?.hex ?? ""),
+                    "signers": .array(qc.signatures.map { .string($0.signer.hex) }),
+                ]),
+            ])
+        case "getbalance":
+            guard let host = consensus else {
+                throw AdminError.serverError("this node runs without a genesis file: no consensus")
+            }
+            guard let hex = params["account"]?.stringValue, let bytes = try? Hex.decode(hex),
+                let account = try? Ed25519.PublicKey(uncheckedRawRepresentation: bytes)
+            else { throw AdminError.invalidParams("getbalance needs {\"account\": HEX}") }
+            return .object([
+                "account": .string(account.hex), "balance": .int(host.committedState.balance(of: account)),
+                "seq": .int(host.committedState.seq(of: account)), "height": .int(host.committedHeight),
+            ])
         case "stop":
             // The admin server calls requestStop() once this response is written.
             return .object(["stopping": .bool(true)])

@@ -15,7 +15,7 @@ public struct P2PNode: AsyncParsableCommand {
             `p2pnode peers` and `p2pnode admin METHOD`.
             """,
         version: version,
-        subcommands: [Run.self, Init.self, Admin.self, Peers.self, Tx.self, Bench.self],
+        subcommands: [Run.self, Init.self, Admin.self, Peers.self, Tx.self, GenesisCommand.self, Bench.self],
         defaultSubcommand: Run.self
     )
 

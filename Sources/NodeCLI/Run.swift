@@ -29,6 +29,9 @@ struct Run: AsyncParsableCommand {
     @Option(help: "TOML configuration file.")
     var config: String?
 
+    @Option(help: "Genesis file; with it the node runs consensus (see `p2pnode genesis`).")
+    var genesis: String?
+
     @Option(name: .customLong("chain-id"), help: "Chain id; nodes of other chains fail the handshake.")
     var chainID: String?
 
@@ -46,6 +49,7 @@ struct Run: AsyncParsableCommand {
             }
             if let listen { configuration.listen = try HostPort(parsing: listen) }
             if let bootstrap { configuration.bootstrapFile = bootstrap }
+            if let genesis { configuration.genesisFile = genesis }
             if let chainID { configuration.chainID = chainID }
             if let logLevel {
                 guard let level = Logger.Level(rawValue: logLevel) else {

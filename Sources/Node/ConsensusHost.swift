@@ -1,0 +1,200 @@
+import Consensus
+import Foundation
+import Ledger
+import Logging
+import NodeCrypto
+import Storage
+import Wire
+
+/// Runs the pure `ConsensusCore` for the node: executes blocks on `LedgerState`,
+/// builds payloads from the transaction DAG, keeps timers, and writes the safety
+/// state, blocks and commits to SQLite before the messages that depend on them leave.
+/// It returns network actions for the runtime to send.
+struct ConsensusHost {
+    /// First byte of a gossip payload carrying a proposal, vote or timeout.
+    static let gossipTopic: UInt8 = 2
+    /// First byte of a direct payload carrying a block request or response.
+    static let directTag: UInt8 = 0x10
+
+    /// Encoded consensus messages for the runtime to send: flooded over gossip (topic
+    /// byte `gossipTopic`) or sent straight to one peer (tag `directTag`).
+    enum NetworkAction {
+        case broadcast([UInt8])
+        case send(to: ValidatorID, [UInt8], floodIfUnreachable: Bool)
+    }
+
+    let genesis: Genesis
+    var core: ConsensusCore
+    private let store: ConsensusStore
+    private let logger: Logger
+    private(set) var committedState: LedgerState
+    private(set) var committedHeight: UInt64
+    private var states: [Hash32: LedgerState] = [:]
+    private var timers: [Round: Date] = [:]
+    private(set) var commitTimes: [Date] = []
+    private(set) var lastCommitAt: Date?
+    private(set) var failedTransactions = 0
+    /// A round this node leads, and when to propose for it.
+    private var proposalDue: (round: Round, at: Date)?
+
+    init(genesis: Genesis, key: Ed25519.PrivateKey, store: ConsensusStore, logger: Logger) throws {
+        self.genesis = genesis
+        self.store = store
+        self.logger = logger
+        let config = genesis.consensusConfig()
+        var state = genesis.initialState
+        var height: UInt64 = 0
+        var recovered: RecoveredState?
+        if let last = try store.lastCommitted(), let snapshot = try store.loadLedgerState() {
+            guard snapshot.height == last.height else {
+                throw ConfigError("consensus store: ledger state height \(snapshot.height) ≠ last block \(last.height)")
+            }
+            state = try LedgerState.decode(snapshot.state)
+            height = last.height
+            recovered = RecoveredState(
+                safety: SafetyState(epoch: config.epoch), blocks: [], committedBlockID: try Hash32(bytes: last.id),
+                committedRound: last.round, committedStateID: try Hash32(bytes: state.root))
+        }
+        if let safetyBytes = try store.loadSafety() {
+            let safety = try SafetyState.decode(safetyBytes)
+            var r =
+                recovered
+                ?? RecoveredState(
+                    safety: safety, blocks: [], committedBlockID: config.genesisBlockID, committedRound: 0,
+                    committedStateID: config.genesisStateID)
+            r.safety = safety
+            r.blocks = try store.loadPending().map { try Block.decode($0) }
+            recovered = r
+        }
+        committedState = state
+        committedHeight = height
+        core = ConsensusCore(config: config, key: key, recovered: recovered)
+        states[core.committedBlockID] = state
+    }
+
+    var isValidator: Bool { core.config.validators.contains(core.me) }
+
+    mutating func start(dag: TransactionDAG) throws -> [NetworkAction] {
+        try run(core.start(), dag: dag)
+    }
+
+    /// A consensus message from the network; `sender` is the signer (or the peer, for
+    /// block requests and responses).
+    mutating func received(
+        _ message: ConsensusMessage, from sender: ValidatorID, dag: TransactionDAG
+    ) throws
+        -> [NetworkAction]
+    {
+        try run(core.receive(message, from: sender), dag: dag)
+    }
+
+    /// Fires due round timers.
+    mutating func tick(now: Date, dag: TransactionDAG) throws -> [NetworkAction] {
+        var out: [NetworkAction] = []
+        for (round, deadline) in timers.sorted(by: { $0.key < $1.key }) where deadline <= now {
+            timers[round] = nil
+            out += try run(core.timeoutFired(round: round), dag: dag)
+        }
+        if let due = proposalDue, due.at <= now {
+            proposalDue = nil
+            out += try run(core.proposePayload(round: due.round, payload: payload(dag: dag)), dag: dag)
+        }
+        return out
+    }
+
+    /// Carries out core actions in order. Storage errors are thrown: a node that cannot
+    /// persist must stop rather than send what it could not record.
+    private mutating func run(_ initial: [ConsensusCore.Action], dag: TransactionDAG) throws -> [NetworkAction] {
+        var queue = initial
+        var out: [NetworkAction] = []
+        while !queue.isEmpty {
+            let action = queue.removeFirst()
+            switch action {
+            case .send(let to, let message):
+                // Votes reach the next leader through the mesh if it is not a neighbour;
+                // block requests and responses go to a neighbour only.
+                let flood: Bool
+                switch message {
+                case .blockRequest, .blockResponse: flood = false
+                default: flood = true
+                }
+                out.append(.send(to: to, message.encoded(), floodIfUnreachable: flood))
+            case .broadcast(let message):
+                out.append(.broadcast(message.encoded()))
+            case .persistSafety(let safety):
+                try store.saveSafety(safety.encoded())
+            case .persistBlock(let block):
+                try store.savePending(id: block.id.bytes, round: block.round, block: block.encoded())
+            case .scheduleTimeout(let round, let after):
+                timers = timers.filter { $0.key >= round }
+                timers[round] = Date().addingTimeInterval(after)
+            case .execute(let block, _):
+                guard var state = states[block.parentID] else { continue }
+                let receipts = state.execute(block.payload, proposer: block.author)
+                failedTransactions += receipts.filter { $0.failure != nil }.count
+                states[block.id] = state
+                queue += core.blockExecuted(id: block.id, stateID: try Hash32(bytes: state.root))
+            case .requestPayload(let round):
+                proposalDue = (round, Date().addingTimeInterval(genesis.consensus.min_block_interval))
+            case .commit(let blocks, let qc):
+                try commit(blocks, qc)
+            case .fetchBlock(let id, let from):
+                out.append(.send(to: from, ConsensusMessage.blockRequest(id).encoded(), floodIfUnreachable: false))
+            case .serveCommittedBlock(let id, let to):
+                if let stored = try store.committed(id: id.bytes), let block = try? Block.decode(stored.block) {
+                    out.append(
+                        .send(to: to, ConsensusMessage.blockResponse(block).encoded(), floodIfUnreachable: false))
+                }
+            case .evidence(let text):
+                logger.warning("consensus evidence", metadata: ["evidence": "\(text)"])
+            }
+        }
+        return out
+    }
+
+    /// Transactions from the DAG not yet executed on the certified chain, in the
+    /// DAG's causal order, each after its predecessors, up to the block size cap.
+    private func payload(dag: TransactionDAG) -> [[UInt8]] {
+        guard let parent = states[core.highQC.blockID] else { return [] }
+        var included: Set<TxID> = []
+        var out: [[UInt8]] = []
+        for id in dag.order where !parent.executed.contains(id) {
+            guard let tx = dag.transaction(id),
+                tx.predecessors.allSatisfy({ parent.executed.contains($0) || included.contains($0) })
+            else { continue }
+            included.insert(id)
+            out.append(tx.encoded)
+            if out.count >= genesis.consensus.max_block_transactions { break }
+        }
+        return out
+    }
+
+    private mutating func commit(_ blocks: [Block], _ qc: QuorumCert) throws {
+        guard let last = blocks.last, let state = states[last.id] else {
+            throw ConfigError("committed block \(blocks.last?.id.hex ?? "?") was never executed")
+        }
+        var records: [ConsensusStore.CommittedBlock] = []
+        for block in blocks {
+            committedHeight += 1
+            let stateID = try states[block.id].map { try Hash32(bytes: $0.root) } ?? .zero
+            records.append(
+                .init(
+                    height: committedHeight, id: block.id.bytes, round: block.round, block: block.encoded(),
+                    stateID: stateID.bytes, commitQC: qc.encoded()))
+        }
+        try store.commit(records, ledgerState: state.encoded())
+        committedState = state
+        // Keep the committed block's state and its descendants' only.
+        let keep = Set(states.keys.filter { id in id == last.id || (core.block(id)?.round ?? 0) > last.round })
+        states = states.filter { keep.contains($0.key) }
+        let now = Date()
+        lastCommitAt = now
+        commitTimes.append(now)
+        if commitTimes.count > 1000 { commitTimes.removeFirst(500) }
+        logger.info(
+            "committed",
+            metadata: ["height": "\(committedHeight)", "round": "\(last.round)", "block": "\(last.id.hex.prefix(16))"])
+    }
+
+    func committedBlock(height: UInt64) throws -> ConsensusStore.CommittedBlock? { try store.committed(height: height) }
+}

@@ -1,0 +1,136 @@
+import Consensus
+import Foundation
+import Ledger
+import NodeCrypto
+
+/// The genesis file: everything every validator must agree on before block 1.
+/// JSON, documented in docs/configuration.md.
+public struct Genesis: Codable, Sendable, Equatable {
+    public struct ValidatorEntry: Codable, Sendable, Equatable {
+        public var node_id: String
+        public var power: UInt64
+        public var bitcoin_xonly: String
+
+        public init(node_id: String, power: UInt64, bitcoin_xonly: String) {
+            self.node_id = node_id
+            self.power = power
+            self.bitcoin_xonly = bitcoin_xonly
+        }
+    }
+
+    public struct ConsensusParameters: Codable, Sendable, Equatable {
+        public var base_timeout: Double = 1.0
+        public var timeout_backoff: Double = 1.5
+        public var max_backoff_exponent: Int = 4
+        /// Transactions per block at most.
+        public var max_block_transactions: Int = 2_000
+        /// Seconds a leader waits after entering its round before proposing, so an idle
+        /// chain does not race through empty blocks (the block interval).
+        public var min_block_interval: Double = 0.25
+    }
+
+    public struct CheckpointParameters: Codable, Sendable, Equatable {
+        /// Blocks between Bitcoin checkpoints.
+        public var interval_blocks: UInt64 = 100
+        /// Seconds before a later leader takes over an unseen checkpoint.
+        public var timeout_seconds: Double = 120
+        public var fee_rate_min: UInt64 = 1
+        public var fee_rate_max: UInt64 = 100
+    }
+
+    public var chain_id: String
+    public var genesis_time: Int
+    public var epoch_length: UInt64
+    public var validators: [ValidatorEntry]
+    /// Initial balances by account (node id hex).
+    public var balances: [String: UInt64]
+    public var consensus = ConsensusParameters()
+    public var checkpoint = CheckpointParameters()
+
+    public init(
+        chainID: String, genesisTime: Int, epochLength: UInt64, validators: [ValidatorEntry], balances: [String: UInt64]
+    ) {
+        chain_id = chainID
+        genesis_time = genesisTime
+        epoch_length = epochLength
+        self.validators = validators
+        self.balances = balances
+    }
+
+    /// Parses and checks a genesis file; every problem names the field.
+    public static func load(_ data: Data, source: String) throws -> Genesis {
+        let genesis: Genesis
+        do {
+            genesis = try JSONDecoder().decode(Genesis.self, from: data)
+        } catch {
+            throw ConfigError("\(source): not a valid genesis file: \(error)")
+        }
+        try genesis.validate(source: source)
+        return genesis
+    }
+
+    public func validate(source: String = "genesis") throws {
+        guard !chain_id.isEmpty, chain_id.utf8.count <= 64 else {
+            throw ConfigError("\(source): chain_id must be 1…64 bytes")
+        }
+        guard !validators.isEmpty else { throw ConfigError("\(source): at least one validator is needed") }
+        guard epoch_length > 0 else { throw ConfigError("\(source): epoch_length must be positive") }
+        var seen: Set<String> = []
+        for (i, v) in validators.enumerated() {
+            guard let bytes = try? Hex.decode(v.node_id), (try? Ed25519.PublicKey(rawRepresentation: bytes)) != nil
+            else {
+                throw ConfigError("\(source): validators[\(i)].node_id is not a node id")
+            }
+            guard let x = try? Hex.decode(v.bitcoin_xonly), (try? Secp256k1.XOnlyPublicKey(rawRepresentation: x)) != nil
+            else { throw ConfigError("\(source): validators[\(i)].bitcoin_xonly is not an x-only public key") }
+            guard v.power > 0 else { throw ConfigError("\(source): validators[\(i)].power must be positive") }
+            guard seen.insert(v.node_id.lowercased()).inserted else {
+                throw ConfigError("\(source): validator \(v.node_id) appears twice")
+            }
+        }
+        for account in balances.keys {
+            guard let bytes = try? Hex.decode(account), (try? Ed25519.PublicKey(rawRepresentation: bytes)) != nil else {
+                throw ConfigError("\(source): balances key \(account) is not an account (node id)")
+            }
+        }
+        guard consensus.base_timeout > 0, consensus.timeout_backoff >= 1, consensus.max_backoff_exponent >= 0,
+            consensus.max_backoff_exponent < 32, consensus.max_block_transactions > 0,
+            consensus.min_block_interval >= 0, consensus.min_block_interval < consensus.base_timeout
+        else { throw ConfigError("\(source): consensus parameters out of range") }
+    }
+
+    public var validatorSet: ValidatorSet {
+        ValidatorSet(
+            validators.map {
+                Validator(id: try! Ed25519.PublicKey(rawRepresentation: Hex.decode($0.node_id)), power: $0.power)
+            })
+    }
+
+    public var initialState: LedgerState {
+        LedgerState(
+            chainID: chain_id,
+            balances: Dictionary(
+                uniqueKeysWithValues: balances.map {
+                    (try! Ed25519.PublicKey(rawRepresentation: Hex.decode($0.key)), $0.value)
+                }
+            ))
+    }
+
+    /// The genesis block id: a hash of the canonical (sorted-key) JSON of this file, so
+    /// any difference between two validators' files gives different chains.
+    public var blockID: Hash32 {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return Hash32.of(Array((try? encoder.encode(self)) ?? Data()))
+    }
+
+    public func consensusConfig(epoch: Epoch = 1) -> ConsensusConfig {
+        var config = ConsensusConfig(
+            chainID: chain_id, epoch: epoch, validators: validatorSet, genesisBlockID: blockID,
+            genesisStateID: try! Hash32(bytes: initialState.root))
+        config.baseTimeout = consensus.base_timeout
+        config.timeoutBackoff = consensus.timeout_backoff
+        config.maxBackoffExponent = consensus.max_backoff_exponent
+        return config
+    }
+}

@@ -1,0 +1,113 @@
+/// Durable consensus data, as opaque encoded blobs (the node encodes them):
+/// the safety state, blocks not yet committed, the committed chain, and the
+/// committed ledger state. Every write commits with fsync (WAL, synchronous=FULL),
+/// so a safety write returns only once it is on disk.
+public final class ConsensusStore {
+    private let db: SQLiteDatabase
+
+    public init(path: String) throws(StorageError) {
+        db = try SQLiteDatabase(path: path)
+        try db.execute(
+            """
+            CREATE TABLE IF NOT EXISTS safety (id INTEGER PRIMARY KEY CHECK (id = 1), state BLOB NOT NULL);
+            CREATE TABLE IF NOT EXISTS pending_blocks (id BLOB PRIMARY KEY, round INTEGER NOT NULL, block BLOB NOT NULL);
+            CREATE TABLE IF NOT EXISTS committed_blocks (
+                height INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, round INTEGER NOT NULL,
+                block BLOB NOT NULL, state_id BLOB NOT NULL, commit_qc BLOB NOT NULL);
+            CREATE TABLE IF NOT EXISTS ledger_state (id INTEGER PRIMARY KEY CHECK (id = 1), height INTEGER NOT NULL, state BLOB NOT NULL);
+            """)
+    }
+
+    public func saveSafety(_ state: [UInt8]) throws(StorageError) {
+        try db.run("INSERT OR REPLACE INTO safety (id, state) VALUES (1, ?)", [.blob(state)])
+    }
+
+    public func loadSafety() throws(StorageError) -> [UInt8]? {
+        try db.query("SELECT state FROM safety WHERE id = 1") { $0.blob(0) }.first
+    }
+
+    public func savePending(id: [UInt8], round: UInt64, block: [UInt8]) throws(StorageError) {
+        try db.run(
+            "INSERT OR IGNORE INTO pending_blocks (id, round, block) VALUES (?, ?, ?)",
+            [.blob(id), .integer(Int64(round)), .blob(block)])
+    }
+
+    public func loadPending() throws(StorageError) -> [[UInt8]] {
+        try db.query("SELECT block FROM pending_blocks ORDER BY round") { $0.blob(0) }
+    }
+
+    public struct CommittedBlock: Sendable {
+        public let height: UInt64
+        public let id: [UInt8]
+        public let round: UInt64
+        public let block: [UInt8]
+        public let stateID: [UInt8]
+        public let commitQC: [UInt8]
+
+        public init(height: UInt64, id: [UInt8], round: UInt64, block: [UInt8], stateID: [UInt8], commitQC: [UInt8]) {
+            self.height = height
+            self.id = id
+            self.round = round
+            self.block = block
+            self.stateID = stateID
+            self.commitQC = commitQC
+        }
+    }
+
+    /// Appends committed blocks and the ledger state after them in one transaction,
+    /// and drops pending blocks at or below the committed round.
+    public func commit(_ blocks: [CommittedBlock], ledgerState: [UInt8]) throws(StorageError) {
+        guard let last = blocks.last else { return }
+        try db.transaction { () throws(StorageError) in
+            for b in blocks {
+                try db.run(
+                    "INSERT INTO committed_blocks (height, id, round, block, state_id, commit_qc) VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        .integer(Int64(b.height)), .blob(b.id), .integer(Int64(b.round)), .blob(b.block),
+                        .blob(b.stateID),
+                        .blob(b.commitQC),
+                    ])
+            }
+            try db.run(
+                "INSERT OR REPLACE INTO ledger_state (id, height, state) VALUES (1, ?, ?)",
+                [.integer(Int64(last.height)), .blob(ledgerState)])
+            try db.run("DELETE FROM pending_blocks WHERE round <= ?", [.integer(Int64(last.round))])
+        }
+    }
+
+    public func lastCommitted() throws(StorageError) -> CommittedBlock? {
+        try committed(
+            query:
+                "SELECT height, id, round, block, state_id, commit_qc FROM committed_blocks ORDER BY height DESC LIMIT 1",
+            []
+        )
+        .first
+    }
+
+    public func committed(height: UInt64) throws(StorageError) -> CommittedBlock? {
+        try committed(
+            query: "SELECT height, id, round, block, state_id, commit_qc FROM committed_blocks WHERE height = ?",
+            [.integer(Int64(height))]
+        ).first
+    }
+
+    public func committed(id: [UInt8]) throws(StorageError) -> CommittedBlock? {
+        try committed(
+            query: "SELECT height, id, round, block, state_id, commit_qc FROM committed_blocks WHERE id = ?",
+            [.blob(id)]
+        ).first
+    }
+
+    private func committed(query: String, _ bindings: [SQLiteValue]) throws(StorageError) -> [CommittedBlock] {
+        try db.query(query, bindings) { row in
+            CommittedBlock(
+                height: UInt64(row.integer(0)), id: row.blob(1), round: UInt64(row.integer(2)), block: row.blob(3),
+                stateID: row.blob(4), commitQC: row.blob(5))
+        }
+    }
+
+    public func loadLedgerState() throws(StorageError) -> (height: UInt64, state: [UInt8])? {
+        try db.query("SELECT height, state FROM ledger_state WHERE id = 1") { (UInt64($0.integer(0)), $0.blob(1)) }
+            .first
+    }
+}
