@@ -11,13 +11,49 @@ final class LocalTestnet: @unchecked Sendable {
     // Mutated only from the owning test's task.
     let root: URL
     let basePort: Int
+    let nodeCount: Int
     var processes: [Int: Process] = [:]
     let binary: URL
+
+    /// Writes a genesis file naming the first `validators` nodes and adds it to every
+    /// node's configuration.
+    func enableConsensus(validators: Int, balances: [String: UInt64] = [:]) throws {
+        var entries: [Genesis.ValidatorEntry] = []
+        for i in 0..<validators {
+            let keys = try KeyStore(directory: dataDir(i)).load()
+            entries.append(.init(node_id: keys.nodeID, power: 1, bitcoin_xonly: keys.bitcoin.xOnlyPublicKey.hex))
+        }
+        var genesis = Genesis(
+            chainID: "sidenode-it", genesisTime: 0, epochLength: 1_000, validators: entries, balances: balances)
+        genesis.consensus.base_timeout = 1
+        genesis.consensus.min_block_interval = 0.1
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        try encoder.encode(genesis).write(to: root.appendingPathComponent("genesis.json"))
+        for i in 0..<nodeCount {
+            let config = try String(contentsOf: configFile(i), encoding: .utf8)
+            if !config.contains("genesis =") {
+                let path = root.appendingPathComponent("genesis.json").path
+                try config.replacingOccurrences(
+                    of: "sync_interval = 1\n", with: "sync_interval = 1\ngenesis = \"\(path)\"\n"
+                )
+                .write(to: configFile(i), atomically: true, encoding: .utf8)
+            }
+        }
+    }
+
+    /// SIGKILL: no graceful shutdown, no flush beyond what was already synced.
+    func kill9(_ i: Int) {
+        guard let process = processes.removeValue(forKey: i) else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
 
     init(nodes: Int, basePort: Int) throws {
         root = FileManager.default.temporaryDirectory.appendingPathComponent(
             "sidenode-it-\(UUID().uuidString.prefix(8))")
         self.basePort = basePort
+        nodeCount = nodes
         binary = try Self.findBinary()
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         for i in 0..<nodes {

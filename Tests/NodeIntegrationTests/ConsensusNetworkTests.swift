@@ -1,0 +1,66 @@
+import Foundation
+import Ledger
+import Node
+import NodeCrypto
+import Testing
+
+@Suite("Multi-process DiemBFT", .serialized)
+struct ConsensusNetworkTests {
+    func status(_ net: LocalTestnet, _ i: Int) throws -> JSONValue { try net.admin(i).call("getstatus") }
+    func height(_ net: LocalTestnet, _ i: Int) -> Int {
+        Int((try? status(net, i)["committed_height"]?.numberValue) ?? 0)
+    }
+    func blockID(_ net: LocalTestnet, _ i: Int, _ h: Int) throws -> String? {
+        try net.admin(i).call("getblock", .object(["height": .int(h)]))["block_id"]?.stringValue
+    }
+
+    @Test("4 validators commit transfers and agree on every block; kill -9 of one: the rest go on, it rejoins")
+    func commitAgreeCrashRejoin() throws {
+        let net = try LocalTestnet(nodes: 4, basePort: 28_800 + Int.random(in: 0..<100) * 10)
+        defer { net.shutdown() }
+        let funder = try KeyStore(directory: net.dataDir(0)).load()
+        try net.enableConsensus(validators: 4, balances: [funder.nodeID: 1_000_000])
+        for i in 0..<4 { try net.start(i) }
+        for i in 0..<4 { try net.waitReady(i) }
+        try waitUntil(timeout: 60, "every validator to commit 5 blocks") { (0..<4).allSatisfy { height(net, $0) >= 5 } }
+
+        // Signed transfers go through the DAG into blocks and execute everywhere alike.
+        let recipient = Ed25519.PrivateKey().publicKey.hex
+        for _ in 0..<5 {
+            let sent = try net.cli([
+                "tx", "send", "--data-dir", net.dataDir(0).path, "--to", recipient, "--amount", "100", "--fee", "1",
+            ])
+            #expect(sent.status == 0, "\(sent.output)")
+        }
+        try waitUntil(timeout: 60, "the transfers to execute on every node") {
+            try (0..<4).allSatisfy {
+                try net.admin($0).call("getbalance", .object(["account": .string(recipient)]))["balance"]?.numberValue
+                    == 500
+            }
+        }
+        let states = try (0..<4).map { try status(net, $0)["commit_state_id"]?.stringValue }
+        let common = (0..<4).map { height(net, $0) }.min()!
+        for h in stride(from: 1, through: common, by: max(1, common / 20)) {
+            let ids = try (0..<4).map { try blockID(net, $0, h) }
+            #expect(Set(ids).count == 1 && ids[0] != nil, "height \(h): \(ids)")
+        }
+        _ = states
+
+        // kill -9 a validator: the other three keep committing.
+        net.kill9(2)
+        let before = height(net, 0)
+        try waitUntil(timeout: 60, "commits without validator 2") { height(net, 0) >= before + 10 }
+        // Restarted, it recovers its safety state and blocks from SQLite, catches up and agrees.
+        try net.start(2)
+        try net.waitReady(2)
+        let target = height(net, 0)
+        try waitUntil(timeout: 90, "validator 2 to catch up") { height(net, 2) >= target + 3 }
+        let top = min(height(net, 2), height(net, 0))
+        for h in [1, top / 2, top - 1, top] where h >= 1 {
+            #expect(try blockID(net, 2, h) == blockID(net, 0, h), "height \(h) after the restart")
+        }
+        #expect(
+            try net.admin(2).call("getbalance", .object(["account": .string(recipient)]))["balance"]?.numberValue == 500
+        )
+    }
+}
