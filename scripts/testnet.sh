@@ -59,6 +59,7 @@ for i in $(seq 0 $((NODES - 1))); do
 chain_id = "sidenode-testnet"
 listen = "127.0.0.1:$((BASE_PORT + i))"
 bootstrap = "$DIR/bootstrap-peers.txt"
+genesis = "$DIR/genesis.json"
 log_level = "info"
 
 [gossip]
@@ -67,7 +68,22 @@ max_connections_per_ip = 64
 address_refresh_interval = 5
 TOML
 done
+# Every node is a validator; node0's account is funded for demo transfers.
+: >"$DIR/validators.txt"
+for i in $(seq 0 $((NODES - 1))); do
+    python3 - "$DIR/node$i" >>"$DIR/validators.txt" <<'PY'
+import json, sys
+d = sys.argv[1]
+print(json.load(open(f"{d}/node_key.json"))["public_key"], json.load(open(f"{d}/bitcoin_key.json"))["xonly_public_key"])
+PY
+done
 node0_id=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['public_key'])" "$DIR/node0/node_key.json")
+if [ ! -f "$DIR/genesis.json" ] || ! cmp -s "$DIR/validators.txt" "$DIR/validators.used"; then
+    rm -f "$DIR"/node*/consensus.sqlite*
+    "$BIN" genesis --validators "$DIR/validators.txt" --out "$DIR/genesis.json" --chain-id sidenode-testnet \
+        --balance "$node0_id=1000000000" --force >/dev/null
+    cp "$DIR/validators.txt" "$DIR/validators.used"
+fi
 printf '# node0 only: the other nodes are found by peer exchange\n%s@127.0.0.1:%d\n' "$node0_id" "$BASE_PORT" \
     >"$DIR/bootstrap-peers.txt"
 
@@ -108,12 +124,14 @@ def size(n):
 for i in range(count):
     info, totals, gossip = call(i, "getinfo"), call(i, "getnettotals"), call(i, "getgossipinfo")
     mempool = call(i, "getmempool") or {"count": 0, "digest": "?"}
+    status = call(i, "getstatus") or {"committed_height": 0, "round": 0, "commit_state_id": "?"}
     if not info:
         print(f"node{i}  (starting or down; see {root}/node{i}/node.log)")
         continue
-    print(f"node{i}  {info['listen']:<16} id {info['node_id'][:12]}…  peers {info['connections']:>2} "
-          f"(out {info['outbound']}, in {info['inbound']})  sent {size(totals['total_bytes_sent']):>9}  "
-          f"recv {size(totals['total_bytes_recv']):>9}  txs {mempool['count']} ({mempool['digest'][:8]})")
+    print(f"node{i}  {info['listen']:<16} id {info['node_id'][:12]}…  peers {info['connections']:>2}  "
+          f"height {status['committed_height']:>6}  round {status['round']:>6}  "
+          f"state {status['commit_state_id'][:8]}  txs {mempool['count']}  "
+          f"sent {size(totals['total_bytes_sent']):>9}  recv {size(totals['total_bytes_recv']):>9}")
 PY
 }
 

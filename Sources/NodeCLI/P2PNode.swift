@@ -15,7 +15,9 @@ public struct P2PNode: AsyncParsableCommand {
             `p2pnode peers` and `p2pnode admin METHOD`.
             """,
         version: version,
-        subcommands: [Run.self, Init.self, Admin.self, Peers.self, Tx.self, GenesisCommand.self, Bench.self],
+        subcommands: [
+            Run.self, Init.self, Status.self, Admin.self, Peers.self, Tx.self, GenesisCommand.self, Bench.self,
+        ],
         defaultSubcommand: Run.self
     )
 
