@@ -16,7 +16,8 @@ public struct P2PNode: AsyncParsableCommand {
             """,
         version: version,
         subcommands: [
-            Run.self, Init.self, Status.self, Admin.self, Peers.self, Tx.self, GenesisCommand.self, Bench.self,
+            Run.self, Init.self, Status.self, Admin.self, Peers.self, Tx.self, GenesisCommand.self, Load.self,
+            Bench.self,
         ],
         defaultSubcommand: Run.self
     )

@@ -1,0 +1,120 @@
+import ArgumentParser
+import Foundation
+import Ledger
+import Node
+import NodeCrypto
+
+struct Load: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Submit signed transfers at a steady rate and report committed tx/s and commit latency.",
+        discussion: """
+            Signs with the data directory's key (its account must be funded, e.g. node0 of \
+            scripts/testnet.sh), submits through the admin socket, and watches committed blocks \
+            for the submitted ids. Prints the Ed25519 bound measured in the same run: \
+            verify/s × cores ÷ nodes, since every node verifies every transaction once.
+            """
+    )
+
+    @OptionGroup var socket: SocketOptions
+
+    @Option(help: "Transactions per second to submit.")
+    var rate: Double = 200
+
+    @Option(help: "Seconds to submit for.")
+    var duration: Double = 20
+
+    @Option(help: "Validators sharing this machine, for the bound.")
+    var nodes: Int = 4
+
+    func validate() throws {
+        guard rate > 0, rate <= 50_000, duration > 0, duration <= 3600, nodes >= 1 else {
+            throw ValidationError("--rate 0…50000, --duration 0…3600, --nodes ≥ 1")
+        }
+    }
+
+    func run() async throws {
+        let directory = URL(fileURLWithPath: socket.dataDir ?? KeyStore.defaultDirectory(name: "node").path)
+        let keys: NodeKeys
+        do { keys = try KeyStore(directory: directory).load() } catch { throw CLIError("\(error)") }
+        let client = AdminClient(socketPath: socket.path)
+        let sample = [UInt8](repeating: 2, count: 200)
+        let signature = keys.identity.signature(for: sample)
+        let pureVerify = Measure.rate(seconds: 1) {
+            _ = keys.identity.publicKey.isValidSignature(signature, for: sample)
+        }
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let bound = pureVerify * Double(cores) / Double(nodes)
+
+        do {
+            let info = try client.call("getnextseq", .object(["author": .string(keys.nodeID)]))
+            guard let chainID = info["chain_id"]?.stringValue, let next = info["next_seq"]?.numberValue else {
+                throw CLIError("unexpected reply: \(info)")
+            }
+            let startHeight = Int(try client.call("getstatus")["committed_height"]?.numberValue ?? 0)
+            let recipient = Ed25519.PrivateKey().publicKey
+            var seq = UInt64(next)
+            var previous: TxID?
+            var submitted: [String: Date] = [:]
+            var latencies: [Double] = []
+            var lastCommit: Date?
+            var seenHeight = startHeight
+            let total = Int(rate * duration)
+            let start = Date()
+            var sent = 0
+            var rejected = 0
+            print("submitting \(total) transfers at \(Int(rate))/s to \(socket.path)")
+            while sent < total || (submitted.count > 0 && Date().timeIntervalSince(start) < duration + 30) {
+                let due = min(total, Int(Date().timeIntervalSince(start) * rate))
+                while sent < due {
+                    let tx = Transaction(
+                        chainID: chainID, author: keys.identity, seq: seq, fee: 0,
+                        payload: .transfer(to: recipient, amount: 1), predecessors: previous.map { [$0] } ?? [])
+                    do {
+                        _ = try client.call("submittx", .object(["hex": .string(tx.encoded.hex)]))
+                        submitted[tx.id.hex] = Date()
+                        previous = tx.id
+                        seq += 1
+                    } catch {
+                        rejected += 1
+                    }
+                    sent += 1
+                }
+                // Watch new committed blocks for our transactions.
+                let height = Int(try client.call("getstatus")["committed_height"]?.numberValue ?? 0)
+                while seenHeight < height {
+                    seenHeight += 1
+                    let block = try client.call("getblock", .object(["height": .int(seenHeight)]))
+                    let now = Date()
+                    for case .string(let id) in block["transactions"]?.arrayValue ?? [] {
+                        if let at = submitted.removeValue(forKey: id) {
+                            latencies.append(now.timeIntervalSince(at))
+                            lastCommit = now
+                        }
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            latencies.sort()
+            func percentile(_ p: Double) -> Double {
+                latencies.isEmpty ? .nan : latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]
+            }
+            let window = max(0.001, (lastCommit ?? start).timeIntervalSince(start))
+            let throughput = Double(latencies.count) / window
+            print("committed \(latencies.count) of \(sent) (\(rejected) refused at submission)")
+            print(String(format: "committed throughput  %8.1f tx/s", throughput))
+            print(
+                String(
+                    format: "commit latency        p50 %.0f ms, p99 %.0f ms", percentile(0.5) * 1000,
+                    percentile(0.99) * 1000))
+            print(
+                String(
+                    format:
+                        "bound                 %8.0f tx/s (Ed25519 verify %.0f/s × %d cores ÷ %d nodes); ratio %.2f",
+                    bound, pureVerify, cores, nodes, throughput / bound))
+        } catch let error as CLIError {
+            throw error
+        } catch {
+            throw CLIError("\(error)")
+        }
+    }
+}
