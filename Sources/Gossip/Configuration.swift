@@ -22,8 +22,8 @@ public struct GossipConfiguration: Sendable, Equatable, Codable {
     /// Penalty for an undecodable message or a protocol violation.
     public var malformedPenalty = 100
     /// Per-peer token bucket for incoming messages: sustained rate and burst.
-    public var messagesPerSecond: Double = 500
-    public var messageBurst: Double = 2_000
+    public var messagesPerSecond: Double = 5_000
+    public var messageBurst: Double = 10_000
     /// Addresses accepted from one peer per second (Bitcoin Core: 0.1/s, bucket 1000).
     public var addressesPerSecond: Double = 1
     public var addressBurst: Double = 1_000
