@@ -60,6 +60,7 @@ chain_id = "sidenode-testnet"
 listen = "127.0.0.1:$((BASE_PORT + i))"
 bootstrap = "$DIR/bootstrap-peers.txt"
 genesis = "$DIR/genesis.json"
+metrics_listen = "127.0.0.1:$((BASE_PORT + 1000 + i))"
 log_level = "info"
 
 [gossip]
@@ -136,7 +137,7 @@ PY
 }
 
 echo "==> running; Ctrl-C stops$([ "$DURATION" -gt 0 ] && echo ", or after $DURATION s")."
-echo "    inspect: $BIN peers --data-dir $DIR/node0"
+echo "    inspect: $BIN status --data-dir $DIR/node0; metrics: http://127.0.0.1:$((BASE_PORT + 1000))/metrics"
 started=$(date +%s)
 interval=2
 [ -t 1 ] || interval=5

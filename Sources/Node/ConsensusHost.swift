@@ -36,6 +36,11 @@ struct ConsensusHost {
     private(set) var failedTransactions = 0
     /// A round this node leads, and when to propose for it.
     private var proposalDue: (round: Round, at: Date)?
+    var metrics: NodeMetrics?
+    private var observedRound: Round = 0
+    private var roundStartedAt = ContinuousClock.now
+    private var lastTimeoutRound: Round = 0
+    private var blockSeenAt: [Hash32: ContinuousClock.Instant] = [:]
 
     init(genesis: Genesis, key: Ed25519.PrivateKey, store: ConsensusStore, logger: Logger) throws {
         self.genesis = genesis
@@ -105,6 +110,7 @@ struct ConsensusHost {
     /// Carries out core actions in order. Storage errors are thrown: a node that cannot
     /// persist must stop rather than send what it could not record.
     private mutating func run(_ initial: [ConsensusCore.Action], dag: TransactionDAG) throws -> [NetworkAction] {
+        defer { observeRound() }
         var queue = initial
         var out: [NetworkAction] = []
         while !queue.isEmpty {
@@ -120,10 +126,15 @@ struct ConsensusHost {
                 }
                 out.append(.send(to: to, message.encoded(), floodIfUnreachable: flood))
             case .broadcast(let message):
+                if case .timeout(let t) = message, t.info.sender == core.me, t.info.round > lastTimeoutRound {
+                    lastTimeoutRound = t.info.round
+                    metrics?.timeoutsSent.increment()
+                }
                 out.append(.broadcast(message.encoded()))
             case .persistSafety(let safety):
                 try store.saveSafety(safety.encoded())
             case .persistBlock(let block):
+                blockSeenAt[block.id] = ContinuousClock.now
                 try store.savePending(id: block.id.bytes, round: block.round, block: block.encoded())
             case .scheduleTimeout(let round, let after):
                 timers = timers.filter { $0.key >= round }
@@ -184,6 +195,17 @@ struct ConsensusHost {
         }
         try store.commit(records, ledgerState: state.encoded())
         committedState = state
+        if let metrics {
+            let now = ContinuousClock.now
+            for block in blocks {
+                if let seen = blockSeenAt.removeValue(forKey: block.id) { metrics.commitLatency.record(now - seen) }
+            }
+            metrics.commits.increment(by: Int64(blocks.count))
+            metrics.committedHeight.set(Double(committedHeight))
+            metrics.failedTransactions.increment(by: Int64(failedTransactions) - Int64(reportedFailures))
+            reportedFailures = failedTransactions
+        }
+        blockSeenAt = blockSeenAt.filter { (core.block($0.key)?.round ?? 0) > last.round }
         // Keep the committed block's state and its descendants' only.
         let keep = Set(states.keys.filter { id in id == last.id || (core.block(id)?.round ?? 0) > last.round })
         states = states.filter { keep.contains($0.key) }
@@ -194,6 +216,19 @@ struct ConsensusHost {
         logger.info(
             "committed",
             metadata: ["height": "\(committedHeight)", "round": "\(last.round)", "block": "\(last.id.hex.prefix(16))"])
+    }
+
+    private var reportedFailures = 0
+
+    /// Round gauge, round durations and TC count, from how the core's round moved.
+    private mutating func observeRound() {
+        guard let metrics, core.currentRound > observedRound else { return }
+        let now = ContinuousClock.now
+        if observedRound > 0 { metrics.roundDuration.record(now - roundStartedAt) }
+        if let tc = core.lastRoundTC, tc.round + 1 == core.currentRound { metrics.timeoutCertificates.increment() }
+        observedRound = core.currentRound
+        roundStartedAt = now
+        metrics.round.set(Double(observedRound))
     }
 
     func committedBlock(height: UInt64) throws -> ConsensusStore.CommittedBlock? { try store.committed(height: height) }

@@ -13,6 +13,8 @@ public struct NodeConfiguration: Sendable, Equatable {
     public var bootstrapFile: String?
     /// The genesis file; with it the node runs consensus (as a validator if its node id is listed).
     public var genesisFile: String?
+    /// Where to serve Prometheus metrics (`GET /metrics`), e.g. "127.0.0.1:9464"; off when nil.
+    public var metricsListen: String?
     public var logLevel: Logger.Level = .info
     /// Seconds an inbound or outbound connection may take to authenticate.
     public var handshakeTimeout: Double = 10
@@ -32,7 +34,7 @@ public struct NodeConfiguration: Sendable, Equatable {
 
     static let topLevelKeys: Set<String> = [
         "chain_id", "listen", "bootstrap", "log_level", "handshake_timeout", "dial_timeout", "max_message_size",
-        "peer_queue_limit", "sync_interval", "genesis", "gossip",
+        "peer_queue_limit", "sync_interval", "genesis", "metrics_listen", "gossip",
     ]
     static let gossipKeys: Set<String> = [
         "outbound_target", "max_inbound", "max_connections_per_ip", "seen_ttl", "seen_capacity", "ban_threshold",
@@ -77,6 +79,10 @@ public struct NodeConfiguration: Sendable, Equatable {
         }
         if let v = try string("bootstrap") { bootstrapFile = v }
         if let v = try string("genesis") { genesisFile = v }
+        if let v = try string("metrics_listen") {
+            do { _ = try HostPort(parsing: v) } catch { throw ConfigError("\(source): metrics_listen: \(error)") }
+            metricsListen = v
+        }
         if let v = try string("log_level") {
             guard let level = Logger.Level(rawValue: v) else {
                 throw ConfigError(

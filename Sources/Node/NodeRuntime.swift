@@ -76,6 +76,7 @@ public actor NodeRuntime: Service {
     private nonisolated(unsafe) let store: TransactionStore
     private var lastSyncRound = Date.distantPast
     private var consensus: ConsensusHost?
+    public let metrics = NodeMetrics()
     nonisolated let work = AsyncStream<Work>.makeStream()
     nonisolated let serverChannel = Mutex<(any Channel)?>(nil)
     nonisolated let boundPort = Mutex<Int?>(nil)
@@ -107,6 +108,7 @@ public actor NodeRuntime: Service {
             do {
                 consensus = try ConsensusHost(
                     genesis: genesis, key: keys.identity, store: try ConsensusStore(path: path), logger: logger)
+                consensus?.metrics = metrics
             } catch let error as StorageError {
                 throw ConfigError("\(error)")
             }
@@ -164,6 +166,17 @@ public actor NodeRuntime: Service {
         serverChannel.withLock { $0 = server.channel }
         engine.listenPort = UInt16(port)
         let admin = try await AdminServer.bind(path: configuration.adminSocketPath, runtime: self, logger: logger)
+        let metricsServer: MetricsServer?
+        if let endpoint = configuration.metricsListen {
+            do {
+                metricsServer = try await MetricsServer.bind(endpoint, metrics: metrics, logger: logger)
+            } catch {
+                admin.close()
+                throw ConfigError("cannot serve metrics on \(endpoint): \(error)")
+            }
+        } else {
+            metricsServer = nil
+        }
         logger.info(
             "node started",
             metadata: [
@@ -178,6 +191,7 @@ public actor NodeRuntime: Service {
                 group.addTask { await admin.run() }
                 group.addTask { await self.tickLoop() }
                 group.addTask { await self.consensusLoop() }
+                if let metricsServer { group.addTask { await metricsServer.run() } }
                 for await item in self.work.stream {
                     switch item {
                     case .inbound(let connection):
@@ -192,6 +206,7 @@ public actor NodeRuntime: Service {
             self.requestStop()
         }
         admin.close()
+        metricsServer?.close()
         saveState(force: true)
         logger.info("node stopped", metadata: ["node_id": "\(keys.nodeID)"])
     }
@@ -219,6 +234,8 @@ public actor NodeRuntime: Service {
             do { try await Task.sleep(for: .seconds(1)) } catch { return }
             execute(engine.tick(now: now))
             saveState(force: false)
+            metrics.peers.set(Double(engine.peers.count))
+            metrics.dagTransactions.set(Double(sync.dag.count))
             if Date().timeIntervalSince(lastSyncRound) >= configuration.syncInterval, let peer = engine.randomPeer() {
                 lastSyncRound = Date()
                 execute(engine.sendDirect(sync.headsAnnouncement(), to: peer))

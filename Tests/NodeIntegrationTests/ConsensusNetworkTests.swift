@@ -16,7 +16,8 @@ struct ConsensusNetworkTests {
 
     @Test("4 validators commit transfers and agree on every block; kill -9 of one: the rest go on, it rejoins")
     func commitAgreeCrashRejoin() throws {
-        let net = try LocalTestnet(nodes: 4, basePort: 28_800 + Int.random(in: 0..<100) * 10)
+        // Each suite has its own port range, so suites running in parallel never collide.
+        let net = try LocalTestnet(nodes: 4, basePort: 28_600 + Int.random(in: 0..<40) * 10)
         defer { net.shutdown() }
         let funder = try KeyStore(directory: net.dataDir(0)).load()
         try net.enableConsensus(validators: 4, balances: [funder.nodeID: 1_000_000])
@@ -45,6 +46,22 @@ struct ConsensusNetworkTests {
             #expect(Set(ids).count == 1 && ids[0] != nil, "height \(h): \(ids)")
         }
         _ = states
+
+        // Prometheus metrics are served over HTTP.
+        let http = try RawTCPClient(port: net.port(0) + 10_000)
+        http.send(Array("GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8))
+        var response = ""
+        while !response.contains("sidenode_p2p_peers"), let bytes = http.receive(), !bytes.isEmpty {
+            response += String(decoding: bytes, as: UTF8.self)
+        }
+        #expect(response.hasPrefix("HTTP/1.1 200"))
+        for metric in [
+            "sidenode_consensus_round ", "sidenode_consensus_commits_total",
+            "sidenode_consensus_commit_latency_seconds_bucket",
+            "sidenode_consensus_round_duration_seconds_count", "sidenode_p2p_peers",
+        ] {
+            #expect(response.contains(metric), "metric \(metric)")
+        }
 
         // kill -9 a validator: the other three keep committing.
         net.kill9(2)

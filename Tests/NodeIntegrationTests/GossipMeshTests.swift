@@ -9,7 +9,8 @@ import Testing
 struct GossipMeshTests {
     @Test("8 nodes from one bootstrap entry: discovery, exactly-once delivery, a banned garbage peer, restart")
     func mesh() throws {
-        let net = try LocalTestnet(nodes: 8, basePort: 27_600 + Int.random(in: 0..<200) * 10)
+        // Each suite has its own port range, so suites running in parallel never collide.
+        let net = try LocalTestnet(nodes: 8, basePort: 27_000 + Int.random(in: 0..<90) * 10)
         defer { net.shutdown() }
         for i in 0..<8 { try net.start(i) }
         for i in 0..<8 { try net.waitReady(i) }

@@ -62,6 +62,7 @@ final class LocalTestnet: @unchecked Sendable {
                 chain_id = "sidenode-it"
                 listen = "127.0.0.1:\(basePort + i)"
                 log_level = "info"
+                metrics_listen = "127.0.0.1:\(basePort + 10_000 + i)"
                 sync_interval = 1
                 [gossip]
                 max_connections_per_ip = 64

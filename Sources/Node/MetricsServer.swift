@@ -1,0 +1,117 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Prometheus
+
+/// The node's Prometheus metrics, and a minimal HTTP endpoint serving them at
+/// `GET /metrics` on `metrics_listen`.
+public final class NodeMetrics: Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    let round: Gauge
+    let committedHeight: Gauge
+    let commits: Counter
+    let timeoutsSent: Counter
+    let timeoutCertificates: Counter
+    let roundDuration: DurationHistogram
+    let commitLatency: DurationHistogram
+    let peers: Gauge
+    let dagTransactions: Gauge
+    let failedTransactions: Counter
+
+    public init() {
+        func name(_ subsystem: String, _ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+            MetricNameDescriptor(
+                namespace: "sidenode", subsystem: subsystem, metricName: metric, unitName: unit, helpText: help)
+        }
+        let rounds: [Duration] = [
+            .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2),
+            .seconds(5), .seconds(10),
+        ]
+        round = registry.makeGauge(descriptor: name("consensus", "round", "", "Current consensus round"))
+        committedHeight = registry.makeGauge(
+            descriptor: name("consensus", "committed_height", "", "Height of the last committed block"))
+        commits = registry.makeCounter(descriptor: name("consensus", "commits", "total", "Blocks committed"))
+        timeoutsSent = registry.makeCounter(
+            descriptor: name("consensus", "timeouts", "total", "Round timeouts this validator signed"))
+        timeoutCertificates = registry.makeCounter(
+            descriptor: name("consensus", "timeout_certificates", "total", "Rounds ended by a timeout certificate"))
+        roundDuration = registry.makeDurationHistogram(
+            descriptor: name("consensus", "round_duration", "seconds", "Time spent in each round"), buckets: rounds)
+        commitLatency = registry.makeDurationHistogram(
+            descriptor: name(
+                "consensus", "commit_latency", "seconds", "From receiving a block's proposal to committing it"),
+            buckets: rounds)
+        peers = registry.makeGauge(descriptor: name("p2p", "peers", "", "Connected peers"))
+        dagTransactions = registry.makeGauge(
+            descriptor: name("ledger", "dag_transactions", "", "Transactions in the BFT-CRDT DAG"))
+        failedTransactions = registry.makeCounter(
+            descriptor: name("ledger", "failed_transactions", "total", "Committed transactions that failed execution"))
+    }
+}
+
+struct MetricsServer: Sendable {
+    let server: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
+    let metrics: NodeMetrics
+    let logger: Logger
+
+    static func bind(_ endpoint: String, metrics: NodeMetrics, logger: Logger) async throws -> MetricsServer {
+        let parts = endpoint.split(separator: ":")
+        guard parts.count == 2, let port = Int(parts[1]) else {
+            throw ConfigError("metrics_listen must be HOST:PORT, got \(endpoint)")
+        }
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .bind(host: String(parts[0]), port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(
+                        wrappingChannelSynchronously: channel)
+                }
+            }
+        return MetricsServer(server: server, metrics: metrics, logger: logger)
+    }
+
+    func close() { server.channel.close(promise: nil) }
+
+    func run() async {
+        do {
+            try await withThrowingDiscardingTaskGroup { group in
+                try await server.executeThenClose { inbound in
+                    for try await connection in inbound {
+                        group.addTask { await serve(connection) }
+                    }
+                }
+            }
+        } catch {
+            logger.debug("metrics endpoint closed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                var path = ""
+                for try await part in inbound {
+                    switch part {
+                    case .head(let head): path = head.uri
+                    case .body: break
+                    case .end:
+                        let found = path == "/metrics"
+                        let body = found ? metrics.registry.emitToString() : "not found; try /metrics\n"
+                        var headers = HTTPHeaders()
+                        headers.add(name: "Content-Type", value: found ? "text/plain; version=0.0.4" : "text/plain")
+                        headers.add(name: "Content-Length", value: "\(body.utf8.count)")
+                        let head = HTTPResponseHead(
+                            version: .http1_1, status: found ? .ok : .notFound, headers: headers)
+                        try await outbound.write(.head(head))
+                        try await outbound.write(.body(.byteBuffer(ByteBuffer(string: body))))
+                        try await outbound.write(.end(nil))
+                    }
+                }
+            }
+        } catch {
+            logger.debug("metrics connection ended", metadata: ["error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,58 @@
+import Foundation
+import Storage
+import TestSupport
+import Testing
+
+@Suite("Consensus store: crash consistency (S10)")
+struct ConsensusStoreTests {
+    func block(_ h: UInt64) -> ConsensusStore.CommittedBlock {
+        .init(
+            height: h, id: [UInt8](repeating: UInt8(h), count: 32), round: h + 1,
+            block: [UInt8](repeating: 7, count: 300),
+            stateID: [UInt8](repeating: UInt8(h), count: 32), commitQC: [1, 2, 3])
+    }
+
+    @Test("a torn WAL tail is dropped: the store reopens at the last complete commit")
+    func tornTail() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("consensus.sqlite").path
+        let crashed = dir.appendingPathComponent("crashed.sqlite").path
+        let store = try ConsensusStore(path: path)
+        try store.saveSafety([9, 9, 9])
+        for h in UInt64(1)...20 { try store.commit([block(h)], ledgerState: [UInt8(h)]) }
+        // Copy the files as a crash would leave them (the connection still open, WAL not
+        // checkpointed), then tear the last frame of the WAL.
+        try FileManager.default.copyItem(atPath: path, toPath: crashed)
+        try FileManager.default.copyItem(atPath: path + "-wal", toPath: crashed + "-wal")
+        let wal = try FileHandle(forUpdating: URL(fileURLWithPath: crashed + "-wal"))
+        let size = try wal.seekToEnd()
+        try wal.truncate(atOffset: size - 100)
+        try wal.close()
+        let reopened = try ConsensusStore(path: crashed)
+        let last = try #require(try reopened.lastCommitted())
+        #expect(last.height == 19, "the torn last commit is gone, everything before it is intact")
+        #expect(try reopened.loadLedgerState()?.height == 19, "state and chain stay consistent (one transaction)")
+        #expect(try reopened.loadSafety() == [9, 9, 9])
+        _ = store
+    }
+
+    @Test("corruption inside the database stops start-up with a clear error")
+    func corruptionInTheMiddle() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("consensus.sqlite").path
+        do {
+            let store = try ConsensusStore(path: path)
+            for h in UInt64(1)...200 { try store.commit([block(h)], ledgerState: [UInt8(h & 0xff)]) }
+        }
+        // Damage a page in the middle of the (checkpointed) file.
+        let file = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+        let size = try file.seekToEnd()
+        try file.seek(toOffset: size / 2)
+        try file.write(contentsOf: Data(repeating: 0xA5, count: 4096))
+        try file.close()
+        let error = #expect(throws: StorageError.self) { try ConsensusStore(path: path) }
+        #expect(error?.description.contains(path) == true)
+    }
+}
