@@ -146,7 +146,14 @@ struct ConsensusHost {
                 states[block.id] = state
                 queue += core.blockExecuted(id: block.id, stateID: try Hash32(bytes: state.root))
             case .requestPayload(let round):
-                proposalDue = (round, Date().addingTimeInterval(genesis.consensus.min_block_interval))
+                // Transactions waiting: propose now (latency). None: wait the block
+                // interval, so an idle chain does not race through empty blocks.
+                let batch = payload(dag: dag)
+                if batch.isEmpty {
+                    proposalDue = (round, Date().addingTimeInterval(genesis.consensus.min_block_interval))
+                } else {
+                    queue += core.proposePayload(round: round, payload: batch)
+                }
             case .commit(let blocks, let qc):
                 try commit(blocks, qc)
             case .fetchBlock(let id, let from):

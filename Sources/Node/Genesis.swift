@@ -24,8 +24,8 @@ public struct Genesis: Codable, Sendable, Equatable {
         public var max_backoff_exponent: Int = 4
         /// Transactions per block at most.
         public var max_block_transactions: Int = 2_000
-        /// Seconds a leader waits after entering its round before proposing, so an idle
-        /// chain does not race through empty blocks (the block interval).
+        /// Seconds a leader waits before proposing an empty block, so an idle chain does
+        /// not race through empty blocks; with transactions waiting it proposes at once.
         public var min_block_interval: Double = 0.25
     }
 
