@@ -146,7 +146,7 @@ while true; do
     for pid in "${PIDS[@]}"; do
         if ! kill -0 "$pid" 2>/dev/null; then
             echo "a node exited unexpectedly; last log lines:" >&2
-            tail -5 "$DIR"/node*/node.log >&2
+            tail -n 5 "$DIR"/node*/node.log >&2
             stop_all
             exit 1
         fi
