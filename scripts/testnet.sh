@@ -107,9 +107,16 @@ for i in $(seq 0 $((NODES - 1))); do
 done
 
 status() {
-    python3 - "$BIN" "$DIR" "$NODES" <<'PY'
-import json, subprocess, sys
-binary, root, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    python3 - "$BIN" "$DIR" "$NODES" "$interval" <<'PY'
+import json, os, subprocess, sys
+binary, root, count, interval = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+# Committed-transaction counts from the previous refresh, for tx/s.
+memo = os.path.join(root, ".status-memo.json")
+try:
+    previous = json.load(open(memo))
+except Exception:
+    previous = {}
+current = {}
 def call(i, method):
     try:
         out = subprocess.run([binary, "admin", "--data-dir", f"{root}/node{i}", method],
@@ -129,10 +136,14 @@ for i in range(count):
     if not info:
         print(f"node{i}  (starting or down; see {root}/node{i}/node.log)")
         continue
+    committed = status.get("committed_transactions", 0)
+    current[str(i)] = committed
+    rate = max(0, committed - previous.get(str(i), committed)) / interval
     print(f"node{i}  {info['listen']:<16} id {info['node_id'][:12]}…  peers {info['connections']:>2}  "
           f"height {status['committed_height']:>6}  round {status['round']:>6}  "
-          f"state {status['commit_state_id'][:8]}  txs {mempool['count']}  "
+          f"state {status['commit_state_id'][:8]}  txs {mempool['count']:>6}  {rate:7.1f} tx/s  "
           f"sent {size(totals['total_bytes_sent']):>9}  recv {size(totals['total_bytes_recv']):>9}")
+json.dump(current, open(memo, "w"))
 PY
 }
 

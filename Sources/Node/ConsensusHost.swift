@@ -34,6 +34,8 @@ struct ConsensusHost {
     private(set) var commitTimes: [Date] = []
     private(set) var lastCommitAt: Date?
     private(set) var failedTransactions = 0
+    /// Transactions in blocks committed since this process started.
+    private(set) var committedTransactions = 0
     /// A round this node leads, and when to propose for it.
     private var proposalDue: (round: Round, at: Date)?
     var metrics: NodeMetrics?
@@ -202,6 +204,7 @@ struct ConsensusHost {
         }
         try store.commit(records, ledgerState: state.encoded())
         committedState = state
+        committedTransactions += blocks.reduce(0) { $0 + $1.payload.count }
         if let metrics {
             let now = ContinuousClock.now
             for block in blocks {

@@ -750,6 +750,7 @@ public actor NodeRuntime: Service {
                 "validators": .array(core.config.validators.validators.map { .string($0.id.hex) }),
                 "syncing": .bool(false),
                 "failed_transactions": .int(host.failedTransactions),
+                "committed_transactions": .int(host.committedTransactions),
             ])
         case "getblock":
             guard let host = consensus else {
