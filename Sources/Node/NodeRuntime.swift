@@ -260,6 +260,9 @@ public actor NodeRuntime: Service {
     /// failure stops the node: it must not go on signing what it could not record.
     private func runConsensus(_ step: (inout ConsensusHost, TransactionDAG) throws -> [ConsensusHost.NetworkAction]) {
         guard var host = consensus else { return }
+        // Move the host out while it changes, so its block tree and states are not
+        // copied (copy-on-write) on every consensus step.
+        consensus = nil
         let actions: [ConsensusHost.NetworkAction]
         do {
             actions = try step(&host, sync.dag)
