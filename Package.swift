@@ -144,7 +144,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ConsensusTests",
-            dependencies: ["Consensus", "Wire", "NodeCrypto"],
+            dependencies: ["Consensus", "Wire", "NodeCrypto", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

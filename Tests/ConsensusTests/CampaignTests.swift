@@ -1,5 +1,6 @@
 import Consensus
 import Foundation
+import TestSupport
 import Testing
 
 /// Random seeds over a mixed fault schedule. Runs only when SIDENODE_SIM_SEEDS is set

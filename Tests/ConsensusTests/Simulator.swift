@@ -1,19 +1,9 @@
 import Consensus
 import NodeCrypto
+import TestSupport
 import Wire
 
-/// A deterministic generator: a seed fixes every delay, loss and payload.
-struct SimRNG: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func chance(_ p: Double) -> Bool { Double(next() % 1_000_000) / 1_000_000 < p }
-}
+typealias SimRNG = SeededRandom
 
 /// A seeded simulation of N consensus cores in one process: virtual clock, a network
 /// with delay, loss, duplication and partitions, and a disk per node that keeps what
