@@ -522,6 +522,28 @@ public struct ConsensusCore: Sendable {
 
     // MARK: Verification
 
+    /// Whether a flooded message carries a valid signature by a validator of this
+    /// epoch: the gossip layer forwards only such messages, so forged ones stop at the
+    /// first honest node and cost their sender its score.
+    public func isAuthentic(_ message: ConsensusMessage) -> Bool {
+        switch message {
+        case .proposal(let p):
+            return p.block.epoch == config.epoch && config.validators.contains(p.block.author)
+                && p.block.author.isValidSignature(
+                    p.signature, for: domain.message("proposal", epoch: config.epoch, p.block.id.bytes))
+        case .vote(let v):
+            return v.commitInfo.epoch == config.epoch && config.validators.contains(v.sender)
+                && v.sender.isValidSignature(
+                    v.signature, for: domain.message("vote", epoch: config.epoch, v.commitInfo.bytes))
+        case .timeout(let t):
+            return t.info.epoch == config.epoch && config.validators.contains(t.info.sender)
+                && t.info.sender.isValidSignature(
+                    t.info.signature, for: timeoutSigningBytes(round: t.info.round, highQCRound: t.info.highQC.round))
+        case .blockRequest, .blockResponse:
+            return false  // never flooded
+        }
+    }
+
     private func timeoutSigningBytes(round: Round, highQCRound: Round) -> [UInt8] {
         var w = WireWriter()
         w.u64(round)

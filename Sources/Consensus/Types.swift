@@ -320,6 +320,17 @@ public struct VoteMsg: Sendable, Equatable {
     public let highCommitQC: QuorumCert
     public let sender: ValidatorID
     public let signature: Ed25519.Signature
+
+    public init(
+        voteInfo: VoteInfo, commitInfo: LedgerCommitInfo, highCommitQC: QuorumCert, sender: ValidatorID,
+        signature: Ed25519.Signature
+    ) {
+        self.voteInfo = voteInfo
+        self.commitInfo = commitInfo
+        self.highCommitQC = highCommitQC
+        self.sender = sender
+        self.signature = signature
+    }
 }
 
 public struct TimeoutMsg: Sendable, Equatable {

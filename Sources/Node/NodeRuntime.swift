@@ -519,9 +519,14 @@ public actor NodeRuntime: Service {
             }
         case ConsensusHost.gossipTopic:
             guard consensus != nil else { return .ignore }  // not running consensus: do not judge, do not relay
-            guard let message = try? ConsensusMessage.decode(Array(payload.dropFirst())), let signer = message.signer,
-                consensus?.core.config.validators.contains(signer) == true
+            guard let message = try? ConsensusMessage.decode(Array(payload.dropFirst())), let signer = message.signer
             else { return .reject("malformed consensus message") }
+            // Old-epoch or forged messages are not forwarded; a valid one from a past
+            // epoch is ignored rather than punished.
+            guard consensus?.core.isAuthentic(message) == true else {
+                return consensus?.core.config.validators.contains(signer) == true
+                    ? .ignore : .reject("consensus message not signed by a validator")
+            }
             runConsensus { host, dag in try host.received(message, from: signer, dag: dag) }
             return .accept
         default:

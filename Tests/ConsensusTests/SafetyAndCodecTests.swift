@@ -105,6 +105,20 @@ struct SafetyAndCodecTests {
         for _ in 0..<3000 {
             _ = try? ConsensusMessage.decode(SecureRandom.bytes(Int.random(in: 0...400)))
         }
+        // Every sampled proposal, vote and timeout is authentic; a forged signature is not.
+        let checker = ConsensusCore(config: sim.config, key: sim.nodes[0].key)
+        for message in sim.samples {
+            switch message {
+            case .proposal, .vote, .timeout: #expect(checker.isAuthentic(message))
+            default: #expect(!checker.isAuthentic(message))
+            }
+        }
+        if let vote = sim.samples.lazy.compactMap({ if case .vote(let v) = $0 { v } else { nil } }).first {
+            let forged = VoteMsg(
+                voteInfo: vote.voteInfo, commitInfo: vote.commitInfo, highCommitQC: vote.highCommitQC,
+                sender: sim.config.validators.validators.first { $0.id != vote.sender }!.id, signature: vote.signature)
+            #expect(!checker.isAuthentic(.vote(forged)), "a signature does not carry over to another sender")
+        }
         // A message whose bytes were flipped either fails to decode or fails verification.
         var core = ConsensusCore(config: sim.config, key: sim.nodes[1].key)
         for message in sim.samples.prefix(100) {
