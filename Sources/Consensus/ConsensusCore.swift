@@ -91,7 +91,6 @@ public struct ConsensusCore: Sendable {
     private var roundsOf: [Hash32: Round] = [:]
     private var verifiedQCs: Set<Hash32> = []
     private var votes: [Round: [LedgerCommitInfo: [ValidatorID: Ed25519.Signature]]] = [:]
-    private var voteInfos: [Hash32: VoteInfo] = [:]
     private var votedBy: [Round: [ValidatorID: LedgerCommitInfo]] = [:]
     private var qcFormed: Set<Round> = []
     private var timeouts: [Round: [ValidatorID: TimeoutInfo]] = [:]
@@ -166,6 +165,11 @@ public struct ConsensusCore: Sendable {
         timeouts = timeouts.filter { $0.key >= round }
         myTimeout = myTimeout.filter { $0.key >= round }
         proposals = proposals.filter { $0.key + 8 >= round }
+        qcFormed = qcFormed.filter { $0 + 2 >= round }
+        tcFormed = tcFormed.filter { $0 + 2 >= round }
+        amplified = amplified.filter { $0 + 2 >= round }
+        proposed = proposed.filter { $0 >= round }
+        if requested.count > 10_000 { requested.removeAll() }  // stale asks; live ones are repeated
         var actions: [Action] = [.scheduleTimeout(round: round, after: timeoutDuration())]
         if leader(of: round) == me && !proposed.contains(round) { actions.append(.requestPayload(round: round)) }
         return actions
@@ -343,7 +347,6 @@ public struct ConsensusCore: Sendable {
         }
         votedBy[round, default: [:]][sender] = v.commitInfo
         votes[round, default: [:]][v.commitInfo, default: [:]][sender] = v.signature
-        voteInfos[v.commitInfo.voteInfoHash] = v.voteInfo
         let signers = votes[round]![v.commitInfo]!
         guard config.validators.power(of: signers.keys) >= config.validators.quorumPower else { return actions }
         qcFormed.insert(round)
