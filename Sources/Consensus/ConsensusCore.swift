@@ -84,6 +84,10 @@ public struct ConsensusCore: Sendable {
     public private(set) var lastRoundTC: TimeoutCert?
     public private(set) var committedRound: Round
     public private(set) var committedBlockID: Hash32
+    /// Timeouts signed because this node's round timer expired, and because f+1 others
+    /// timed out first (Bracha amplification), for metrics.
+    public private(set) var timeoutsByTimer = 0
+    public private(set) var timeoutsByAmplification = 0
     private var lastCommitRoundForBackoff: Round
 
     private var blocks: [Hash32: Block] = [:]
@@ -182,8 +186,9 @@ public struct ConsensusCore: Sendable {
         var actions: [Action] = [.scheduleTimeout(round: round, after: timeoutDuration())]
         actions += refetchMissing()
         if let existing = myTimeout[round] { return actions + [.broadcast(.timeout(existing))] }
-        actions += localTimeout()
-        return actions
+        let signed = localTimeout()
+        if !signed.isEmpty { timeoutsByTimer += 1 }
+        return actions + signed
     }
 
     private mutating func localTimeout() -> [Action] {
@@ -380,7 +385,9 @@ public struct ConsensusCore: Sendable {
         // Bracha amplification: f+1 timeouts mean an honest validator gave up; join once.
         if power >= config.validators.amplificationPower, round == currentRound, !amplified.contains(round) {
             amplified.insert(round)
-            actions += localTimeout()
+            let signed = localTimeout()
+            if !signed.isEmpty { timeoutsByAmplification += 1 }
+            actions += signed
         }
         // The amplification above may itself have completed this round's TC.
         guard let collected = timeouts[round], !tcFormed.contains(round) else { return actions }

@@ -41,7 +41,6 @@ struct ConsensusHost {
     var metrics: NodeMetrics?
     private var observedRound: Round = 0
     private var roundStartedAt = ContinuousClock.now
-    private var lastTimeoutRound: Round = 0
     private var blockSeenAt: [Hash32: ContinuousClock.Instant] = [:]
 
     init(genesis: Genesis, key: Ed25519.PrivateKey, store: ConsensusStore, logger: Logger) throws {
@@ -128,10 +127,6 @@ struct ConsensusHost {
                 }
                 out.append(.send(to: to, message.encoded(), floodIfUnreachable: flood))
             case .broadcast(let message):
-                if case .timeout(let t) = message, t.info.sender == core.me, t.info.round > lastTimeoutRound {
-                    lastTimeoutRound = t.info.round
-                    metrics?.timeoutsSent.increment()
-                }
                 out.append(.broadcast(message.encoded()))
             case .persistSafety(let safety):
                 try store.saveSafety(safety.encoded())
@@ -229,10 +224,15 @@ struct ConsensusHost {
     }
 
     private var reportedFailures = 0
+    private var reportedTimeouts = (timer: 0, amplified: 0)
 
     /// Round gauge, round durations and TC count, from how the core's round moved.
     private mutating func observeRound() {
-        guard let metrics, core.currentRound > observedRound else { return }
+        guard let metrics else { return }
+        metrics.timeoutsByTimer.increment(by: Int64(core.timeoutsByTimer - reportedTimeouts.timer))
+        metrics.timeoutsByAmplification.increment(by: Int64(core.timeoutsByAmplification - reportedTimeouts.amplified))
+        reportedTimeouts = (core.timeoutsByTimer, core.timeoutsByAmplification)
+        guard core.currentRound > observedRound else { return }
         let now = ContinuousClock.now
         if observedRound > 0 { metrics.roundDuration.record(now - roundStartedAt) }
         if let tc = core.lastRoundTC, tc.round + 1 == core.currentRound { metrics.timeoutCertificates.increment() }

@@ -11,7 +11,8 @@ public final class NodeMetrics: Sendable {
     let round: Gauge
     let committedHeight: Gauge
     let commits: Counter
-    let timeoutsSent: Counter
+    let timeoutsByTimer: Counter
+    let timeoutsByAmplification: Counter
     let timeoutCertificates: Counter
     let roundDuration: DurationHistogram
     let commitLatency: DurationHistogram
@@ -32,8 +33,9 @@ public final class NodeMetrics: Sendable {
         committedHeight = registry.makeGauge(
             descriptor: name("consensus", "committed_height", "", "Height of the last committed block"))
         commits = registry.makeCounter(descriptor: name("consensus", "commits", "total", "Blocks committed"))
-        timeoutsSent = registry.makeCounter(
-            descriptor: name("consensus", "timeouts", "total", "Round timeouts this validator signed"))
+        let timeouts = name("consensus", "timeouts", "total", "Round timeouts this validator signed, by reason")
+        timeoutsByTimer = registry.makeCounter(descriptor: timeouts, labels: [("reason", "local_timer")])
+        timeoutsByAmplification = registry.makeCounter(descriptor: timeouts, labels: [("reason", "f_plus_one")])
         timeoutCertificates = registry.makeCounter(
             descriptor: name("consensus", "timeout_certificates", "total", "Rounds ended by a timeout certificate"))
         roundDuration = registry.makeDurationHistogram(

@@ -53,6 +53,8 @@ struct ScenarioTests {
         sim.run(until: 60)
         expectSafe(sim, "S3")
         #expect(sim.proposalsWithTC > 0)
+        let timedOut = sim.nodes.map { $0.core.timeoutsByTimer + $0.core.timeoutsByAmplification }.reduce(0, +)
+        #expect(timedOut > 0, "the silent leader's rounds were timed out")
         #expect(sim.minHonestCommits >= 20)
     }
 

@@ -59,6 +59,7 @@ struct ConsensusNetworkTests {
             "sidenode_consensus_round ", "sidenode_consensus_commits_total",
             "sidenode_consensus_commit_latency_seconds_bucket",
             "sidenode_consensus_round_duration_seconds_count", "sidenode_p2p_peers",
+            "sidenode_consensus_timeouts_total{reason=\"local_timer\"}",
         ] {
             #expect(response.contains(metric), "metric \(metric)")
         }
