@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
     ],
     targets: [
         // C libraries, reached only through NodeCrypto.
@@ -60,7 +61,9 @@ let package = Package(
         ),
         .target(
             name: "Ledger",
-            dependencies: ["NodeCrypto", "Wire"],
+            dependencies: [
+                "NodeCrypto", "Wire", .product(name: "HashTreeCollections", package: "swift-collections"),
+            ],
             swiftSettings: strict
         ),
         .target(
@@ -144,7 +147,10 @@ let package = Package(
         ),
         .testTarget(
             name: "ConsensusTests",
-            dependencies: ["Consensus", "Wire", "NodeCrypto", "TestSupport"],
+            dependencies: [
+                "Consensus", "Wire", "NodeCrypto", "TestSupport",
+                .product(name: "HeapModule", package: "swift-collections"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

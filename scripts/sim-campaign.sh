@@ -11,11 +11,15 @@ FIRST=${2:-$(( $(date +%s) % 1000000 ))}
 ensure_system_packages
 echo "==> building tests (release; a few minutes the first time)"
 # Some test targets use @testable imports, which a release build allows only with testing enabled.
-if ! swift build -c release --build-tests -Xswiftc -enable-testing >.build/campaign-build.log 2>&1; then
+# A scratch path of its own: testing-enabled flags would otherwise force the next
+# `swift build -c release` (scripts/testnet.sh) to rebuild everything.
+SCRATCH=.build/campaign
+mkdir -p "$SCRATCH"
+if ! swift build -c release --scratch-path "$SCRATCH" --build-tests -Xswiftc -enable-testing >.build/campaign-build.log 2>&1; then
     tail -20 .build/campaign-build.log >&2
     exit 1
 fi
 echo "==> $N seeds from $FIRST"
-SIDENODE_SIM_SEEDS=$N SIDENODE_SIM_BASE=$FIRST swift test -c release -Xswiftc -enable-testing --skip-build \
+SIDENODE_SIM_SEEDS=$N SIDENODE_SIM_BASE=$FIRST swift test -c release --scratch-path "$SCRATCH" -Xswiftc -enable-testing --skip-build \
     --filter CampaignTests 2>&1 |
     grep -E "campaign:|seed [0-9]+:|✔ Test run|✘ Test run"

@@ -12,6 +12,7 @@ public struct ConsensusConfig: Sendable, Equatable {
     public var baseTimeout: Double = 1.0
     public var timeoutBackoff: Double = 1.5
     public var maxBackoffExponent = 4
+    public var leaderElection: LeaderElection = .roundRobin
 
     public init(chainID: String, epoch: Epoch, validators: ValidatorSet, genesisBlockID: Hash32, genesisStateID: Hash32)
     {
@@ -23,6 +24,25 @@ public struct ConsensusConfig: Sendable, Equatable {
     }
 }
 
+/// How the leader of a round is chosen. Every honest validator must compute the same
+/// leader, so both rules read only the round and the committed chain.
+public enum LeaderElection: Sendable, Equatable {
+    /// A new leader every round, in canonical validator order.
+    case roundRobin
+    /// Aptos-style leader reputation (ProposerAndVoter): over the committed blocks of the
+    /// `window` rounds that end `excludeRounds` before this one — history every validator
+    /// has committed — validators that proposed or voted weigh 1000 × power, the others
+    /// 10 × power, and the leader is drawn by weight with a seed of the round and the
+    /// newest block in the window. A crashed validator thus stops being elected, so it
+    /// costs few timeouts. Round-robin until that much history exists. The window is in
+    /// rounds, not blocks, so it empties of a crashed validator's blocks even while
+    /// timeouts slow the chain down.
+    case reputation(window: Int, excludeRounds: Round)
+
+    public static let activeWeight: UInt64 = 1000
+    public static let inactiveWeight: UInt64 = 10
+}
+
 /// What a validator brings back after a restart: its safety state and the blocks it
 /// had stored since the last commit, plus that commit.
 public struct RecoveredState: Sendable, Equatable {
@@ -31,15 +51,20 @@ public struct RecoveredState: Sendable, Equatable {
     public var committedBlockID: Hash32
     public var committedRound: Round
     public var committedStateID: Hash32
+    /// The most recent committed blocks, oldest first, for reputation-based election
+    /// (at least window + excludeRounds of them when the chain has that many).
+    public var recentCommitted: [Block]
 
     public init(
-        safety: SafetyState, blocks: [Block], committedBlockID: Hash32, committedRound: Round, committedStateID: Hash32
+        safety: SafetyState, blocks: [Block], committedBlockID: Hash32, committedRound: Round, committedStateID: Hash32,
+        recentCommitted: [Block] = []
     ) {
         self.safety = safety
         self.blocks = blocks
         self.committedBlockID = committedBlockID
         self.committedRound = committedRound
         self.committedStateID = committedStateID
+        self.recentCommitted = recentCommitted
     }
 }
 
@@ -109,6 +134,23 @@ public struct ConsensusCore: Sendable {
     private var requested: [Hash32: ValidatorID] = [:]
     private var pendingCommit: QuorumCert?
     private var deferredPayload: (round: Round, payload: [[UInt8]])?
+    /// Committed blocks' rounds, ids, authors and voters, oldest first (reputation).
+    private var history: [CommitRecord] = []
+
+    struct CommitRecord: Sendable {
+        let round: Round
+        let id: Hash32
+        let author: ValidatorID
+        /// Signers of the QC the block carries: the voters of its parent's round.
+        let voters: [ValidatorID]
+
+        init(_ block: Block) {
+            round = block.round
+            id = block.id
+            author = block.author
+            voters = block.qc.signatures.map(\.signer)
+        }
+    }
 
     public init(config: ConsensusConfig, key: Ed25519.PrivateKey, recovered: RecoveredState? = nil) {
         self.config = config
@@ -127,13 +169,48 @@ public struct ConsensusCore: Sendable {
         states[committedBlockID] = recovered?.committedStateID ?? config.genesisStateID
         roundsOf[committedBlockID] = committedRound
         verifiedQCs.insert(Self.qcKey(genesisQC))
+        history = (recovered?.recentCommitted ?? []).map(CommitRecord.init)
         for block in recovered?.blocks ?? [] where block.round > committedRound {
             blocks[block.id] = block
             roundsOf[block.id] = block.round
         }
     }
 
-    public func leader(of round: Round) -> ValidatorID { config.validators.leader(of: round) }
+    public func leader(of round: Round) -> ValidatorID {
+        guard case .reputation(let window, let exclude) = config.leaderElection, round > exclude,
+            let end = history.lastIndex(where: { $0.round <= round - exclude })
+        else { return config.validators.leader(of: round) }
+        let cutoff = round - exclude
+        let records = history[...end].reversed().prefix { $0.round + Round(window) > cutoff }
+        var active: Set<ValidatorID> = []
+        for record in records {
+            active.insert(record.author)
+            active.formUnion(record.voters)
+        }
+        let validators = config.validators.validators
+        let weights = validators.map {
+            $0.power * (active.contains($0.id) ? LeaderElection.activeWeight : LeaderElection.inactiveWeight)
+        }
+        var w = WireWriter()
+        w.string16("sidenode-leader")
+        w.u64(config.epoch)
+        w.u64(round)
+        w.fixed(history[end].id.bytes)
+        let seed = Hash32.of(w.bytes).bytes.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        var pick = seed % weights.reduce(0, +)
+        for (validator, weight) in zip(validators, weights) {
+            if pick < weight { return validator.id }
+            pick -= weight
+        }
+        return validators[validators.count - 1].id
+    }
+
+    /// History kept for reputation: the window, plus the blocks of the excluded rounds
+    /// (one block per round at most), plus slack.
+    private var historyLimit: Int {
+        guard case .reputation(let window, let exclude) = config.leaderElection else { return 0 }
+        return window + Int(exclude) + 8
+    }
     public func block(_ id: Hash32) -> Block? { blocks[id] }
     public func stateID(of id: Hash32) -> Hash32? { states[id] }
 
@@ -235,10 +312,12 @@ public struct ConsensusCore: Sendable {
         } else {
             guard let tc = p.lastRoundTC, tc.round + 1 == block.round else { return [] }
         }
-        guard sender == leader(of: block.round) else { return [] }
+        // Certificates first (they are valid whoever relays them): the commits they carry
+        // can decide who leads this round under reputation-based election.
         var actions = processCertificate(block.qc, from: sender)
         actions += processCertificate(p.highCommitQC, from: sender)
         if let tc = p.lastRoundTC { actions += advanceRound(tc: tc) }
+        guard sender == leader(of: block.round) else { return actions }
         // A valid block of a round already left (its votes can outrun it to the next
         // leader) still joins the tree: later blocks build on it.
         if block.round < currentRound, states[block.parentID] != nil { return actions + insert(block) }
@@ -454,6 +533,10 @@ public struct ConsensusCore: Sendable {
         committedBlockID = last.id
         committedRound = last.round
         lastCommitRoundForBackoff = currentRound
+        if historyLimit > 0 {
+            history += chain.map(CommitRecord.init)
+            if history.count > historyLimit { history.removeFirst(history.count - historyLimit) }
+        }
         // Prune what the commit made unreachable.
         for (id, block) in blocks where block.round <= committedRound && id != committedBlockID {
             blocks[id] = nil

@@ -42,6 +42,8 @@ struct ConsensusHost {
     private var observedRound: Round = 0
     private var roundStartedAt = ContinuousClock.now
     private var blockSeenAt: [Hash32: ContinuousClock.Instant] = [:]
+    /// Index into the DAG's order before which every transaction is committed.
+    private var payloadCursor = 0
 
     init(genesis: Genesis, key: Ed25519.PrivateKey, store: ConsensusStore, logger: Logger) throws {
         self.genesis = genesis
@@ -51,15 +53,16 @@ struct ConsensusHost {
         var state = genesis.initialState
         var height: UInt64 = 0
         var recovered: RecoveredState?
-        if let last = try store.lastCommitted(), let snapshot = try store.loadLedgerState() {
-            guard snapshot.height == last.height else {
-                throw ConfigError("consensus store: ledger state height \(snapshot.height) ≠ last block \(last.height)")
-            }
-            state = try LedgerState.decode(snapshot.state)
+        if let last = try store.lastCommitted() {
+            state = try Self.replay(store: store, to: last.height, genesisState: state)
             height = last.height
+            // Enough committed history for reputation-based election to agree with the others.
+            let keep = UInt64(10 * config.validators.validators.count + 48)
+            let recent = try store.committed(from: last.height > keep ? last.height - keep + 1 : 1, limit: Int(keep))
             recovered = RecoveredState(
                 safety: SafetyState(epoch: config.epoch), blocks: [], committedBlockID: try Hash32(bytes: last.id),
-                committedRound: last.round, committedStateID: try Hash32(bytes: state.root))
+                committedRound: last.round, committedStateID: try Hash32(bytes: state.root),
+                recentCommitted: try recent.map { try Block.decode($0.block) })
         }
         if let safetyBytes = try store.loadSafety() {
             let safety = try SafetyState.decode(safetyBytes)
@@ -79,6 +82,45 @@ struct ConsensusHost {
     }
 
     var isValidator: Bool { core.config.validators.contains(core.me) }
+
+    /// A ledger snapshot is stored with every `snapshotInterval`-th block; between
+    /// snapshots a restart replays the committed blocks.
+    static let snapshotInterval: UInt64 = 100
+
+    /// The committed state at `height`: the last snapshot, then the blocks after it,
+    /// each of which must reproduce the state id recorded with it.
+    static func replay(store: ConsensusStore, to height: UInt64, genesisState: LedgerState) throws -> LedgerState {
+        var state = genesisState
+        var next: UInt64 = 1
+        if let snapshot = try store.loadLedgerState() {
+            guard snapshot.height <= height else {
+                throw ConfigError(
+                    "consensus store: ledger snapshot at \(snapshot.height) is past the last block \(height)")
+            }
+            state = try LedgerState.decode(snapshot.state)
+            next = snapshot.height + 1
+        }
+        while next <= height {
+            let batch = try store.committed(from: next, limit: 256)
+            guard !batch.isEmpty else { throw ConfigError("consensus store: committed block \(next) is missing") }
+            for stored in batch {
+                guard stored.height == next else {
+                    throw ConfigError("consensus store: committed block \(next) is missing")
+                }
+                let block = try Block.decode(stored.block)
+                // These blocks were verified and certified before they were stored; a
+                // signature that did not hold would show as a different state id below.
+                _ = state.execute(block.payload, proposer: block.author, signatureChecked: { _ in true })
+                guard state.root == stored.stateID else {
+                    throw ConfigError(
+                        "consensus store: replaying block \(next) gives state \(state.root.hex.prefix(16)), "
+                            + "not the recorded \(stored.stateID.hex.prefix(16)) (corrupted store?)")
+                }
+                next += 1
+            }
+        }
+        return state
+    }
 
     mutating func start(dag: TransactionDAG) throws -> [NetworkAction] {
         try run(core.start(), dag: dag)
@@ -103,7 +145,8 @@ struct ConsensusHost {
         }
         if let due = proposalDue, due.at <= now {
             proposalDue = nil
-            out += try run(core.proposePayload(round: due.round, payload: payload(dag: dag)), dag: dag)
+            let batch = payload(dag: dag)
+            out += try run(core.proposePayload(round: due.round, payload: batch), dag: dag)
         }
         return out
     }
@@ -138,7 +181,8 @@ struct ConsensusHost {
                 timers[round] = Date().addingTimeInterval(after)
             case .execute(let block, _):
                 guard var state = states[block.parentID] else { continue }
-                let receipts = state.execute(block.payload, proposer: block.author)
+                // Transactions in the DAG were verified on arrival (same id, same bytes).
+                let receipts = state.execute(block.payload, proposer: block.author, signatureChecked: dag.contains)
                 failedTransactions += receipts.filter { $0.failure != nil }.count
                 states[block.id] = state
                 queue += core.blockExecuted(id: block.id, stateID: try Hash32(bytes: state.root))
@@ -169,13 +213,16 @@ struct ConsensusHost {
 
     /// Transactions from the DAG not yet executed on the certified chain, in the
     /// DAG's causal order, each after its predecessors, up to the block size cap.
-    private func payload(dag: TransactionDAG) -> [[UInt8]] {
+    private mutating func payload(dag: TransactionDAG) -> [[UInt8]] {
         guard let parent = states[core.highQC.blockID] else { return [] }
+        // Everything before the cursor is committed: the scan covers only the recent tail.
+        let order = dag.order
+        while payloadCursor < order.count, committedState.isExecuted(order[payloadCursor]) { payloadCursor += 1 }
         var included: Set<TxID> = []
         var out: [[UInt8]] = []
-        for id in dag.order where !parent.executed.contains(id) {
+        for id in order[payloadCursor...] where !parent.isExecuted(id) {
             guard let tx = dag.transaction(id),
-                tx.predecessors.allSatisfy({ parent.executed.contains($0) || included.contains($0) })
+                tx.predecessors.allSatisfy({ parent.isExecuted($0) || included.contains($0) })
             else { continue }
             included.insert(id)
             out.append(tx.encoded)
@@ -197,7 +244,8 @@ struct ConsensusHost {
                     height: committedHeight, id: block.id.bytes, round: block.round, block: block.encoded(),
                     stateID: stateID.bytes, commitQC: qc.encoded()))
         }
-        try store.commit(records, ledgerState: state.encoded())
+        let snapshotDue = records.contains { $0.height % Self.snapshotInterval == 0 }
+        try store.commit(records, ledgerState: snapshotDue ? state.encoded() : nil)
         committedState = state
         committedTransactions += blocks.reduce(0) { $0 + $1.payload.count }
         if let metrics {

@@ -27,6 +27,14 @@ public struct Genesis: Codable, Sendable, Equatable {
         /// Seconds a leader waits before proposing an empty block, so an idle chain does
         /// not race through empty blocks; with transactions waiting it proposes at once.
         public var min_block_interval: Double = 0.25
+        /// "round-robin" (absent) or "reputation" (Aptos-style; see `LeaderElection`).
+        /// Optional so that files written before it existed keep their genesis block id.
+        public var leader_election: String?
+
+        /// Reputation window: the last 10 × n committed blocks, 40 rounds back (Aptos's defaults).
+        func election(validators: Int) -> LeaderElection {
+            leader_election == "reputation" ? .reputation(window: 10 * validators, excludeRounds: 40) : .roundRobin
+        }
     }
 
     public struct CheckpointParameters: Codable, Sendable, Equatable {
@@ -97,6 +105,9 @@ public struct Genesis: Codable, Sendable, Equatable {
             consensus.max_backoff_exponent < 32, consensus.max_block_transactions > 0,
             consensus.min_block_interval >= 0, consensus.min_block_interval < consensus.base_timeout
         else { throw ConfigError("\(source): consensus parameters out of range") }
+        guard [nil, "round-robin", "reputation"].contains(consensus.leader_election) else {
+            throw ConfigError("\(source): consensus.leader_election must be \"round-robin\" or \"reputation\"")
+        }
     }
 
     public var validatorSet: ValidatorSet {
@@ -131,6 +142,7 @@ public struct Genesis: Codable, Sendable, Equatable {
         config.baseTimeout = consensus.base_timeout
         config.timeoutBackoff = consensus.timeout_backoff
         config.maxBackoffExponent = consensus.max_backoff_exponent
+        config.leaderElection = consensus.election(validators: validators.count)
         return config
     }
 }

@@ -575,6 +575,8 @@ public actor NodeRuntime: Service {
 
     // MARK: Admin API (docs/admin-api.md)
 
+    static let maxSubmitBatch = 1_000
+
     func admin(_ method: String, _ params: JSONValue) throws(AdminError) -> JSONValue {
         switch method {
         case "getinfo":
@@ -686,6 +688,31 @@ public actor NodeRuntime: Service {
             case .success(let tx): return .object(["id": .string(tx.id.hex)])
             case .failure(let error): throw AdminError.serverError("transaction rejected: \(error)")
             }
+        case "submittxs":
+            // Many transactions in one call (load tools, wallets flushing a queue); each
+            // is judged on its own, in order, so a later one may build on an earlier one.
+            guard case .array(let items)? = params["txs"], items.count <= Self.maxSubmitBatch else {
+                throw AdminError.invalidParams(
+                    "submittxs needs {\"txs\": [HEX, …]} with at most \(Self.maxSubmitBatch) transactions")
+            }
+            var results: [JSONValue] = []
+            var accepted = 0
+            for item in items {
+                guard let hex = item.stringValue, let encoded = try? Hex.decode(hex) else {
+                    results.append(.object(["error": .string("not a hex string")]))
+                    continue
+                }
+                let (result, actions) = sync.submit(encoded)
+                executeLedger(actions)
+                switch result {
+                case .success(let tx):
+                    accepted += 1
+                    results.append(.object(["id": .string(tx.id.hex)]))
+                case .failure(let error):
+                    results.append(.object(["error": .string("transaction rejected: \(error)")]))
+                }
+            }
+            return .object(["accepted": .int(accepted), "results": .array(results)])
         case "getmempool":
             return .object([
                 "count": .int(sync.dag.count),

@@ -31,6 +31,11 @@ struct GenesisCommand: AsyncParsableCommand {
     @Option(name: .customLong("genesis-time"), help: "UNIX seconds (default: now).")
     var genesisTime: Int?
 
+    @Option(
+        name: .customLong("leader-election"),
+        help: "round-robin, or reputation (validators that stop proposing and voting stop being elected).")
+    var leaderElection = "round-robin"
+
     @Flag(help: "Overwrite an existing output file.")
     var force = false
 
@@ -59,9 +64,10 @@ struct GenesisCommand: AsyncParsableCommand {
             }
             initial[String(parts[0]).lowercased(), default: 0] += amount
         }
-        let genesis = Genesis(
+        var genesis = Genesis(
             chainID: chainID, genesisTime: genesisTime ?? Int(Date().timeIntervalSince1970), epochLength: epochLength,
             validators: entries, balances: initial)
+        genesis.consensus.leader_election = leaderElection == "round-robin" ? nil : leaderElection
         do { try genesis.validate(source: validators) } catch { throw CLIError("\(error)") }
         if FileManager.default.fileExists(atPath: out) && !force {
             throw CLIError("\(out) exists; pass --force to overwrite")

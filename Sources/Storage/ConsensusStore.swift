@@ -54,9 +54,11 @@ public final class ConsensusStore {
         }
     }
 
-    /// Appends committed blocks and the ledger state after them in one transaction,
-    /// and drops pending blocks at or below the committed round.
-    public func commit(_ blocks: [CommittedBlock], ledgerState: [UInt8]) throws(StorageError) {
+    /// Appends committed blocks, and optionally a snapshot of the ledger state after the
+    /// last of them, in one transaction, and drops pending blocks at or below the
+    /// committed round. Without a snapshot, a restart replays the blocks after the
+    /// last snapshot (the state is a function of the chain).
+    public func commit(_ blocks: [CommittedBlock], ledgerState: [UInt8]?) throws(StorageError) {
         guard let last = blocks.last else { return }
         try db.transaction { () throws(StorageError) in
             for b in blocks {
@@ -68,9 +70,11 @@ public final class ConsensusStore {
                         .blob(b.commitQC),
                     ])
             }
-            try db.run(
-                "INSERT OR REPLACE INTO ledger_state (id, height, state) VALUES (1, ?, ?)",
-                [.integer(Int64(last.height)), .blob(ledgerState)])
+            if let ledgerState {
+                try db.run(
+                    "INSERT OR REPLACE INTO ledger_state (id, height, state) VALUES (1, ?, ?)",
+                    [.integer(Int64(last.height)), .blob(ledgerState)])
+            }
             try db.run("DELETE FROM pending_blocks WHERE round <= ?", [.integer(Int64(last.round))])
         }
     }
@@ -89,6 +93,14 @@ public final class ConsensusStore {
             query: "SELECT height, id, round, block, state_id, commit_qc FROM committed_blocks WHERE height = ?",
             [.integer(Int64(height))]
         ).first
+    }
+
+    /// Committed blocks from `height` on, in order, at most `limit`.
+    public func committed(from height: UInt64, limit: Int) throws(StorageError) -> [CommittedBlock] {
+        try committed(
+            query:
+                "SELECT height, id, round, block, state_id, commit_qc FROM committed_blocks WHERE height >= ? ORDER BY height LIMIT ?",
+            [.integer(Int64(height)), .integer(Int64(limit))])
     }
 
     public func committed(id: [UInt8]) throws(StorageError) -> CommittedBlock? {

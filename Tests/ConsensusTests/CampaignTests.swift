@@ -37,7 +37,7 @@ struct CampaignTests {
             sim.duplication = 0
             sim.run(until: 40)
             let before = sim.minHonestCommits
-            sim.run(until: 80)
+            sim.run(until: 55)
             if sim.forkDetected || !sim.violations.isEmpty {
                 failures.append("seed \(seed): safety: fork=\(sim.forkDetected) \(sim.violations.prefix(2))")
             } else if sim.minHonestCommits <= before {

@@ -45,6 +45,52 @@ struct ScenarioTests {
         #expect(sim.proposalsWithTC > 0, "the crashed leader's rounds end in TCs that the next proposal carries")
     }
 
+    @Test(
+        "Reputation: a crashed validator stops being elected, so it costs far fewer TCs than round-robin",
+        arguments: ciSeeds)
+    func reputationSkipsCrashedLeader(seed: UInt64) {
+        func run(_ election: LeaderElection) -> Simulator {
+            var sim = Simulator(seed: seed, validators: 4, leaderElection: election)
+            sim.start()
+            sim.run(until: 5)
+            sim.crash(3)
+            sim.run(until: 150)
+            return sim
+        }
+        let roundRobin = run(.roundRobin)
+        let reputation = run(.reputation(window: 40, excludeRounds: 40))
+        expectSafe(roundRobin, "round-robin")
+        expectSafe(reputation, "reputation")
+        // Round-robin gives the crashed validator every 4th round, each ending in a TC.
+        // Reputation elects it until its blocks and votes leave the window (80 rounds).
+        #expect(roundRobin.proposalsWithTC >= 40)
+        #expect(
+            reputation.proposalsWithTC * 2 < roundRobin.proposalsWithTC,
+            "TCs: reputation \(reputation.proposalsWithTC), round-robin \(roundRobin.proposalsWithTC)")
+        #expect(
+            reputation.minHonestCommits > 2 * roundRobin.minHonestCommits,
+            "commits: reputation \(reputation.minHonestCommits), round-robin \(roundRobin.minHonestCommits)")
+    }
+
+    @Test(
+        "Reputation: validators agree on leaders across restarts (restart from disk with history)", arguments: ciSeeds)
+    func reputationAfterRestart(seed: UInt64) {
+        var sim = Simulator(seed: seed, validators: 4, leaderElection: .reputation(window: 40, excludeRounds: 40))
+        sim.start()
+        sim.run(until: 15)
+        for i in 0..<4 { sim.crash(i) }
+        for i in 0..<4 { sim.restart(i) }
+        sim.run(until: 40)
+        expectSafe(sim, "reputation restart")
+        // Same committed history → same leader for every upcoming round.
+        let round = sim.nodes.map(\.core.currentRound).max()! + 1
+        let leaders = Set((round..<round + 20).flatMap { r in sim.nodes.map { $0.core.leader(of: r) } })
+        let perRound = (round..<round + 20).map { r in Set(sim.nodes.map { $0.core.leader(of: r) }).count }
+        #expect(perRound.allSatisfy { $0 == 1 }, "every node computes the same leader")
+        #expect(leaders.count > 1, "leadership still rotates among active validators")
+        #expect(sim.proposalsWithTC <= 4, "no TC storms from disagreeing leaders after the restart")
+    }
+
     @Test("S3 a silent leader hands over through a TC", arguments: ciSeeds)
     func s3SilentLeader(seed: UInt64) {
         var sim = Simulator(seed: seed, validators: 4)

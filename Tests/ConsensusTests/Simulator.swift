@@ -1,4 +1,5 @@
 import Consensus
+import HeapModule
 import NodeCrypto
 import TestSupport
 import Wire
@@ -37,17 +38,22 @@ struct Simulator {
         case timer(node: Int, round: Round, incarnation: Int)
     }
 
-    struct Scheduled {
+    /// Ordered by (time, seq): events at the same instant run in scheduling order,
+    /// which keeps a seed's trace deterministic.
+    struct Scheduled: Comparable {
         let time: Double
         let seq: Int
         let event: Event
+
+        static func < (a: Scheduled, b: Scheduled) -> Bool { (a.time, a.seq) < (b.time, b.seq) }
+        static func == (a: Scheduled, b: Scheduled) -> Bool { a.seq == b.seq }
     }
 
     let config: ConsensusConfig
     var rng: SimRNG
     var now: Double = 0
     var seq = 0
-    var queue: [Scheduled] = []
+    var queue = Heap<Scheduled>()
     var nodes: [Node] = []
     // Network model.
     var minDelay = 0.005
@@ -71,7 +77,7 @@ struct Simulator {
     var crashAfterSafetyWrite: (node: Int, count: Int)?
     var safetyWrites: [Int: Int] = [:]
 
-    init(seed: UInt64, validators count: Int, twins: [Int] = []) {
+    init(seed: UInt64, validators count: Int, twins: [Int] = [], leaderElection: LeaderElection = .roundRobin) {
         rng = SimRNG(state: seed)
         // Keys from the seed, so the same seed gives the same validators in the same order.
         var r = SimRNG(state: seed ^ 0xABCDEF)
@@ -80,8 +86,10 @@ struct Simulator {
         let set = ValidatorSet(privateKeys.map { Validator(id: $0.publicKey) })
         let genesisState = Hash32.of(Array("genesis state".utf8))
         let genesisID = Hash32.of(Array("genesis block".utf8))
-        config = ConsensusConfig(
+        var config = ConsensusConfig(
             chainID: "sim", epoch: 1, validators: set, genesisBlockID: genesisID, genesisStateID: genesisState)
+        config.leaderElection = leaderElection
+        self.config = config
         for key in privateKeys + twins.map({ privateKeys[$0] }) {
             let disk = Disk(committedID: genesisID, committedState: genesisState)
             nodes.append(Node(key: key, core: ConsensusCore(config: config, key: key), disk: disk))
@@ -97,7 +105,7 @@ struct Simulator {
 
     mutating func schedule(_ delay: Double, _ event: Event) {
         seq += 1
-        queue.append(Scheduled(time: now + delay, seq: seq, event: event))
+        queue.insert(Scheduled(time: now + delay, seq: seq, event: event))
     }
 
     func canTalk(_ a: Int, _ b: Int) -> Bool {
@@ -283,7 +291,8 @@ struct Simulator {
         let recovered = RecoveredState(
             safety: disk.safety ?? SafetyState(epoch: config.epoch),
             blocks: Array(disk.blocks.values), committedBlockID: disk.committedID, committedRound: disk.committedRound,
-            committedStateID: disk.committedState)
+            committedStateID: disk.committedState,
+            recentCommitted: nodes[i].committed.suffix(200).compactMap { disk.committedBlocks[$0] })
         nodes[i].core = ConsensusCore(config: config, key: nodes[i].key, recovered: recovered)
         nodes[i].alive = true
         apply(i, nodes[i].core.start())
@@ -292,10 +301,8 @@ struct Simulator {
     // MARK: Running
 
     mutating func run(until end: Double) {
-        while let index = queue.indices.min(by: { (queue[$0].time, queue[$0].seq) < (queue[$1].time, queue[$1].seq) }),
-            queue[index].time <= end
-        {
-            let item = queue.remove(at: index)
+        while let next = queue.min, next.time <= end {
+            let item = queue.removeMin()
             now = item.time
             switch item.event {
             case .deliver(let to, let from, let message):

@@ -37,6 +37,20 @@ struct ConsensusStoreTests {
         _ = store
     }
 
+    @Test("commits without a snapshot keep the last snapshot; blocks read back by height range")
+    func snapshotsAndRanges() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try ConsensusStore(path: dir.appendingPathComponent("consensus.sqlite").path)
+        for h in UInt64(1)...25 { try store.commit([block(h)], ledgerState: h % 10 == 0 ? [UInt8(h)] : nil) }
+        let snapshot = try #require(try store.loadLedgerState())
+        #expect(snapshot.height == 20 && snapshot.state == [20])
+        let tail = try store.committed(from: snapshot.height + 1, limit: 100)
+        #expect(tail.map(\.height) == [21, 22, 23, 24, 25])
+        #expect(try store.committed(from: 3, limit: 2).map(\.height) == [3, 4])
+        #expect(try store.committed(from: 26, limit: 10).isEmpty)
+    }
+
     @Test("corruption inside the database stops start-up with a clear error")
     func corruptionInTheMiddle() throws {
         let dir = try makeTemporaryDirectory()
