@@ -8,6 +8,11 @@ import Wire
 public struct LedgerSync: Sendable {
     /// First byte of a gossip payload carrying a transaction.
     public static let transactionTopic: UInt8 = 1
+    /// First byte of a gossip payload carrying a batch of transactions (docs/wire.md §3):
+    /// one flooded message for many, so per-message costs (framing, encryption, seen
+    /// cache, validation dispatch) are paid once per batch.
+    public static let batchTopic: UInt8 = 3
+    public static let maxGossipBatch = 512
     public static let maxBatch = 512
     public static let maxBatchBytes = 2 * 1024 * 1024
     public static let maxHeadsSent = 64
@@ -31,8 +36,84 @@ public struct LedgerSync: Sendable {
     }
 
     public var dag: TransactionDAG
+    /// Accepted here first (submitted, or released from pending) and not yet gossiped.
+    private var outbox: [Transaction] = []
+    public var outboxCount: Int { outbox.count }
 
     public init(dag: TransactionDAG) { self.dag = dag }
+
+    /// Gossip payloads for everything in the outbox, in causal order, in batches.
+    public mutating func takeBroadcasts() -> [Action] {
+        guard !outbox.isEmpty else { return [] }
+        defer { outbox.removeAll(keepingCapacity: true) }
+        var actions: [Action] = []
+        var start = 0
+        while start < outbox.count {
+            var end = start
+            var bytes = 0
+            while end < outbox.count, end - start < Self.maxGossipBatch,
+                bytes + outbox[end].encoded.count <= Self.maxBatchBytes
+            {
+                bytes += outbox[end].encoded.count
+                end += 1
+            }
+            actions.append(.broadcast(Self.batchPayload(outbox[start..<end].map(\.encoded))))
+            start = end
+        }
+        return actions
+    }
+
+    public static func batchPayload(_ encoded: [[UInt8]]) -> [UInt8] {
+        var w = WireWriter(capacity: encoded.reduce(3) { $0 + 4 + $1.count })
+        w.u8(batchTopic)
+        w.u16(UInt16(encoded.count))
+        for tx in encoded { w.bytes32(tx) }
+        return w.bytes
+    }
+
+    /// A gossiped batch (the payload after its topic byte). Forwarded when it brought
+    /// something new and nothing invalid; one invalid transaction rejects the batch
+    /// (its sender vouched for it), though the valid ones in it are kept.
+    public mutating func gossipBatchReceived(
+        _ body: [UInt8], from connection: Int, source: String
+    ) -> (
+        Verdict, [Action]
+    ) {
+        var r = WireReader(body)
+        var encodings: [[UInt8]] = []
+        do {
+            let n = Int(try r.u16("batch size"))
+            guard n >= 1, n <= Self.maxGossipBatch else { throw WireError("batch of \(n) transactions") }
+            for _ in 0..<n { encodings.append(try r.bytes32(max: Transaction.maxEncodedSize, "transaction")) }
+            try r.finish()
+        } catch {
+            return (.reject("malformed transaction batch: \(error)"), [])
+        }
+        var accepted: [Transaction] = []
+        var missing: Set<TxID> = []
+        var rejection: String?
+        var inBatch: Set<TxID> = []
+        for encoded in encodings {
+            switch dag.insert(encoded: encoded, source: source) {
+            case .accepted(let txs):
+                accepted += txs
+                if let first = txs.first { inBatch.insert(first.id) }
+            case .pending(let m): missing.formUnion(m)
+            case .duplicate: break
+            case .rejected(let reason): rejection = rejection ?? reason
+            }
+        }
+        missing = missing.filter { !dag.contains($0) && !dag.isPending($0) }
+        var actions: [Action] = accepted.isEmpty ? [] : [.persist(accepted)]
+        // Released earlier arrivals travel on in our own next batch; the batch itself is forwarded.
+        outbox += accepted.filter { !inBatch.contains($0.id) }
+        if !missing.isEmpty {
+            let ids = Array(missing.sorted().prefix(Self.maxRequestedIDs))
+            actions.append(.sendDirect(connection: connection, payload: SyncMessage.getTransactions(ids).encoded()))
+        }
+        if let rejection { return (.reject(rejection), actions) }
+        return (inBatch.isEmpty ? .ignore : .accept, actions)
+    }
 
     /// A gossiped transaction from a peer. The verdict tells the gossip layer whether
     /// to forward it; pending transactions are not forwarded until they are accepted.
@@ -41,7 +122,8 @@ public struct LedgerSync: Sendable {
         switch dag.insert(encoded: encoded, source: source) {
         case .accepted(let txs):
             // The first is this payload, which gossip forwards; the rest were released.
-            return (.accept, [.persist(txs)] + txs.dropFirst().map { .broadcast(Self.gossipPayload($0)) })
+            outbox += txs.dropFirst()
+            return (.accept, [.persist(txs)])
         case .pending(let missing):
             return (
                 .ignore, [.sendDirect(connection: connection, payload: SyncMessage.getTransactions(missing).encoded())]
@@ -63,7 +145,9 @@ public struct LedgerSync: Sendable {
         }
         switch dag.insert(tx, source: "local") {
         case .accepted(let txs):
-            return (.success(tx), [.persist(txs)] + txs.map { .broadcast(Self.gossipPayload($0)) })
+            // Gossiped with the next `takeBroadcasts`, batched with others.
+            outbox += txs
+            return (.success(tx), [.persist(txs)])
         case .pending(let missing):
             return (
                 .failure(
@@ -87,8 +171,14 @@ public struct LedgerSync: Sendable {
             return [.penalize(connection: connection, reason: "malformed sync message: \(error)")]
         }
         switch message {
-        case .heads(let digest, _, _):
-            guard digest != dag.digest() else { return [] }
+        case .heads(let digest, let count, let heads):
+            // Ask only for what is missing: when every head the peer names is known here,
+            // so is its whole causal past. Under load digests differ all the time (items in
+            // flight), and a sync round walks the DAG. A truncated head list cannot show
+            // everything, so there a larger count decides.
+            let unknownHead = heads.contains { !dag.contains($0) && !dag.isPending($0) }
+            let truncated = heads.count >= Self.maxHeadsSent && count > UInt64(dag.count)
+            guard digest != dag.digest(), unknownHead || truncated else { return [] }
             return [.sendDirect(connection: connection, payload: syncRequest())]
         case .syncRequest(let heads):
             let missing = dag.missing(givenHeads: heads, limit: Self.maxBatch)

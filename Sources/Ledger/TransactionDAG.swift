@@ -1,4 +1,5 @@
 import NodeCrypto
+import Wire
 
 /// The BFT-CRDT: a grow-only, hash-linked set of signed transactions (Kleppmann,
 /// "Making CRDTs Byzantine Fault Tolerant", PaPoC 2022).
@@ -64,7 +65,10 @@ public struct TransactionDAG: Sendable {
     private var bySeq: [AuthorSeq: [TxID]] = [:]
     private var equivocating: Set<AuthorSeq> = []
     private var maxSeq: [Ed25519.PublicKey: UInt64] = [:]
-    private var cachedDigest: [UInt8]?
+    /// The sum of all accepted ids as 256-bit big-endian numbers, mod 2^256 (four
+    /// limbs, most significant first): an order-independent digest kept up to date in
+    /// O(1) per transaction.
+    private var idSum: [UInt64] = [0, 0, 0, 0]
 
     public init(chainID: String, limits: Limits = .init()) {
         self.chainID = chainID
@@ -85,15 +89,27 @@ public struct TransactionDAG: Sendable {
     /// The next sequence number for an author: one past the highest seen.
     public func nextSeq(for author: Ed25519.PublicKey) -> UInt64 { (maxSeq[author] ?? 0) + 1 }
 
-    /// SHA-256 over the sorted ids: equal exactly when the accepted sets are equal.
-    public mutating func digest() -> [UInt8] {
-        if let cachedDigest { return cachedDigest }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(order.count * 32)
-        for id in order.sorted() { bytes += id.bytes }
-        let d = SHA256.hash(bytes)
-        cachedDigest = d
-        return d
+    /// SHA-256 of the count and the sum of the ids mod 2^256: equal sets give equal
+    /// digests whatever the order they arrived in. It only tells anti-entropy whether
+    /// to look closer (the heads decide what is fetched), so a crafted collision could
+    /// at worst delay a sync, never corrupt one.
+    public func digest() -> [UInt8] {
+        var w = WireWriter(capacity: 40)
+        w.u64(UInt64(order.count))
+        for limb in idSum { w.u64(limb) }
+        return SHA256.hash(w.bytes)
+    }
+
+    private mutating func addToDigest(_ id: TxID) {
+        var carry: UInt64 = 0
+        for limb in stride(from: 3, through: 0, by: -1) {
+            var word: UInt64 = 0
+            for byte in id.bytes[(limb * 8)..<(limb * 8 + 8)] { word = word << 8 | UInt64(byte) }
+            let (partial, overflow1) = idSum[limb].addingReportingOverflow(word)
+            let (sum, overflow2) = partial.addingReportingOverflow(carry)
+            idSum[limb] = sum
+            carry = (overflow1 ? 1 : 0) + (overflow2 ? 1 : 0)
+        }
     }
 
     public var equivocations: [Equivocation] {
@@ -168,7 +184,7 @@ public struct TransactionDAG: Sendable {
         order.append(tx.id)
         for p in tx.predecessors { headSet.remove(p) }
         headSet.insert(tx.id)
-        cachedDigest = nil
+        addToDigest(tx.id)
         let key = AuthorSeq(author: tx.author, seq: tx.seq)
         bySeq[key, default: []].append(tx.id)
         if bySeq[key]!.count > 1 { equivocating.insert(key) }

@@ -187,10 +187,11 @@ struct ConsensusHost {
                 states[block.id] = state
                 queue += core.blockExecuted(id: block.id, stateID: try Hash32(bytes: state.root))
             case .requestPayload(let round):
-                // Transactions waiting: propose now (latency). None: wait the block
-                // interval, so an idle chain does not race through empty blocks.
+                // Transactions waiting, or certified blocks with transactions that still
+                // need the next blocks to commit (2-chain): propose now (latency). Neither:
+                // wait the block interval, so an idle chain does not race through empty blocks.
                 let batch = payload(dag: dag)
-                if batch.isEmpty {
+                if batch.isEmpty && !uncommittedTransactions() {
                     proposalDue = (round, Date().addingTimeInterval(genesis.consensus.min_block_interval))
                 } else {
                     queue += core.proposePayload(round: round, payload: batch)
@@ -209,6 +210,16 @@ struct ConsensusHost {
             }
         }
         return out
+    }
+
+    /// Whether a block between the last commit and the highest QC carries transactions.
+    private func uncommittedTransactions() -> Bool {
+        var cursor = core.highQC.blockID
+        while cursor != core.committedBlockID, let block = core.block(cursor) {
+            if !block.payload.isEmpty { return true }
+            cursor = block.parentID
+        }
+        return false
     }
 
     /// Transactions from the DAG not yet executed on the certified chain, in the

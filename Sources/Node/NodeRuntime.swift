@@ -504,8 +504,12 @@ public actor NodeRuntime: Service {
         case Self.testTopic:
             recordDelivery(id)
             return .accept
-        case LedgerSync.transactionTopic:
-            let (verdict, actions) = sync.gossipReceived(Array(payload.dropFirst()), from: from, source: peer.hex)
+        case LedgerSync.transactionTopic, LedgerSync.batchTopic:
+            let body = Array(payload.dropFirst())
+            let (verdict, actions) =
+                topic == LedgerSync.batchTopic
+                ? sync.gossipBatchReceived(body, from: from, source: peer.hex)
+                : sync.gossipReceived(body, from: from, source: peer.hex)
             executeLedger(actions)
             switch verdict {
             case .accept:
@@ -535,6 +539,8 @@ public actor NodeRuntime: Service {
     }
 
     private func flushTransactions() {
+        // Transactions released from pending since the last tick go out in one batch.
+        if sync.outboxCount > 0 { executeLedger(sync.takeBroadcasts()) }
         guard !unsavedTransactions.isEmpty else { return }
         do {
             try store.append(unsavedTransactions)
@@ -683,7 +689,7 @@ public actor NodeRuntime: Service {
                 throw AdminError.invalidParams("submittx needs {\"hex\": HEX of the encoded transaction}")
             }
             let (result, actions) = sync.submit(encoded)
-            executeLedger(actions)
+            executeLedger(actions + sync.takeBroadcasts())
             switch result {
             case .success(let tx): return .object(["id": .string(tx.id.hex)])
             case .failure(let error): throw AdminError.serverError("transaction rejected: \(error)")
@@ -712,6 +718,7 @@ public actor NodeRuntime: Service {
                     results.append(.object(["error": .string("transaction rejected: \(error)")]))
                 }
             }
+            executeLedger(sync.takeBroadcasts())
             return .object(["accepted": .int(accepted), "results": .array(results)])
         case "getmempool":
             return .object([

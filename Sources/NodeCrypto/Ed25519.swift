@@ -6,6 +6,10 @@ public enum Ed25519 {
     public struct PublicKey: Hashable, Sendable, CustomStringConvertible {
         public let rawRepresentation: [UInt8]
 
+        // The bytes in one call: the synthesized hash feeds the hasher byte by byte, which
+        // dominated profiles of the DAG and seen-caches.
+        public func hash(into hasher: inout Hasher) { rawRepresentation.withUnsafeBytes { hasher.combine(bytes: $0) } }
+
         /// Accepts only canonical encodings of points in the prime-order subgroup,
         /// so a node id can never be a small-order or malformed point.
         public init(rawRepresentation: [UInt8]) throws(CryptoError) {

@@ -32,12 +32,13 @@ struct CampaignTests {
                 sim.partition = nil
             }
             if !sim.nodes[victim].alive { sim.restart(victim) }
-            // Heal: a clean network for the liveness check.
+            // Heal: a clean network for the liveness check (timeouts back off to 5 s at
+            // most, so 10 s is enough to re-synchronise and 10 s more must bring commits).
             sim.loss = 0
             sim.duplication = 0
-            sim.run(until: 40)
+            sim.run(until: 30)
             let before = sim.minHonestCommits
-            sim.run(until: 55)
+            sim.run(until: 40)
             if sim.forkDetected || !sim.violations.isEmpty {
                 failures.append("seed \(seed): safety: fork=\(sim.forkDetected) \(sim.violations.prefix(2))")
             } else if sim.minHonestCommits <= before {

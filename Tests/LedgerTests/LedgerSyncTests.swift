@@ -1,0 +1,136 @@
+import Ledger
+import NodeCrypto
+import Testing
+
+@Suite("Anti-entropy: heads decide what is fetched")
+struct LedgerSyncTests {
+    let author = Ed25519.PrivateKey()
+
+    func chain(_ n: Int) -> [Transaction] {
+        var out: [Transaction] = []
+        for seq in 1...UInt64(n) {
+            out.append(
+                Transaction(
+                    chainID: "c", author: author, seq: seq, fee: 0, payload: .data([UInt8(seq & 0xff)]),
+                    predecessors: out.last.map { [$0.id] } ?? []))
+        }
+        return out
+    }
+
+    func sync(_ txs: ArraySlice<Transaction>) -> LedgerSync {
+        var dag = TransactionDAG(chainID: "c")
+        for tx in txs { _ = dag.insert(tx, source: "t") }
+        return LedgerSync(dag: dag)
+    }
+
+    @Test("a peer that is behind (all its heads known) triggers no request; one that is ahead does")
+    func headsRule() throws {
+        let txs = chain(6)
+        var ahead = sync(txs[...])
+        var behind = sync(txs[..<3])
+        // `ahead` hears from `behind`: different digests, but nothing to fetch.
+        #expect(ahead.directReceived(behind.headsAnnouncement(), from: 1, source: "b").isEmpty)
+        // `behind` hears from `ahead`: an unknown head, so it asks, and the answer fills the gap.
+        let request = behind.directReceived(ahead.headsAnnouncement(), from: 1, source: "a")
+        guard case .sendDirect(_, let ask)? = request.first else {
+            Issue.record("expected a sync request, got \(request)")
+            return
+        }
+        let answer = ahead.directReceived(ask, from: 2, source: "b")
+        guard case .sendDirect(_, let batch)? = answer.first else {
+            Issue.record("expected a batch, got \(answer)")
+            return
+        }
+        _ = behind.directReceived(batch, from: 1, source: "a")
+        #expect(behind.dag.count == 6)
+        #expect(behind.dag.digest() == ahead.dag.digest(), "same set, same digest")
+        #expect(ahead.directReceived(behind.headsAnnouncement(), from: 1, source: "b").isEmpty)
+    }
+
+    @Test("the digest does not depend on arrival order and changes with every transaction")
+    func digestIsOrderFree() {
+        let a = Ed25519.PrivateKey()
+        let b = Ed25519.PrivateKey()
+        let txs = [a, b, a, b].enumerated().map { i, key in
+            Transaction(
+                chainID: "c", author: key, seq: UInt64(i / 2 + 1), fee: 0, payload: .data([UInt8(i)]), predecessors: [])
+        }
+        var forward = TransactionDAG(chainID: "c")
+        var backward = TransactionDAG(chainID: "c")
+        var seen: Set<[UInt8]> = [forward.digest()]
+        for tx in txs {
+            _ = forward.insert(tx, source: "t")
+            seen.insert(forward.digest())
+        }
+        for tx in txs.reversed() { _ = backward.insert(tx, source: "t") }
+        #expect(forward.digest() == backward.digest())
+        #expect(seen.count == txs.count + 1)
+    }
+}
+
+@Suite("Batched transaction gossip")
+struct LedgerBatchGossipTests {
+    let author = Ed25519.PrivateKey()
+
+    func chain(_ n: Int) -> [Transaction] {
+        var out: [Transaction] = []
+        for seq in 1...UInt64(n) {
+            out.append(
+                Transaction(
+                    chainID: "c", author: author, seq: seq, fee: 0, payload: .data([UInt8(seq & 0xff)]),
+                    predecessors: out.last.map { [$0.id] } ?? []))
+        }
+        return out
+    }
+
+    @Test("submissions leave in one batch that a peer accepts whole; a repeat is ignored")
+    func submitAndReceive() throws {
+        let txs = chain(20)
+        var origin = LedgerSync(dag: TransactionDAG(chainID: "c"))
+        for tx in txs { _ = origin.submit(tx.encoded) }
+        let out = origin.takeBroadcasts()
+        #expect(out.count == 1)
+        #expect(origin.takeBroadcasts().isEmpty, "the outbox empties")
+        guard case .broadcast(let payload)? = out.first else { throw BatchError() }
+        #expect(payload.first == LedgerSync.batchTopic)
+        var peer = LedgerSync(dag: TransactionDAG(chainID: "c"))
+        let (verdict, actions) = peer.gossipBatchReceived(Array(payload.dropFirst()), from: 1, source: "o")
+        #expect(verdict == .accept)
+        #expect(actions == [.persist(txs)])
+        #expect(peer.dag.count == 20)
+        #expect(peer.gossipBatchReceived(Array(payload.dropFirst()), from: 2, source: "x").0 == .ignore)
+    }
+
+    @Test("a forged transaction rejects the batch but the valid ones are kept; malformed batches are rejected")
+    func badBatches() {
+        let txs = chain(3)
+        var forged = txs[2].encoded
+        forged[forged.count - 1] ^= 1
+        let payload = LedgerSync.batchPayload([txs[0].encoded, txs[1].encoded, forged])
+        var peer = LedgerSync(dag: TransactionDAG(chainID: "c"))
+        let (verdict, _) = peer.gossipBatchReceived(Array(payload.dropFirst()), from: 1, source: "o")
+        guard case .reject = verdict else {
+            Issue.record("expected reject, got \(verdict)")
+            return
+        }
+        #expect(peer.dag.count == 2)
+        for body: [UInt8] in [[], [0, 0], [0, 1], [0, 1, 0, 0, 0, 9, 1], Array(payload.dropFirst()) + [0]] {
+            guard case .reject = peer.gossipBatchReceived(body, from: 1, source: "o").0 else {
+                Issue.record("accepted malformed batch \(body.prefix(8))")
+                continue
+            }
+        }
+    }
+
+    @Test("a batch whose predecessors are unknown asks the sender for them")
+    func pendingAsks() {
+        let txs = chain(3)
+        var peer = LedgerSync(dag: TransactionDAG(chainID: "c"))
+        let (verdict, actions) = peer.gossipBatchReceived(
+            Array(LedgerSync.batchPayload([txs[2].encoded]).dropFirst()), from: 7, source: "o")
+        #expect(verdict == .ignore)
+        #expect(actions == [.sendDirect(connection: 7, payload: SyncMessage.getTransactions([txs[1].id]).encoded())])
+    }
+}
+
+struct BatchError: Error {}
