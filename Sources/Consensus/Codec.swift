@@ -37,6 +37,20 @@ extension ConsensusMessage {
         case .blockResponse(let block):
             w.u8(5)
             block.encode(&w)
+        case .chainStatus(let height, let round):
+            w.u8(6)
+            w.u64(height)
+            w.u64(round)
+        case .getCommitted(let height, let count):
+            w.u8(7)
+            w.u64(height)
+            w.u16(count)
+        case .committedRange(let height, let blocks, let proof):
+            w.u8(8)
+            w.u64(height)
+            w.u16(UInt16(blocks.count))
+            for block in blocks { block.encode(&w) }
+            proof.encode(&w)
         }
         return w.bytes
     }
@@ -94,6 +108,20 @@ extension ConsensusMessage {
             message = .blockRequest(try Hash32(bytes: try r.fixed(32)))
         case 5:
             message = .blockResponse(try Block.decode(&r))
+        case 6:
+            message = .chainStatus(height: try r.u64("height"), round: try r.u64("round"))
+        case 7:
+            let height = try r.u64("height")
+            let count = try r.u16("count")
+            guard count >= 1, count <= CatchUp.maxRangeBlocks else { throw WireError("range of \(count) blocks") }
+            message = .getCommitted(height: height, count: count)
+        case 8:
+            let height = try r.u64("height")
+            let n = Int(try r.u16("block count"))
+            guard n >= 1, n <= Int(CatchUp.maxRangeBlocks) else { throw WireError("range of \(n) blocks") }
+            var blocks: [Block] = []
+            for _ in 0..<n { blocks.append(try Block.decode(&r)) }
+            message = .committedRange(height: height, blocks: blocks, proof: try QuorumCert.decode(&r))
         default:
             throw WireError("unknown consensus message tag \(tag)")
         }
@@ -139,7 +167,7 @@ extension ConsensusMessage {
         case .proposal(let p): p.block.author
         case .vote(let v): v.sender
         case .timeout(let t): t.info.sender
-        case .blockRequest, .blockResponse: nil
+        case .blockRequest, .blockResponse, .chainStatus, .getCommitted, .committedRange: nil
         }
     }
 }

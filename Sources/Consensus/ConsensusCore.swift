@@ -297,6 +297,7 @@ public struct ConsensusCore: Sendable {
             guard let block = blocks[id] else { return [.serveCommittedBlock(id, to: sender)] }
             return [.send(to: sender, .blockResponse(block))]
         case .blockResponse(let block): return processFetchedBlock(block, from: sender)
+        case .chainStatus, .getCommitted, .committedRange: return []  // catch-up: the driver's `CatchUp`
         }
     }
 
@@ -632,7 +633,7 @@ public struct ConsensusCore: Sendable {
             return t.info.epoch == config.epoch && config.validators.contains(t.info.sender)
                 && t.info.sender.isValidSignature(
                     t.info.signature, for: timeoutSigningBytes(round: t.info.round, highQCRound: t.info.highQC.round))
-        case .blockRequest, .blockResponse:
+        case .blockRequest, .blockResponse, .chainStatus, .getCommitted, .committedRange:
             return false  // never flooded
         }
     }
@@ -656,16 +657,7 @@ public struct ConsensusCore: Sendable {
     private mutating func verify(_ qc: QuorumCert) -> Bool {
         let key = Self.qcKey(qc)
         if verifiedQCs.contains(key) { return true }
-        guard qc.voteInfo.epoch == config.epoch, qc.commitInfo.epoch == config.epoch,
-            qc.commitInfo.round == qc.voteInfo.round, qc.commitInfo.voteInfoHash == qc.voteInfo.hash,
-            !qc.isGenesis
-        else { return false }
-        let signers = qc.signatures.map(\.signer)
-        guard Set(signers).count == signers.count, signers.allSatisfy(config.validators.contains),
-            config.validators.power(of: signers) >= config.validators.quorumPower
-        else { return false }
-        let message = domain.message("vote", epoch: config.epoch, qc.commitInfo.bytes)
-        guard qc.signatures.allSatisfy({ $0.signer.isValidSignature($0.signature, for: message) }) else { return false }
+        guard config.isValid(qc) else { return false }
         if verifiedQCs.count > 10_000 { verifiedQCs.removeAll() }
         verifiedQCs.insert(key)
         return true

@@ -160,6 +160,11 @@ public struct LedgerCommitInfo: Sendable, Equatable, Hashable {
 public struct SignerSignature: Sendable, Equatable {
     public let signer: ValidatorID
     public let signature: Ed25519.Signature
+
+    public init(signer: ValidatorID, signature: Ed25519.Signature) {
+        self.signer = signer
+        self.signature = signature
+    }
 }
 
 /// A quorum certificate: 2f+1 (by power) signatures over one LedgerCommitInfo.
@@ -350,4 +355,10 @@ public enum ConsensusMessage: Sendable, Equatable {
     /// Ask a peer for a block by id (catch-up of missing ancestors).
     case blockRequest(Hash32)
     case blockResponse(Block)
+    /// Catch-up (docs/wire.md §5): a neighbour's committed height, sent periodically.
+    case chainStatus(height: UInt64, round: Round)
+    /// Ask for committed blocks from `height` on (at most `count`).
+    case getCommitted(height: UInt64, count: UInt16)
+    /// Committed blocks from `height` on, in order, and the QC that commits the last.
+    case committedRange(height: UInt64, blocks: [Block], proof: QuorumCert)
 }

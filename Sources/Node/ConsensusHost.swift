@@ -21,11 +21,22 @@ struct ConsensusHost {
     enum NetworkAction {
         case broadcast([UInt8])
         case send(to: ValidatorID, [UInt8], floodIfUnreachable: Bool)
+        /// To every connected peer (catch-up status).
+        case toNeighbours([UInt8])
+        /// The peer served something invalid.
+        case penalize(peer: ValidatorID, reason: String)
     }
 
     let genesis: Genesis
     var core: ConsensusCore
+    private let key: Ed25519.PrivateKey
     private let store: ConsensusStore
+    private(set) var catchUp = CatchUp()
+    private var lastStatusSent = Date.distantPast
+    /// Catch-up progress since the node last started syncing.
+    private(set) var syncStats = (started: Date(), blocks: 0, transactions: 0, lastReport: Date.distantPast)
+    /// Blocks and transactions applied by catch-up since start, and the seconds it took.
+    private(set) var catchUpTotals = (blocks: 0, transactions: 0, seconds: 0.0)
     private let logger: Logger
     private(set) var committedState: LedgerState
     private(set) var committedHeight: UInt64
@@ -47,6 +58,7 @@ struct ConsensusHost {
 
     init(genesis: Genesis, key: Ed25519.PrivateKey, store: ConsensusStore, logger: Logger) throws {
         self.genesis = genesis
+        self.key = key
         self.store = store
         self.logger = logger
         let config = genesis.consensusConfig()
@@ -56,13 +68,10 @@ struct ConsensusHost {
         if let last = try store.lastCommitted() {
             state = try Self.replay(store: store, to: last.height, genesisState: state)
             height = last.height
-            // Enough committed history for reputation-based election to agree with the others.
-            let keep = UInt64(10 * config.validators.validators.count + 48)
-            let recent = try store.committed(from: last.height > keep ? last.height - keep + 1 : 1, limit: Int(keep))
             recovered = RecoveredState(
                 safety: SafetyState(epoch: config.epoch), blocks: [], committedBlockID: try Hash32(bytes: last.id),
                 committedRound: last.round, committedStateID: try Hash32(bytes: state.root),
-                recentCommitted: try recent.map { try Block.decode($0.block) })
+                recentCommitted: try Self.recentCommitted(store: store, height: last.height, config: config))
         }
         if let safetyBytes = try store.loadSafety() {
             let safety = try SafetyState.decode(safetyBytes)
@@ -82,6 +91,14 @@ struct ConsensusHost {
     }
 
     var isValidator: Bool { core.config.validators.contains(core.me) }
+
+    /// Enough committed history for reputation-based election to agree with the others.
+    static func recentCommitted(store: ConsensusStore, height: UInt64, config: ConsensusConfig) throws -> [Block] {
+        let keep = UInt64(10 * config.validators.validators.count + 48)
+        return try store.committed(from: height > keep ? height - keep + 1 : 1, limit: Int(keep)).map {
+            try Block.decode($0.block)
+        }
+    }
 
     /// A ledger snapshot is stored with every `snapshotInterval`-th block; between
     /// snapshots a restart replays the committed blocks.
@@ -133,12 +150,63 @@ struct ConsensusHost {
     ) throws
         -> [NetworkAction]
     {
-        try run(core.receive(message, from: sender), dag: dag)
+        let now = Date()
+        switch message {
+        case .chainStatus(let height, _):
+            defer { heardStatus = true }
+            return try follow(
+                catchUp.statusReceived(from: sender, height: height, localHeight: committedHeight, now: now.t), dag: dag
+            )
+        case .getCommitted(let height, let count):
+            return try serveRange(from: height, count: count, to: sender)
+        case .committedRange(let height, let blocks, let proof):
+            guard catchUp.isAwaited(from: sender, height: height) else { return [] }
+            // Consensus committed meanwhile: not the peer's fault, ask again from the new tip.
+            guard height == committedHeight + 1 else {
+                return try follow(catchUp.applied(localHeight: committedHeight, now: now.t), dag: dag)
+            }
+            return try applyRange(blocks, proof: proof, dag: dag)
+        default:
+            // While syncing, live consensus traffic is for rounds this node cannot judge
+            // yet; right after start, wait briefly for a neighbour's height first, so a
+            // node far behind syncs by verified ranges instead of chasing ancestors one
+            // block at a time.
+            guard !catchUp.syncing, heardStatus || now.timeIntervalSince(startedAt) > Self.initialStatusWait else {
+                return []
+            }
+            return try run(core.receive(message, from: sender), dag: dag)
+        }
+    }
+
+    /// A neighbour connected: tell it this node's height at once.
+    func peerConnected(_ peer: ValidatorID) -> [NetworkAction] {
+        [
+            .send(
+                to: peer, ConsensusMessage.chainStatus(height: committedHeight, round: core.committedRound).encoded(),
+                floodIfUnreachable: false)
+        ]
+    }
+
+    private var heardStatus = false
+    private let startedAt = Date()
+    static let initialStatusWait: Double = 3
+
+    /// A neighbour disconnected.
+    mutating func peerGone(_ peer: ValidatorID, dag: TransactionDAG) throws -> [NetworkAction] {
+        try follow(catchUp.peerGone(peer, localHeight: committedHeight, now: Date().t), dag: dag)
     }
 
     /// Fires due round timers.
     mutating func tick(now: Date, dag: TransactionDAG) throws -> [NetworkAction] {
         var out: [NetworkAction] = []
+        if now.timeIntervalSince(lastStatusSent) >= Self.statusInterval {
+            lastStatusSent = now
+            out.append(
+                .toNeighbours(
+                    ConsensusMessage.chainStatus(height: committedHeight, round: core.committedRound).encoded()))
+        }
+        out += try follow(catchUp.tick(localHeight: committedHeight, now: now.t), dag: dag)
+        if catchUp.syncing { return out }
         for (round, deadline) in timers.sorted(by: { $0.key < $1.key }) where deadline <= now {
             timers[round] = nil
             out += try run(core.timeoutFired(round: round), dag: dag)
@@ -149,6 +217,153 @@ struct ConsensusHost {
             out += try run(core.proposePayload(round: due.round, payload: batch), dag: dag)
         }
         return out
+    }
+
+    /// Seconds between committed-height reports to neighbours.
+    static let statusInterval: Double = 1
+
+    // MARK: Catch-up
+
+    /// Turns catch-up actions into network actions, and restarts consensus when
+    /// catch-up has just finished.
+    private mutating func follow(
+        _ actions: [CatchUp.Action], wasSyncing: Bool? = nil, dag: TransactionDAG
+    ) throws
+        -> [NetworkAction]
+    {
+        var out: [NetworkAction] = []
+        for action in actions {
+            switch action {
+            case .request(let peer, let height, let count):
+                out.append(
+                    .send(
+                        to: peer, ConsensusMessage.getCommitted(height: height, count: count).encoded(),
+                        floodIfUnreachable: false))
+            case .penalize(let peer, let reason):
+                out.append(.penalize(peer: peer, reason: reason))
+            }
+        }
+        if catchUp.syncing && !inCatchUp {
+            inCatchUp = true
+            syncStats = (Date(), 0, 0, Date())
+            logger.info(
+                "behind the network: catching up",
+                metadata: ["height": "\(committedHeight)", "target": "\(catchUp.target)"])
+        } else if !catchUp.syncing && inCatchUp {
+            inCatchUp = false
+            reportProgress(force: true)
+            logger.info("caught up; following consensus", metadata: ["height": "\(committedHeight)"])
+            out += try run(core.start(), dag: dag)
+        }
+        return out
+    }
+
+    private var inCatchUp = false
+
+    private mutating func reportProgress(force: Bool) {
+        let now = Date()
+        guard force || now.timeIntervalSince(syncStats.lastReport) >= 2 else { return }
+        syncStats.lastReport = now
+        let seconds = max(0.001, now.timeIntervalSince(syncStats.started))
+        logger.info(
+            "catching up",
+            metadata: [
+                "height": "\(committedHeight)", "target": "\(catchUp.target)",
+                "blocks_per_s": "\(String(format: "%.0f", Double(syncStats.blocks) / seconds))",
+                "tx_per_s": "\(String(format: "%.0f", Double(syncStats.transactions) / seconds))",
+            ])
+    }
+
+    /// Answers `getCommitted`: blocks from `height` on, ending where a stored commit QC
+    /// commits the last of them, within the message budget.
+    private func serveRange(from height: UInt64, count: UInt16, to peer: ValidatorID) throws -> [NetworkAction] {
+        guard height >= 1, height <= committedHeight else { return [] }
+        var blocks: [Block] = []
+        var bytes = 0
+        var end: (count: Int, proof: QuorumCert)?
+        // Commit groups are short; read a little past `count` to reach the end of one.
+        for stored in try store.committed(from: height, limit: Int(count) + 32) {
+            guard let block = try? Block.decode(stored.block), let qc = try? QuorumCert.decode(stored.commitQC) else {
+                break
+            }
+            bytes += stored.block.count
+            if bytes > Self.rangeBudget { break }
+            blocks.append(block)
+            if qc.voteInfo.parentID == block.id {
+                end = (blocks.count, qc)
+                if blocks.count >= Int(count) { break }
+            }
+        }
+        guard let end else { return [] }
+        let message = ConsensusMessage.committedRange(
+            height: height, blocks: Array(blocks.prefix(end.count)), proof: end.proof)
+        return [.send(to: peer, message.encoded(), floodIfUnreachable: false)]
+    }
+
+    /// Bytes of blocks in one range answer: under the gossip layer's 4 MiB message limit.
+    static let rangeBudget = 3 * 1024 * 1024
+
+    /// Verifies an awaited range against the committed tip, executes it, stores it, and
+    /// moves consensus to the new tip.
+    private mutating func applyRange(
+        _ blocks: [Block], proof: QuorumCert, dag: TransactionDAG
+    ) throws
+        -> [NetworkAction]
+    {
+        let now = Date()
+        var state = committedState
+        var stateIDs: [Hash32] = []
+        var failed = 0
+        let problem = CatchUp.verifyRange(blocks, proof: proof, after: core.committedBlockID, config: core.config) {
+            block in
+            let receipts = state.execute(block.payload, proposer: block.author, signatureChecked: dag.contains)
+            failed += receipts.filter { $0.failure != nil }.count
+            let id = (try? Hash32(bytes: state.root)) ?? .zero
+            stateIDs.append(id)
+            return id
+        }
+        if let problem {
+            logger.warning("invalid committed range from a peer", metadata: ["reason": "\(problem)"])
+            return try follow(catchUp.failed(reason: problem, localHeight: committedHeight, now: now.t), dag: dag)
+        }
+        var records: [ConsensusStore.CommittedBlock] = []
+        let proofBytes = proof.encoded()
+        for (block, stateID) in zip(blocks, stateIDs) {
+            records.append(
+                .init(
+                    height: committedHeight + UInt64(records.count) + 1, id: block.id.bytes, round: block.round,
+                    block: block.encoded(), stateID: stateID.bytes, commitQC: proofBytes))
+        }
+        let snapshotDue = records.contains { $0.height % Self.snapshotInterval == 0 }
+        try store.commit(records, ledgerState: snapshotDue ? state.encoded() : nil)
+        let last = blocks[blocks.count - 1]
+        let transactions = blocks.reduce(0) { $0 + $1.payload.count }
+        committedHeight += UInt64(blocks.count)
+        committedState = state
+        committedTransactions += transactions
+        failedTransactions += failed
+        syncStats.blocks += blocks.count
+        syncStats.transactions += transactions
+        catchUpTotals.blocks += blocks.count
+        catchUpTotals.transactions += transactions
+        catchUpTotals.seconds += Date().timeIntervalSince(now)
+        // Consensus restarts from the new tip, keeping its safety state (it never signs
+        // below what it signed before).
+        core = ConsensusCore(
+            config: core.config, key: key,
+            recovered: RecoveredState(
+                safety: core.safety, blocks: [], committedBlockID: last.id, committedRound: last.round,
+                committedStateID: stateIDs[stateIDs.count - 1],
+                recentCommitted: try Self.recentCommitted(store: store, height: committedHeight, config: core.config)))
+        reportedTimeouts = (0, 0)
+        states = [last.id: state]
+        timers = [:]
+        proposalDue = nil
+        blockSeenAt = [:]
+        lastCommitAt = Date()
+        metrics?.committedHeight.set(Double(committedHeight))
+        reportProgress(force: false)
+        return try follow(catchUp.applied(localHeight: committedHeight, now: Date().t), dag: dag)
     }
 
     /// Carries out core actions in order. Storage errors are thrown: a node that cannot
@@ -165,8 +380,8 @@ struct ConsensusHost {
                 // block requests and responses go to a neighbour only.
                 let flood: Bool
                 switch message {
-                case .blockRequest, .blockResponse: flood = false
-                default: flood = true
+                case .proposal, .vote, .timeout: flood = true
+                default: flood = false
                 }
                 out.append(.send(to: to, message.encoded(), floodIfUnreachable: flood))
             case .broadcast(let message):
@@ -288,8 +503,10 @@ struct ConsensusHost {
     /// Round gauge, round durations and TC count, from how the core's round moved.
     private mutating func observeRound() {
         guard let metrics else { return }
-        metrics.timeoutsByTimer.increment(by: Int64(core.timeoutsByTimer - reportedTimeouts.timer))
-        metrics.timeoutsByAmplification.increment(by: Int64(core.timeoutsByAmplification - reportedTimeouts.amplified))
+        // Counters only grow: a core rebuilt by catch-up starts its counts again at zero.
+        metrics.timeoutsByTimer.increment(by: Int64(max(0, core.timeoutsByTimer - reportedTimeouts.timer)))
+        metrics.timeoutsByAmplification.increment(
+            by: Int64(max(0, core.timeoutsByAmplification - reportedTimeouts.amplified)))
         reportedTimeouts = (core.timeoutsByTimer, core.timeoutsByAmplification)
         guard core.currentRound > observedRound else { return }
         let now = ContinuousClock.now
@@ -301,4 +518,9 @@ struct ConsensusHost {
     }
 
     func committedBlock(height: UInt64) throws -> ConsensusStore.CommittedBlock? { try store.committed(height: height) }
+}
+
+extension Date {
+    /// Seconds since the reference date, for the pure cores' clocks.
+    fileprivate var t: Double { timeIntervalSinceReferenceDate }
 }

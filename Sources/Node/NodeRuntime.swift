@@ -287,6 +287,17 @@ public actor NodeRuntime: Service {
                 } else if let peer = engine.randomPeer() {
                     execute(engine.sendDirect([ConsensusHost.directTag] + message, to: peer))
                 }
+            case .toNeighbours(let message):
+                for connection in engine.peers.keys.sorted() {
+                    execute(engine.sendDirect([ConsensusHost.directTag] + message, to: connection))
+                }
+            case .penalize(let peer, let reason):
+                if let state = engine.peer(peer) {
+                    execute(
+                        engine.penalize(
+                            peer: state.connection, points: configuration.gossip.invalidMessagePenalty, reason: reason,
+                            now: now))
+                }
             }
         }
     }
@@ -422,6 +433,7 @@ public actor NodeRuntime: Service {
                     "peer": "\(peer.hex.prefix(16))", "address": "\(handle.remoteHost):\(handle.remotePort)",
                     "direction": "\(handle.inbound ? "inbound" : "outbound")",
                 ])
+            if consensus != nil { runConsensus { host, _ in host.peerConnected(peer) } }
         }
         return accepted
     }
@@ -448,10 +460,14 @@ public actor NodeRuntime: Service {
         closedTotals.sent += counters.bytesSent
         closedTotals.received += counters.bytesReceived
         guard connections.removeValue(forKey: handle.id) != nil else { return }
-        if let peer = engine.peers[handle.id] {
-            logger.info("peer disconnected", metadata: ["peer": "\(peer.nodeID.hex.prefix(16))"])
+        let gone = engine.peers[handle.id]?.nodeID
+        if let gone {
+            logger.info("peer disconnected", metadata: ["peer": "\(gone.hex.prefix(16))"])
         }
         execute(engine.disconnected(handle.id, now: now))
+        if let gone, consensus != nil, engine.peer(gone) == nil {
+            runConsensus { host, dag in try host.peerGone(gone, dag: dag) }
+        }
     }
 
     private func execute(_ actions: [GossipEngine.Action]) {
@@ -790,7 +806,12 @@ public actor NodeRuntime: Service {
                 "highest_qc_round": .int(core.highQC.round),
                 "validator": .bool(host.isValidator),
                 "validators": .array(core.config.validators.validators.map { .string($0.id.hex) }),
-                "syncing": .bool(false),
+                "syncing": .bool(host.catchUp.syncing),
+                "sync_target": .int(host.catchUp.target),
+                "catch_up": .object([
+                    "blocks": .int(host.catchUpTotals.blocks), "transactions": .int(host.catchUpTotals.transactions),
+                    "seconds": .number(host.catchUpTotals.seconds),
+                ]),
                 "failed_transactions": .int(host.failedTransactions),
                 "committed_transactions": .int(host.committedTransactions),
             ])

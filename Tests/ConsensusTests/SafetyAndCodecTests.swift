@@ -93,10 +93,23 @@ struct SafetyAndCodecTests {
                 case .timeout: 3
                 case .blockRequest: 4
                 case .blockResponse: 5
+                case .chainStatus, .getCommitted, .committedRange: 6
                 }
             })
         #expect(kinds.isSuperset(of: [0, 1, 2, 3]), "proposals with and without TC, votes and timeouts were sampled")
-        for message in sim.samples {
+        let checker = ConsensusCore(config: sim.config, key: sim.nodes[0].key)
+        // Catch-up messages, built from the run's committed blocks.
+        let committed = sim.nodes[0].committed.compactMap { sim.nodes[0].disk.committedBlocks[$0] }
+        let catchUp: [ConsensusMessage] = [
+            .chainStatus(height: 42, round: 99), .getCommitted(height: 1, count: CatchUp.maxRangeBlocks),
+            .committedRange(height: 1, blocks: Array(committed.prefix(3)), proof: committed[4].qc),
+        ]
+        for message in catchUp { #expect(!checker.isAuthentic(message) && message.signer == nil) }
+        #expect(throws: WireError.self) { try ConsensusMessage.decode([7] + [UInt8](repeating: 0, count: 8) + [0, 0]) }
+        #expect(throws: WireError.self) {
+            try ConsensusMessage.decode([7] + [UInt8](repeating: 0, count: 8) + [0xFF, 0xFF])
+        }
+        for message in sim.samples + catchUp {
             let bytes = message.encoded()
             #expect(try ConsensusMessage.decode(bytes) == message)
             #expect(throws: WireError.self) { try ConsensusMessage.decode(bytes + [0]) }
@@ -106,7 +119,6 @@ struct SafetyAndCodecTests {
             _ = try? ConsensusMessage.decode(SecureRandom.bytes(Int.random(in: 0...400)))
         }
         // Every sampled proposal, vote and timeout is authentic; a forged signature is not.
-        let checker = ConsensusCore(config: sim.config, key: sim.nodes[0].key)
         for message in sim.samples {
             switch message {
             case .proposal, .vote, .timeout: #expect(checker.isAuthentic(message))

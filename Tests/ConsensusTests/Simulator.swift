@@ -274,6 +274,7 @@ struct Simulator {
         case .timeout(let t): w.u64(t.info.round)
         case .blockRequest(let id): w.fixed(id.bytes)
         case .blockResponse(let b): w.fixed(b.id.bytes)
+        case .chainStatus(let height, _), .getCommitted(let height, _), .committedRange(let height, _, _): w.u64(height)
         }
         traceHasher = BLAKE2b.hash256(traceHasher + w.bytes)
     }

@@ -81,4 +81,51 @@ struct ConsensusNetworkTests {
             try net.admin(2).call("getbalance", .object(["account": .string(recipient)]))["balance"]?.numberValue == 500
         )
     }
+
+    @Test("a full node started late syncs the committed chain by ranges, reaches the same state root, then follows")
+    func lateFullNodeCatchesUp() throws {
+        let net = try LocalTestnet(nodes: 5, basePort: 28_600 + Int.random(in: 0..<40) * 10)
+        defer { net.shutdown() }
+        let funder = try KeyStore(directory: net.dataDir(0)).load()
+        try net.enableConsensus(validators: 4, balances: [funder.nodeID: 1_000_000])
+        for i in 0..<4 { try net.start(i) }
+        for i in 0..<4 { try net.waitReady(i) }
+        let recipient = Ed25519.PrivateKey().publicKey.hex
+        for _ in 0..<3 {
+            let sent = try net.cli([
+                "tx", "send", "--data-dir", net.dataDir(0).path, "--to", recipient, "--amount", "7", "--fee", "1",
+            ])
+            #expect(sent.status == 0, "\(sent.output)")
+        }
+        try waitUntil(timeout: 90, "the validators to commit 40 blocks") {
+            (0..<4).allSatisfy { height(net, $0) >= 40 }
+        }
+
+        // Node 4 is in the genesis file but not a validator; it knows only node 0's address.
+        try net.start(4)
+        try net.waitReady(4)
+        let target = height(net, 0)
+        try waitUntil(timeout: 90, "the late node to reach height \(target)") { height(net, 4) >= target }
+        let late = try status(net, 4)
+        #expect(late["validator"] == .bool(false))
+        let synced = Int(late["catch_up"]?["blocks"]?.numberValue ?? 0)
+        #expect(synced >= target - Int(8), "most of the chain came by catch-up ranges, not block by block (\(synced))")
+        #expect(net.log(4).contains("catching up"), "progress is logged")
+        for h in [1, target / 3, target / 2, target] {
+            #expect(try blockID(net, 4, h) == blockID(net, 0, h), "height \(h)")
+        }
+        #expect(
+            try net.admin(4).call("getbalance", .object(["account": .string(recipient)]))["balance"]?.numberValue == 21)
+        // It then follows consensus: same state root as a validator at the same height.
+        let next = height(net, 0) + 5
+        try waitUntil(timeout: 60, "the late node to follow new blocks") { height(net, 4) >= next }
+        try waitUntil(timeout: 30, "equal heights to compare state roots") {
+            let h = height(net, 4)
+            guard h == height(net, 1) else { return false }
+            let a = try status(net, 4)
+            let b = try status(net, 1)
+            return a["committed_height"] == b["committed_height"] && a["commit_state_id"] == b["commit_state_id"]
+        }
+        #expect(try status(net, 4)["syncing"] == .bool(false))
+    }
 }

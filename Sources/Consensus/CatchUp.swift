@@ -1,0 +1,152 @@
+import NodeCrypto
+
+/// Catch-up for a node that is behind (new, restarted after a long time, or on the
+/// losing side of a partition), as a pure state machine. Neighbours report their
+/// committed height (`chainStatus`); when one is more than `lagThreshold` blocks
+/// ahead, the node asks for ranges of committed blocks (`getCommitted`), rotating
+/// over the peers that are ahead, verifies each range against its own chain tip
+/// (`verifyRange`), applies it, and asks again until it has reached the highest
+/// height it heard of. Then consensus takes over again; if the node falls behind
+/// later, the same reports bring it back here.
+///
+/// It takes the local height and the time with every event and returns requests and
+/// penalties; the driver sends, verifies, executes and stores.
+public struct CatchUp: Sendable {
+    public static let maxRangeBlocks: UInt16 = 64
+    /// Blocks behind the best neighbour before the node stops following consensus and
+    /// syncs; smaller gaps are closed by consensus's own fetch of missing ancestors.
+    public static let lagThreshold: UInt64 = 8
+    /// Seconds to wait for a range before asking another peer.
+    public static let requestTimeout: Double = 5
+    /// Seconds a peer that served an invalid range (or none in time) is not asked.
+    public static let exclusion: Double = 60
+
+    public enum Action: Sendable, Equatable {
+        case request(peer: ValidatorID, height: UInt64, count: UInt16)
+        case penalize(peer: ValidatorID, reason: String)
+    }
+
+    public private(set) var peerHeights: [ValidatorID: UInt64] = [:]
+    public private(set) var syncing = false
+    private var inFlight: (peer: ValidatorID, height: UInt64, sentAt: Double)?
+    private var excludedUntil: [ValidatorID: Double] = [:]
+    private var rotation = 0
+
+    public init() {}
+
+    /// The highest committed height a neighbour reported.
+    public var target: UInt64 { peerHeights.values.max() ?? 0 }
+    public var awaiting: (peer: ValidatorID, height: UInt64)? { inFlight.map { ($0.peer, $0.height) } }
+
+    public mutating func statusReceived(
+        from peer: ValidatorID, height: UInt64, localHeight: UInt64, now: Double
+    ) -> [Action] {
+        peerHeights[peer] = height
+        return next(localHeight: localHeight, now: now)
+    }
+
+    /// A peer went away: it can no longer serve.
+    public mutating func peerGone(_ peer: ValidatorID, localHeight: UInt64, now: Double) -> [Action] {
+        peerHeights[peer] = nil
+        if inFlight?.peer == peer { inFlight = nil }
+        return next(localHeight: localHeight, now: now)
+    }
+
+    /// Periodic: a request that took too long goes to another peer.
+    public mutating func tick(localHeight: UInt64, now: Double) -> [Action] {
+        if let pending = inFlight, now - pending.sentAt >= Self.requestTimeout {
+            inFlight = nil
+            excludedUntil[pending.peer] = now + Self.exclusion
+        }
+        return next(localHeight: localHeight, now: now)
+    }
+
+    /// Whether a range is the one awaited (from that peer, starting at that height);
+    /// anything else is dropped unread.
+    public func isAwaited(from peer: ValidatorID, height: UInt64) -> Bool {
+        inFlight?.peer == peer && inFlight?.height == height
+    }
+
+    /// The awaited range verified and was applied.
+    public mutating func applied(localHeight: UInt64, now: Double) -> [Action] {
+        inFlight = nil
+        return next(localHeight: localHeight, now: now)
+    }
+
+    /// The awaited range failed verification: the peer is scored down and left out for
+    /// a while, and another peer is asked.
+    public mutating func failed(reason: String, localHeight: UInt64, now: Double) -> [Action] {
+        guard let pending = inFlight else { return [] }
+        inFlight = nil
+        excludedUntil[pending.peer] = now + Self.exclusion
+        peerHeights[pending.peer] = nil
+        return [.penalize(peer: pending.peer, reason: reason)] + next(localHeight: localHeight, now: now)
+    }
+
+    private mutating func next(localHeight: UInt64, now: Double) -> [Action] {
+        // Start when clearly behind; once syncing, go on until level with the target.
+        syncing = syncing ? target > localHeight : target > localHeight + Self.lagThreshold
+        guard syncing, inFlight == nil else { return [] }
+        let candidates = peerHeights.filter { $0.value > localHeight && (excludedUntil[$0.key] ?? 0) <= now }
+            .keys.sorted { $0.rawRepresentation.lexicographicallyPrecedes($1.rawRepresentation) }
+        guard !candidates.isEmpty else { return [] }
+        // Rotate, so consecutive ranges come from different peers.
+        rotation += 1
+        let peer = candidates[rotation % candidates.count]
+        let count = UInt16(min(UInt64(Self.maxRangeBlocks), peerHeights[peer]! - localHeight))
+        inFlight = (peer, localHeight + 1, now)
+        return [.request(peer: peer, height: localHeight + 1, count: count)]
+    }
+
+    // MARK: Verification
+
+    /// Checks a served range of committed blocks against the local chain tip `trusted`:
+    /// the blocks extend it by hash links, `proof` is a valid commit QC (2-chain) for
+    /// the last one, and executing them reproduces every state id their successors'
+    /// QCs certify and the one the proof commits. One QC's signatures vouch for the
+    /// whole range, since each block's id fixes its parent's. `execute` returns the
+    /// state id after a block, applied on top of the previous one; the driver applies
+    /// the result only when this returns nil. Returns why the range is invalid.
+    public static func verifyRange(
+        _ blocks: [Block], proof: QuorumCert, after trusted: Hash32, config: ConsensusConfig,
+        execute: (Block) -> Hash32
+    ) -> String? {
+        guard let last = blocks.last else { return "empty range" }
+        guard config.isValid(proof) else { return "commit proof is not a valid QC of epoch \(config.epoch)" }
+        guard proof.commitInfo.commitStateID != nil, proof.voteInfo.parentID == last.id,
+            proof.voteInfo.parentRound == last.round, proof.voteInfo.round == last.round + 1
+        else { return "the proof does not commit the last block of the range" }
+        var parent = trusted
+        for block in blocks {
+            guard block.parentID == parent else { return "block \(block.id) does not extend \(parent)" }
+            guard block.epoch == config.epoch else { return "block \(block.id) is from epoch \(block.epoch)" }
+            parent = block.id
+        }
+        for (i, block) in blocks.enumerated() {
+            let state = execute(block)
+            let certified =
+                i + 1 < blocks.count ? blocks[i + 1].qc.voteInfo.execStateID : proof.commitInfo.commitStateID
+            guard state == certified else {
+                return
+                    "executing block \(block.id) gives state \(state), the chain certifies \(certified?.description ?? "none")"
+            }
+        }
+        return nil
+    }
+}
+
+extension ConsensusConfig {
+    /// A QC of this epoch whose vote-info hash matches, whose signers are distinct
+    /// validators with quorum power, and whose every signature verifies.
+    public func isValid(_ qc: QuorumCert) -> Bool {
+        guard qc.voteInfo.epoch == epoch, qc.commitInfo.epoch == epoch, qc.commitInfo.round == qc.voteInfo.round,
+            qc.commitInfo.voteInfoHash == qc.voteInfo.hash, !qc.isGenesis
+        else { return false }
+        let signers = qc.signatures.map(\.signer)
+        guard Set(signers).count == signers.count, signers.allSatisfy(validators.contains),
+            validators.power(of: signers) >= validators.quorumPower
+        else { return false }
+        let message = SigningDomain(chainID: chainID).message("vote", epoch: epoch, qc.commitInfo.bytes)
+        return qc.signatures.allSatisfy { $0.signer.isValidSignature($0.signature, for: message) }
+    }
+}

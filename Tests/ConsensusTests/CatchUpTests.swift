@@ -1,0 +1,123 @@
+import Consensus
+import NodeCrypto
+import Testing
+
+/// Ranges of committed blocks taken from a simulated run (real blocks, QCs and
+/// signatures), checked the way a node that is behind checks what a peer serves.
+@Suite("Catch-up: range verification and the request state machine")
+struct CatchUpTests {
+    /// The simulator's execution: the state after a block hashes the parent state and the payload.
+    static func execute(_ parent: Hash32, _ block: Block) -> Hash32 {
+        var bytes = parent.bytes
+        for tx in block.payload { bytes += BLAKE2b.hash256(tx) }
+        return Hash32.of(bytes)
+    }
+
+    /// A committed chain from genesis, and a commit proof for block `i` (the QC its
+    /// grandchild carries, which commits it when the rounds are consecutive).
+    static func chain() -> (sim: Simulator, blocks: [Block]) {
+        var sim = Simulator(seed: 11, validators: 4)
+        sim.start()
+        sim.run(until: 3)
+        let node = sim.nodes[0]
+        let blocks = node.committed.compactMap { node.disk.committedBlocks[$0] }
+        return (sim, blocks)
+    }
+
+    func verify(
+        _ sim: Simulator, _ blocks: ArraySlice<Block>, proof: QuorumCert, after: Hash32, state: Hash32,
+        tamper: Bool = false
+    ) -> String? {
+        var current = state
+        return CatchUp.verifyRange(Array(blocks), proof: proof, after: after, config: sim.config) { block in
+            current = Self.execute(current, block)
+            return tamper ? Hash32.of(current.bytes) : current
+        }
+    }
+
+    @Test("a valid range from genesis verifies; state ids chain through every QC")
+    func validRange() throws {
+        let (sim, blocks) = Self.chain()
+        try #require(blocks.count >= 30)
+        let proof = blocks[21].qc
+        try #require(proof.voteInfo.parentID == blocks[19].id && proof.commitInfo.commitStateID != nil)
+        #expect(
+            verify(
+                sim, blocks[0..<20], proof: proof, after: sim.config.genesisBlockID, state: sim.config.genesisStateID)
+                == nil)
+        // The next range starts from the verified tip.
+        var state = sim.config.genesisStateID
+        for block in blocks[0..<20] { state = Self.execute(state, block) }
+        #expect(verify(sim, blocks[20..<25], proof: blocks[26].qc, after: blocks[19].id, state: state) == nil)
+    }
+
+    @Test("gaps, foreign tips, wrong state, unsigned or non-committing proofs are refused")
+    func invalidRanges() throws {
+        let (sim, blocks) = Self.chain()
+        try #require(blocks.count >= 30)
+        let genesis = (id: sim.config.genesisBlockID, state: sim.config.genesisStateID)
+        let proof = blocks[11].qc
+        // A gap: block 5 left out.
+        let gap = Array(blocks[0..<5]) + Array(blocks[6..<10])
+        #expect(
+            verify(sim, gap[...], proof: proof, after: genesis.id, state: genesis.state)?.contains("extend") == true)
+        // Not built on this node's tip.
+        #expect(verify(sim, blocks[1..<10], proof: proof, after: genesis.id, state: genesis.state) != nil)
+        // Execution that disagrees with the certified state ids.
+        #expect(
+            verify(sim, blocks[0..<10], proof: proof, after: genesis.id, state: genesis.state, tamper: true)?.contains(
+                "certifies") == true)
+        // A proof for another block.
+        #expect(verify(sim, blocks[0..<10], proof: blocks[12].qc, after: genesis.id, state: genesis.state) != nil)
+        // A proof with a forged signature.
+        var signatures = proof.signatures
+        let forged = Ed25519.PrivateKey().signature(for: [1, 2, 3])
+        signatures[0] = SignerSignature(signer: signatures[0].signer, signature: forged)
+        let bad = QuorumCert(voteInfo: proof.voteInfo, commitInfo: proof.commitInfo, signatures: signatures)
+        #expect(
+            verify(sim, blocks[0..<10], proof: bad, after: genesis.id, state: genesis.state)?.contains("valid QC")
+                == true)
+        // Too few signers.
+        let thin = QuorumCert(
+            voteInfo: proof.voteInfo, commitInfo: proof.commitInfo, signatures: Array(proof.signatures.prefix(2)))
+        #expect(verify(sim, blocks[0..<10], proof: thin, after: genesis.id, state: genesis.state) != nil)
+        #expect(verify(sim, [], proof: proof, after: genesis.id, state: genesis.state) == "empty range")
+    }
+
+    @Test("requests rotate over peers that are ahead; timeouts and bad ranges move to another peer")
+    func stateMachine() {
+        let a = Ed25519.PrivateKey().publicKey
+        let b = Ed25519.PrivateKey().publicKey
+        var catchUp = CatchUp()
+        // A small lag is left to consensus.
+        #expect(catchUp.statusReceived(from: a, height: 5, localHeight: 0, now: 0).isEmpty)
+        #expect(!catchUp.syncing)
+        // A large one starts catch-up from the next height.
+        let first = catchUp.statusReceived(from: a, height: 500, localHeight: 0, now: 1)
+        #expect(catchUp.syncing)
+        #expect(first == [.request(peer: a, height: 1, count: CatchUp.maxRangeBlocks)])
+        #expect(catchUp.statusReceived(from: b, height: 520, localHeight: 0, now: 1).isEmpty, "one request at a time")
+        #expect(catchUp.isAwaited(from: a, height: 1) && !catchUp.isAwaited(from: b, height: 1))
+        // Applied: the next range, from the other peer.
+        let second = catchUp.applied(localHeight: 64, now: 2)
+        guard case .request(let p2, 65, _)? = second.first else {
+            Issue.record("expected a request at 65, got \(second)")
+            return
+        }
+        // Times out: another peer is asked.
+        let retry = catchUp.tick(localHeight: 64, now: 2 + CatchUp.requestTimeout)
+        guard case .request(let p3, 65, _)? = retry.first else {
+            Issue.record("expected a retry at 65, got \(retry)")
+            return
+        }
+        #expect(p3 != p2)
+        #expect(Set([p2, p3]) == Set([a, b]), "ranges come from both peers")
+        // A bad range: penalty, the peer is dropped; with nobody left, no request.
+        let bad = catchUp.failed(reason: "bad", localHeight: 64, now: 8)
+        #expect(bad.first == .penalize(peer: p3, reason: "bad"))
+        #expect(bad.count == 1, "the only other peer is excluded after its timeout")
+        // Level with the target: back to consensus.
+        _ = catchUp.statusReceived(from: p3, height: 520, localHeight: 520, now: 100)
+        #expect(!catchUp.syncing)
+    }
+}
