@@ -3,8 +3,10 @@
 # N node directories with keys and configs, starts every node with a bootstrap file
 # that lists only node0 (the rest is found by peer exchange), shows a live status
 # line per node, and stops everything cleanly on Ctrl-C or after --duration.
+# The first M nodes are validators (default: all); the others are full nodes that
+# follow and verify the chain without voting.
 #
-#   scripts/testnet.sh [--nodes N] [--dir DIR] [--duration SECONDS] [--base-port PORT]
+#   scripts/testnet.sh [--nodes N] [--validators M] [--dir DIR] [--duration SECONDS] [--base-port PORT]
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -13,12 +15,13 @@ DIR="$ROOT/testnet"
 DURATION=0
 BASE_PORT=26656
 usage() {
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 while [ $# -gt 0 ]; do
     case "$1" in
         --nodes) NODES=${2:?--nodes needs a number}; shift 2 ;;
+        --validators) VALIDATORS=${2:?--validators needs a number}; shift 2 ;;
         --dir) DIR=${2:?--dir needs a path}; shift 2 ;;
         --duration) DURATION=${2:?--duration needs seconds}; shift 2 ;;
         --base-port) BASE_PORT=${2:?--base-port needs a port}; shift 2 ;;
@@ -27,6 +30,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 [[ "$NODES" =~ ^[0-9]+$ ]] && [ "$NODES" -ge 1 ] && [ "$NODES" -le 64 ] || { echo "--nodes must be 1…64" >&2; exit 2; }
+VALIDATORS=${VALIDATORS:-$NODES}
+[[ "$VALIDATORS" =~ ^[0-9]+$ ]] && [ "$VALIDATORS" -ge 1 ] && [ "$VALIDATORS" -le "$NODES" ] ||
+    { echo "--validators must be 1…--nodes" >&2; exit 2; }
 [[ "$DURATION" =~ ^[0-9]+$ ]] || { echo "--duration must be whole seconds" >&2; exit 2; }
 [[ "$BASE_PORT" =~ ^[0-9]+$ ]] && [ $((BASE_PORT + NODES)) -le 65535 ] || { echo "--base-port out of range" >&2; exit 2; }
 
@@ -48,7 +54,7 @@ BIN="$ROOT/.build/release/p2pnode"
 
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
-echo "==> preparing $NODES nodes in $DIR"
+echo "==> preparing $NODES nodes ($VALIDATORS validators) in $DIR"
 for i in $(seq 0 $((NODES - 1))); do
     node="$DIR/node$i"
     if [ ! -f "$node/node_key.json" ]; then
@@ -69,9 +75,9 @@ max_connections_per_ip = 64
 address_refresh_interval = 5
 TOML
 done
-# Every node is a validator; node0's account is funded for demo transfers.
+# Nodes 0…M-1 are validators; node0's account is funded for demo transfers.
 : >"$DIR/validators.txt"
-for i in $(seq 0 $((NODES - 1))); do
+for i in $(seq 0 $((VALIDATORS - 1))); do
     python3 - "$DIR/node$i" >>"$DIR/validators.txt" <<'PY'
 import json, sys
 d = sys.argv[1]
@@ -139,8 +145,10 @@ for i in range(count):
     committed = status.get("committed_transactions", 0)
     current[str(i)] = committed
     rate = max(0, committed - previous.get(str(i), committed)) / interval
-    print(f"node{i}  {info['listen']:<16} id {info['node_id'][:12]}…  peers {info['connections']:>2}  "
-          f"height {status['committed_height']:>6}  round {status['round']:>6}  "
+    role = "val " if status.get("validator", True) else "full"
+    sync = f"sync→{status.get('sync_target', 0)}" if status.get("syncing") else ""
+    print(f"node{i} {role} {info['listen']:<16} id {info['node_id'][:12]}…  peers {info['connections']:>2}  "
+          f"height {status['committed_height']:>6}{sync:>11}  round {status['round']:>6}  "
           f"state {status['commit_state_id'][:8]}  txs {mempool['count']:>6}  {rate:7.1f} tx/s  "
           f"sent {size(totals['total_bytes_sent']):>9}  recv {size(totals['total_bytes_recv']):>9}")
 json.dump(current, open(memo, "w"))

@@ -277,7 +277,21 @@ struct ConsensusHost {
     /// Answers `getCommitted`: blocks from `height` on, ending where a stored commit QC
     /// commits the last of them, within the message budget.
     private func serveRange(from height: UInt64, count: UInt16, to peer: ValidatorID) throws -> [NetworkAction] {
-        guard height >= 1, height <= committedHeight else { return [] }
+        guard height >= 1, height <= committedHeight,
+            let range = try Self.committedRange(store: store, from: height, count: count)
+        else { return [] }
+        let message = ConsensusMessage.committedRange(height: height, blocks: range.blocks, proof: range.proof)
+        return [.send(to: peer, message.encoded(), floodIfUnreachable: false)]
+    }
+
+    /// Up to about `count` stored committed blocks from `height` on, cut where a stored
+    /// commit QC commits the last of them, within the message budget; nil when no such
+    /// cut exists.
+    static func committedRange(
+        store: ConsensusStore, from height: UInt64, count: UInt16
+    ) throws -> (
+        blocks: [Block], proof: QuorumCert
+    )? {
         var blocks: [Block] = []
         var bytes = 0
         var end: (count: Int, proof: QuorumCert)?
@@ -287,17 +301,15 @@ struct ConsensusHost {
                 break
             }
             bytes += stored.block.count
-            if bytes > Self.rangeBudget { break }
+            if bytes > rangeBudget || blocks.count >= Int(CatchUp.maxRangeBlocks) { break }
             blocks.append(block)
             if qc.voteInfo.parentID == block.id {
                 end = (blocks.count, qc)
                 if blocks.count >= Int(count) { break }
             }
         }
-        guard let end else { return [] }
-        let message = ConsensusMessage.committedRange(
-            height: height, blocks: Array(blocks.prefix(end.count)), proof: end.proof)
-        return [.send(to: peer, message.encoded(), floodIfUnreachable: false)]
+        guard let end else { return nil }
+        return (Array(blocks.prefix(end.count)), end.proof)
     }
 
     /// Bytes of blocks in one range answer: under the gossip layer's 4 MiB message limit.

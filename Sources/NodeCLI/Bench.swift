@@ -6,7 +6,7 @@ import NodeCrypto
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure this machine's bounds (run a release build: swift run -c release).",
-        subcommands: [CryptoBench.self, TransportBench.self, LedgerBench.self]
+        subcommands: [CryptoBench.self, TransportBench.self, LedgerBench.self, CatchUpBench.self]
     )
 }
 
@@ -181,5 +181,46 @@ struct LedgerBench: AsyncParsableCommand {
         line("Ed25519 verify (the bound)", r.ed25519VerifyPerSecond)
         line("decode + verify + insert into the DAG", r.insertPerSecond)
         line("… + SQLite store (WAL, fsync per 100)", r.insertAndStorePerSecond)
+    }
+}
+
+struct CatchUpBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "catchup",
+        abstract: "Catch-up speed (verify and execute served ranges) next to plain execution, from a node's store.",
+        discussion: """
+            Reads DIR/consensus.sqlite of a node that has committed blocks (e.g. testnet/node0 after \
+            scripts/load.sh) and replays the chain from genesis as a node that is behind would. One core; \
+            the network is left out.
+            """
+    )
+
+    @Option(name: .customLong("data-dir"), help: "Data directory of a node with committed blocks.")
+    var dataDir: String
+
+    @Option(help: "The chain's genesis file.")
+    var genesis: String
+
+    func run() async throws {
+        #if DEBUG
+            print("warning: debug build; figures are not representative (use swift run -c release)")
+        #endif
+        let r: CatchUpBenchmark.Result
+        do {
+            let g = try Genesis.load(try Data(contentsOf: URL(fileURLWithPath: genesis)), source: genesis)
+            r = try CatchUpBenchmark.run(
+                store: URL(fileURLWithPath: dataDir).appendingPathComponent("consensus.sqlite").path, genesis: g)
+        } catch {
+            throw CLIError("\(error)")
+        }
+        func rates(_ seconds: Double) -> String {
+            String(
+                format: "%9.0f blocks/s %9.0f tx/s", Double(r.blocks) / max(seconds, 1e-9),
+                Double(r.transactions) / max(seconds, 1e-9))
+        }
+        print("chain: \(r.blocks) blocks, \(r.transactions) transactions; one core")
+        print("catch-up (verify ranges + every signature + execute)  " + rates(r.catchUpSeconds))
+        print("execution alone (signatures already checked)          " + rates(r.executeSeconds))
+        print(String(format: "Ed25519 verify (the bound for catch-up tx/s)         %9.0f /s", r.ed25519VerifyPerSecond))
     }
 }
