@@ -20,6 +20,8 @@ struct Simulator {
         var committedState: Hash32
         /// The committed chain, as the node's ledger store would keep it.
         var committedBlocks: [Hash32: Block] = [:]
+        /// The QC that committed each block (what a catch-up range is proven by).
+        var commitProofs: [Hash32: QuorumCert] = [:]
     }
 
     struct Node {
@@ -31,11 +33,16 @@ struct Simulator {
         /// Committed block ids in order.
         var committed: [Hash32] = []
         var silentLeader = false
+        var catchUp = CatchUp()
+        /// Blocks applied through catch-up ranges.
+        var caughtUp = 0
     }
 
     enum Event {
         case deliver(to: Int, from: Int, ConsensusMessage)
         case timer(node: Int, round: Round, incarnation: Int)
+        /// Catch-up: report the committed height to everyone, and retry slow requests.
+        case status(node: Int, incarnation: Int)
     }
 
     /// Ordered by (time, seq): events at the same instant run in scheduling order,
@@ -76,6 +83,11 @@ struct Simulator {
     /// Crash a node right after its n-th safety write, before anything that follows it is sent.
     var crashAfterSafetyWrite: (node: Int, count: Int)?
     var safetyWrites: [Int: Int] = [:]
+    /// Run the catch-up protocol (the node driver's part of it) alongside consensus.
+    var catchUpEnabled = false
+    var catchUpPenalties = 0
+    /// Nodes that serve tampered catch-up ranges (a transaction swapped in the first block).
+    var corruptServers: Set<Int> = []
 
     init(seed: UInt64, validators count: Int, twins: [Int] = [], leaderElection: LeaderElection = .roundRobin) {
         rng = SimRNG(state: seed)
@@ -100,7 +112,10 @@ struct Simulator {
     var validatorCount: Int { config.validators.validators.count }
 
     mutating func start() {
-        for i in nodes.indices { apply(i, nodes[i].core.start()) }
+        for i in nodes.indices {
+            apply(i, nodes[i].core.start())
+            if catchUpEnabled { schedule(1, .status(node: i, incarnation: nodes[i].incarnation)) }
+        }
     }
 
     mutating func schedule(_ delay: Double, _ event: Event) {
@@ -213,7 +228,7 @@ struct Simulator {
 
     /// I1 and I3: committed sequences are prefixes of one another, and every commit
     /// is justified by a valid 2-chain QC.
-    mutating func checkCommit(_ i: Int, _ chain: [Block], _ qc: QuorumCert) {
+    mutating func checkCommit(_ i: Int, _ chain: [Block], _ qc: QuorumCert, verifiedState: Hash32? = nil) {
         guard let last = chain.last else { return }
         if qc.voteInfo.parentID != last.id || qc.voteInfo.parentRound + 1 != qc.voteInfo.round
             || qc.commitInfo.commitStateID == nil
@@ -231,6 +246,7 @@ struct Simulator {
             let height = nodes[i].committed.count
             nodes[i].committed.append(block.id)
             nodes[i].disk.committedBlocks[block.id] = block
+            nodes[i].disk.commitProofs[block.id] = qc
             nodes[i].disk.committedID = block.id
             nodes[i].disk.committedRound = block.round
             if height < canonical.count {
@@ -239,8 +255,12 @@ struct Simulator {
                 canonical.append(block.id)
             }
         }
-        nodes[i].disk.committedState = nodes[i].core.stateID(of: last.id) ?? nodes[i].disk.committedState
-        commitLag.append(nodes[i].core.currentRound - last.round)
+        if let verifiedState {
+            nodes[i].disk.committedState = verifiedState
+        } else {
+            nodes[i].disk.committedState = nodes[i].core.stateID(of: last.id) ?? nodes[i].disk.committedState
+            commitLag.append(nodes[i].core.currentRound - last.round)
+        }
         for id in nodes[i].disk.blocks.keys where (nodes[i].disk.blocks[id]?.round ?? 0) <= last.round {
             nodes[i].disk.blocks[id] = nil
         }
@@ -295,8 +315,10 @@ struct Simulator {
             committedStateID: disk.committedState,
             recentCommitted: nodes[i].committed.suffix(200).compactMap { disk.committedBlocks[$0] })
         nodes[i].core = ConsensusCore(config: config, key: nodes[i].key, recovered: recovered)
+        nodes[i].catchUp = CatchUp()
         nodes[i].alive = true
         apply(i, nodes[i].core.start())
+        if catchUpEnabled { schedule(0.1, .status(node: i, incarnation: nodes[i].incarnation)) }
     }
 
     // MARK: Running
@@ -309,7 +331,21 @@ struct Simulator {
             case .deliver(let to, let from, let message):
                 guard nodes[to].alive else { continue }
                 let sender = nodes[from].key.publicKey
-                apply(to, nodes[to].core.receive(message, from: sender))
+                switch message {
+                case .chainStatus, .getCommitted, .committedRange: catchUpReceived(to, from: from, message)
+                default:
+                    // While catching up, live traffic waits (as in the node).
+                    if nodes[to].catchUp.syncing { continue }
+                    apply(to, nodes[to].core.receive(message, from: sender))
+                }
+            case .status(let node, let incarnation):
+                guard nodes[node].alive, nodes[node].incarnation == incarnation else { continue }
+                let status = ConsensusMessage.chainStatus(
+                    height: UInt64(nodes[node].committed.count), round: nodes[node].disk.committedRound)
+                for j in nodes.indices where j != node { send(status, from: node, to: j) }
+                let height = UInt64(nodes[node].committed.count)
+                drive(node) { [now] in $0.tick(localHeight: height, now: now) }
+                schedule(1, .status(node: node, incarnation: incarnation))
             case .timer(let node, let round, let incarnation):
                 guard nodes[node].alive, nodes[node].incarnation == incarnation else { continue }
                 apply(node, nodes[node].core.timeoutFired(round: round))
@@ -321,4 +357,83 @@ struct Simulator {
     var honestIndices: [Int] { nodes.indices.filter { !byzantine.contains(nodes[$0].key.publicKey) } }
     func committedCount(_ i: Int) -> Int { nodes[i].committed.count }
     var minHonestCommits: Int { honestIndices.filter { nodes[$0].alive }.map { nodes[$0].committed.count }.min() ?? 0 }
+
+    // MARK: Catch-up (what ConsensusHost does in the node)
+
+    mutating func catchUpReceived(_ i: Int, from j: Int, _ message: ConsensusMessage) {
+        let peer = nodes[j].key.publicKey
+        let height = UInt64(nodes[i].committed.count)
+        switch message {
+        case .chainStatus(let reported, _):
+            drive(i) { [now] in $0.statusReceived(from: peer, height: reported, localHeight: height, now: now) }
+        case .getCommitted(let from, let count):
+            let ids = nodes[i].committed
+            guard from >= 1, from <= UInt64(ids.count) else { return }
+            var blocks: [Block] = []
+            var cut: (Int, QuorumCert)?
+            for id in ids[Int(from - 1)..<min(ids.count, Int(from - 1) + Int(count))] {
+                guard let block = nodes[i].disk.committedBlocks[id], let proof = nodes[i].disk.commitProofs[id] else {
+                    break
+                }
+                blocks.append(block)
+                if proof.voteInfo.parentID == block.id { cut = (blocks.count, proof) }
+            }
+            guard let (n, proof) = cut else { return }
+            var served = Array(blocks.prefix(n))
+            if corruptServers.contains(i) {
+                let b = served[0]
+                served[0] = Block(epoch: b.epoch, round: b.round, author: b.author, payload: [[0xBA, 0xD0]], qc: b.qc)
+            }
+            send(.committedRange(height: from, blocks: served, proof: proof), from: i, to: j)
+        case .committedRange(let from, let blocks, let proof):
+            guard nodes[i].catchUp.isAwaited(from: peer, height: from) else { return }
+            guard from == height + 1 else {
+                drive(i) { [now] in $0.applied(localHeight: height, now: now) }
+                return
+            }
+            var state = nodes[i].disk.committedState
+            let problem = CatchUp.verifyRange(blocks, proof: proof, after: nodes[i].disk.committedID, config: config) {
+                var bytes = state.bytes
+                for tx in $0.payload { bytes += BLAKE2b.hash256(tx) }
+                state = Hash32.of(bytes)
+                return state
+            }
+            if let problem {
+                drive(i) { [now] in $0.failed(reason: problem, localHeight: height, now: now) }
+                return
+            }
+            // Recorded like a commit, so the agreement oracle checks these blocks too.
+            checkCommit(i, blocks, proof, verifiedState: state)
+            nodes[i].caughtUp += blocks.count
+            let last = blocks[blocks.count - 1]
+            nodes[i].core = ConsensusCore(
+                config: config, key: nodes[i].key,
+                recovered: RecoveredState(
+                    safety: nodes[i].disk.safety ?? SafetyState(epoch: config.epoch), blocks: [],
+                    committedBlockID: last.id, committedRound: last.round, committedStateID: state,
+                    recentCommitted: nodes[i].committed.suffix(200).compactMap { nodes[i].disk.committedBlocks[$0] }))
+            let newHeight = UInt64(nodes[i].committed.count)
+            drive(i) { [now] in $0.applied(localHeight: newHeight, now: now) }
+        default:
+            break
+        }
+    }
+
+    /// Runs one catch-up step for node i, sends what it asks for, and restarts the
+    /// core's rounds when catch-up has just finished.
+    mutating func drive(_ i: Int, _ step: (inout CatchUp) -> [CatchUp.Action]) {
+        let wasSyncing = nodes[i].catchUp.syncing
+        let actions = step(&nodes[i].catchUp)
+        for action in actions {
+            switch action {
+            case .request(let peer, let height, let count):
+                for j in nodes(of: peer) where j != i {
+                    send(.getCommitted(height: height, count: count), from: i, to: j)
+                }
+            case .penalize:
+                catchUpPenalties += 1
+            }
+        }
+        if wasSyncing && !nodes[i].catchUp.syncing { apply(i, nodes[i].core.start()) }
+    }
 }
