@@ -78,6 +78,33 @@ struct SafetyAndCodecTests {
         #expect(weighted.quorumPower == 9, "more than two thirds of 12")
     }
 
+    @Test("messages from another epoch are ignored: no vote, no commit, no round change, not forwarded")
+    func oldEpochIgnored() {
+        var sim = Simulator(seed: 9, validators: 4)
+        sim.keepSamples = true
+        sim.start()
+        sim.run(until: 10)
+        var next = sim.config
+        next.epoch = 2
+        var core = ConsensusCore(config: next, key: sim.nodes[1].key)
+        _ = core.start()
+        let round = core.currentRound
+        for message in sim.samples {
+            #expect(!core.isAuthentic(message), "an epoch-1 message is not forwarded in epoch 2")
+            let signer = message.signer ?? sim.config.validators.validators[0].id
+            let actions = core.receive(message, from: signer)
+            #expect(
+                !actions.contains {
+                    switch $0 {
+                    case .persistSafety, .commit, .broadcast, .execute: true
+                    default: false
+                    }
+                }, "\(actions)")
+        }
+        #expect(core.currentRound == round)
+        #expect(core.committedRound == 0)
+    }
+
     @Test("every message of a simulated run round-trips the codec; corrupt input is a typed error")
     func codecRoundTrip() throws {
         var sim = Simulator(seed: 5, validators: 4)
