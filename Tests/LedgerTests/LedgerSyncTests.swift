@@ -2,20 +2,23 @@ import Ledger
 import NodeCrypto
 import Testing
 
+/// n data transactions by one author, each naming the previous one.
+func dataChain(_ n: Int, author: Ed25519.PrivateKey) -> [Transaction] {
+    var out: [Transaction] = []
+    for seq in 1...UInt64(n) {
+        out.append(
+            Transaction(
+                chainID: "c", author: author, seq: seq, fee: 0, payload: .data([UInt8(seq & 0xff)]),
+                predecessors: out.last.map { [$0.id] } ?? []))
+    }
+    return out
+}
+
 @Suite("Anti-entropy: heads decide what is fetched")
 struct LedgerSyncTests {
     let author = Ed25519.PrivateKey()
 
-    func chain(_ n: Int) -> [Transaction] {
-        var out: [Transaction] = []
-        for seq in 1...UInt64(n) {
-            out.append(
-                Transaction(
-                    chainID: "c", author: author, seq: seq, fee: 0, payload: .data([UInt8(seq & 0xff)]),
-                    predecessors: out.last.map { [$0.id] } ?? []))
-        }
-        return out
-    }
+    func chain(_ n: Int) -> [Transaction] { dataChain(n, author: author) }
 
     func sync(_ txs: ArraySlice<Transaction>) -> LedgerSync {
         var dag = TransactionDAG(chainID: "c")
@@ -72,16 +75,7 @@ struct LedgerSyncTests {
 struct LedgerBatchGossipTests {
     let author = Ed25519.PrivateKey()
 
-    func chain(_ n: Int) -> [Transaction] {
-        var out: [Transaction] = []
-        for seq in 1...UInt64(n) {
-            out.append(
-                Transaction(
-                    chainID: "c", author: author, seq: seq, fee: 0, payload: .data([UInt8(seq & 0xff)]),
-                    predecessors: out.last.map { [$0.id] } ?? []))
-        }
-        return out
-    }
+    func chain(_ n: Int) -> [Transaction] { dataChain(n, author: author) }
 
     @Test("submissions leave in one batch that a peer accepts whole; a repeat is ignored")
     func submitAndReceive() throws {

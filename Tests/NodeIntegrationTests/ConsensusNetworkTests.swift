@@ -14,25 +14,44 @@ struct ConsensusNetworkTests {
         try net.admin(i).call("getblock", .object(["height": .int(h)]))["block_id"]?.stringValue
     }
 
-    @Test("4 validators commit transfers and agree on every block; kill -9 of one: the rest go on, it rejoins")
-    func commitAgreeCrashRejoin() throws {
-        // Each suite has its own port range, so suites running in parallel never collide.
-        let net = try LocalTestnet(nodes: 4, basePort: 28_600 + Int.random(in: 0..<40) * 10)
-        defer { net.shutdown() }
-        let funder = try KeyStore(directory: net.dataDir(0)).load()
-        try net.enableConsensus(validators: 4, balances: [funder.nodeID: 1_000_000])
-        for i in 0..<4 { try net.start(i) }
-        for i in 0..<4 { try net.waitReady(i) }
-        try waitUntil(timeout: 60, "every validator to commit 5 blocks") { (0..<4).allSatisfy { height(net, $0) >= 5 } }
+    /// `nodes` nodes in one genesis, the first 4 validators (node 0's account funded),
+    /// the validators started. Each suite has its own port range, so suites running in
+    /// parallel never collide.
+    func startValidators(nodes: Int) throws -> LocalTestnet {
+        let net = try LocalTestnet(nodes: nodes, basePort: 28_600 + Int.random(in: 0..<40) * 10)
+        do {
+            let funder = try KeyStore(directory: net.dataDir(0)).load()
+            try net.enableConsensus(validators: 4, balances: [funder.nodeID: 1_000_000])
+            for i in 0..<4 { try net.start(i) }
+            for i in 0..<4 { try net.waitReady(i) }
+            return net
+        } catch {
+            net.shutdown()
+            throw error
+        }
+    }
 
-        // Signed transfers go through the DAG into blocks and execute everywhere alike.
+    /// `count` transfers of `amount` (fee 1) from node 0's account to a new account, through the CLI.
+    func sendTransfers(_ net: LocalTestnet, count: Int, amount: Int) throws -> String {
         let recipient = Ed25519.PrivateKey().publicKey.hex
-        for _ in 0..<5 {
+        for _ in 0..<count {
             let sent = try net.cli([
-                "tx", "send", "--data-dir", net.dataDir(0).path, "--to", recipient, "--amount", "100", "--fee", "1",
+                "tx", "send", "--data-dir", net.dataDir(0).path, "--to", recipient, "--amount", "\(amount)", "--fee",
+                "1",
             ])
             #expect(sent.status == 0, "\(sent.output)")
         }
+        return recipient
+    }
+
+    @Test("4 validators commit transfers and agree on every block; kill -9 of one: the rest go on, it rejoins")
+    func commitAgreeCrashRejoin() throws {
+        let net = try startValidators(nodes: 4)
+        defer { net.shutdown() }
+        try waitUntil(timeout: 60, "every validator to commit 5 blocks") { (0..<4).allSatisfy { height(net, $0) >= 5 } }
+
+        // Signed transfers go through the DAG into blocks and execute everywhere alike.
+        let recipient = try sendTransfers(net, count: 5, amount: 100)
         try waitUntil(timeout: 60, "the transfers to execute on every node") {
             try (0..<4).allSatisfy {
                 try net.admin($0).call("getbalance", .object(["account": .string(recipient)]))["balance"]?.numberValue
@@ -84,19 +103,9 @@ struct ConsensusNetworkTests {
 
     @Test("a full node started late syncs the committed chain by ranges, reaches the same state root, then follows")
     func lateFullNodeCatchesUp() throws {
-        let net = try LocalTestnet(nodes: 5, basePort: 28_600 + Int.random(in: 0..<40) * 10)
+        let net = try startValidators(nodes: 5)
         defer { net.shutdown() }
-        let funder = try KeyStore(directory: net.dataDir(0)).load()
-        try net.enableConsensus(validators: 4, balances: [funder.nodeID: 1_000_000])
-        for i in 0..<4 { try net.start(i) }
-        for i in 0..<4 { try net.waitReady(i) }
-        let recipient = Ed25519.PrivateKey().publicKey.hex
-        for _ in 0..<3 {
-            let sent = try net.cli([
-                "tx", "send", "--data-dir", net.dataDir(0).path, "--to", recipient, "--amount", "7", "--fee", "1",
-            ])
-            #expect(sent.status == 0, "\(sent.output)")
-        }
+        let recipient = try sendTransfers(net, count: 3, amount: 7)
         try waitUntil(timeout: 90, "the validators to commit 40 blocks") {
             (0..<4).allSatisfy { height(net, $0) >= 40 }
         }
