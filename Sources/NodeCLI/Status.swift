@@ -39,7 +39,12 @@ struct Status: AsyncParsableCommand {
             ("committed block", text(status["committed_block_id"])),
             ("commit state id", text(status["commit_state_id"])),
             ("highest QC round", text(status["highest_qc_round"])),
-            ("syncing", text(status["syncing"])),
+            (
+                "syncing",
+                status["syncing"] == .bool(true)
+                    ? "yes, to height \(text(status["sync_target"]))"
+                    : "no (best neighbour height \(text(status["sync_target"])))"
+            ),
             ("peers", text(info["connections"])),
             ("DAG transactions", text(mempool["count"])),
         ]
