@@ -38,13 +38,17 @@ OUT="$ROOT/.build/test-output.log"
 swift test --skip-build 2>&1 | tee "$OUT"
 status=${PIPESTATUS[0]}
 
-# Swift Testing prints one "✔ Test NAME passed" / "✘ Test NAME failed" line per
-# test (a parameterised test counts once); the "Test run" line is the summary.
-passed=$(grep -E '^✔ Test ' "$OUT" | grep -vc '^✔ Test run with' || true)
-failed=$(grep -E '^✘ Test ' "$OUT" | grep -v '^✘ Test run with' | grep -Ec ' failed after [0-9.]+ seconds' || true)
+# Swift Testing ends with "Test run with N tests in M suites passed|failed…", and
+# prints "✘ Test NAME … failed after S seconds" per failing test (a parameterised
+# test counts once). Parallel tests can interleave lines, so these are matched
+# anywhere in a line, not only at its start.
+total=$(grep -oE 'Test run with [0-9]+ tests?' "$OUT" | tail -1 | grep -oE '[0-9]+' || echo 0)
+failed=$(grep -oE '✘ Test .* failed after [0-9.]+ seconds' "$OUT" | grep -vc '✘ Test run with' || true)
+skipped=$(grep -oE '➜ Test .* skipped' "$OUT" | grep -c . || true)
+passed=$(( total > failed + skipped ? total - failed - skipped : 0 ))
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
     failed=1  # the runner itself failed (crash, build error): never report success
 fi
 echo
-echo "${passed} passed, ${failed} failed"
+echo "${passed} passed, ${failed} failed$([ "$skipped" -gt 0 ] && echo " ($skipped skipped: scripts/sim-campaign.sh runs the seed campaign)")"
 [ "$status" -eq 0 ] && [ "$failed" -eq 0 ]
