@@ -41,6 +41,9 @@ public struct CatchUp: Sendable {
     public mutating func statusReceived(
         from peer: ValidatorID, height: UInt64, localHeight: UInt64, now: Double
     ) -> [Action] {
+        // A peer left out (it did not serve what it claimed) cannot set the target
+        // meanwhile: a false height would otherwise keep the node out of consensus.
+        if let until = excludedUntil[peer], until > now { return next(localHeight: localHeight, now: now) }
         peerHeights[peer] = height
         return next(localHeight: localHeight, now: now)
     }
@@ -57,6 +60,7 @@ public struct CatchUp: Sendable {
         if let pending = inFlight, now - pending.sentAt >= Self.requestTimeout {
             inFlight = nil
             excludedUntil[pending.peer] = now + Self.exclusion
+            peerHeights[pending.peer] = nil
         }
         return next(localHeight: localHeight, now: now)
     }

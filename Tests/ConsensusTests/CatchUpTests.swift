@@ -120,4 +120,23 @@ struct CatchUpTests {
         _ = catchUp.statusReceived(from: p3, height: 520, localHeight: 520, now: 100)
         #expect(!catchUp.syncing)
     }
+
+    @Test("a peer that claims a height it cannot serve is left out, and the node goes back to consensus")
+    func falseHeight() {
+        let liar = Ed25519.PrivateKey().publicKey
+        let honest = Ed25519.PrivateKey().publicKey
+        var catchUp = CatchUp()
+        _ = catchUp.statusReceived(from: honest, height: 100, localHeight: 100, now: 0)
+        #expect(catchUp.statusReceived(from: liar, height: .max, localHeight: 100, now: 0).count == 1)
+        #expect(catchUp.syncing)
+        // No answer: after the timeout the liar no longer counts.
+        #expect(catchUp.tick(localHeight: 100, now: CatchUp.requestTimeout).isEmpty)
+        #expect(!catchUp.syncing && catchUp.target == 100)
+        // Its next claims are ignored while it is left out…
+        #expect(catchUp.statusReceived(from: liar, height: .max, localHeight: 100, now: 10).isEmpty)
+        #expect(!catchUp.syncing)
+        // …and heard again afterwards.
+        #expect(
+            catchUp.statusReceived(from: liar, height: 200, localHeight: 100, now: 10 + CatchUp.exclusion).count == 1)
+    }
 }
