@@ -243,6 +243,8 @@ struct ConsensusHost {
                 out.append(.penalize(peer: peer, reason: reason))
             }
         }
+        metrics?.syncing.set(Double(catchUp.syncing ? 1 : 0))
+        metrics?.syncTarget.set(Double(catchUp.target))
         if catchUp.syncing && !inCatchUp {
             inCatchUp = true
             syncStats = (Date(), 0, 0, Date())
@@ -374,6 +376,7 @@ struct ConsensusHost {
         blockSeenAt = [:]
         lastCommitAt = Date()
         metrics?.committedHeight.set(Double(committedHeight))
+        metrics?.catchUpBlocks.increment(by: Int64(blocks.count))
         reportProgress(force: false)
         return try follow(catchUp.applied(localHeight: committedHeight, now: Date().t), dag: dag)
     }

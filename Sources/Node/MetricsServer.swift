@@ -19,6 +19,9 @@ public final class NodeMetrics: Sendable {
     let peers: Gauge
     let dagTransactions: Gauge
     let failedTransactions: Counter
+    let syncing: Gauge
+    let syncTarget: Gauge
+    let catchUpBlocks: Counter
 
     public init() {
         func name(_ subsystem: String, _ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
@@ -49,6 +52,11 @@ public final class NodeMetrics: Sendable {
             descriptor: name("ledger", "dag_transactions", "", "Transactions in the BFT-CRDT DAG"))
         failedTransactions = registry.makeCounter(
             descriptor: name("ledger", "failed_transactions", "total", "Committed transactions that failed execution"))
+        syncing = registry.makeGauge(descriptor: name("sync", "syncing", "", "1 while catching up by ranges"))
+        syncTarget = registry.makeGauge(
+            descriptor: name("sync", "target_height", "", "Highest committed height a neighbour reported"))
+        catchUpBlocks = registry.makeCounter(
+            descriptor: name("sync", "catch_up_blocks", "total", "Committed blocks applied from catch-up ranges"))
     }
 }
 

@@ -78,7 +78,8 @@ struct ConsensusNetworkTests {
             "sidenode_consensus_round ", "sidenode_consensus_commits_total",
             "sidenode_consensus_commit_latency_seconds_bucket",
             "sidenode_consensus_round_duration_seconds_count", "sidenode_p2p_peers",
-            "sidenode_consensus_timeouts_total{reason=\"local_timer\"}",
+            "sidenode_consensus_timeouts_total{reason=\"local_timer\"}", "sidenode_sync_syncing ",
+            "sidenode_sync_target_height ",
         ] {
             #expect(response.contains(metric), "metric \(metric)")
         }
