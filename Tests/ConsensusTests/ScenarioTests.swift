@@ -168,6 +168,24 @@ struct ScenarioTests {
         }
     }
 
+    @Test(
+        "S10 a write torn by a crash (safety state, block or commit) is lost; the node restarts from what is on disk",
+        arguments: [1, 2, 3, 5, 8, 13, 21])
+    func s10TornWrite(count: Int) {
+        for seed in ciSeeds.prefix(2) {
+            var sim = Simulator(seed: seed &+ UInt64(100 + count), validators: 4)
+            sim.tornWrite = (node: count % 4, count: count)
+            sim.start()
+            sim.run(until: 15)
+            #expect(sim.tornWrite == nil, "the torn write happened")
+            if !sim.nodes[count % 4].alive { sim.restart(count % 4) }
+            sim.run(until: 60)
+            expectSafe(sim, "S10 write \(count)")
+            #expect(sim.nodes.allSatisfy { $0.alive })
+            #expect(sim.minHonestCommits >= 10)
+        }
+    }
+
     @Test("S12 lossy, duplicating, reordering links keep safety and liveness", arguments: ciSeeds)
     func s12Lossy(seed: UInt64) {
         var sim = Simulator(seed: seed, validators: 4)

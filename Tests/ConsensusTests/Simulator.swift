@@ -83,6 +83,10 @@ struct Simulator {
     /// Crash a node right after its n-th safety write, before anything that follows it is sent.
     var crashAfterSafetyWrite: (node: Int, count: Int)?
     var safetyWrites: [Int: Int] = [:]
+    /// S10, a torn log tail: the node crashes during its n-th write (safety state, block
+    /// or commit record), which is lost; it never acted on it.
+    var tornWrite: (node: Int, count: Int)?
+    var writes: [Int: Int] = [:]
     /// Run the catch-up protocol (the node driver's part of it) alongside consensus.
     var catchUpEnabled = false
     var catchUpPenalties = 0
@@ -157,6 +161,7 @@ struct Simulator {
                 observe(message, by: me)
                 for j in nodes.indices where j != i { send(message, from: i, to: j) }
             case .persistSafety(let state):
+                if tearsNow(i) { return }
                 nodes[i].disk.safety = state
                 safetyWrites[i, default: 0] += 1
                 if let crash = crashAfterSafetyWrite, crash.node == i, crash.count == safetyWrites[i] {
@@ -165,6 +170,7 @@ struct Simulator {
                     return
                 }
             case .persistBlock(let block):
+                if tearsNow(i) { return }
                 nodes[i].disk.blocks[block.id] = block
             case .scheduleTimeout(let round, let after):
                 schedule(after, .timer(node: i, round: round, incarnation: nodes[i].incarnation))
@@ -176,6 +182,7 @@ struct Simulator {
                 let payload = [(0..<16).map { _ in UInt8(truncatingIfNeeded: rng.next()) }]
                 pending += nodes[i].core.proposePayload(round: round, payload: payload)
             case .commit(let chain, let qc):
+                if tearsNow(i) { return }
                 checkCommit(i, chain, qc)
             case .fetchBlock(let id, let from):
                 for j in nodes(of: from) where j != i { send(.blockRequest(id), from: i, to: j) }
@@ -300,6 +307,15 @@ struct Simulator {
     }
 
     // MARK: Faults
+
+    /// Counts a write by node i; true (and the node crashed) when it is the torn one.
+    mutating func tearsNow(_ i: Int) -> Bool {
+        writes[i, default: 0] += 1
+        guard let torn = tornWrite, torn.node == i, torn.count == writes[i] else { return false }
+        tornWrite = nil
+        crash(i)
+        return true
+    }
 
     mutating func crash(_ i: Int) {
         nodes[i].alive = false
