@@ -155,7 +155,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NodeTests",
-            dependencies: ["Node", "NodeCrypto", "TestSupport"],
+            dependencies: ["Node", "NodeCrypto", "TestSupport", "Consensus", "Ledger", "Storage"],
             swiftSettings: strict
         ),
         // Real p2pnode processes on loopback; slower, so kept apart from the unit tests.
