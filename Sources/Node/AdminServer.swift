@@ -73,9 +73,12 @@ struct AdminServer: Sendable {
                 for try await buffer in inbound {
                     pending += buffer.readableBytesView
                     while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                        let line = String(decoding: pending[..<newline], as: UTF8.self)
+                        // Blank lines are skipped on the bytes: a Foundation trim would copy a
+                        // large request (a `submittxs` batch) to UTF-16 first.
+                        let blank = pending[..<newline].allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
+                        let line = blank ? "" : String(decoding: pending[..<newline], as: UTF8.self)
                         pending.removeSubrange(...newline)
-                        if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+                        if blank { continue }
                         let (response, stop) = await handle(line)
                         try await outbound.write(ByteBuffer(string: response + "\n"))
                         if stop {
