@@ -36,7 +36,6 @@ public struct CatchUp: Sendable {
 
     /// The highest committed height a neighbour reported.
     public var target: UInt64 { peerHeights.values.max() ?? 0 }
-    public var awaiting: (peer: ValidatorID, height: UInt64)? { inFlight.map { ($0.peer, $0.height) } }
 
     public mutating func statusReceived(
         from peer: ValidatorID, height: UInt64, localHeight: UInt64, now: Double

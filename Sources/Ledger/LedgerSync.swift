@@ -38,7 +38,6 @@ public struct LedgerSync: Sendable {
     public var dag: TransactionDAG
     /// Accepted here first (submitted, or released from pending) and not yet gossiped.
     private var outbox: [Transaction] = []
-    public var outboxCount: Int { outbox.count }
 
     public init(dag: TransactionDAG) { self.dag = dag }
 
@@ -223,7 +222,7 @@ public struct LedgerSync: Sendable {
     }
 
     /// The periodic anti-entropy announcement: digest, count and heads.
-    public mutating func headsAnnouncement() -> [UInt8] {
+    public func headsAnnouncement() -> [UInt8] {
         SyncMessage.heads(
             digest: dag.digest(), count: UInt64(dag.count), heads: Array(dag.heads.prefix(Self.maxHeadsSent))
         )

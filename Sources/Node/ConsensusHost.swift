@@ -34,7 +34,7 @@ struct ConsensusHost {
     private(set) var catchUp = CatchUp()
     private var lastStatusSent = Date.distantPast
     /// Catch-up progress since the node last started syncing.
-    private(set) var syncStats = (started: Date(), blocks: 0, transactions: 0, lastReport: Date.distantPast)
+    private var syncStats = (started: Date(), blocks: 0, transactions: 0, lastReport: Date.distantPast)
     /// Blocks and transactions applied by catch-up since start, and the seconds it took.
     private(set) var catchUpTotals = (blocks: 0, transactions: 0, seconds: 0.0)
     private let logger: Logger
@@ -227,7 +227,7 @@ struct ConsensusHost {
     /// Turns catch-up actions into network actions, and restarts consensus when
     /// catch-up has just finished.
     private mutating func follow(
-        _ actions: [CatchUp.Action], wasSyncing: Bool? = nil, dag: TransactionDAG
+        _ actions: [CatchUp.Action], dag: TransactionDAG
     ) throws
         -> [NetworkAction]
     {

@@ -556,7 +556,7 @@ public actor NodeRuntime: Service {
 
     private func flushTransactions() {
         // Transactions released from pending since the last tick go out in one batch.
-        if sync.outboxCount > 0 { executeLedger(sync.takeBroadcasts()) }
+        executeLedger(sync.takeBroadcasts())
         guard !unsavedTransactions.isEmpty else { return }
         do {
             try store.append(unsavedTransactions)
@@ -598,6 +598,24 @@ public actor NodeRuntime: Service {
     // MARK: Admin API (docs/admin-api.md)
 
     static let maxSubmitBatch = 1_000
+
+    private enum Submission {
+        case accepted(Transaction)
+        case notHex
+        case rejected(String)
+    }
+
+    /// One client transaction into the DAG (stored, and queued for gossip: the caller
+    /// sends the queue once for all it submits).
+    private func submit(hex: String?) -> Submission {
+        guard let hex, let encoded = try? Hex.decode(hex) else { return .notHex }
+        let (result, actions) = sync.submit(encoded)
+        executeLedger(actions)
+        switch result {
+        case .success(let tx): return .accepted(tx)
+        case .failure(let error): return .rejected("transaction rejected: \(error)")
+        }
+    }
 
     func admin(_ method: String, _ params: JSONValue) throws(AdminError) -> JSONValue {
         switch method {
@@ -701,14 +719,12 @@ public actor NodeRuntime: Service {
                 throw AdminError.serverError(error.description)
             }
         case "submittx":
-            guard let hex = params["hex"]?.stringValue, let encoded = try? Hex.decode(hex) else {
-                throw AdminError.invalidParams("submittx needs {\"hex\": HEX of the encoded transaction}")
-            }
-            let (result, actions) = sync.submit(encoded)
-            executeLedger(actions + sync.takeBroadcasts())
-            switch result {
-            case .success(let tx): return .object(["id": .string(tx.id.hex)])
-            case .failure(let error): throw AdminError.serverError("transaction rejected: \(error)")
+            let submission = submit(hex: params["hex"]?.stringValue)
+            executeLedger(sync.takeBroadcasts())
+            switch submission {
+            case .accepted(let tx): return .object(["id": .string(tx.id.hex)])
+            case .notHex: throw AdminError.invalidParams("submittx needs {\"hex\": HEX of the encoded transaction}")
+            case .rejected(let reason): throw AdminError.serverError(reason)
             }
         case "submittxs":
             // Many transactions in one call (load tools, wallets flushing a queue); each
@@ -720,18 +736,12 @@ public actor NodeRuntime: Service {
             var results: [JSONValue] = []
             var accepted = 0
             for item in items {
-                guard let hex = item.stringValue, let encoded = try? Hex.decode(hex) else {
-                    results.append(.object(["error": .string("not a hex string")]))
-                    continue
-                }
-                let (result, actions) = sync.submit(encoded)
-                executeLedger(actions)
-                switch result {
-                case .success(let tx):
+                switch submit(hex: item.stringValue) {
+                case .accepted(let tx):
                     accepted += 1
                     results.append(.object(["id": .string(tx.id.hex)]))
-                case .failure(let error):
-                    results.append(.object(["error": .string("transaction rejected: \(error)")]))
+                case .notHex: results.append(.object(["error": .string("not a hex string")]))
+                case .rejected(let reason): results.append(.object(["error": .string(reason)]))
                 }
             }
             executeLedger(sync.takeBroadcasts())

@@ -59,6 +59,11 @@ struct Load: AsyncParsableCommand {
             var lastCommit: Date?
             var seenHeight = startHeight
             let total = Int(rate * duration)
+            func transfer(seq: UInt64, after previous: TxID?) -> Transaction {
+                Transaction(
+                    chainID: chainID, author: keys.identity, seq: seq, fee: 0,
+                    payload: .transfer(to: recipient, amount: 1), predecessors: previous.map { [$0] } ?? [])
+            }
             // Clients sign on their own machines: sign the whole run before the clock
             // starts (when it fits in memory), so the measured window holds the nodes'
             // work and not the signing.
@@ -69,9 +74,7 @@ struct Load: AsyncParsableCommand {
                 var chainPrevious = previous
                 presigned.reserveCapacity(total)
                 for _ in 0..<total {
-                    let tx = Transaction(
-                        chainID: chainID, author: keys.identity, seq: chainSeq, fee: 0,
-                        payload: .transfer(to: recipient, amount: 1), predecessors: chainPrevious.map { [$0] } ?? [])
+                    let tx = transfer(seq: chainSeq, after: chainPrevious)
                     presigned.append(tx)
                     chainPrevious = tx.id
                     chainSeq += 1
@@ -97,9 +100,7 @@ struct Load: AsyncParsableCommand {
                         } else {
                             // After a refusal the chain is re-signed from there.
                             presignedIndex = presigned.count
-                            tx = Transaction(
-                                chainID: chainID, author: keys.identity, seq: seq, fee: 0,
-                                payload: .transfer(to: recipient, amount: 1), predecessors: previous.map { [$0] } ?? [])
+                            tx = transfer(seq: seq, after: previous)
                         }
                         batch.append(tx)
                         previous = tx.id
