@@ -27,6 +27,9 @@ public struct CatchUp: Sendable {
     }
 
     public private(set) var peerHeights: [ValidatorID: UInt64] = [:]
+    private var peerEpochs: [ValidatorID: Epoch] = [:]
+    /// The epoch this node is in (the driver reports each change).
+    public private(set) var localEpoch: Epoch = 0
     public private(set) var syncing = false
     private var inFlight: (peer: ValidatorID, height: UInt64, sentAt: Double)?
     private var excludedUntil: [ValidatorID: Double] = [:]
@@ -38,18 +41,23 @@ public struct CatchUp: Sendable {
     public var target: UInt64 { peerHeights.values.max() ?? 0 }
 
     public mutating func statusReceived(
-        from peer: ValidatorID, height: UInt64, localHeight: UInt64, now: Double
+        from peer: ValidatorID, height: UInt64, epoch: Epoch = 0, localHeight: UInt64, now: Double
     ) -> [Action] {
         // A peer left out (it did not serve what it claimed) cannot set the target
         // meanwhile: a false height would otherwise keep the node out of consensus.
         if let until = excludedUntil[peer], until > now { return next(localHeight: localHeight, now: now) }
         peerHeights[peer] = height
+        peerEpochs[peer] = epoch
         return next(localHeight: localHeight, now: now)
     }
+
+    /// The node entered `epoch` (by consensus or by an applied range).
+    public mutating func enteredEpoch(_ epoch: Epoch) { localEpoch = epoch }
 
     /// A peer went away: it can no longer serve.
     public mutating func peerGone(_ peer: ValidatorID, localHeight: UInt64, now: Double) -> [Action] {
         peerHeights[peer] = nil
+        peerEpochs[peer] = nil
         if inFlight?.peer == peer { inFlight = nil }
         return next(localHeight: localHeight, now: now)
     }
@@ -87,8 +95,11 @@ public struct CatchUp: Sendable {
     }
 
     private mutating func next(localHeight: UInt64, now: Double) -> [Action] {
-        // Start when clearly behind; once syncing, go on until level with the target.
-        syncing = syncing ? target > localHeight : target > localHeight + Self.lagThreshold
+        // Start when clearly behind, or at once when a peer ahead has entered a later
+        // epoch (this node missed the end of its epoch: the old epoch's validators have
+        // moved on and will not finish it here); once syncing, go on until level.
+        let laterEpoch = peerHeights.contains { $0.value > localHeight && (peerEpochs[$0.key] ?? 0) > localEpoch }
+        syncing = syncing ? target > localHeight : target > localHeight + Self.lagThreshold || laterEpoch
         guard syncing, inFlight == nil else { return [] }
         let candidates = peerHeights.filter { $0.value > localHeight && (excludedUntil[$0.key] ?? 0) <= now }
             .keys.sorted { $0.rawRepresentation.lexicographicallyPrecedes($1.rawRepresentation) }
@@ -108,16 +119,20 @@ public struct CatchUp: Sendable {
     /// the last one, and executing them reproduces every state id their successors'
     /// QCs certify and the one the proof commits. One QC's signatures vouch for the
     /// whole range, since each block's id fixes its parent's. `execute` returns the
-    /// state id after a block, applied on top of the previous one; the driver applies
-    /// the result only when this returns nil. Returns why the range is invalid.
+    /// state id after a block, applied on top of the previous one, and whether that
+    /// block ended the epoch; the driver applies the result only when this returns nil.
+    /// A range stops at the end of an epoch, and is then proven by an epoch-change
+    /// proof (`suffix` and `proof`). Returns why the range is invalid.
     public static func verifyRange(
-        _ blocks: [Block], proof: QuorumCert, after trusted: Hash32, config: ConsensusConfig,
-        execute: (Block) -> Hash32
+        _ blocks: [Block], proof: QuorumCert, suffix: [Block] = [], after trusted: Hash32, config: ConsensusConfig,
+        execute: (Block) -> (state: Hash32, endsEpoch: Bool)
     ) -> String? {
-        guard let last = blocks.last else { return "empty range" }
+        guard !blocks.isEmpty else { return "empty range" }
+        // Signatures first: a forged proof costs no execution.
         guard config.isValid(proof) else { return "commit proof is not a valid QC of epoch \(config.epoch)" }
-        guard proof.commitInfo.commitStateID != nil, proof.voteInfo.parentID == last.id,
-            proof.voteInfo.parentRound == last.round, proof.voteInfo.round == last.round + 1
+        guard proof.commitInfo.commitStateID != nil,
+            let committed = suffix.last ?? blocks.last, proof.voteInfo.parentID == committed.id,
+            proof.voteInfo.parentRound == committed.round, proof.voteInfo.round == committed.round + 1
         else { return "the proof does not commit the last block of the range" }
         var parent = trusted
         for block in blocks {
@@ -126,12 +141,22 @@ public struct CatchUp: Sendable {
             parent = block.id
         }
         for (i, block) in blocks.enumerated() {
-            let state = execute(block)
-            let certified =
-                i + 1 < blocks.count ? blocks[i + 1].qc.voteInfo.execStateID : proof.commitInfo.commitStateID
-            guard state == certified else {
-                return
-                    "executing block \(block.id) gives state \(state), the chain certifies \(certified?.description ?? "none")"
+            let (state, endsEpoch) = execute(block)
+            if i + 1 < blocks.count {
+                guard !endsEpoch else { return "block \(block.id) ends epoch \(config.epoch) but the range goes on" }
+                let certified = blocks[i + 1].qc.voteInfo.execStateID
+                guard state == certified else {
+                    return "executing block \(block.id) gives state \(state), the chain certifies \(certified)"
+                }
+            } else if endsEpoch {
+                return EpochChangeProof(suffix: suffix, commitQC: proof).verify(
+                    ending: block, stateID: state, config: config)
+            } else {
+                guard suffix.isEmpty else { return "a suffix after a block that does not end the epoch" }
+                guard state == proof.commitInfo.commitStateID else {
+                    return
+                        "executing block \(block.id) gives state \(state), the chain certifies \(proof.commitInfo.commitStateID?.description ?? "none")"
+                }
             }
         }
         return nil

@@ -37,20 +37,23 @@ extension ConsensusMessage {
         case .blockResponse(let block):
             w.u8(5)
             block.encode(&w)
-        case .chainStatus(let height, let round):
+        case .chainStatus(let height, let round, let epoch):
             w.u8(6)
             w.u64(height)
             w.u64(round)
+            w.u64(epoch)
         case .getCommitted(let height, let count):
             w.u8(7)
             w.u64(height)
             w.u16(count)
-        case .committedRange(let height, let blocks, let proof):
+        case .committedRange(let height, let blocks, let proof, let suffix):
             w.u8(8)
             w.u64(height)
             w.u16(UInt16(blocks.count))
             for block in blocks { block.encode(&w) }
             proof.encode(&w)
+            w.u16(UInt16(suffix.count))
+            for block in suffix { block.encode(&w) }
         }
         return w.bytes
     }
@@ -109,7 +112,7 @@ extension ConsensusMessage {
         case 5:
             message = .blockResponse(try Block.decode(&r))
         case 6:
-            message = .chainStatus(height: try r.u64("height"), round: try r.u64("round"))
+            message = .chainStatus(height: try r.u64("height"), round: try r.u64("round"), epoch: try r.u64("epoch"))
         case 7:
             let height = try r.u64("height")
             let count = try r.u16("count")
@@ -121,7 +124,8 @@ extension ConsensusMessage {
             guard n >= 1, n <= Int(CatchUp.maxRangeBlocks) else { throw WireError("range of \(n) blocks") }
             var blocks: [Block] = []
             for _ in 0..<n { blocks.append(try Block.decode(&r)) }
-            message = .committedRange(height: height, blocks: blocks, proof: try QuorumCert.decode(&r))
+            let proof = try QuorumCert.decode(&r)
+            message = .committedRange(height: height, blocks: blocks, proof: proof, suffix: try decodeSuffix(&r))
         default:
             throw WireError("unknown consensus message tag \(tag)")
         }
@@ -169,6 +173,44 @@ extension ConsensusMessage {
         case .timeout(let t): t.info.sender
         case .blockRequest, .blockResponse, .chainStatus, .getCommitted, .committedRange: nil
         }
+    }
+
+    /// The epoch a signed message belongs to.
+    public var epoch: Epoch? {
+        switch self {
+        case .proposal(let p): p.block.epoch
+        case .vote(let v): v.voteInfo.epoch
+        case .timeout(let t): t.info.epoch
+        case .blockRequest, .blockResponse, .chainStatus, .getCommitted, .committedRange: nil
+        }
+    }
+}
+
+/// The suffix of an epoch-change proof: u16 n || n blocks.
+private func decodeSuffix(_ r: inout WireReader) throws(WireError) -> [Block] {
+    let n = Int(try r.u16("suffix count"))
+    guard n <= Int(EpochChangeProof.maxSuffix) else { throw WireError("epoch-change suffix of \(n) blocks") }
+    var blocks: [Block] = []
+    for _ in 0..<n { blocks.append(try Block.decode(&r)) }
+    return blocks
+}
+
+extension EpochChangeProof {
+    /// u16 n || n blocks || commit QC.
+    public func encoded() -> [UInt8] {
+        var w = WireWriter()
+        w.u16(UInt16(suffix.count))
+        for block in suffix { block.encode(&w) }
+        commitQC.encode(&w)
+        return w.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(WireError) -> EpochChangeProof {
+        var r = WireReader(bytes)
+        let suffix = try decodeSuffix(&r)
+        let proof = EpochChangeProof(suffix: suffix, commitQC: try QuorumCert.decode(&r))
+        try r.finish()
+        return proof
     }
 }
 

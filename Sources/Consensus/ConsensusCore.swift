@@ -88,7 +88,9 @@ public struct ConsensusCore: Sendable {
         /// This validator leads `round`: answer with `proposePayload(round:payload:)`.
         case requestPayload(round: Round)
         /// Blocks newly committed, oldest first, and the QC that certifies the commit.
-        case commit([Block], QuorumCert)
+        /// With `epochChange`, the last block ends the epoch: the core is finished and the
+        /// driver starts the next epoch's core on top of that block.
+        case commit([Block], QuorumCert, epochChange: EpochChangeProof?)
         case fetchBlock(Hash32, from: ValidatorID)
         /// A peer asked for a block that is no longer in the tree (committed and pruned):
         /// answer `blockResponse` from the committed store if it is there.
@@ -134,6 +136,13 @@ public struct ConsensusCore: Sendable {
     private var requested: [Hash32: ValidatorID] = [:]
     private var pendingCommit: QuorumCert?
     private var deferredPayload: (round: Round, payload: [[UInt8]])?
+    /// Blocks whose execution ended the epoch, and those plus their descendants: the
+    /// reconfiguration suffix, whose blocks carry no transactions and keep the state of
+    /// the epoch's last block, so the chain can certify and commit it (2-chain).
+    private var epochEnds: Set<Hash32> = []
+    private var reconfiguration: Set<Hash32> = []
+    /// Set once the epoch's last block is committed; the core then does nothing more.
+    public private(set) var finishedEpoch: EpochChangeProof?
     /// Committed blocks' rounds, ids, authors and voters, oldest first (reputation).
     private var history: [CommitRecord] = []
 
@@ -259,7 +268,7 @@ public struct ConsensusCore: Sendable {
     /// The round timer expired: sign a timeout (once) and broadcast it; a timer that
     /// fires again re-broadcasts, since the first broadcast may have been lost.
     public mutating func timeoutFired(round: Round) -> [Action] {
-        guard round == currentRound else { return [] }
+        guard round == currentRound, finishedEpoch == nil else { return [] }
         var actions: [Action] = [.scheduleTimeout(round: round, after: timeoutDuration())]
         actions += refetchMissing()
         if let existing = myTimeout[round] { return actions + [.broadcast(.timeout(existing))] }
@@ -289,6 +298,7 @@ public struct ConsensusCore: Sendable {
     // MARK: Messages
 
     public mutating func receive(_ message: ConsensusMessage, from sender: ValidatorID) -> [Action] {
+        guard finishedEpoch == nil else { return [] }
         switch message {
         case .proposal(let p): return processProposal(p, from: sender)
         case .vote(let v): return processVote(v, from: sender)
@@ -346,21 +356,44 @@ public struct ConsensusCore: Sendable {
 
     private mutating func insert(_ block: Block) -> [Action] {
         guard blocks[block.id] == nil, block.round > committedRound else { return [] }
+        // After the epoch's last block only empty blocks may follow (they exist to commit it).
+        guard !reconfiguration.contains(block.parentID) || block.payload.isEmpty else { return [] }
         blocks[block.id] = block
         roundsOf[block.id] = block.round
         var actions: [Action] = [.persistBlock(block)]
-        if let parentState = states[block.parentID] { actions.append(.execute(block, parentState: parentState)) }
+        if let parentState = states[block.parentID] { actions += execute(block, parentState: parentState) }
         return actions
     }
 
-    /// The driver computed the state after a block.
-    public mutating func blockExecuted(id: Hash32, stateID: Hash32) -> [Action] {
-        guard blocks[id] != nil, states[id] == nil else { return [] }
+    /// Asks the driver to execute a block — unless it follows the epoch's last block, in
+    /// which case it keeps that block's state without executing anything.
+    private mutating func execute(_ block: Block, parentState: Hash32) -> [Action] {
+        guard reconfiguration.contains(block.parentID) else { return [.execute(block, parentState: parentState)] }
+        guard block.payload.isEmpty else {
+            blocks[block.id] = nil  // inserted before its parent was known to end the epoch
+            return []
+        }
+        reconfiguration.insert(block.id)
+        return executed(id: block.id, stateID: parentState)
+    }
+
+    /// The driver computed the state after a block; `endsEpoch` when executing it ended
+    /// the epoch (the ledger decides: a validator-set change or the epoch's length).
+    public mutating func blockExecuted(id: Hash32, stateID: Hash32, endsEpoch: Bool = false) -> [Action] {
+        guard blocks[id] != nil, states[id] == nil, finishedEpoch == nil else { return [] }
+        if endsEpoch {
+            epochEnds.insert(id)
+            reconfiguration.insert(id)
+        }
+        return executed(id: id, stateID: stateID)
+    }
+
+    private mutating func executed(id: Hash32, stateID: Hash32) -> [Action] {
         states[id] = stateID
         var actions: [Action] = []
         // Children that waited for this state can now execute.
         for child in blocks.values where child.parentID == id && states[child.id] == nil {
-            actions.append(.execute(child, parentState: stateID))
+            actions += execute(child, parentState: stateID)
         }
         if let waiting = waitingForParent.removeValue(forKey: id) {
             for (proposal, sender) in waiting {
@@ -530,6 +563,14 @@ public struct ConsensusCore: Sendable {
             cursor = block.parentID
         }
         chain.reverse()
+        // The epoch ends exactly at its last block, whichever QC commits it: every node
+        // then starts the next epoch from the same block. The blocks after it (empty,
+        // same state) go into the proof that it is committed.
+        var epochChange: EpochChangeProof?
+        if let end = chain.firstIndex(where: { epochEnds.contains($0.id) }) {
+            epochChange = EpochChangeProof(suffix: Array(chain[(end + 1)...]), commitQC: qc)
+            chain = Array(chain[...end])
+        }
         guard let last = chain.last else { return [] }
         committedBlockID = last.id
         committedRound = last.round
@@ -543,7 +584,11 @@ public struct ConsensusCore: Sendable {
             blocks[id] = nil
             states[id] = nil
         }
-        return [.commit(chain, qc)]
+        if let epochChange {
+            finishedEpoch = epochChange
+            return [.commit(chain, qc, epochChange: epochChange)]
+        }
+        return [.commit(chain, qc, epochChange: nil)]
     }
 
     /// Asks `sender` for a block. Asked again whenever something references it, since a
@@ -593,7 +638,7 @@ public struct ConsensusCore: Sendable {
 
     /// The payload for a round this validator leads.
     public mutating func proposePayload(round: Round, payload: [[UInt8]]) -> [Action] {
-        guard round == currentRound, leader(of: round) == me, !proposed.contains(round) else { return [] }
+        guard finishedEpoch == nil, round == currentRound, leader(of: round) == me, !proposed.contains(round) else { return [] }
         let tc: TimeoutCert?
         if highQC.round + 1 == round {
             tc = nil
@@ -608,6 +653,7 @@ public struct ConsensusCore: Sendable {
         }
         deferredPayload = nil
         proposed.insert(round)
+        let payload = reconfiguration.contains(highQC.blockID) ? [] : payload
         let block = Block(epoch: config.epoch, round: round, author: me, payload: payload, qc: highQC)
         let signature = key.signature(for: domain.message("proposal", epoch: config.epoch, block.id.bytes))
         let proposal = ProposalMsg(block: block, lastRoundTC: tc, highCommitQC: highCommitQC, signature: signature)

@@ -355,10 +355,46 @@ public enum ConsensusMessage: Sendable, Equatable {
     /// Ask a peer for a block by id (catch-up of missing ancestors).
     case blockRequest(Hash32)
     case blockResponse(Block)
-    /// Catch-up (docs/wire.md §5): a neighbour's committed height, sent periodically.
-    case chainStatus(height: UInt64, round: Round)
+    /// Catch-up (docs/wire.md §5): a neighbour's committed height, round and current
+    /// epoch, sent periodically and at once when its epoch changes.
+    case chainStatus(height: UInt64, round: Round, epoch: Epoch)
     /// Ask for committed blocks from `height` on (at most `count`).
     case getCommitted(height: UInt64, count: UInt16)
     /// Committed blocks from `height` on, in order, and the QC that commits the last.
-    case committedRange(height: UInt64, blocks: [Block], proof: QuorumCert)
+    /// A range never crosses an epoch's end; one that ends an epoch carries the
+    /// epoch-change proof: `suffix` and `proof` (see `EpochChangeProof`).
+    case committedRange(height: UInt64, blocks: [Block], proof: QuorumCert, suffix: [Block])
+}
+
+/// Proof that the last block of an epoch is committed. The epoch ends exactly at that
+/// block, but the QC that commits it may commit a later block of the reconfiguration
+/// suffix (empty blocks that keep its state); those blocks link the QC to it.
+public struct EpochChangeProof: Sendable, Equatable {
+    public static let maxSuffix: UInt16 = 64
+    public let suffix: [Block]
+    public let commitQC: QuorumCert
+
+    public init(suffix: [Block], commitQC: QuorumCert) {
+        self.suffix = suffix
+        self.commitQC = commitQC
+    }
+
+    /// Checks that this proves `last` committed with state `stateID` in `config`'s epoch:
+    /// a valid commit QC (2-chain) for the last suffix block, or for `last` itself; the
+    /// suffix blocks extend `last` by hash links, carry nothing, and each certifies the
+    /// same state. Returns why not.
+    public func verify(ending last: Block, stateID: Hash32, config: ConsensusConfig) -> String? {
+        guard config.isValid(commitQC) else { return "epoch-change QC is not a valid QC of epoch \(config.epoch)" }
+        var parent = last
+        for block in suffix {
+            guard block.parentID == parent.id, block.epoch == config.epoch, block.payload.isEmpty,
+                block.qc.voteInfo.execStateID == stateID
+            else { return "epoch-change suffix block \(block.id) does not follow the epoch's last block" }
+            parent = block
+        }
+        guard commitQC.voteInfo.parentID == parent.id, commitQC.voteInfo.parentRound == parent.round,
+            commitQC.voteInfo.round == parent.round + 1, commitQC.commitInfo.commitStateID == stateID
+        else { return "the epoch-change QC does not commit the epoch's last block with state \(stateID)" }
+        return nil
+    }
 }

@@ -28,10 +28,13 @@ public struct LedgerState: Sendable, Equatable {
     private var accounts: TreeDictionary<Ed25519.PublicKey, Account>
     /// Ids of executed transactions, so one included twice fails the second time.
     private var executed: TreeSet<TxID> = []
+    /// Epoch and validators; nil for a bare ledger without epochs (tests, tools).
+    public private(set) var system: SystemState?
 
-    public init(chainID: String, balances: [Ed25519.PublicKey: UInt64]) {
+    public init(chainID: String, balances: [Ed25519.PublicKey: UInt64], system: SystemState? = nil) {
         self.chainID = chainID
         accounts = TreeDictionary(uniqueKeysWithValues: balances.map { ($0.key, Account(balance: $0.value, seq: 0)) })
+        self.system = system
     }
 
     public var accountCount: Int { accounts.count }
@@ -41,10 +44,23 @@ public struct LedgerState: Sendable, Equatable {
     public func balance(of account: Ed25519.PublicKey) -> UInt64 { accounts[account]?.balance ?? 0 }
     public func seq(of account: Ed25519.PublicKey) -> UInt64 { accounts[account]?.seq ?? 0 }
 
-    /// Executes a block's transactions in order. Fees go to `proposer`. Every rule is a
-    /// function of the state and the transaction, so every replica gets the same result.
-    /// `signatureChecked` names transactions whose exact bytes were already verified
-    /// (the id hashes the signature too), so each node verifies a transaction once.
+    /// Executes one block: its transactions in order, then the block count of the epoch
+    /// (see `SystemState`); `endsEpoch` tells whether this block was the epoch's last.
+    public mutating func executeBlock(
+        _ encoded: [[UInt8]], proposer: Ed25519.PublicKey, signatureChecked: (TxID) -> Bool = { _ in false }
+    ) -> (receipts: [Receipt], endsEpoch: Bool) {
+        let receipts = execute(encoded, proposer: proposer, signatureChecked: signatureChecked)
+        guard var s = system else { return (receipts, false) }
+        let ends = s.endBlock()
+        system = s
+        return (receipts, ends)
+    }
+
+    /// Executes transactions in order (within a block: `executeBlock` also ends the
+    /// block). Fees go to `proposer`. Every rule is a function of the state and the
+    /// transaction, so every replica gets the same result. `signatureChecked` names
+    /// transactions whose exact bytes were already verified (the id hashes the
+    /// signature too), so each node verifies a transaction once.
     public mutating func execute(
         _ encoded: [[UInt8]], proposer: Ed25519.PublicKey, signatureChecked: (TxID) -> Bool = { _ in false }
     ) -> [Receipt] {
@@ -90,6 +106,10 @@ public struct LedgerState: Sendable, Equatable {
             accounts[to, default: Account(balance: 0, seq: 0)].balance = sum
         case .data:
             break
+        case .validatorChange(let change, let approvals):
+            guard var s = system else { return "this chain has no validator set to change" }
+            if let reason = s.apply(change, approvals: approvals, chainID: chainID) { return reason }
+            system = s
         }
         return nil
     }
@@ -113,9 +133,16 @@ public struct LedgerState: Sendable, Equatable {
 
     static func nodeHash(_ left: [UInt8], _ right: [UInt8]) -> [UInt8] { BLAKE2b.hash256([1] + left + right) }
 
+    /// The state id: with a system state, BLAKE2b-256(0x03 || accounts root || system
+    /// hash); without one, the accounts root alone.
+    public var root: [UInt8] {
+        guard let system else { return accountsRoot }
+        return BLAKE2b.hash256([3] + accountsRoot + system.hash)
+    }
+
     /// The Merkle root over all accounts (an odd node is carried up unchanged);
     /// the hash of the empty string for an empty state.
-    public var root: [UInt8] {
+    public var accountsRoot: [UInt8] {
         var level = leaves.map(\.hash)
         if level.isEmpty { return BLAKE2b.hash256([]) }
         while level.count > 1 {
@@ -147,7 +174,8 @@ public struct LedgerState: Sendable, Equatable {
             level = next
             index /= 2
         }
-        return StateProof(account: account, balance: value.balance, seq: value.seq, path: path)
+        return StateProof(
+            account: account, balance: value.balance, seq: value.seq, path: path, systemHash: system?.hash)
     }
 }
 
@@ -162,12 +190,15 @@ public struct StateProof: Sendable, Equatable {
     public let balance: UInt64
     public let seq: UInt64
     public let path: [Step]
+    /// The system state's hash, folded in last when the state has one.
+    public let systemHash: [UInt8]?
 
-    public init(account: Ed25519.PublicKey, balance: UInt64, seq: UInt64, path: [Step]) {
+    public init(account: Ed25519.PublicKey, balance: UInt64, seq: UInt64, path: [Step], systemHash: [UInt8]? = nil) {
         self.account = account
         self.balance = balance
         self.seq = seq
         self.path = path
+        self.systemHash = systemHash
     }
 
     public func verify(root: [UInt8]) -> Bool {
@@ -175,6 +206,7 @@ public struct StateProof: Sendable, Equatable {
         for step in path {
             hash = step.isLeft ? LedgerState.nodeHash(step.hash, hash) : LedgerState.nodeHash(hash, step.hash)
         }
+        if let systemHash { hash = BLAKE2b.hash256([3] + hash + systemHash) }
         return hash == root
     }
 }
@@ -194,6 +226,12 @@ extension LedgerState {
         }
         w.u32(UInt32(executed.count))
         for id in executed.sorted() { w.fixed(id.bytes) }
+        if let system {
+            w.u8(1)
+            system.encode(&w)
+        } else {
+            w.u8(0)
+        }
         return w.bytes
     }
 
@@ -208,6 +246,7 @@ extension LedgerState {
         }
         let m = Int(try r.u32())
         for _ in 0..<m { state.executed.insert(TxID(unchecked: try r.fixed(32))) }
+        if try r.u8("system flag") == 1 { state.system = try SystemState.decode(&r) }
         try r.finish()
         return state
     }

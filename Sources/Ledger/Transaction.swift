@@ -31,18 +31,22 @@ public struct TxID: Hashable, Comparable, Sendable, CustomStringConvertible {
 public enum TxPayload: Sendable, Equatable {
     case transfer(to: Ed25519.PublicKey, amount: UInt64)
     case data([UInt8])
+    /// A validator-set change with the current quorum's approvals (see `ValidatorChange`).
+    case validatorChange(ValidatorChange, approvals: [ValidatorChange.Approval])
 
     public static let maxDataBytes = 16 * 1024
 
     enum Kind: UInt16 {
         case transfer = 1
         case data = 2
+        case validatorChange = 3
     }
 
     var kind: Kind {
         switch self {
         case .transfer: .transfer
         case .data: .data
+        case .validatorChange: .validatorChange
         }
     }
 
@@ -54,6 +58,13 @@ public enum TxPayload: Sendable, Equatable {
             w.u64(amount)
         case .data(let bytes):
             w.bytes32(bytes)
+        case .validatorChange(let change, let approvals):
+            w.bytes32(change.encoded)
+            w.u16(UInt16(approvals.count))
+            for a in approvals {
+                w.fixed(a.validator.rawRepresentation)
+                w.fixed(a.signature.rawRepresentation)
+            }
         }
         return w.bytes
     }
@@ -72,6 +83,17 @@ public enum TxPayload: Sendable, Equatable {
             payload = .transfer(to: to, amount: try r.u64("amount"))
         case .data:
             payload = .data(try r.bytes32(max: maxDataBytes, "data"))
+        case .validatorChange:
+            let change = try ValidatorChange.decode(try r.bytes32(max: 128, "validator change"))
+            let n = Int(try r.u16("approval count"))
+            guard n <= 128 else { throw WireError("\(n) approvals exceed 128") }
+            var approvals: [ValidatorChange.Approval] = []
+            for _ in 0..<n {
+                let validator = try! Ed25519.PublicKey(uncheckedRawRepresentation: try r.fixed(32, "approver"))
+                let signature = try! Ed25519.Signature(rawRepresentation: try r.fixed(64, "approval"))
+                approvals.append(.init(validator: validator, signature: signature))
+            }
+            payload = .validatorChange(change, approvals: approvals)
         }
         try r.finish()
         return payload
@@ -192,6 +214,7 @@ public struct Transaction: Sendable, Equatable {
         guard chainID == expected else { return "wrong chain id '\(chainID)' (expected '\(expected)')" }
         guard seq >= 1 else { return "seq must be at least 1" }
         if case .transfer(_, let amount) = payload, amount == 0 { return "transfer amount must be positive" }
+        if case .validatorChange(let change, _) = payload, let problem = change.validate() { return problem }
         guard !checkSignature || author.isValidSignature(signature, for: signingMessage) else {
             return "invalid signature"
         }

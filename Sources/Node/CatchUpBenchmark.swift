@@ -23,8 +23,8 @@ public enum CatchUpBenchmark {
         guard let last = try store.lastCommitted() else {
             throw ConfigError("\(path) holds no committed blocks: run a testnet with some load first")
         }
-        let config = genesis.consensusConfig()
-        var ranges: [(blocks: [Block], proof: QuorumCert)] = []
+        var config = genesis.consensusConfig()
+        var ranges: [(blocks: [Block], proof: QuorumCert, suffix: [Block])] = []
         var height: UInt64 = 1
         while height <= last.height {
             guard
@@ -40,16 +40,21 @@ public enum CatchUpBenchmark {
         var tip = config.genesisBlockID
         let start = Date()
         for range in ranges {
+            var endsEpoch = false
             if let problem = CatchUp.verifyRange(
-                range.blocks, proof: range.proof, after: tip, config: config,
+                range.blocks, proof: range.proof, suffix: range.suffix, after: tip, config: config,
                 execute: {
-                    _ = state.execute($0.payload, proposer: $0.author)
-                    return (try? Hash32(bytes: state.root)) ?? .zero
+                    endsEpoch = state.executeBlock($0.payload, proposer: $0.author).endsEpoch
+                    return ((try? Hash32(bytes: state.root)) ?? .zero, endsEpoch)
                 })
             {
                 throw ConfigError("the stored chain does not verify: \(problem)")
             }
             tip = range.blocks[range.blocks.count - 1].id
+            if endsEpoch, let system = state.system {
+                config = genesis.consensusConfig(
+                    system: system, genesisBlockID: tip, genesisStateID: try Hash32(bytes: state.root))
+            }
         }
         let catchUpSeconds = Date().timeIntervalSince(start)
 
@@ -57,7 +62,7 @@ public enum CatchUpBenchmark {
         let executeStart = Date()
         for range in ranges {
             for block in range.blocks {
-                _ = plain.execute(block.payload, proposer: block.author, signatureChecked: { _ in true })
+                _ = plain.executeBlock(block.payload, proposer: block.author, signatureChecked: { _ in true })
                 _ = plain.root
             }
         }

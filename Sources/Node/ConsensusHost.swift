@@ -61,32 +61,50 @@ struct ConsensusHost {
         self.key = key
         self.store = store
         self.logger = logger
-        let config = genesis.consensusConfig()
+        let first = genesis.consensusConfig()
+        try store.saveEpoch(
+            .init(
+                epoch: first.epoch, startHeight: 1, genesisBlock: first.genesisBlockID.bytes,
+                genesisState: first.genesisStateID.bytes, system: genesis.initialState.system!.encoded))
         var state = genesis.initialState
         var height: UInt64 = 0
-        var recovered: RecoveredState?
-        if let last = try store.lastCommitted() {
+        let last = try store.lastCommitted()
+        if let last {
             state = try Self.replay(store: store, to: last.height, genesisState: state)
             height = last.height
-            recovered = RecoveredState(
-                safety: SafetyState(epoch: config.epoch), blocks: [], committedBlockID: try Hash32(bytes: last.id),
-                committedRound: last.round, committedStateID: try Hash32(bytes: state.root),
-                recentCommitted: try Self.recentCommitted(store: store, height: last.height, config: config))
         }
+        // The epoch the committed chain is in, and the block it builds on.
+        guard let system = state.system, let epoch = try store.latestEpoch(), epoch.epoch == system.epoch else {
+            throw ConfigError(
+                "consensus store: the committed state is in epoch \(state.system?.epoch ?? 0) but no record of it is stored")
+        }
+        let config = genesis.consensusConfig(
+            system: system, genesisBlockID: try Hash32(bytes: epoch.genesisBlock),
+            genesisStateID: try Hash32(bytes: epoch.genesisState))
+        var recovered = RecoveredState(
+            safety: SafetyState(epoch: config.epoch), blocks: [], committedBlockID: config.genesisBlockID,
+            committedRound: 0, committedStateID: config.genesisStateID)
+        if let last, last.height >= epoch.startHeight {
+            recovered.committedBlockID = try Hash32(bytes: last.id)
+            recovered.committedRound = last.round
+            recovered.committedStateID = try Hash32(bytes: state.root)
+            recovered.recentCommitted = try Self.recentCommitted(store: store, height: last.height, config: config)
+        }
+        // Safety state and pending blocks of an epoch that has ended are void: signatures
+        // name their epoch, so the new epoch starts from a clean safety state.
         if let safetyBytes = try store.loadSafety() {
             let safety = try SafetyState.decode(safetyBytes)
-            var r =
-                recovered
-                ?? RecoveredState(
-                    safety: safety, blocks: [], committedBlockID: config.genesisBlockID, committedRound: 0,
-                    committedStateID: config.genesisStateID)
-            r.safety = safety
-            r.blocks = try store.loadPending().map { try Block.decode($0) }
-            recovered = r
+            if safety.epoch == config.epoch {
+                recovered.safety = safety
+                recovered.blocks = try store.loadPending().map { try Block.decode($0) }.filter {
+                    $0.epoch == config.epoch
+                }
+            }
         }
         committedState = state
         committedHeight = height
         core = ConsensusCore(config: config, key: key, recovered: recovered)
+        catchUp.enteredEpoch(config.epoch)
         states[core.committedBlockID] = state
     }
 
@@ -97,7 +115,7 @@ struct ConsensusHost {
         let keep = UInt64(10 * config.validators.validators.count + 48)
         return try store.committed(from: height > keep ? height - keep + 1 : 1, limit: Int(keep)).map {
             try Block.decode($0.block)
-        }
+        }.filter { $0.epoch == config.epoch }  // reputation starts afresh each epoch
     }
 
     /// A ledger snapshot is stored with every `snapshotInterval`-th block; between
@@ -127,7 +145,7 @@ struct ConsensusHost {
                 let block = try Block.decode(stored.block)
                 // These blocks were verified and certified before they were stored; a
                 // signature that did not hold would show as a different state id below.
-                _ = state.execute(block.payload, proposer: block.author, signatureChecked: { _ in true })
+                _ = state.executeBlock(block.payload, proposer: block.author, signatureChecked: { _ in true })
                 guard state.root == stored.stateID else {
                     throw ConfigError(
                         "consensus store: replaying block \(next) gives state \(state.root.hex.prefix(16)), "
@@ -152,21 +170,29 @@ struct ConsensusHost {
     {
         let now = Date()
         switch message {
-        case .chainStatus(let height, _):
+        case .chainStatus(let height, _, let epoch):
             defer { heardStatus = true }
             return try follow(
-                catchUp.statusReceived(from: sender, height: height, localHeight: committedHeight, now: now.t), dag: dag
-            )
+                catchUp.statusReceived(
+                    from: sender, height: height, epoch: epoch, localHeight: committedHeight, now: now.t), dag: dag)
         case .getCommitted(let height, let count):
             return try serveRange(from: height, count: count, to: sender)
-        case .committedRange(let height, let blocks, let proof):
+        case .committedRange(let height, let blocks, let proof, let suffix):
             guard catchUp.isAwaited(from: sender, height: height) else { return [] }
             // Consensus committed meanwhile: not the peer's fault, ask again from the new tip.
             guard height == committedHeight + 1 else {
                 return try follow(catchUp.applied(localHeight: committedHeight, now: now.t), dag: dag)
             }
-            return try applyRange(blocks, proof: proof, dag: dag)
+            return try applyRange(blocks, proof: proof, suffix: suffix, dag: dag)
         default:
+            // The next epoch's messages (this node has not seen its epoch end yet) wait
+            // for it; they cannot be checked before the epoch's validators are known.
+            if let epoch = message.epoch, epoch > core.config.epoch {
+                if epoch == core.config.epoch + 1 && futureMessages.count < Self.futureMessageLimit {
+                    futureMessages.append((message, sender))
+                }
+                return []
+            }
             // While syncing, live consensus traffic is for rounds this node cannot judge
             // yet; right after start, wait briefly for a neighbour's height first, so a
             // node far behind syncs by verified ranges instead of chasing ancestors one
@@ -180,12 +206,16 @@ struct ConsensusHost {
 
     /// A neighbour connected: tell it this node's height at once.
     func peerConnected(_ peer: ValidatorID) -> [NetworkAction] {
-        [
-            .send(
-                to: peer, ConsensusMessage.chainStatus(height: committedHeight, round: core.committedRound).encoded(),
-                floodIfUnreachable: false)
-        ]
+        [.send(to: peer, chainStatus.encoded(), floodIfUnreachable: false)]
     }
+
+    private var chainStatus: ConsensusMessage {
+        .chainStatus(height: committedHeight, round: core.committedRound, epoch: core.config.epoch)
+    }
+
+    /// Next-epoch messages received before this node's epoch ended, replayed after.
+    private var futureMessages: [(ConsensusMessage, ValidatorID)] = []
+    static let futureMessageLimit = 256
 
     private var heardStatus = false
     private let startedAt = Date()
@@ -201,9 +231,7 @@ struct ConsensusHost {
         var out: [NetworkAction] = []
         if now.timeIntervalSince(lastStatusSent) >= Self.statusInterval {
             lastStatusSent = now
-            out.append(
-                .toNeighbours(
-                    ConsensusMessage.chainStatus(height: committedHeight, round: core.committedRound).encoded()))
+            out.append(.toNeighbours(chainStatus.encoded()))
         }
         out += try follow(catchUp.tick(localHeight: committedHeight, now: now.t), dag: dag)
         if catchUp.syncing { return out }
@@ -255,7 +283,7 @@ struct ConsensusHost {
             inCatchUp = false
             reportProgress(force: true)
             logger.info("caught up; following consensus", metadata: ["height": "\(committedHeight)"])
-            out += try run(core.start(), dag: dag)
+            out += try run(core.start() + replayFutureMessages(), dag: dag)
         }
         return out
     }
@@ -282,21 +310,22 @@ struct ConsensusHost {
         guard height >= 1, height <= committedHeight,
             let range = try Self.committedRange(store: store, from: height, count: count)
         else { return [] }
-        let message = ConsensusMessage.committedRange(height: height, blocks: range.blocks, proof: range.proof)
+        let message = ConsensusMessage.committedRange(
+            height: height, blocks: range.blocks, proof: range.proof, suffix: range.suffix)
         return [.send(to: peer, message.encoded(), floodIfUnreachable: false)]
     }
 
     /// Up to about `count` stored committed blocks from `height` on, cut where a stored
     /// commit QC commits the last of them, within the message budget; nil when no such
-    /// cut exists.
+    /// cut exists. A range stops at the end of an epoch, with the epoch-change proof.
     static func committedRange(
         store: ConsensusStore, from height: UInt64, count: UInt16
     ) throws -> (
-        blocks: [Block], proof: QuorumCert
+        blocks: [Block], proof: QuorumCert, suffix: [Block]
     )? {
         var blocks: [Block] = []
         var bytes = 0
-        var end: (count: Int, proof: QuorumCert)?
+        var end: (count: Int, proof: QuorumCert, suffix: [Block])?
         // Commit groups are short; read a little past `count` to reach the end of one.
         for stored in try store.committed(from: height, limit: Int(count) + 32) {
             guard let block = try? Block.decode(stored.block), let qc = try? QuorumCert.decode(stored.commitQC) else {
@@ -305,13 +334,18 @@ struct ConsensusHost {
             bytes += stored.block.count
             if bytes > rangeBudget || blocks.count >= Int(CatchUp.maxRangeBlocks) { break }
             blocks.append(block)
+            if let epoch = try store.epoch(endingAt: stored.height) {
+                guard let bytes = epoch.proof, let proof = try? EpochChangeProof.decode(bytes) else { break }
+                end = (blocks.count, proof.commitQC, proof.suffix)
+                break
+            }
             if qc.voteInfo.parentID == block.id {
-                end = (blocks.count, qc)
+                end = (blocks.count, qc, [])
                 if blocks.count >= Int(count) { break }
             }
         }
         guard let end else { return nil }
-        return (Array(blocks.prefix(end.count)), end.proof)
+        return (Array(blocks.prefix(end.count)), end.proof, end.suffix)
     }
 
     /// Bytes of blocks in one range answer: under the gossip layer's 4 MiB message limit.
@@ -320,7 +354,7 @@ struct ConsensusHost {
     /// Verifies an awaited range against the committed tip, executes it, stores it, and
     /// moves consensus to the new tip.
     private mutating func applyRange(
-        _ blocks: [Block], proof: QuorumCert, dag: TransactionDAG
+        _ blocks: [Block], proof: QuorumCert, suffix: [Block], dag: TransactionDAG
     ) throws
         -> [NetworkAction]
     {
@@ -328,13 +362,17 @@ struct ConsensusHost {
         var state = committedState
         var stateIDs: [Hash32] = []
         var failed = 0
-        let problem = CatchUp.verifyRange(blocks, proof: proof, after: core.committedBlockID, config: core.config) {
-            block in
-            let receipts = state.execute(block.payload, proposer: block.author, signatureChecked: dag.contains)
+        var endsEpoch = false
+        let problem = CatchUp.verifyRange(
+            blocks, proof: proof, suffix: suffix, after: core.committedBlockID, config: core.config
+        ) { block in
+            let (receipts, ends) = state.executeBlock(
+                block.payload, proposer: block.author, signatureChecked: dag.contains)
             failed += receipts.filter { $0.failure != nil }.count
+            endsEpoch = ends
             let id = (try? Hash32(bytes: state.root)) ?? .zero
             stateIDs.append(id)
-            return id
+            return (id, ends)
         }
         if let problem {
             logger.warning("invalid committed range from a peer", metadata: ["reason": "\(problem)"])
@@ -348,9 +386,13 @@ struct ConsensusHost {
                     height: committedHeight + UInt64(records.count) + 1, id: block.id.bytes, round: block.round,
                     block: block.encoded(), stateID: stateID.bytes, commitQC: proofBytes))
         }
-        let snapshotDue = records.contains { $0.height % Self.snapshotInterval == 0 }
-        try store.commit(records, ledgerState: snapshotDue ? state.encoded() : nil)
         let last = blocks[blocks.count - 1]
+        let snapshotDue = records.contains { $0.height % Self.snapshotInterval == 0 }
+        try store.commit(
+            records, ledgerState: snapshotDue ? state.encoded() : nil,
+            epochChange: endsEpoch
+                ? try epochRecord(after: last, state: state, proof: EpochChangeProof(suffix: suffix, commitQC: proof))
+                : nil)
         let transactions = blocks.reduce(0) { $0 + $1.payload.count }
         committedHeight += UInt64(blocks.count)
         committedState = state
@@ -361,19 +403,26 @@ struct ConsensusHost {
         catchUpTotals.blocks += blocks.count
         catchUpTotals.transactions += transactions
         catchUpTotals.seconds += Date().timeIntervalSince(now)
-        // Consensus restarts from the new tip, keeping its safety state (it never signs
-        // below what it signed before).
-        core = ConsensusCore(
-            config: core.config, key: key,
-            recovered: RecoveredState(
-                safety: core.safety, blocks: [], committedBlockID: last.id, committedRound: last.round,
-                committedStateID: stateIDs[stateIDs.count - 1],
-                recentCommitted: try Self.recentCommitted(store: store, height: committedHeight, config: core.config)))
-        reportedTimeouts = (0, 0)
-        states = [last.id: state]
-        timers = [:]
-        proposalDue = nil
-        blockSeenAt = [:]
+        if endsEpoch {
+            // Synced across the end of an epoch: the next range is checked against the
+            // next epoch's validators, which the verified state names.
+            startNextEpoch(after: last)
+        } else {
+            // Consensus restarts from the new tip, keeping its safety state (it never signs
+            // below what it signed before).
+            core = ConsensusCore(
+                config: core.config, key: key,
+                recovered: RecoveredState(
+                    safety: core.safety, blocks: [], committedBlockID: last.id, committedRound: last.round,
+                    committedStateID: stateIDs[stateIDs.count - 1],
+                    recentCommitted: try Self.recentCommitted(
+                        store: store, height: committedHeight, config: core.config)))
+            reportedTimeouts = (0, 0)
+            states = [last.id: state]
+            timers = [:]
+            proposalDue = nil
+            blockSeenAt = [:]
+        }
         lastCommitAt = Date()
         metrics?.committedHeight.set(Double(committedHeight))
         metrics?.catchUpBlocks.increment(by: Int64(blocks.count))
@@ -412,10 +461,11 @@ struct ConsensusHost {
             case .execute(let block, _):
                 guard var state = states[block.parentID] else { continue }
                 // Transactions in the DAG were verified on arrival (same id, same bytes).
-                let receipts = state.execute(block.payload, proposer: block.author, signatureChecked: dag.contains)
+                let (receipts, endsEpoch) = state.executeBlock(
+                    block.payload, proposer: block.author, signatureChecked: dag.contains)
                 failedTransactions += receipts.filter { $0.failure != nil }.count
                 states[block.id] = state
-                queue += core.blockExecuted(id: block.id, stateID: try Hash32(bytes: state.root))
+                queue += core.blockExecuted(id: block.id, stateID: try Hash32(bytes: state.root), endsEpoch: endsEpoch)
             case .requestPayload(let round):
                 // Transactions waiting, or certified blocks with transactions that still
                 // need the next blocks to commit (2-chain): propose now (latency). Neither:
@@ -426,8 +476,13 @@ struct ConsensusHost {
                 } else {
                     queue += core.proposePayload(round: round, payload: batch)
                 }
-            case .commit(let blocks, let qc):
-                try commit(blocks, qc)
+            case .commit(let blocks, let qc, let epochChange):
+                try commit(blocks, qc, epochChange: epochChange)
+                if epochChange != nil, let last = blocks.last {
+                    // The old core is finished: what it still asked for no longer matters.
+                    startNextEpoch(after: last)
+                    queue = core.start() + replayFutureMessages()
+                }
             case .fetchBlock(let id, let from):
                 out.append(.send(to: from, ConsensusMessage.blockRequest(id).encoded(), floodIfUnreachable: false))
             case .serveCommittedBlock(let id, let to):
@@ -472,7 +527,7 @@ struct ConsensusHost {
         return out
     }
 
-    private mutating func commit(_ blocks: [Block], _ qc: QuorumCert) throws {
+    private mutating func commit(_ blocks: [Block], _ qc: QuorumCert, epochChange: EpochChangeProof?) throws {
         guard let last = blocks.last, let state = states[last.id] else {
             throw ConfigError("committed block \(blocks.last?.id.hex ?? "?") was never executed")
         }
@@ -486,7 +541,9 @@ struct ConsensusHost {
                     stateID: stateID.bytes, commitQC: qc.encoded()))
         }
         let snapshotDue = records.contains { $0.height % Self.snapshotInterval == 0 }
-        try store.commit(records, ledgerState: snapshotDue ? state.encoded() : nil)
+        try store.commit(
+            records, ledgerState: snapshotDue ? state.encoded() : nil,
+            epochChange: try epochChange.map { try epochRecord(after: last, state: state, proof: $0) })
         committedState = state
         committedTransactions += blocks.reduce(0) { $0 + $1.payload.count }
         if let metrics {
@@ -515,6 +572,58 @@ struct ConsensusHost {
     private var reportedFailures = 0
     private var reportedTimeouts = (timer: 0, amplified: 0)
 
+    // MARK: Epochs
+
+    /// What the store records when `last` ends an epoch: its proof, and the next epoch
+    /// (first height, the block and state it builds on, its validators).
+    private func epochRecord(
+        after last: Block, state: LedgerState, proof: EpochChangeProof
+    ) throws -> (proof: [UInt8], next: ConsensusStore.EpochRecord) {
+        guard let system = state.system else { throw ConfigError("an epoch ended in a ledger without epochs") }
+        return (
+            proof.encoded(),
+            .init(
+                epoch: system.epoch, startHeight: committedHeight + 1, genesisBlock: last.id.bytes,
+                genesisState: state.root, system: system.encoded)
+        )
+    }
+
+    /// The committed block `last` ended the epoch: a fresh core for the next epoch, on
+    /// top of it, with the validators the committed state names. The safety state starts
+    /// afresh (signatures name their epoch); rounds start again at 1.
+    private mutating func startNextEpoch(after last: Block) {
+        let system = committedState.system!  // an epoch ended, so the state has one
+        let config = genesis.consensusConfig(
+            system: system, genesisBlockID: last.id, genesisStateID: try! Hash32(bytes: committedState.root))
+        core = ConsensusCore(config: config, key: key)
+        catchUp.enteredEpoch(config.epoch)
+        states = [last.id: committedState]
+        timers = [:]
+        proposalDue = nil
+        blockSeenAt = [:]
+        reportedTimeouts = (0, 0)
+        observedRound = 0
+        lastStatusSent = .distantPast  // tell the neighbours at the next tick
+        metrics?.epoch.set(Double(config.epoch))
+        logger.notice(
+            "epoch \(config.epoch) begins",
+            metadata: [
+                "height": "\(committedHeight)", "validators": "\(config.validators.validators.count)",
+                "role": "\(isValidator ? "validator" : "full node")",
+            ])
+    }
+
+    /// Messages of the epoch just entered that arrived early.
+    private mutating func replayFutureMessages() -> [ConsensusCore.Action] {
+        let ready = futureMessages.filter { $0.0.epoch == core.config.epoch }
+        futureMessages.removeAll { ($0.0.epoch ?? 0) <= core.config.epoch }
+        guard !catchUp.syncing else {
+            futureMessages += ready  // after the sync
+            return []
+        }
+        return ready.flatMap { core.receive($0.0, from: $0.1) }
+    }
+
     /// Round gauge, round durations and TC count, from how the core's round moved.
     private mutating func observeRound() {
         guard let metrics else { return }
@@ -533,6 +642,7 @@ struct ConsensusHost {
     }
 
     func committedBlock(height: UInt64) throws -> ConsensusStore.CommittedBlock? { try store.committed(height: height) }
+    func epochRecord(_ epoch: Epoch) throws -> ConsensusStore.EpochRecord? { try store.epoch(epoch) }
 }
 
 extension Date {

@@ -117,6 +117,9 @@ public struct Genesis: Codable, Sendable, Equatable {
             })
     }
 
+    /// Genesis is epoch 1 (0 is never used, so "no epoch yet" needs no special value).
+    public static let firstEpoch: Epoch = 1
+
     public var initialState: LedgerState {
         LedgerState(
             chainID: chain_id,
@@ -124,7 +127,14 @@ public struct Genesis: Codable, Sendable, Equatable {
                 uniqueKeysWithValues: balances.map {
                     (try! Ed25519.PublicKey(rawRepresentation: Hex.decode($0.key)), $0.value)
                 }
-            ))
+            ),
+            system: SystemState(
+                epoch: Self.firstEpoch, epochLength: epoch_length,
+                validators: validators.map {
+                    SystemState.ValidatorInfo(
+                        id: try! Ed25519.PublicKey(rawRepresentation: Hex.decode($0.node_id)), power: $0.power,
+                        bitcoinKey: try! Hex.decode($0.bitcoin_xonly))
+                }))
     }
 
     /// The genesis block id: a hash of the canonical (sorted-key) JSON of this file, so
@@ -135,14 +145,23 @@ public struct Genesis: Codable, Sendable, Equatable {
         return Hash32.of(Array((try? encoder.encode(self)) ?? Data()))
     }
 
-    public func consensusConfig(epoch: Epoch = 1) -> ConsensusConfig {
+    /// The first epoch's configuration.
+    public func consensusConfig() -> ConsensusConfig {
+        consensusConfig(
+            system: initialState.system!, genesisBlockID: blockID, genesisStateID: try! Hash32(bytes: initialState.root))
+    }
+
+    /// An epoch's configuration: its validators from the system state it starts with,
+    /// built on the previous epoch's last block (or the genesis block).
+    public func consensusConfig(system: SystemState, genesisBlockID: Hash32, genesisStateID: Hash32) -> ConsensusConfig {
+        let set = ValidatorSet(system.validators.map { Validator(id: $0.id, power: $0.power) })
         var config = ConsensusConfig(
-            chainID: chain_id, epoch: epoch, validators: validatorSet, genesisBlockID: blockID,
-            genesisStateID: try! Hash32(bytes: initialState.root))
+            chainID: chain_id, epoch: system.epoch, validators: set, genesisBlockID: genesisBlockID,
+            genesisStateID: genesisStateID)
         config.baseTimeout = consensus.base_timeout
         config.timeoutBackoff = consensus.timeout_backoff
         config.maxBackoffExponent = consensus.max_backoff_exponent
-        config.leaderElection = consensus.election(validators: validators.count)
+        config.leaderElection = consensus.election(validators: system.validators.count)
         return config
     }
 }

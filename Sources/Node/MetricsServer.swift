@@ -9,6 +9,7 @@ import Prometheus
 public final class NodeMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
     let round: Gauge
+    let epoch: Gauge
     let committedHeight: Gauge
     let commits: Counter
     let timeoutsByTimer: Counter
@@ -33,6 +34,7 @@ public final class NodeMetrics: Sendable {
             .seconds(5), .seconds(10),
         ]
         round = registry.makeGauge(descriptor: name("consensus", "round", "", "Current consensus round"))
+        epoch = registry.makeGauge(descriptor: name("consensus", "epoch", "", "Current epoch"))
         committedHeight = registry.makeGauge(
             descriptor: name("consensus", "committed_height", "", "Height of the last committed block"))
         commits = registry.makeCounter(descriptor: name("consensus", "commits", "total", "Blocks committed"))

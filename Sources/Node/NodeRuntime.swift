@@ -110,6 +110,7 @@ public actor NodeRuntime: Service {
                 consensus = try ConsensusHost(
                     genesis: genesis, key: keys.identity, store: try ConsensusStore(path: path), logger: logger)
                 consensus?.metrics = metrics
+                metrics.epoch.set(Double(consensus?.core.config.epoch ?? 0))
             } catch let error as StorageError {
                 throw ConfigError("\(error)")
             }
@@ -544,6 +545,12 @@ public actor NodeRuntime: Service {
             // Old-epoch or forged messages are not forwarded; a valid one from a past
             // epoch is ignored rather than punished.
             guard consensus?.core.isAuthentic(message) == true else {
+                // A later epoch's message cannot be judged before this node has seen
+                // that epoch begin: kept for then, not relayed, not punished.
+                if let epoch = message.epoch, let current = consensus?.core.config.epoch, epoch > current {
+                    runConsensus { host, dag in try host.received(message, from: signer, dag: dag) }
+                    return .ignore
+                }
                 return consensus?.core.config.validators.contains(signer) == true
                     ? .ignore : .reject("consensus message not signed by a validator")
             }
@@ -864,12 +871,116 @@ public actor NodeRuntime: Service {
                 "account": .string(account.hex), "balance": .int(host.committedState.balance(of: account)),
                 "seq": .int(host.committedState.seq(of: account)), "height": .int(host.committedHeight),
             ])
+        case "getepoch":
+            guard let host = consensus else {
+                throw AdminError.serverError("this node runs without a genesis file: no consensus")
+            }
+            let n = params["epoch"]?.numberValue.map { UInt64($0) } ?? host.core.config.epoch
+            guard let record = try? host.epochRecord(n), let system = try? SystemState.decode(record.system) else {
+                throw AdminError.serverError("no epoch \(n) on this node (current: \(host.core.config.epoch))")
+            }
+            var proof: JSONValue = .null
+            if let bytes = record.proof, let decoded = try? EpochChangeProof.decode(bytes) {
+                let qc = decoded.commitQC
+                proof = .object([
+                    "suffix_blocks": .int(decoded.suffix.count), "commit_round": .int(qc.round),
+                    "commit_state_id": .string(qc.commitInfo.commitStateID?.hex ?? ""),
+                    "signers": .array(qc.signatures.map { .string($0.signer.hex) }), "hex": .string(bytes.hex),
+                ])
+            }
+            return .object([
+                "epoch": .int(record.epoch),
+                "validators": .array(
+                    system.validators.map {
+                        .object([
+                            "node_id": .string($0.id.hex), "power": .int($0.power),
+                            "bitcoin_xonly": .string($0.bitcoinKey.hex),
+                        ])
+                    }),
+                "total_power": .int(system.totalPower), "quorum_power": .int(system.quorumPower),
+                "epoch_length": .int(system.epochLength),
+                "first_height": .int(record.startHeight),
+                "last_height": record.endHeight.map { .int($0) } ?? .null,
+                "builds_on_block": .string(record.genesisBlock.hex),
+                "start_state_id": .string(record.genesisState.hex),
+                "proof": proof,
+            ])
+        case "approvevalidatorchange":
+            // The operator's consent, given through the local socket: this validator signs.
+            guard let host = consensus else {
+                throw AdminError.serverError("this node runs without a genesis file: no consensus")
+            }
+            guard let hex = params["change"]?.stringValue, let bytes = try? Hex.decode(hex),
+                let change = try? ValidatorChange.decode(bytes)
+            else { throw AdminError.invalidParams("approvevalidatorchange needs {\"change\": HEX of a validator change}") }
+            guard host.isValidator else { throw AdminError.serverError("this node is not a validator of this epoch") }
+            guard change.epoch == host.core.config.epoch else {
+                throw AdminError.serverError(
+                    "the change is for epoch \(change.epoch); this node is in epoch \(host.core.config.epoch)")
+            }
+            let approval = change.approve(chainID: configuration.chainID, key: keys.identity)
+            return .object([
+                "validator": .string(approval.validator.hex), "signature": .string(approval.signature.rawRepresentation.hex),
+                "change": Self.json(change),
+            ])
+        case "submitvalidatorchange":
+            guard consensus != nil else {
+                throw AdminError.serverError("this node runs without a genesis file: no consensus")
+            }
+            guard let hex = params["change"]?.stringValue, let bytes = try? Hex.decode(hex),
+                let change = try? ValidatorChange.decode(bytes), let list = params["approvals"]?.arrayValue
+            else {
+                throw AdminError.invalidParams(
+                    "submitvalidatorchange needs {\"change\": HEX, \"approvals\": [{\"validator\": HEX, \"signature\": HEX}]}")
+            }
+            var approvals: [ValidatorChange.Approval] = []
+            for item in list {
+                guard let v = item["validator"]?.stringValue, let vb = try? Hex.decode(v),
+                    let validator = try? Ed25519.PublicKey(rawRepresentation: vb),
+                    let sig = item["signature"]?.stringValue, let sb = try? Hex.decode(sig),
+                    let signature = try? Ed25519.Signature(rawRepresentation: sb)
+                else { throw AdminError.invalidParams("an approval needs a validator key and a 64-byte signature") }
+                approvals.append(.init(validator: validator, signature: signature))
+            }
+            // The node's own key authors the carrying transaction (fee 0): approvals, not
+            // the author, authorise the change.
+            let author = keys.identity
+            let tx = Transaction(
+                chainID: configuration.chainID, author: author, seq: sync.dag.nextSeq(for: author.publicKey), fee: 0,
+                payload: .validatorChange(change, approvals: approvals),
+                predecessors: Array(sync.dag.heads.prefix(Transaction.maxPredecessors)))
+            let submission = submit(hex: tx.encoded.hex)
+            executeLedger(sync.takeBroadcasts())
+            switch submission {
+            case .accepted(let accepted):
+                return .object(["txid": .string(accepted.id.hex), "change": Self.json(change)])
+            case .notHex: throw AdminError.serverError("internal: transaction did not encode")
+            case .rejected(let reason): throw AdminError.serverError(reason)
+            }
         case "stop":
             // The admin server calls requestStop() once this response is written.
             return .object(["stopping": .bool(true)])
         default:
             throw AdminError.methodNotFound(method)
         }
+    }
+
+    static func json(_ change: ValidatorChange) -> JSONValue {
+        var fields: [String: JSONValue] = [
+            "epoch": .int(change.epoch), "node_id": .string(change.validator.hex), "hex": .string(change.encoded.hex),
+        ]
+        switch change.operation {
+        case .add(let power, let key):
+            fields["operation"] = .string("add")
+            fields["power"] = .int(power)
+            fields["bitcoin_xonly"] = .string(key.hex)
+        case .remove:
+            fields["operation"] = .string("remove")
+        case .setBitcoinKey(let key):
+            fields["operation"] = .string("set-btc-key")
+            fields["bitcoin_xonly"] = .string(key.hex)
+        }
+        return .object(fields)
     }
 
     static func json(_ tx: Transaction) -> JSONValue {
@@ -879,6 +990,11 @@ public actor NodeRuntime: Service {
             payload = .object(["type": .string("transfer"), "to": .string(to.hex), "amount": .int(amount)])
         case .data(let bytes):
             payload = .object(["type": .string("data"), "data_hex": .string(bytes.hex)])
+        case .validatorChange(let change, let approvals):
+            payload = .object([
+                "type": .string("validator_change"), "change": json(change),
+                "approvals": .array(approvals.map { .string($0.validator.hex) }),
+            ])
         }
         return .object([
             "id": .string(tx.id.hex), "chain_id": .string(tx.chainID), "author": .string(tx.author.hex),

@@ -15,7 +15,72 @@ public final class ConsensusStore {
                 height INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, round INTEGER NOT NULL,
                 block BLOB NOT NULL, state_id BLOB NOT NULL, commit_qc BLOB NOT NULL);
             CREATE TABLE IF NOT EXISTS ledger_state (id INTEGER PRIMARY KEY CHECK (id = 1), height INTEGER NOT NULL, state BLOB NOT NULL);
+            CREATE TABLE IF NOT EXISTS epochs (
+                epoch INTEGER PRIMARY KEY, start_height INTEGER NOT NULL, genesis_block BLOB NOT NULL,
+                genesis_state BLOB NOT NULL, system BLOB NOT NULL, end_height INTEGER, proof BLOB);
             """)
+    }
+
+    /// One epoch: where it starts (the block it builds on and that block's state), its
+    /// validators (the encoded system state at its start), and once it has ended, its
+    /// last height and the proof that its last block is committed.
+    public struct EpochRecord: Sendable, Equatable {
+        public let epoch: UInt64
+        /// Height of the epoch's first block (the one after `genesisBlock`).
+        public let startHeight: UInt64
+        public let genesisBlock: [UInt8]
+        public let genesisState: [UInt8]
+        public let system: [UInt8]
+        public var endHeight: UInt64?
+        public var proof: [UInt8]?
+
+        public init(
+            epoch: UInt64, startHeight: UInt64, genesisBlock: [UInt8], genesisState: [UInt8], system: [UInt8],
+            endHeight: UInt64? = nil, proof: [UInt8]? = nil
+        ) {
+            self.epoch = epoch
+            self.startHeight = startHeight
+            self.genesisBlock = genesisBlock
+            self.genesisState = genesisState
+            self.system = system
+            self.endHeight = endHeight
+            self.proof = proof
+        }
+    }
+
+    /// Records the first epoch (once, at the first start).
+    public func saveEpoch(_ record: EpochRecord) throws(StorageError) {
+        try db.run(
+            "INSERT OR IGNORE INTO epochs (epoch, start_height, genesis_block, genesis_state, system) VALUES (?, ?, ?, ?, ?)",
+            [
+                .integer(Int64(record.epoch)), .integer(Int64(record.startHeight)), .blob(record.genesisBlock),
+                .blob(record.genesisState), .blob(record.system),
+            ])
+    }
+
+    public func epoch(_ n: UInt64) throws(StorageError) -> EpochRecord? {
+        try epochs(where: "epoch = ?", [.integer(Int64(n))]).first
+    }
+
+    public func latestEpoch() throws(StorageError) -> EpochRecord? {
+        try epochs(where: "1 ORDER BY epoch DESC LIMIT 1", []).first
+    }
+
+    /// The epoch whose last block is at `height`, if one ends there.
+    public func epoch(endingAt height: UInt64) throws(StorageError) -> EpochRecord? {
+        try epochs(where: "end_height = ?", [.integer(Int64(height))]).first
+    }
+
+    private func epochs(where clause: String, _ bindings: [SQLiteValue]) throws(StorageError) -> [EpochRecord] {
+        try db.query(
+            "SELECT epoch, start_height, genesis_block, genesis_state, system, end_height, proof FROM epochs WHERE "
+                + clause, bindings
+        ) { row in
+            EpochRecord(
+                epoch: UInt64(row.integer(0)), startHeight: UInt64(row.integer(1)), genesisBlock: row.blob(2),
+                genesisState: row.blob(3), system: row.blob(4), endHeight: row.isNull(5) ? nil : UInt64(row.integer(5)),
+                proof: row.isNull(6) ? nil : row.blob(6))
+        }
     }
 
     public func saveSafety(_ state: [UInt8]) throws(StorageError) {
@@ -58,7 +123,14 @@ public final class ConsensusStore {
     /// last of them, in one transaction, and drops pending blocks at or below the
     /// committed round. Without a snapshot, a restart replays the blocks after the
     /// last snapshot (the state is a function of the chain).
-    public func commit(_ blocks: [CommittedBlock], ledgerState: [UInt8]?) throws(StorageError) {
+    ///
+    /// With `epochChange` the last block ends its epoch: its proof is recorded with the
+    /// epoch, the next epoch is recorded, and every pending block goes (they belong to
+    /// the epoch that ended) — all in the same transaction, so a restart never finds a
+    /// chain past an epoch's end without the epoch that follows.
+    public func commit(
+        _ blocks: [CommittedBlock], ledgerState: [UInt8]?, epochChange: (proof: [UInt8], next: EpochRecord)? = nil
+    ) throws(StorageError) {
         guard let last = blocks.last else { return }
         try db.transaction { () throws(StorageError) in
             for b in blocks {
@@ -75,7 +147,21 @@ public final class ConsensusStore {
                     "INSERT OR REPLACE INTO ledger_state (id, height, state) VALUES (1, ?, ?)",
                     [.integer(Int64(last.height)), .blob(ledgerState)])
             }
-            try db.run("DELETE FROM pending_blocks WHERE round <= ?", [.integer(Int64(last.round))])
+            if let epochChange {
+                let next = epochChange.next
+                try db.run(
+                    "UPDATE epochs SET end_height = ?, proof = ? WHERE epoch = ?",
+                    [.integer(Int64(last.height)), .blob(epochChange.proof), .integer(Int64(next.epoch - 1))])
+                try db.run(
+                    "INSERT OR REPLACE INTO epochs (epoch, start_height, genesis_block, genesis_state, system) VALUES (?, ?, ?, ?, ?)",
+                    [
+                        .integer(Int64(next.epoch)), .integer(Int64(next.startHeight)), .blob(next.genesisBlock),
+                        .blob(next.genesisState), .blob(next.system),
+                    ])
+                try db.run("DELETE FROM pending_blocks")
+            } else {
+                try db.run("DELETE FROM pending_blocks WHERE round <= ?", [.integer(Int64(last.round))])
+            }
         }
     }
 

@@ -113,6 +113,8 @@ public final class SQLiteDatabase {
 
         public func integer(_ column: Int32) -> Int64 { sqlite3_column_int64(statement, column) }
 
+        public func isNull(_ column: Int32) -> Bool { sqlite3_column_type(statement, column) == SQLITE_NULL }
+
         public func text(_ column: Int32) -> String {
             sqlite3_column_text(statement, column).map { String(cString: $0) } ?? ""
         }
