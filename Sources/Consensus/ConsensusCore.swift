@@ -638,7 +638,9 @@ public struct ConsensusCore: Sendable {
 
     /// The payload for a round this validator leads.
     public mutating func proposePayload(round: Round, payload: [[UInt8]]) -> [Action] {
-        guard finishedEpoch == nil, round == currentRound, leader(of: round) == me, !proposed.contains(round) else { return [] }
+        guard finishedEpoch == nil, round == currentRound, leader(of: round) == me, !proposed.contains(round) else {
+            return []
+        }
         let tc: TimeoutCert?
         if highQC.round + 1 == round {
             tc = nil

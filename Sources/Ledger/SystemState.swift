@@ -119,7 +119,8 @@ public struct SystemState: Sendable, Equatable {
         var validators: [ValidatorInfo] = []
         for _ in 0..<n {
             let id = try! Ed25519.PublicKey(uncheckedRawRepresentation: try r.fixed(32, "validator"))
-            validators.append(ValidatorInfo(id: id, power: try r.u64("power"), bitcoinKey: try r.fixed(32, "bitcoin key")))
+            validators.append(
+                ValidatorInfo(id: id, power: try r.u64("power"), bitcoinKey: try r.fixed(32, "bitcoin key")))
         }
         var state = SystemState(epoch: epoch, epochLength: length, validators: validators)
         state.blocksInEpoch = blocks

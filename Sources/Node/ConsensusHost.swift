@@ -76,7 +76,8 @@ struct ConsensusHost {
         // The epoch the committed chain is in, and the block it builds on.
         guard let system = state.system, let epoch = try store.latestEpoch(), epoch.epoch == system.epoch else {
             throw ConfigError(
-                "consensus store: the committed state is in epoch \(state.system?.epoch ?? 0) but no record of it is stored")
+                "consensus store: the committed state is in epoch \(state.system?.epoch ?? 0) but no record of it is stored"
+            )
         }
         let config = genesis.consensusConfig(
             system: system, genesisBlockID: try Hash32(bytes: epoch.genesisBlock),

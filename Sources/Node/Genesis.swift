@@ -148,12 +148,14 @@ public struct Genesis: Codable, Sendable, Equatable {
     /// The first epoch's configuration.
     public func consensusConfig() -> ConsensusConfig {
         consensusConfig(
-            system: initialState.system!, genesisBlockID: blockID, genesisStateID: try! Hash32(bytes: initialState.root))
+            system: initialState.system!, genesisBlockID: blockID, genesisStateID: try! Hash32(bytes: initialState.root)
+        )
     }
 
     /// An epoch's configuration: its validators from the system state it starts with,
     /// built on the previous epoch's last block (or the genesis block).
-    public func consensusConfig(system: SystemState, genesisBlockID: Hash32, genesisStateID: Hash32) -> ConsensusConfig {
+    public func consensusConfig(system: SystemState, genesisBlockID: Hash32, genesisStateID: Hash32) -> ConsensusConfig
+    {
         let set = ValidatorSet(system.validators.map { Validator(id: $0.id, power: $0.power) })
         var config = ConsensusConfig(
             chainID: chain_id, epoch: system.epoch, validators: set, genesisBlockID: genesisBlockID,

@@ -912,7 +912,9 @@ public actor NodeRuntime: Service {
             }
             guard let hex = params["change"]?.stringValue, let bytes = try? Hex.decode(hex),
                 let change = try? ValidatorChange.decode(bytes)
-            else { throw AdminError.invalidParams("approvevalidatorchange needs {\"change\": HEX of a validator change}") }
+            else {
+                throw AdminError.invalidParams("approvevalidatorchange needs {\"change\": HEX of a validator change}")
+            }
             guard host.isValidator else { throw AdminError.serverError("this node is not a validator of this epoch") }
             guard change.epoch == host.core.config.epoch else {
                 throw AdminError.serverError(
@@ -920,7 +922,8 @@ public actor NodeRuntime: Service {
             }
             let approval = change.approve(chainID: configuration.chainID, key: keys.identity)
             return .object([
-                "validator": .string(approval.validator.hex), "signature": .string(approval.signature.rawRepresentation.hex),
+                "validator": .string(approval.validator.hex),
+                "signature": .string(approval.signature.rawRepresentation.hex),
                 "change": Self.json(change),
             ])
         case "submitvalidatorchange":
@@ -931,7 +934,8 @@ public actor NodeRuntime: Service {
                 let change = try? ValidatorChange.decode(bytes), let list = params["approvals"]?.arrayValue
             else {
                 throw AdminError.invalidParams(
-                    "submitvalidatorchange needs {\"change\": HEX, \"approvals\": [{\"validator\": HEX, \"signature\": HEX}]}")
+                    "submitvalidatorchange needs {\"change\": HEX, \"approvals\": [{\"validator\": HEX, \"signature\": HEX}]}"
+                )
             }
             var approvals: [ValidatorChange.Approval] = []
             for item in list {

@@ -128,8 +128,10 @@ struct SafetyAndCodecTests {
         // Catch-up messages, built from the run's committed blocks.
         let committed = sim.nodes[0].committed.compactMap { sim.nodes[0].disk.committedBlocks[$0] }
         let catchUp: [ConsensusMessage] = [
-            .chainStatus(height: 42, round: 99), .getCommitted(height: 1, count: CatchUp.maxRangeBlocks),
-            .committedRange(height: 1, blocks: Array(committed.prefix(3)), proof: committed[4].qc),
+            .chainStatus(height: 42, round: 99, epoch: 1), .getCommitted(height: 1, count: CatchUp.maxRangeBlocks),
+            .committedRange(height: 1, blocks: Array(committed.prefix(3)), proof: committed[4].qc, suffix: []),
+            .committedRange(
+                height: 1, blocks: Array(committed.prefix(3)), proof: committed[4].qc, suffix: [committed[3]]),
         ]
         for message in catchUp { #expect(!checker.isAuthentic(message) && message.signer == nil) }
         #expect(throws: WireError.self) { try ConsensusMessage.decode([7] + [UInt8](repeating: 0, count: 8) + [0, 0]) }

@@ -46,30 +46,37 @@ struct ScenarioTests {
     }
 
     @Test(
-        "Reputation: a crashed validator stops being elected, so it costs far fewer TCs than round-robin",
+        "Reputation: once its activity leaves the window, a crashed validator is no longer elected (far fewer TCs than round-robin)",
         arguments: ciSeeds)
     func reputationSkipsCrashedLeader(seed: UInt64) {
-        func run(_ election: LeaderElection) -> Simulator {
+        /// TCs per round and commits in the 100 s after a 250 s transition.
+        func run(_ election: LeaderElection) -> (sim: Simulator, tcRate: Double, commits: Int) {
             var sim = Simulator(seed: seed, validators: 4, leaderElection: election)
             sim.start()
             sim.run(until: 5)
             sim.crash(3)
-            sim.run(until: 150)
-            return sim
+            sim.run(until: 250)
+            let before = (sim.proposalsWithTC, sim.minHonestCommits, sim.nodes[0].core.currentRound)
+            sim.run(until: 350)
+            let rounds = Double(sim.nodes[0].core.currentRound - before.2)
+            return (sim, Double(sim.proposalsWithTC - before.0) / rounds, sim.minHonestCommits - before.1)
         }
         let roundRobin = run(.roundRobin)
         let reputation = run(.reputation(window: 40, excludeRounds: 40))
-        expectSafe(roundRobin, "round-robin")
-        expectSafe(reputation, "reputation")
+        expectSafe(roundRobin.sim, "round-robin")
+        expectSafe(reputation.sim, "reputation")
         // Round-robin gives the crashed validator every 4th round, each ending in a TC.
-        // Reputation elects it until its blocks and votes leave the window (80 rounds).
-        #expect(roundRobin.proposalsWithTC >= 40)
+        // Reputation elects it until its blocks and votes leave the window (rounds
+        // 40…80 after the crash; slow rounds while it is still elected make that
+        // transition last up to a few minutes — see docs/architecture.md), then with
+        // weight 10 against 1000 per active validator: a TC in well under 1 % of rounds.
+        #expect(roundRobin.tcRate > 0.2)
         #expect(
-            reputation.proposalsWithTC * 2 < roundRobin.proposalsWithTC,
-            "TCs: reputation \(reputation.proposalsWithTC), round-robin \(roundRobin.proposalsWithTC)")
+            reputation.tcRate * 10 < roundRobin.tcRate,
+            "TCs per round: reputation \(reputation.tcRate), round-robin \(roundRobin.tcRate)")
         #expect(
-            reputation.minHonestCommits > 2 * roundRobin.minHonestCommits,
-            "commits: reputation \(reputation.minHonestCommits), round-robin \(roundRobin.minHonestCommits)")
+            reputation.commits > 2 * roundRobin.commits,
+            "commits in 100 s: reputation \(reputation.commits), round-robin \(roundRobin.commits)")
     }
 
     @Test(

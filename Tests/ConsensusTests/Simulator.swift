@@ -22,6 +22,20 @@ struct Simulator {
         var committedBlocks: [Hash32: Block] = [:]
         /// The QC that committed each block (what a catch-up range is proven by).
         var commitProofs: [Hash32: QuorumCert] = [:]
+        /// The current epoch's configuration, and the proofs of the epochs that ended
+        /// (by their last block).
+        var config: ConsensusConfig
+        var epochProofs: [Hash32: EpochChangeProof] = [:]
+    }
+
+    /// The simulated ledger behind a state id: how far into its epoch it is, and the
+    /// epoch's validators (node indices). A payload transaction "SET" || epoch ||
+    /// indices changes the set (in that epoch only) and ends the epoch, as a quorum-
+    /// approved validator change does in the node; `epochLength` blocks end it too.
+    struct EpochInfo {
+        var epoch: Epoch
+        var blocks: Int
+        var validators: [Int]
     }
 
     struct Node {
@@ -36,6 +50,8 @@ struct Simulator {
         var catchUp = CatchUp()
         /// Blocks applied through catch-up ranges.
         var caughtUp = 0
+        /// Next-epoch messages that arrived before this node's epoch ended.
+        var future: [(ConsensusMessage, ValidatorID)] = []
     }
 
     enum Event {
@@ -71,9 +87,16 @@ struct Simulator {
     var partition: [Set<Int>]?
     // Oracles and observations.
     var canonical: [Hash32] = []
+    /// Every QC that committed something, in commit order (to see who signed).
+    var committedQCs: [QuorumCert] = []
     var forkDetected = false
     var violations: [String] = []
-    var signed: [ValidatorID: [(round: Round, vote: LedgerCommitInfo?)]] = [:]
+    /// Per signer and epoch (rounds start again in every epoch).
+    var signed: [SignerEpoch: [(round: Round, vote: LedgerCommitInfo?)]] = [:]
+    struct SignerEpoch: Hashable {
+        let signer: ValidatorID
+        let epoch: Epoch
+    }
     var byzantine: Set<ValidatorID> = []
     var timeoutCertificates = 0
     var proposalsWithTC = 0
@@ -92,22 +115,38 @@ struct Simulator {
     var catchUpPenalties = 0
     /// Nodes that serve tampered catch-up ranges (a transaction swapped in the first block).
     var corruptServers: Set<Int> = []
+    // Epochs.
+    var epochLength = Int.max
+    var ledger: [Hash32: EpochInfo] = [:]
+    /// Validator-set changes to propose, by the epoch they apply in.
+    var scheduledChanges: [Epoch: [Int]] = [:]
+    /// Every epoch's configuration, as the first node to enter it computed it.
+    var configs: [Epoch: ConsensusConfig] = [:]
+    var keys: [Ed25519.PrivateKey] = []
 
-    init(seed: UInt64, validators count: Int, twins: [Int] = [], leaderElection: LeaderElection = .roundRobin) {
+    /// `count` validators, and `fullNodes` more nodes that follow without signing (they
+    /// can become validators by an epoch change).
+    init(
+        seed: UInt64, validators count: Int, fullNodes: Int = 0, twins: [Int] = [],
+        leaderElection: LeaderElection = .roundRobin
+    ) {
         rng = SimRNG(state: seed)
         // Keys from the seed, so the same seed gives the same validators in the same order.
         var r = SimRNG(state: seed ^ 0xABCDEF)
-        let keys = (0..<count).map { _ in (0..<32).map { _ in UInt8(truncatingIfNeeded: r.next()) } }
+        let keys = (0..<count + fullNodes).map { _ in (0..<32).map { _ in UInt8(truncatingIfNeeded: r.next()) } }
         let privateKeys = keys.map { try! Ed25519.PrivateKey(seed: $0) }
-        let set = ValidatorSet(privateKeys.map { Validator(id: $0.publicKey) })
+        self.keys = privateKeys
+        let set = ValidatorSet(privateKeys.prefix(count).map { Validator(id: $0.publicKey) })
         let genesisState = Hash32.of(Array("genesis state".utf8))
         let genesisID = Hash32.of(Array("genesis block".utf8))
         var config = ConsensusConfig(
             chainID: "sim", epoch: 1, validators: set, genesisBlockID: genesisID, genesisStateID: genesisState)
         config.leaderElection = leaderElection
         self.config = config
+        configs[config.epoch] = config
+        ledger[genesisState] = EpochInfo(epoch: config.epoch, blocks: 0, validators: Array(0..<count))
         for key in privateKeys + twins.map({ privateKeys[$0] }) {
-            let disk = Disk(committedID: genesisID, committedState: genesisState)
+            let disk = Disk(committedID: genesisID, committedState: genesisState, config: config)
             nodes.append(Node(key: key, core: ConsensusCore(config: config, key: key), disk: disk))
         }
         for t in twins { byzantine.insert(privateKeys[t].publicKey) }
@@ -175,15 +214,23 @@ struct Simulator {
             case .scheduleTimeout(let round, let after):
                 schedule(after, .timer(node: i, round: round, incarnation: nodes[i].incarnation))
             case .execute(let block, let parentState):
-                var bytes = parentState.bytes
-                for tx in block.payload { bytes += BLAKE2b.hash256(tx) }
-                pending += nodes[i].core.blockExecuted(id: block.id, stateID: Hash32.of(bytes))
+                let (state, endsEpoch) = execute(block, on: parentState)
+                pending += nodes[i].core.blockExecuted(id: block.id, stateID: state, endsEpoch: endsEpoch)
             case .requestPayload(let round):
-                let payload = [(0..<16).map { _ in UInt8(truncatingIfNeeded: rng.next()) }]
+                var payload = [(0..<16).map { _ in UInt8(truncatingIfNeeded: rng.next()) }]
+                let epoch = nodes[i].core.config.epoch
+                if let set = scheduledChanges[epoch] {
+                    payload.append(Array("SET".utf8) + [UInt8(epoch)] + set.map(UInt8.init))
+                }
                 pending += nodes[i].core.proposePayload(round: round, payload: payload)
-            case .commit(let chain, let qc):
+            case .commit(let chain, let qc, let epochChange):
                 if tearsNow(i) { return }
-                checkCommit(i, chain, qc)
+                checkCommit(i, chain, qc, epochChange: epochChange)
+                if epochChange != nil, let last = chain.last {
+                    // The old core is finished; what it still asked for is dropped.
+                    enterNextEpoch(i, after: last, state: nodes[i].disk.committedState)
+                    pending = nodes[i].core.start() + replayFuture(i)
+                }
             case .fetchBlock(let id, let from):
                 for j in nodes(of: from) where j != i { send(.blockRequest(id), from: i, to: j) }
             case .evidence(let text):
@@ -206,9 +253,9 @@ struct Simulator {
         if keepSamples && samples.count < 400 { samples.append(message) }
         switch message {
         case .vote(let v) where v.sender == signer:
-            record(signer, round: v.voteInfo.round, vote: v.commitInfo)
+            record(signer, epoch: v.voteInfo.epoch, round: v.voteInfo.round, vote: v.commitInfo)
         case .timeout(let t) where t.info.sender == signer:
-            record(signer, round: t.info.round, vote: nil)
+            record(signer, epoch: t.info.epoch, round: t.info.round, vote: nil)
         default: break
         }
         trace(message)
@@ -216,9 +263,10 @@ struct Simulator {
 
     /// I2: an honest signer's votes have strictly increasing rounds, across restarts;
     /// a timeout may share its round with the vote before it; never two different votes in a round.
-    mutating func record(_ signer: ValidatorID, round: Round, vote: LedgerCommitInfo?) {
+    mutating func record(_ signer: ValidatorID, epoch: Epoch, round: Round, vote: LedgerCommitInfo?) {
         guard !byzantine.contains(signer) else { return }
-        let history = signed[signer] ?? []
+        let key = SignerEpoch(signer: signer, epoch: epoch)
+        let history = signed[key] ?? []
         if let vote {
             if let same = history.first(where: { $0.round == round && $0.vote != nil }) {
                 if same.vote != vote { violations.append("\(signer.hex.prefix(8)) signed two votes in round \(round)") }
@@ -230,30 +278,102 @@ struct Simulator {
         } else if let maxVote = history.map(\.round).max(), round < maxVote {
             violations.append("\(signer.hex.prefix(8)) timed out in round \(round) after signing round \(maxVote)")
         }
-        signed[signer, default: []].append((round, vote))
+        signed[key, default: []].append((round, vote))
+    }
+
+    // MARK: Epochs
+
+    /// The simulated ledger: a hash chain of the payload, plus the epoch bookkeeping.
+    mutating func execute(_ block: Block, on parentState: Hash32) -> (Hash32, Bool) {
+        var info = ledger[parentState]!
+        var bytes = parentState.bytes
+        var next: [Int]?
+        for tx in block.payload {
+            bytes += BLAKE2b.hash256(tx)
+            if tx.count > 4, tx.prefix(3).elementsEqual("SET".utf8), Epoch(tx[3]) == info.epoch {
+                next = tx.dropFirst(4).map(Int.init)
+            }
+        }
+        info.blocks += 1
+        let ends = next != nil || info.blocks >= epochLength
+        if ends { info = EpochInfo(epoch: info.epoch + 1, blocks: 0, validators: next ?? info.validators) }
+        bytes.append(ends ? 1 : 0)
+        let state = Hash32.of(bytes)
+        ledger[state] = info
+        return (state, ends)
+    }
+
+    /// Node i committed the last block of its epoch (`last`, with state `state`): a
+    /// fresh core for the next epoch, whose validators the state names.
+    mutating func enterNextEpoch(_ i: Int, after last: Block, state: Hash32) {
+        let info = ledger[state]!
+        var next = ConsensusConfig(
+            chainID: config.chainID, epoch: info.epoch,
+            validators: ValidatorSet(info.validators.map { Validator(id: keys[$0].publicKey) }),
+            genesisBlockID: last.id, genesisStateID: state)
+        next.leaderElection = config.leaderElection
+        if let known = configs[next.epoch] {
+            if known != next { violations.append("nodes disagree on epoch \(next.epoch)'s configuration") }
+        } else {
+            configs[next.epoch] = next
+        }
+        nodes[i].core = ConsensusCore(config: next, key: nodes[i].key)
+        nodes[i].disk.config = next
+        nodes[i].disk.safety = nil
+        nodes[i].disk.blocks = [:]
+        nodes[i].disk.committedRound = 0
+        nodes[i].catchUp.enteredEpoch(next.epoch)
+        // Tell the others at once (as the node does): those that missed the QC that ended
+        // the epoch fetch the epoch's last range instead of waiting for a round timeout.
+        if catchUpEnabled {
+            let status = ConsensusMessage.chainStatus(
+                height: UInt64(nodes[i].committed.count), round: 0, epoch: next.epoch)
+            for j in nodes.indices where j != i { send(status, from: i, to: j) }
+        }
+    }
+
+    mutating func replayFuture(_ i: Int) -> [ConsensusCore.Action] {
+        let epoch = nodes[i].core.config.epoch
+        let ready = nodes[i].future.filter { $0.0.epoch == epoch }
+        nodes[i].future.removeAll { ($0.0.epoch ?? 0) <= epoch }
+        return ready.flatMap { nodes[i].core.receive($0.0, from: $0.1) }
     }
 
     /// I1 and I3: committed sequences are prefixes of one another, and every commit
-    /// is justified by a valid 2-chain QC.
-    mutating func checkCommit(_ i: Int, _ chain: [Block], _ qc: QuorumCert, verifiedState: Hash32? = nil) {
+    /// is justified by a valid 2-chain QC (directly, or through an epoch-change proof).
+    mutating func checkCommit(
+        _ i: Int, _ chain: [Block], _ qc: QuorumCert, epochChange: EpochChangeProof? = nil, verifiedState: Hash32? = nil
+    ) {
         guard let last = chain.last else { return }
-        if qc.voteInfo.parentID != last.id || qc.voteInfo.parentRound + 1 != qc.voteInfo.round
+        guard let epochConfig = configs[qc.commitInfo.epoch] else {
+            violations.append("commit QC of unknown epoch \(qc.commitInfo.epoch)")
+            return
+        }
+        if let epochChange {
+            let state = verifiedState ?? nodes[i].core.stateID(of: last.id) ?? .zero
+            if let problem = epochChange.verify(ending: last, stateID: state, config: epochConfig) {
+                violations.append("epoch change not proven: \(problem)")
+            }
+        } else if qc.voteInfo.parentID != last.id || qc.voteInfo.parentRound + 1 != qc.voteInfo.round
             || qc.commitInfo.commitStateID == nil
         {
             violations.append("commit not justified by a 2-chain QC")
         }
         let message = signingMessage(qc)
         let signers = Set(qc.signatures.map(\.signer))
-        if signers.count != qc.signatures.count || config.validators.power(of: signers) < config.validators.quorumPower
+        if signers.count != qc.signatures.count
+            || epochConfig.validators.power(of: signers) < epochConfig.validators.quorumPower
             || !qc.signatures.allSatisfy({ $0.signer.isValidSignature($0.signature, for: message) })
         {
             violations.append("commit QC lacks a quorum of valid distinct signatures")
         }
+        committedQCs.append(qc)
         for block in chain {
             let height = nodes[i].committed.count
             nodes[i].committed.append(block.id)
             nodes[i].disk.committedBlocks[block.id] = block
             nodes[i].disk.commitProofs[block.id] = qc
+            if let epochChange, block.id == last.id { nodes[i].disk.epochProofs[block.id] = epochChange }
             nodes[i].disk.committedID = block.id
             nodes[i].disk.committedRound = block.round
             if height < canonical.count {
@@ -301,7 +421,8 @@ struct Simulator {
         case .timeout(let t): w.u64(t.info.round)
         case .blockRequest(let id): w.fixed(id.bytes)
         case .blockResponse(let b): w.fixed(b.id.bytes)
-        case .chainStatus(let height, _), .getCommitted(let height, _), .committedRange(let height, _, _): w.u64(height)
+        case .chainStatus(let height, _, _), .getCommitted(let height, _), .committedRange(let height, _, _, _):
+            w.u64(height)
         }
         traceHasher = BLAKE2b.hash256(traceHasher + w.bytes)
     }
@@ -326,12 +447,16 @@ struct Simulator {
     mutating func restart(_ i: Int) {
         let disk = nodes[i].disk
         let recovered = RecoveredState(
-            safety: disk.safety ?? SafetyState(epoch: config.epoch),
+            safety: disk.safety ?? SafetyState(epoch: disk.config.epoch),
             blocks: Array(disk.blocks.values), committedBlockID: disk.committedID, committedRound: disk.committedRound,
             committedStateID: disk.committedState,
-            recentCommitted: nodes[i].committed.suffix(200).compactMap { disk.committedBlocks[$0] })
-        nodes[i].core = ConsensusCore(config: config, key: nodes[i].key, recovered: recovered)
+            recentCommitted: nodes[i].committed.suffix(200).compactMap { disk.committedBlocks[$0] }.filter {
+                $0.epoch == disk.config.epoch
+            })
+        nodes[i].core = ConsensusCore(config: disk.config, key: nodes[i].key, recovered: recovered)
         nodes[i].catchUp = CatchUp()
+        nodes[i].catchUp.enteredEpoch(disk.config.epoch)
+        nodes[i].future = []
         nodes[i].alive = true
         apply(i, nodes[i].core.start())
         if catchUpEnabled { schedule(0.1, .status(node: i, incarnation: nodes[i].incarnation)) }
@@ -352,12 +477,18 @@ struct Simulator {
                 default:
                     // While catching up, live traffic waits (as in the node).
                     if nodes[to].catchUp.syncing { continue }
+                    // The next epoch's messages wait for this node to enter it (as in the node).
+                    if let epoch = message.epoch, epoch > nodes[to].core.config.epoch {
+                        if epoch == nodes[to].core.config.epoch + 1 { nodes[to].future.append((message, sender)) }
+                        continue
+                    }
                     apply(to, nodes[to].core.receive(message, from: sender))
                 }
             case .status(let node, let incarnation):
                 guard nodes[node].alive, nodes[node].incarnation == incarnation else { continue }
                 let status = ConsensusMessage.chainStatus(
-                    height: UInt64(nodes[node].committed.count), round: nodes[node].disk.committedRound)
+                    height: UInt64(nodes[node].committed.count), round: nodes[node].disk.committedRound,
+                    epoch: nodes[node].core.config.epoch)
                 for j in nodes.indices where j != node { send(status, from: node, to: j) }
                 let height = UInt64(nodes[node].committed.count)
                 drive(node) { [now] in $0.tick(localHeight: height, now: now) }
@@ -380,54 +511,71 @@ struct Simulator {
         let peer = nodes[j].key.publicKey
         let height = UInt64(nodes[i].committed.count)
         switch message {
-        case .chainStatus(let reported, _):
-            drive(i) { [now] in $0.statusReceived(from: peer, height: reported, localHeight: height, now: now) }
+        case .chainStatus(let reported, _, let epoch):
+            drive(i) { [now] in
+                $0.statusReceived(from: peer, height: reported, epoch: epoch, localHeight: height, now: now)
+            }
         case .getCommitted(let from, let count):
             let ids = nodes[i].committed
             guard from >= 1, from <= UInt64(ids.count) else { return }
             var blocks: [Block] = []
-            var cut: (Int, QuorumCert)?
+            var cut: (Int, QuorumCert, [Block])?
             for id in ids[Int(from - 1)..<min(ids.count, Int(from - 1) + Int(count))] {
                 guard let block = nodes[i].disk.committedBlocks[id], let proof = nodes[i].disk.commitProofs[id] else {
                     break
                 }
                 blocks.append(block)
-                if proof.voteInfo.parentID == block.id { cut = (blocks.count, proof) }
+                if let change = nodes[i].disk.epochProofs[id] {  // a range stops at an epoch's end
+                    cut = (blocks.count, change.commitQC, change.suffix)
+                    break
+                }
+                if proof.voteInfo.parentID == block.id { cut = (blocks.count, proof, []) }
             }
-            guard let (n, proof) = cut else { return }
+            guard let (n, proof, suffix) = cut else { return }
             var served = Array(blocks.prefix(n))
             if corruptServers.contains(i) {
                 let b = served[0]
                 served[0] = Block(epoch: b.epoch, round: b.round, author: b.author, payload: [[0xBA, 0xD0]], qc: b.qc)
             }
-            send(.committedRange(height: from, blocks: served, proof: proof), from: i, to: j)
-        case .committedRange(let from, let blocks, let proof):
+            send(.committedRange(height: from, blocks: served, proof: proof, suffix: suffix), from: i, to: j)
+        case .committedRange(let from, let blocks, let proof, let suffix):
             guard nodes[i].catchUp.isAwaited(from: peer, height: from) else { return }
             guard from == height + 1 else {
                 drive(i) { [now] in $0.applied(localHeight: height, now: now) }
                 return
             }
             var state = nodes[i].disk.committedState
-            let problem = CatchUp.verifyRange(blocks, proof: proof, after: nodes[i].disk.committedID, config: config) {
-                var bytes = state.bytes
-                for tx in $0.payload { bytes += BLAKE2b.hash256(tx) }
-                state = Hash32.of(bytes)
-                return state
+            var endsEpoch = false
+            let problem = CatchUp.verifyRange(
+                blocks, proof: proof, suffix: suffix, after: nodes[i].disk.committedID, config: nodes[i].core.config
+            ) {
+                let (next, ends) = execute($0, on: state)
+                state = next
+                endsEpoch = ends
+                return (next, ends)
             }
             if let problem {
                 drive(i) { [now] in $0.failed(reason: problem, localHeight: height, now: now) }
                 return
             }
             // Recorded like a commit, so the agreement oracle checks these blocks too.
-            checkCommit(i, blocks, proof, verifiedState: state)
+            checkCommit(
+                i, blocks, proof, epochChange: endsEpoch ? EpochChangeProof(suffix: suffix, commitQC: proof) : nil,
+                verifiedState: state)
             nodes[i].caughtUp += blocks.count
             let last = blocks[blocks.count - 1]
-            nodes[i].core = ConsensusCore(
-                config: config, key: nodes[i].key,
-                recovered: RecoveredState(
-                    safety: nodes[i].disk.safety ?? SafetyState(epoch: config.epoch), blocks: [],
-                    committedBlockID: last.id, committedRound: last.round, committedStateID: state,
-                    recentCommitted: nodes[i].committed.suffix(200).compactMap { nodes[i].disk.committedBlocks[$0] }))
+            if endsEpoch {
+                enterNextEpoch(i, after: last, state: state)
+            } else {
+                let config = nodes[i].core.config
+                nodes[i].core = ConsensusCore(
+                    config: config, key: nodes[i].key,
+                    recovered: RecoveredState(
+                        safety: nodes[i].disk.safety ?? SafetyState(epoch: config.epoch), blocks: [],
+                        committedBlockID: last.id, committedRound: last.round, committedStateID: state,
+                        recentCommitted: nodes[i].committed.suffix(200).compactMap { nodes[i].disk.committedBlocks[$0] }
+                            .filter { $0.epoch == config.epoch }))
+            }
             let newHeight = UInt64(nodes[i].committed.count)
             drive(i) { [now] in $0.applied(localHeight: newHeight, now: now) }
         default:
@@ -450,6 +598,6 @@ struct Simulator {
                 catchUpPenalties += 1
             }
         }
-        if wasSyncing && !nodes[i].catchUp.syncing { apply(i, nodes[i].core.start()) }
+        if wasSyncing && !nodes[i].catchUp.syncing { apply(i, nodes[i].core.start() + replayFuture(i)) }
     }
 }
