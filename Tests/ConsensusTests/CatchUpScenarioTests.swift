@@ -54,10 +54,15 @@ struct CatchUpScenarioTests {
         sim.start()
         sim.run(until: 1)
         sim.crash(3)
-        sim.run(until: 60)
+        // Enough blocks that several ranges are needed, so every peer is asked in turn.
+        var t = 1.0
+        while sim.committedCount(0) - sim.committedCount(3) < 300 && t < 600 {
+            t += 10
+            sim.run(until: t)
+        }
         let missed = sim.committedCount(0) - sim.committedCount(3)
         sim.restart(3)
-        sim.run(until: 100)
+        sim.run(until: t + 40)
         expectSafe(sim, "tampered ranges")
         #expect(sim.catchUpPenalties >= 1, "the tampering peer was caught")
         #expect(sim.nodes[3].caughtUp >= missed - 20, "the honest peers served the rest")

@@ -79,6 +79,75 @@ struct EpochScenarioTests {
         #expect(sim.minHonestCommits >= 25 * 4)
     }
 
+    @Test("an epoch's last range verifies only with its epoch-change proof; a range may not cross an epoch's end")
+    func epochChangeProofs() throws {
+        var sim = Simulator(seed: 8, validators: 4)
+        sim.catchUpEnabled = true  // nodes that miss an epoch's last QC fetch its proof
+        sim.epochLength = 10
+        sim.start()
+        sim.run(until: 4)
+        let node = sim.nodes[0]
+        let blocks = node.committed.compactMap { node.disk.committedBlocks[$0] }
+        try #require(blocks.count >= 25)
+        let end = blocks[9]  // the 10th block ends epoch 1
+        let proof = try #require(node.disk.epochProofs[end.id])
+        // With lost messages, some epochs end by a QC over a later suffix block.
+        var lossy = Simulator(seed: 8, validators: 4)
+        lossy.catchUpEnabled = true
+        lossy.epochLength = 10
+        lossy.loss = 0.1
+        lossy.start()
+        lossy.run(until: 20)
+        let withSuffix = lossy.nodes.flatMap { $0.disk.epochProofs.values }.filter { !$0.suffix.isEmpty }
+        #expect(!withSuffix.isEmpty, "an epoch-change proof with a suffix")
+        #expect(lossy.violations.isEmpty && !lossy.forkDetected, "every such proof verified (oracle)")
+        var state = sim.config.genesisStateID
+        var ledger = sim
+        let range = Array(blocks[0..<10])
+        func verify(_ blocks: [Block], proof: QuorumCert, suffix: [Block]) -> String? {
+            var s = state
+            var l = ledger
+            return CatchUp.verifyRange(
+                blocks, proof: proof, suffix: suffix, after: sim.config.genesisBlockID, config: sim.config
+            ) {
+                let (next, ends) = l.execute($0, on: s)
+                s = next
+                return (next, ends)
+            }
+        }
+        #expect(verify(range, proof: proof.commitQC, suffix: proof.suffix) == nil)
+        // Without the suffix (when there is one), or with a tampered suffix block, it fails.
+        if !proof.suffix.isEmpty {
+            #expect(verify(range, proof: proof.commitQC, suffix: []) != nil)
+            let b = proof.suffix[0]
+            let forged = Block(epoch: b.epoch, round: b.round, author: b.author, payload: [[1]], qc: b.qc)
+            #expect(verify(range, proof: proof.commitQC, suffix: [forged] + proof.suffix.dropFirst()) != nil)
+        }
+        // Going past the end of the epoch in one range is refused.
+        let next = blocks[10]
+        #expect(next.epoch == 2)
+        #expect(verify(Array(blocks[0..<11]), proof: proof.commitQC, suffix: []) != nil)
+        // The next epoch's blocks verify against epoch 2's configuration only.
+        for block in range { (state, _) = ledger.execute(block, on: state) }
+        let epoch2 = try #require(sim.configs[2])
+        #expect(epoch2.genesisBlockID == end.id && epoch2.genesisStateID == state)
+        let nextProof = try #require(node.disk.epochProofs[blocks[19].id])
+        var s2 = state
+        let problem = CatchUp.verifyRange(
+            Array(blocks[10..<20]), proof: nextProof.commitQC, suffix: nextProof.suffix, after: end.id, config: epoch2
+        ) {
+            let (n, e) = ledger.execute($0, on: s2)
+            s2 = n
+            return (n, e)
+        }
+        #expect(problem == nil)
+        #expect(
+            CatchUp.verifyRange(
+                Array(blocks[10..<20]), proof: nextProof.commitQC, suffix: nextProof.suffix, after: end.id,
+                config: sim.config, execute: { _ in (.zero, false) }) != nil,
+            "epoch 1's validators cannot vouch for epoch 2")
+    }
+
     func expectSafe(_ sim: Simulator) {
         #expect(!sim.forkDetected, "committed sequences diverged")
         #expect(sim.violations.isEmpty, "\(sim.violations.prefix(3))")

@@ -156,6 +156,7 @@ struct Simulator {
 
     mutating func start() {
         for i in nodes.indices {
+            nodes[i].catchUp.enteredEpoch(config.epoch)
             apply(i, nodes[i].core.start())
             if catchUpEnabled { schedule(1, .status(node: i, incarnation: nodes[i].incarnation)) }
         }

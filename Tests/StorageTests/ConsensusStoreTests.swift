@@ -69,4 +69,28 @@ struct ConsensusStoreTests {
         let error = #expect(throws: StorageError.self) { try ConsensusStore(path: path) }
         #expect(error?.description.contains(path) == true)
     }
+
+    @Test("an epoch's end is recorded with the commit that ends it: proof, next epoch, pending blocks dropped")
+    func epochRecords() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try ConsensusStore(path: dir.appendingPathComponent("c.sqlite").path)
+        let first = ConsensusStore.EpochRecord(
+            epoch: 1, startHeight: 1, genesisBlock: [1], genesisState: [2], system: [3])
+        try store.saveEpoch(first)
+        try store.saveEpoch(.init(epoch: 1, startHeight: 9, genesisBlock: [9], genesisState: [9], system: [9]))
+        #expect(try store.epoch(1) == first, "the first epoch is recorded once")
+        try store.savePending(id: [5], round: 50, block: [5])
+        let next = ConsensusStore.EpochRecord(
+            epoch: 2, startHeight: 4, genesisBlock: [3], genesisState: [4], system: [5])
+        try store.commit([block(1), block(2), block(3)], ledgerState: nil, epochChange: ([7, 7], next))
+        #expect(try store.loadPending().isEmpty, "blocks of the ended epoch are void")
+        var ended = first
+        ended.endHeight = 3
+        ended.proof = [7, 7]
+        #expect(try store.epoch(1) == ended)
+        #expect(try store.epoch(endingAt: 3) == ended)
+        #expect(try store.epoch(endingAt: 2) == nil)
+        #expect(try store.latestEpoch() == next)
+    }
 }
