@@ -4,9 +4,11 @@
 # that lists only node0 (the rest is found by peer exchange), shows a live status
 # line per node, and stops everything cleanly on Ctrl-C or after --duration.
 # The first M nodes are validators (default: all); the others are full nodes that
-# follow and verify the chain without voting.
+# follow and verify the chain without voting. Epochs end every --epoch-length blocks
+# (default 300, about a minute or two on an idle chain) and at validator-set changes.
 #
-#   scripts/testnet.sh [--nodes N] [--validators M] [--dir DIR] [--duration SECONDS] [--base-port PORT]
+#   scripts/testnet.sh [--nodes N] [--validators M] [--epoch-length BLOCKS] [--dir DIR]
+#                      [--duration SECONDS] [--base-port PORT]
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -14,14 +16,16 @@ NODES=4
 DIR="$ROOT/testnet"
 DURATION=0
 BASE_PORT=26656
+EPOCH_LENGTH=300
 usage() {
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 while [ $# -gt 0 ]; do
     case "$1" in
         --nodes) NODES=${2:?--nodes needs a number}; shift 2 ;;
         --validators) VALIDATORS=${2:?--validators needs a number}; shift 2 ;;
+        --epoch-length) EPOCH_LENGTH=${2:?--epoch-length needs a number of blocks}; shift 2 ;;
         --dir) DIR=${2:?--dir needs a path}; shift 2 ;;
         --duration) DURATION=${2:?--duration needs seconds}; shift 2 ;;
         --base-port) BASE_PORT=${2:?--base-port needs a port}; shift 2 ;;
@@ -34,6 +38,7 @@ VALIDATORS=${VALIDATORS:-$NODES}
 [[ "$VALIDATORS" =~ ^[0-9]+$ ]] && [ "$VALIDATORS" -ge 1 ] && [ "$VALIDATORS" -le "$NODES" ] ||
     { echo "--validators must be 1…--nodes" >&2; exit 2; }
 [[ "$DURATION" =~ ^[0-9]+$ ]] || { echo "--duration must be whole seconds" >&2; exit 2; }
+[[ "$EPOCH_LENGTH" =~ ^[0-9]+$ ]] && [ "$EPOCH_LENGTH" -ge 1 ] || { echo "--epoch-length must be a positive number" >&2; exit 2; }
 [[ "$BASE_PORT" =~ ^[0-9]+$ ]] && [ $((BASE_PORT + NODES)) -le 65535 ] || { echo "--base-port out of range" >&2; exit 2; }
 
 cd "$ROOT"
@@ -85,10 +90,13 @@ print(json.load(open(f"{d}/node_key.json"))["public_key"], json.load(open(f"{d}/
 PY
 done
 node0_id=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['public_key'])" "$DIR/node0/node_key.json")
+# A new chain when the validators, the epoch length or the chain's data layout change
+# (layout 2: epochs in the state root); otherwise the nodes resume their chain.
+printf '# epoch_length=%s layout=2\n' "$EPOCH_LENGTH" >>"$DIR/validators.txt"
 if [ ! -f "$DIR/genesis.json" ] || ! cmp -s "$DIR/validators.txt" "$DIR/validators.used"; then
     rm -f "$DIR"/node*/consensus.sqlite*
     "$BIN" genesis --validators "$DIR/validators.txt" --out "$DIR/genesis.json" --chain-id sidenode-testnet \
-        --balance "$node0_id=1000000000" --force >/dev/null
+        --epoch-length "$EPOCH_LENGTH" --balance "$node0_id=1000000000" --force >/dev/null
     cp "$DIR/validators.txt" "$DIR/validators.used"
 fi
 printf '# node0 only: the other nodes are found by peer exchange\n%s@127.0.0.1:%d\n' "$node0_id" "$BASE_PORT" \
@@ -148,7 +156,7 @@ for i in range(count):
     role = "val " if status.get("validator", True) else "full"
     sync = f"sync→{status.get('sync_target', 0)}" if status.get("syncing") else ""
     print(f"node{i} {role} {info['listen']:<16} id {info['node_id'][:12]}…  peers {info['connections']:>2}  "
-          f"height {status['committed_height']:>6}{sync:>11}  round {status['round']:>6}  "
+          f"epoch {status.get('epoch', 0):>3}  height {status['committed_height']:>6}{sync:>11}  round {status['round']:>6}  "
           f"state {status['commit_state_id'][:8]}  txs {mempool['count']:>6}  {rate:7.1f} tx/s  "
           f"sent {size(totals['total_bytes_sent']):>9}  recv {size(totals['total_bytes_recv']):>9}")
 json.dump(current, open(memo, "w"))

@@ -15,13 +15,14 @@ struct ConsensusNetworkTests {
     }
 
     /// `nodes` nodes in one genesis, the first 4 validators (node 0's account funded),
-    /// the validators started. Each suite has its own port range, so suites running in
-    /// parallel never collide.
+    /// the validators started. Epochs are short (25 blocks), so every test crosses epoch
+    /// changes. Each suite has its own port range, so suites running in parallel never
+    /// collide.
     func startValidators(nodes: Int) throws -> LocalTestnet {
         let net = try LocalTestnet(nodes: nodes, basePort: 28_600 + Int.random(in: 0..<40) * 10)
         do {
             let funder = try KeyStore(directory: net.dataDir(0)).load()
-            try net.enableConsensus(validators: 4, balances: [funder.nodeID: 1_000_000])
+            try net.enableConsensus(validators: 4, balances: [funder.nodeID: 1_000_000], epochLength: 25)
             for i in 0..<4 { try net.start(i) }
             for i in 0..<4 { try net.waitReady(i) }
             return net
@@ -135,5 +136,44 @@ struct ConsensusNetworkTests {
         }
         #expect(try stateAfter(4) != nil && stateAfter(4) == stateAfter(1), "state root at height \(common)")
         #expect(try status(net, 4)["syncing"] == .bool(false))
+
+        // It synced across epoch changes: epoch 1 ended with a quorum-signed proof.
+        let first = try net.admin(4).call("getepoch", .object(["epoch": .int(1)]))
+        #expect(first["last_height"] == .int(25))
+        #expect((first["proof"]?["signers"]?.arrayValue?.count ?? 0) >= 3)
+        let syncedEpoch = Int(try status(net, 4)["epoch"]?.numberValue ?? 0)
+        #expect(syncedEpoch >= 2, "the late node crossed at least one epoch change")
+
+        // A quorum (3 of 4) approves adding node 4; it signs QCs from the next epoch on.
+        let keys = try KeyStore(directory: net.dataDir(4)).load()
+        let sockets = (0..<3).flatMap { ["--socket", net.dataDir($0).appendingPathComponent("admin.sock").path] }
+        let added = try net.cli(
+            ["validator", "add", keys.nodeID, "--bitcoin-key", keys.bitcoin.xOnlyPublicKey.hex] + sockets)
+        #expect(added.status == 0, "\(added.output)")
+        #expect(added.output.contains("submitted"), "\(added.output)")
+        try waitUntil(timeout: 60, "node 4 to become a validator") {
+            (try? status(net, 4)["validator"]) == .bool(true)
+        }
+        let epoch = Int(try status(net, 4)["epoch"]?.numberValue ?? 0)
+        let info = try net.admin(0).call("getepoch", .object(["epoch": .int(epoch)]))
+        #expect(info["validators"]?.arrayValue?.count == 5)
+        #expect(info["validators"]?.arrayValue?.contains { $0["node_id"]?.stringValue == keys.nodeID } == true)
+        // Committed blocks of that epoch carry commit QCs that node 4 signed.
+        let start = Int(info["first_height"]?.numberValue ?? 0)
+        var signedByNew = 0
+        try waitUntil(timeout: 60, "a commit QC signed by node 4") {
+            signedByNew = 0
+            let top = height(net, 0)
+            guard top >= start else { return false }
+            for h in start...top {
+                let block = try net.admin(0).call("getblock", .object(["height": .int(h)]))
+                guard block["epoch"] == .int(epoch) else { continue }
+                if block["commit_proof"]?["signers"]?.arrayValue?.contains(.string(keys.nodeID)) == true {
+                    signedByNew += 1
+                }
+            }
+            return signedByNew >= 3
+        }
+        #expect(net.log(4).contains("epoch \(epoch) begins"))
     }
 }

@@ -17,14 +17,14 @@ final class LocalTestnet: @unchecked Sendable {
 
     /// Writes a genesis file naming the first `validators` nodes and adds it to every
     /// node's configuration.
-    func enableConsensus(validators: Int, balances: [String: UInt64] = [:]) throws {
+    func enableConsensus(validators: Int, balances: [String: UInt64] = [:], epochLength: UInt64 = 1_000) throws {
         var entries: [Genesis.ValidatorEntry] = []
         for i in 0..<validators {
             let keys = try KeyStore(directory: dataDir(i)).load()
             entries.append(.init(node_id: keys.nodeID, power: 1, bitcoin_xonly: keys.bitcoin.xOnlyPublicKey.hex))
         }
         var genesis = Genesis(
-            chainID: "sidenode-it", genesisTime: 0, epochLength: 1_000, validators: entries, balances: balances)
+            chainID: "sidenode-it", genesisTime: 0, epochLength: epochLength, validators: entries, balances: balances)
         genesis.consensus.base_timeout = 1
         genesis.consensus.min_block_interval = 0.1
         let encoder = JSONEncoder()

@@ -1,0 +1,183 @@
+import ArgumentParser
+import Foundation
+import Ledger
+import Node
+import NodeCrypto
+
+/// Validator-set changes. A change needs the approvals of validators holding more than
+/// two thirds of the current epoch's power (docs/admin-api.md): each operator approves
+/// on their own node, through its local admin socket, and any node submits the result.
+struct ValidatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "validator",
+        abstract: "Propose, approve and submit validator-set changes (effective from the next epoch).",
+        discussion: """
+            The change is built for the current epoch and approved by every node named with \
+            --socket (each signs with its own validator key). When the approvals reach more \
+            than two thirds of the power, it is submitted at once; otherwise it is written to \
+            --out, to be passed to other operators for `p2pnode validator approve FILE` and \
+            then `p2pnode validator submit FILE`. Approvals are for one epoch only: collect \
+            them within it.
+            """,
+        subcommands: [Add.self, Remove.self, SetBitcoinKey.self, Approve.self, Submit.self]
+    )
+
+    struct Target: ParsableArguments {
+        @Option(
+            name: .customLong("socket"),
+            help: "Admin socket of a validator that approves (repeat; the first also submits).")
+        var sockets: [String] = []
+
+        @Option(help: "Where to write the change and its approvals if they are not yet enough.")
+        var out: String = "validator-change.json"
+    }
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add a validator.")
+        @Argument(help: "Node id (64 hex digits) of the new validator.") var nodeID: String
+        @Option(name: .customLong("bitcoin-key"), help: "Its x-only Bitcoin key (64 hex digits) for checkpoints.")
+        var bitcoinKey: String
+        @Option(help: "Its voting power.") var power: UInt64 = 1
+        @OptionGroup var target: Target
+
+        func run() async throws {
+            let key = try parseBitcoinKey(bitcoinKey)
+            try propose(nodeID: nodeID, target: target) { .add(power: power, bitcoinKey: key) }
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a validator.")
+        @Argument(help: "Node id of the validator to remove.") var nodeID: String
+        @OptionGroup var target: Target
+
+        func run() async throws { try propose(nodeID: nodeID, target: target) { .remove } }
+    }
+
+    struct SetBitcoinKey: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set-btc-key", abstract: "Change the Bitcoin key a validator signs checkpoints with.")
+        @Argument(help: "Node id of the validator.") var nodeID: String
+        @Option(name: .customLong("bitcoin-key"), help: "The new x-only Bitcoin key (64 hex digits).")
+        var bitcoinKey: String
+        @OptionGroup var target: Target
+
+        func run() async throws {
+            let key = try parseBitcoinKey(bitcoinKey)
+            try propose(nodeID: nodeID, target: target) { .setBitcoinKey(key) }
+        }
+    }
+
+    struct Approve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add this node's approval to a change file.")
+        @Argument(help: "The change file.") var file: String
+        @OptionGroup var socket: SocketOptions
+
+        func run() async throws {
+            var proposal = try Proposal.load(file)
+            let approval = try AdminClient(socketPath: socket.path).call(
+                "approvevalidatorchange", .object(["change": .string(proposal.change)]))
+            proposal.add(approval)
+            try proposal.save(file)
+            print(
+                "approved by \(approval["validator"]?.stringValue ?? "?"); \(proposal.approvals.count) approvals in \(file)"
+            )
+        }
+    }
+
+    struct Submit: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Submit a change file with its approvals.")
+        @Argument(help: "The change file.") var file: String
+        @OptionGroup var socket: SocketOptions
+
+        func run() async throws {
+            try submit(try Proposal.load(file), socket: socket.path)
+        }
+    }
+
+    /// The change file: the encoded change and the approvals collected so far.
+    struct Proposal: Codable {
+        var change: String
+        var approvals: [[String: String]]
+
+        static func load(_ path: String) throws -> Proposal {
+            do {
+                return try JSONDecoder().decode(Proposal.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+            } catch {
+                throw CLIError("\(path): not a validator change file: \(error)")
+            }
+        }
+
+        func save(_ path: String) throws {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(self).write(to: URL(fileURLWithPath: path))
+        }
+
+        mutating func add(_ approval: JSONValue) {
+            guard let validator = approval["validator"]?.stringValue, let signature = approval["signature"]?.stringValue
+            else { return }
+            approvals.removeAll { $0["validator"] == validator }
+            approvals.append(["validator": validator, "signature": signature])
+        }
+    }
+}
+
+private func parseBitcoinKey(_ hex: String) throws -> [UInt8] {
+    guard let bytes = try? Hex.decode(hex), (try? Secp256k1.XOnlyPublicKey(rawRepresentation: bytes)) != nil else {
+        throw CLIError("--bitcoin-key must be 64 hex digits of an x-only secp256k1 public key")
+    }
+    return bytes
+}
+
+/// Builds the change for the first node's current epoch, collects every node's
+/// approval, and submits when they carry a quorum; else writes the file.
+private func propose(
+    nodeID: String, target: ValidatorCommand.Target, operation: () -> ValidatorChange.Operation
+) throws {
+    guard let first = target.sockets.first else { throw CLIError("name at least one validator with --socket") }
+    guard let bytes = try? Hex.decode(nodeID), let validator = try? Ed25519.PublicKey(rawRepresentation: bytes) else {
+        throw CLIError("\(nodeID) is not a node id (64 hex digits)")
+    }
+    let status = try AdminClient(socketPath: first).call("getstatus")
+    guard let epoch = status["epoch"]?.numberValue else { throw CLIError("\(first): no epoch in getstatus") }
+    let change = ValidatorChange(epoch: UInt64(epoch), validator: validator, operation: operation())
+    var proposal = ValidatorCommand.Proposal(change: change.encoded.hex, approvals: [])
+    for socket in target.sockets {
+        do {
+            proposal.add(
+                try AdminClient(socketPath: socket).call(
+                    "approvevalidatorchange", .object(["change": .string(proposal.change)])))
+        } catch {
+            print("\(socket): no approval: \(error)")
+        }
+    }
+    let info = try AdminClient(socketPath: first).call("getepoch")
+    let powers = Dictionary(
+        (info["validators"]?.arrayValue ?? []).compactMap { v -> (String, Double)? in
+            guard let id = v["node_id"]?.stringValue, let power = v["power"]?.numberValue else { return nil }
+            return (id, power)
+        }, uniquingKeysWith: { a, _ in a })
+    let power = proposal.approvals.reduce(0.0) { $0 + (powers[$1["validator"] ?? ""] ?? 0) }
+    let quorum = info["quorum_power"]?.numberValue ?? .infinity
+    print("epoch \(Int(epoch)): \(proposal.approvals.count) approvals, power \(Int(power)) of \(Int(quorum)) needed")
+    guard power >= quorum else {
+        try proposal.save(target.out)
+        print("not yet a quorum: wrote \(target.out); other validators run `p2pnode validator approve \(target.out)`,")
+        print("then anyone runs `p2pnode validator submit \(target.out)` (before epoch \(Int(epoch)) ends)")
+        return
+    }
+    try submit(proposal, socket: first)
+}
+
+private func submit(_ proposal: ValidatorCommand.Proposal, socket: String) throws {
+    let result = try AdminClient(socketPath: socket).call(
+        "submitvalidatorchange",
+        .object([
+            "change": .string(proposal.change),
+            "approvals": .array(proposal.approvals.map { .object($0.mapValues { .string($0) }) }),
+        ]))
+    let epoch = Int(result["change"]?["epoch"]?.numberValue ?? 0)
+    print("submitted \(result["txid"]?.stringValue ?? "?"): the epoch ends with the block that executes it;")
+    print("the new set signs from epoch \(epoch + 1) (see `p2pnode admin getepoch`)")
+}
