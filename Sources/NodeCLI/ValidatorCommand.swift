@@ -34,15 +34,27 @@ struct ValidatorCommand: AsyncParsableCommand {
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a validator.")
-        @Argument(help: "Node id (64 hex digits) of the new validator.") var nodeID: String
+        @Argument(help: "Node id (64 hex digits) of the new validator.") var nodeID: String?
         @Option(name: .customLong("bitcoin-key"), help: "Its x-only Bitcoin key (64 hex digits) for checkpoints.")
-        var bitcoinKey: String
+        var bitcoinKey: String?
+        @Option(
+            name: .customLong("keys-of"),
+            help: "Take the node id and Bitcoin key from the public parts of a data directory's key files.")
+        var keysOf: String?
         @Option(help: "Its voting power.") var power: UInt64 = 1
         @OptionGroup var target: Target
 
         func run() async throws {
-            let key = try parseBitcoinKey(bitcoinKey)
-            try propose(nodeID: nodeID, target: target) { .add(power: power, bitcoinKey: key) }
+            var id = nodeID
+            var bitcoin = bitcoinKey
+            if let dir = keysOf {
+                let (node, xonly) = try publicKeys(in: dir)
+                id = id ?? node
+                bitcoin = bitcoin ?? xonly
+            }
+            guard let id, let bitcoin else { throw CLIError("give NODE_ID and --bitcoin-key, or --keys-of DIR") }
+            let key = try parseBitcoinKey(bitcoin)
+            try propose(nodeID: id, target: target) { .add(power: power, bitcoinKey: key) }
         }
     }
 
@@ -123,6 +135,19 @@ struct ValidatorCommand: AsyncParsableCommand {
     }
 }
 
+/// The public halves of `node_key.json` and `bitcoin_key.json` in a data directory.
+private func publicKeys(in dir: String) throws -> (node: String, bitcoin: String) {
+    func field(_ file: String, _ name: String) throws -> String {
+        let url = URL(fileURLWithPath: dir).appendingPathComponent(file)
+        guard let data = try? Data(contentsOf: url),
+            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let value = object[name] as? String
+        else { throw CLIError("\(url.path): no \(name)") }
+        return value
+    }
+    return (try field(KeyStore.identityFile, "public_key"), try field(KeyStore.bitcoinFile, "xonly_public_key"))
+}
+
 private func parseBitcoinKey(_ hex: String) throws -> [UInt8] {
     guard let bytes = try? Hex.decode(hex), (try? Secp256k1.XOnlyPublicKey(rawRepresentation: bytes)) != nil else {
         throw CLIError("--bitcoin-key must be 64 hex digits of an x-only secp256k1 public key")
@@ -160,7 +185,10 @@ private func propose(
         }, uniquingKeysWith: { a, _ in a })
     let power = proposal.approvals.reduce(0.0) { $0 + (powers[$1["validator"] ?? ""] ?? 0) }
     let quorum = info["quorum_power"]?.numberValue ?? .infinity
-    print("epoch \(Int(epoch)): \(proposal.approvals.count) approvals, power \(Int(power)) of \(Int(quorum)) needed")
+    let total = info["total_power"]?.numberValue ?? 0
+    print(
+        "epoch \(Int(epoch)): \(proposal.approvals.count) approvals carrying power \(Int(power)) of \(Int(total));"
+            + " \(Int(quorum)) needed")
     guard power >= quorum else {
         try proposal.save(target.out)
         print("not yet a quorum: wrote \(target.out); other validators run `p2pnode validator approve \(target.out)`,")
