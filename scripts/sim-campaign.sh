@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the consensus simulator over N random seeds with a mixed fault schedule (loss,
-# duplication, delay, a crash right after a safety write, a minority partition), then
+# duplication, delay, a crash right after a safety write, a minority partition, short
+# epochs in half the seeds), then
 # checks agreement, vote monotonicity, commit justification and progress after healing.
 #   scripts/sim-campaign.sh N [FIRST_SEED]
 set -euo pipefail

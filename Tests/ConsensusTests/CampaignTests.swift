@@ -3,7 +3,7 @@ import Foundation
 import TestSupport
 import Testing
 
-/// Random seeds over a mixed fault schedule. Runs only when SIDENODE_SIM_SEEDS is set
+/// Random seeds over a mixed fault schedule, half of them with short epochs. Runs only when SIDENODE_SIM_SEEDS is set
 /// (scripts/sim-campaign.sh); the fixed-seed scenarios cover CI.
 @Suite("Simulation campaign")
 struct CampaignTests {
@@ -21,6 +21,12 @@ struct CampaignTests {
             sim.loss = Double(rng.next() % 15) / 100
             sim.duplication = Double(rng.next() % 10) / 100
             sim.maxDelay = 0.01 + Double(rng.next() % 200) / 1000
+            // Half the seeds change epoch every 10–59 blocks (with catch-up, which a node
+            // that missed an epoch's last QC needs, as in the node).
+            if rng.next() % 2 == 0 {
+                sim.catchUpEnabled = true
+                sim.epochLength = 10 + Int(rng.next() % 50)
+            }
             let victim = Int(rng.next() % 4)
             if rng.next() % 2 == 0 { sim.crashAfterSafetyWrite = (node: victim, count: Int(rng.next() % 30) + 1) }
             sim.start()
