@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .executable(name: "p2pnode", targets: ["p2pnode"]),
         .library(name: "NodeCrypto", targets: ["NodeCrypto"]),
+        .library(name: "Bitcoin", targets: ["Bitcoin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -64,6 +65,11 @@ let package = Package(
             dependencies: [
                 "NodeCrypto", "Wire", .product(name: "HashTreeCollections", package: "swift-collections"),
             ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "Bitcoin",
+            dependencies: ["NodeCrypto"],
             swiftSettings: strict
         ),
         .target(
@@ -138,6 +144,11 @@ let package = Package(
         .testTarget(
             name: "LedgerTests",
             dependencies: ["Ledger", "Wire", "NodeCrypto", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "BitcoinTests",
+            dependencies: ["Bitcoin", "NodeCrypto", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

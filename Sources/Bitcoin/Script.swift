@@ -1,0 +1,143 @@
+import NodeCrypto
+
+/// A Bitcoin script, as bytes, with builders for the templates SideNode uses.
+public struct Script: Sendable, Hashable, CustomStringConvertible {
+    public var bytes: [UInt8]
+
+    public init(bytes: [UInt8]) { self.bytes = bytes }
+    public init(hex: String) throws { bytes = try Hex.decode(hex) }
+
+    public var hex: String { bytes.hex }
+    public var description: String { hex }
+
+    public enum Op {
+        public static let zero: UInt8 = 0x00
+        public static let pushData1: UInt8 = 0x4C
+        public static let pushData2: UInt8 = 0x4D
+        public static let pushData4: UInt8 = 0x4E
+        public static let one: UInt8 = 0x51
+        public static let sixteen: UInt8 = 0x60
+        public static let `return`: UInt8 = 0x6A
+        public static let dup: UInt8 = 0x76
+        public static let equal: UInt8 = 0x87
+        public static let equalVerify: UInt8 = 0x88
+        public static let hash160: UInt8 = 0xA9
+        public static let checkSig: UInt8 = 0xAC
+        public static let checkSigAdd: UInt8 = 0xBA
+        public static let numEqual: UInt8 = 0x9C
+    }
+
+    /// The shortest push of `data` (minimal push rules, as policy requires).
+    public static func push(_ data: [UInt8]) -> [UInt8] {
+        switch data.count {
+        case 0: return [Op.zero]
+        case 1 where data[0] >= 1 && data[0] <= 16: return [Op.one - 1 + data[0]]
+        case 1 where data[0] == 0x81: return [0x4F]
+        case 1..<Int(Op.pushData1): return [UInt8(data.count)] + data
+        case Int(Op.pushData1)...0xFF: return [Op.pushData1, UInt8(data.count)] + data
+        case 0x100...0xFFFF: return [Op.pushData2, UInt8(data.count & 0xFF), UInt8(data.count >> 8)] + data
+        default:
+            var w = ByteWriter()
+            w.u8(Op.pushData4)
+            w.u32(UInt32(data.count))
+            return w.bytes + data
+        }
+    }
+
+    /// A small integer as a script number push (`OP_1`…`OP_16`, else minimal bytes).
+    public static func pushNumber(_ n: Int) -> [UInt8] {
+        if n == 0 { return [Op.zero] }
+        if n >= 1 && n <= 16 { return [Op.one - 1 + UInt8(n)] }
+        var v = n
+        var bytes: [UInt8] = []
+        while v > 0 {
+            bytes.append(UInt8(v & 0xFF))
+            v >>= 8
+        }
+        if bytes.last! & 0x80 != 0 { bytes.append(0) }
+        return push(bytes)
+    }
+
+    // MARK: Templates
+
+    /// P2WPKH: `OP_0 <HASH160(compressed pubkey)>`.
+    public static func p2wpkh(publicKeyHash: [UInt8]) -> Script { Script(bytes: [0x00, 0x14] + publicKeyHash) }
+    public static func p2wpkh(_ key: Secp256k1.PublicKey) -> Script {
+        p2wpkh(publicKeyHash: SHA256.hash160(key.compressed))
+    }
+
+    /// P2WSH: `OP_0 <SHA256(witness script)>`.
+    public static func p2wsh(_ witnessScript: Script) -> Script {
+        Script(bytes: [0x00, 0x20] + SHA256.hash(witnessScript.bytes))
+    }
+
+    /// P2TR: `OP_1 <x-only output key>`.
+    public static func p2tr(outputKey: [UInt8]) -> Script { Script(bytes: [0x51, 0x20] + outputKey) }
+
+    /// P2PKH: `OP_DUP OP_HASH160 <hash> OP_EQUALVERIFY OP_CHECKSIG` (BIP143's P2WPKH script code).
+    public static func p2pkh(publicKeyHash: [UInt8]) -> Script {
+        Script(bytes: [Op.dup, Op.hash160, 0x14] + publicKeyHash + [Op.equalVerify, Op.checkSig])
+    }
+
+    /// `OP_RETURN <data>`: one push, as standardness requires.
+    public static func opReturn(_ data: [UInt8]) -> Script { Script(bytes: [Op.return] + push(data)) }
+
+    /// The BIP342 k-of-n leaf `<K1> OP_CHECKSIG <K2> OP_CHECKSIGADD … <Kn> OP_CHECKSIGADD <k> OP_NUMEQUAL`
+    /// (the `multi_a` descriptor), keys in the given order.
+    public static func multiA(threshold: Int, keys: [[UInt8]]) throws(BitcoinError) -> Script {
+        guard !keys.isEmpty, keys.count <= 999 else { throw BitcoinError("multi_a: 1…999 keys, not \(keys.count)") }
+        guard threshold >= 1, threshold <= keys.count else {
+            throw BitcoinError("multi_a: threshold \(threshold) of \(keys.count) keys")
+        }
+        guard keys.allSatisfy({ $0.count == 32 }) else { throw BitcoinError("multi_a: keys must be x-only (32 bytes)") }
+        var bytes: [UInt8] = []
+        for (i, key) in keys.enumerated() {
+            bytes += [0x20] + key + [i == 0 ? Op.checkSig : Op.checkSigAdd]
+        }
+        bytes += pushNumber(threshold) + [Op.numEqual]
+        return Script(bytes: bytes)
+    }
+
+    /// The keys and threshold of a `multiA` leaf, if it is exactly one.
+    public var multiA: (threshold: Int, keys: [[UInt8]])? {
+        var keys: [[UInt8]] = []
+        var i = 0
+        while i + 34 <= bytes.count, bytes[i] == 0x20 {
+            let op = bytes[i + 33]
+            guard op == (keys.isEmpty ? Op.checkSig : Op.checkSigAdd) else { return nil }
+            keys.append(Array(bytes[i + 1..<i + 33]))
+            i += 34
+        }
+        guard !keys.isEmpty, i < bytes.count, bytes.last == Op.numEqual else { return nil }
+        let number = Array(bytes[i..<bytes.count - 1])
+        let threshold: Int
+        if number.count == 1, number[0] >= Op.one, number[0] <= Op.sixteen {
+            threshold = Int(number[0] - Op.one + 1)
+        } else if number.count >= 2, Int(number[0]) == number.count - 1, number[0] <= 4 {
+            threshold = number.dropFirst().reversed().reduce(0) { $0 << 8 | Int($1) }
+        } else {
+            return nil
+        }
+        guard let canonical = try? Script.multiA(threshold: threshold, keys: keys), canonical == self else {
+            return nil
+        }
+        return (threshold, keys)
+    }
+
+    // MARK: Classification
+
+    /// `(version, program)` when this is a segwit output script.
+    public var witnessProgram: (version: UInt8, program: [UInt8])? {
+        guard bytes.count >= 4, bytes.count <= 42, Int(bytes[1]) == bytes.count - 2 else { return nil }
+        switch bytes[0] {
+        case 0: return (0, Array(bytes[2...]))
+        case Op.one...Op.sixteen: return (bytes[0] - 0x50, Array(bytes[2...]))
+        default: return nil
+        }
+    }
+
+    public var isP2WPKH: Bool { bytes.count == 22 && bytes[0] == 0 && bytes[1] == 0x14 }
+    public var isP2WSH: Bool { bytes.count == 34 && bytes[0] == 0 && bytes[1] == 0x20 }
+    public var isP2TR: Bool { bytes.count == 34 && bytes[0] == 0x51 && bytes[1] == 0x20 }
+    public var isOpReturn: Bool { bytes.first == Op.return }
+}
