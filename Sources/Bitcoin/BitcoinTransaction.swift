@@ -41,9 +41,10 @@ public struct TxIn: Sendable, Equatable {
     /// Signals replaceability (BIP125) and enables nLockTime.
     public static let rbfSequence: UInt32 = 0xFFFF_FFFD
 
-    public init(previousOutput: OutPoint, scriptSig: Script = Script(bytes: []), sequence: UInt32 = rbfSequence,
-        witness: [[UInt8]] = [])
-    {
+    public init(
+        previousOutput: OutPoint, scriptSig: Script = Script(bytes: []), sequence: UInt32 = rbfSequence,
+        witness: [[UInt8]] = []
+    ) {
         self.previousOutput = previousOutput
         self.scriptSig = scriptSig
         self.sequence = sequence

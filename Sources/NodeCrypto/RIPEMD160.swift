@@ -14,7 +14,8 @@ public enum RIPEMD160 {
         for block in stride(from: 0, to: data.count, by: 64) {
             for i in 0..<16 {
                 let o = block + 4 * i
-                x[i] = UInt32(data[o]) | UInt32(data[o + 1]) << 8 | UInt32(data[o + 2]) << 16 | UInt32(data[o + 3]) << 24
+                x[i] =
+                    UInt32(data[o]) | UInt32(data[o + 1]) << 8 | UInt32(data[o + 2]) << 16 | UInt32(data[o + 3]) << 24
             }
             compress(&h, x)
         }

@@ -73,6 +73,8 @@ struct AddressTests {
         #expect(regtest.description.hasPrefix("bcrt1p"))
         #expect(try SegwitAddress(regtest.description, network: .regtest) == regtest)
         #expect(throws: BitcoinError.self) { try SegwitAddress(regtest.description, network: .mutinynet) }
-        #expect(try SegwitAddress(network: .mutinynet, version: 0, program: Array(program.prefix(20))).description.hasPrefix("tb1q"))
+        #expect(
+            try SegwitAddress(network: .mutinynet, version: 0, program: Array(program.prefix(20))).description
+                .hasPrefix("tb1q"))
     }
 }

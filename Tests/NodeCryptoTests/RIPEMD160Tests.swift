@@ -18,7 +18,9 @@ struct RIPEMD160Tests {
     }
 
     @Test func millionAs() {
-        #expect(RIPEMD160.hash([UInt8](repeating: 0x61, count: 1_000_000)).hex == "52783243c1697bdbe16d37f97f68f08325dc1528")
+        #expect(
+            RIPEMD160.hash([UInt8](repeating: 0x61, count: 1_000_000)).hex == "52783243c1697bdbe16d37f97f68f08325dc1528"
+        )
     }
 
     @Test("HASH160 of BIP143's P2WPKH key is its witness program")
