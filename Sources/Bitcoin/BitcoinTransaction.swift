@@ -137,11 +137,15 @@ public struct BitcoinTransaction: Sendable, Equatable {
         try self.init(bytes: bytes)
     }
 
-    static func read(_ r: inout ByteReader) throws(BitcoinError) -> BitcoinTransaction {
+    /// With `allowWitness` false (a PSBT's unsigned transaction), a zero input count is
+    /// read as zero inputs rather than as the BIP144 marker.
+    static func read(
+        _ r: inout ByteReader, allowWitness: Bool = true, requireWitnessData: Bool = true
+    ) throws(BitcoinError) -> BitcoinTransaction {
         let version = Int32(bitPattern: try r.u32("version"))
         var inputCount = try r.compactSize("input count")
         var segwit = false
-        if inputCount == 0 {
+        if inputCount == 0 && allowWitness {
             // BIP144 marker; a flag must follow (a transaction without inputs is invalid anyway).
             let flag = try r.u8("segwit flag")
             guard flag == 1 else { throw BitcoinError("transaction: unknown segwit flag \(flag)") }
@@ -162,7 +166,7 @@ public struct BitcoinTransaction: Sendable, Equatable {
                 let n = try r.compactSize("witness item count")
                 for _ in 0..<n { inputs[i].witness.append(try r.varBytes("witness item")) }
             }
-            guard inputs.contains(where: { !$0.witness.isEmpty }) else {
+            guard !requireWitnessData || inputs.contains(where: { !$0.witness.isEmpty }) else {
                 throw BitcoinError("transaction: segwit marker without any witness")
             }
         }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Bitcoin's serialization primitives: little-endian integers and CompactSize lengths.
 /// (The chain's own `Wire` module is big-endian; Bitcoin formats are not.)
 public struct BitcoinError: Error, Equatable, CustomStringConvertible, Sendable {
@@ -92,5 +94,13 @@ struct ByteReader {
 
     mutating func varBytes(_ what: String) throws(BitcoinError) -> [UInt8] {
         try fixed(try compactSize(what), what)
+    }
+}
+
+/// Base64 (RFC 4648) for PSBTs, through Foundation.
+enum Base64 {
+    static func encode(_ bytes: [UInt8]) -> String { Data(bytes).base64EncodedString() }
+    static func decode(_ text: String) -> [UInt8]? {
+        Data(base64Encoded: text.trimmingCharacters(in: .whitespacesAndNewlines)).map { Array($0) }
     }
 }
