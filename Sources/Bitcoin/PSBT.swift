@@ -470,16 +470,23 @@ public struct PSBT: Sendable, Equatable {
             global.append(([0xFB], v.bytes))
         }
         Self.write(&w, global, unknown: unknown)
-        for input in inputs { Self.write(&w, Self.entries(input), unknown: input.unknown) }
+        for input in inputs { Self.write(&w, Self.entries(input), unknown: input.unknown, isInput: true) }
         for output in outputs { Self.write(&w, Self.entries(output), unknown: output.unknown) }
         return w.bytes
     }
 
     public var base64: String { Base64.encode(serialized) }
 
-    static func write(_ w: inout ByteWriter, _ known: [([UInt8], [UInt8])], unknown: [[UInt8]: [UInt8]]) {
+    static func write(
+        _ w: inout ByteWriter, _ known: [([UInt8], [UInt8])], unknown: [[UInt8]: [UInt8]], isInput: Bool = false
+    ) {
+        // Partial signatures (input type 0x02) sort by the HASH160 of their public key, as
+        // Bitcoin Core keeps them (BIP174 leaves the order open; its vectors come from Core).
+        func order(_ key: [UInt8]) -> [UInt8] {
+            isInput && key.first == 0x02 ? [0x02] + SHA256.hash160(Array(key.dropFirst())) : key
+        }
         let all =
-            known.sorted { $0.0.lexicographicallyPrecedes($1.0) }
+            known.sorted { order($0.0).lexicographicallyPrecedes(order($1.0)) }
             + unknown.sorted { $0.key.lexicographicallyPrecedes($1.key) }.map { ($0.key, $0.value) }
         for (key, value) in all {
             w.varBytes(key)

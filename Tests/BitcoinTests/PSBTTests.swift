@@ -114,3 +114,94 @@ struct PSBTTests {
         #expect(combined.serialized.hex == (c["expected_psbt"] as? [String: Any])?["hex"] as? String)
     }
 }
+
+@Suite("PSBT roles: the BIP174 workflow byte for byte, signer checks")
+struct PSBTWorkflowTests {
+    let workflow: [String: Any]
+    let steps: [String: [String: Any]]
+
+    init() throws {
+        let bip174 = try #require(try Vectors.json("psbt-vectors.json")["bip174"] as? [String: Any])
+        workflow = try #require(bip174["workflow"] as? [String: Any])
+        let list = try #require(workflow["steps"] as? [[String: Any]])
+        steps = Dictionary(uniqueKeysWithValues: list.map { ($0["id"] as! String, $0) })
+    }
+
+    func expected(_ id: String) throws -> String {
+        try #require((steps[id]?["expected_psbt"] as? [String: Any])?["hex"] as? String)
+    }
+
+    func btc(_ text: String) throws -> UInt64 {
+        let parts = text.split(separator: ".")
+        let whole = try #require(UInt64(parts[0]))
+        let fraction = parts.count > 1 ? String(parts[1]).padding(toLength: 8, withPad: "0", startingAt: 0) : "0"
+        return whole * 100_000_000 + (try #require(UInt64(fraction)))
+    }
+
+    @Test("creator, updater, signers, combiner, finalizer and extractor reproduce every step")
+    func workflowSteps() throws {
+        // Creator.
+        let given = try #require(steps["creator"]?["given"] as? [String: Any])
+        let inputs = try #require(given["inputs"] as? [[String: Any]]).map {
+            TxIn(
+                previousOutput: try OutPoint(
+                    displayTxid: try #require($0["txid"] as? String), vout: UInt32(try #require($0["index"] as? Int))),
+                sequence: 0xFFFF_FFFF)
+        }
+        let outputs = try #require(given["outputs"] as? [[String: Any]]).map {
+            TxOut(
+                value: try btc(try #require($0["amount_btc"] as? String)),
+                scriptPubKey: try Script(hex: try #require($0["scriptPubKey"] as? String)))
+        }
+        var psbt = PSBT(unsignedTx: BitcoinTransaction(version: 2, inputs: inputs, outputs: outputs))
+        #expect(psbt.serialized.hex == (try expected("creator")))
+
+        // Updater: the fingerprint is the master key's, from the vector's tprv.
+        let fingerprint = try bip32Fingerprint(extendedPrivateKey: try #require(workflow["master_xprv"] as? String))
+        let u = try #require(steps["updater"]?["given"] as? [String: Any])
+        var origins: [[UInt8]: KeyOrigin] = [:]
+        for entry in try #require(u["public_keys"] as? [[String: String]]) {
+            origins[try Hex.decode(try #require(entry["pubkey"]))] = try KeyOrigin(
+                fingerprint: fingerprint, pathString: try #require(entry["path"]))
+        }
+        psbt.update(
+            previousTransactions: try #require(u["previous_transactions"] as? [String]).map {
+                try BitcoinTransaction(hex: $0)
+            },
+            redeemScripts: try #require(u["redeem_scripts"] as? [String]).map { try Script(hex: $0) },
+            witnessScripts: try #require(u["witness_scripts"] as? [String]).map { try Script(hex: $0) },
+            keyOrigins: origins)
+        #expect(psbt.serialized.hex == (try expected("updater")))
+        for i in psbt.inputs.indices { psbt.inputs[i].sighashType = 1 }
+        #expect(psbt.serialized.hex == (try expected("updater_sighash")))
+
+        // Two signers from the same PSBT (RFC 6979 nonces, so byte-exact).
+        func signer(_ id: String) throws -> PSBT {
+            var validated = try psbt.validated()
+            for key in try #require(steps[id]?["given"] as? [String: Any])["private_keys_wif"] as! [[String: String]] {
+                #expect(try validated.sign(with: Secp256k1.PrivateKey(wif: try #require(key["wif"]))) == 1)
+            }
+            #expect(validated.psbt.serialized.hex == (try expected(id)), "\(id)")
+            return validated.psbt
+        }
+        var combined = try signer("signer_1")
+        try combined.combine(with: try signer("signer_2"))
+        #expect(combined.serialized.hex == (try expected("combiner")))
+
+        var final = try combined.validated()
+        try final.finalize()
+        #expect(final.psbt.serialized.hex == (try expected("finalizer")))
+        #expect(try final.extract().hex == steps["extractor"]?["expected_tx_hex"] as? String)
+    }
+
+    @Test("signer checks: the four BIP174 PSBTs a signer must refuse")
+    func signerChecks() throws {
+        let bip174 = try #require(try Vectors.json("psbt-vectors.json")["bip174"] as? [String: Any])
+        let cases = try #require(bip174["fails_signer_checks"] as? [[String: Any]])
+        #expect(cases.count == 4)
+        for c in cases {
+            let psbt = try PSBT(bytes: try Hex.decode(try #require(c["hex"] as? String)))
+            #expect(throws: PSBTError.self, "\(c["description"] ?? "")") { try psbt.validated() }
+        }
+    }
+}
