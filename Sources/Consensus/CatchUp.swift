@@ -18,8 +18,11 @@ public struct CatchUp: Sendable {
     public static let lagThreshold: UInt64 = 8
     /// Seconds to wait for a range before asking another peer.
     public static let requestTimeout: Double = 5
-    /// Seconds a peer that served an invalid range (or none in time) is not asked.
+    /// Seconds a peer that served an invalid range is not asked.
     public static let exclusion: Double = 60
+    /// Seconds a peer that did not answer in time is not asked: short, since a link that
+    /// was down (a partition) may be back, and it may be the only peer ahead.
+    public static let silenceExclusion: Double = 10
 
     public enum Action: Sendable, Equatable {
         case request(peer: ValidatorID, height: UInt64, count: UInt16)
@@ -66,7 +69,7 @@ public struct CatchUp: Sendable {
     public mutating func tick(localHeight: UInt64, now: Double) -> [Action] {
         if let pending = inFlight, now - pending.sentAt >= Self.requestTimeout {
             inFlight = nil
-            excludedUntil[pending.peer] = now + Self.exclusion
+            excludedUntil[pending.peer] = now + Self.silenceExclusion
             peerHeights[pending.peer] = nil
         }
         return next(localHeight: localHeight, now: now)

@@ -56,7 +56,8 @@ struct Simulator {
 
     enum Event {
         case deliver(to: Int, from: Int, ConsensusMessage)
-        case timer(node: Int, round: Round, incarnation: Int)
+        /// A round timer of the node's core in `epoch` (rounds start again each epoch).
+        case timer(node: Int, round: Round, incarnation: Int, epoch: Epoch)
         /// Catch-up: report the committed height to everyone, and retry slow requests.
         case status(node: Int, incarnation: Int)
     }
@@ -202,6 +203,11 @@ struct Simulator {
                 for j in nodes.indices where j != i { send(message, from: i, to: j) }
             case .persistSafety(let state):
                 if tearsNow(i) { return }
+                // A vote is observed when it is signed (persisted first): a leader's vote
+                // to itself is never sent, and may be re-sent later.
+                if let vote = state.lastVote, vote != nodes[i].disk.safety?.lastVote {
+                    record(me, epoch: vote.voteInfo.epoch, round: vote.voteInfo.round, vote: vote.commitInfo)
+                }
                 nodes[i].disk.safety = state
                 safetyWrites[i, default: 0] += 1
                 if let crash = crashAfterSafetyWrite, crash.node == i, crash.count == safetyWrites[i] {
@@ -213,7 +219,9 @@ struct Simulator {
                 if tearsNow(i) { return }
                 nodes[i].disk.blocks[block.id] = block
             case .scheduleTimeout(let round, let after):
-                schedule(after, .timer(node: i, round: round, incarnation: nodes[i].incarnation))
+                schedule(
+                    after,
+                    .timer(node: i, round: round, incarnation: nodes[i].incarnation, epoch: nodes[i].core.config.epoch))
             case .execute(let block, let parentState):
                 let (state, endsEpoch) = execute(block, on: parentState)
                 pending += nodes[i].core.blockExecuted(id: block.id, stateID: state, endsEpoch: endsEpoch)
@@ -494,8 +502,10 @@ struct Simulator {
                 let height = UInt64(nodes[node].committed.count)
                 drive(node) { [now] in $0.tick(localHeight: height, now: now) }
                 schedule(1, .status(node: node, incarnation: incarnation))
-            case .timer(let node, let round, let incarnation):
-                guard nodes[node].alive, nodes[node].incarnation == incarnation else { continue }
+            case .timer(let node, let round, let incarnation, let epoch):
+                guard nodes[node].alive, nodes[node].incarnation == incarnation,
+                    nodes[node].core.config.epoch == epoch
+                else { continue }
                 apply(node, nodes[node].core.timeoutFired(round: round))
             }
         }
