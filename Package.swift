@@ -73,6 +73,10 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "Esplora",
+            swiftSettings: strict
+        ),
+        .target(
             name: "Storage",
             dependencies: ["CSQLite"],
             swiftSettings: strict
@@ -106,6 +110,8 @@ let package = Package(
             name: "NodeCLI",
             dependencies: [
                 "Node",
+                "Bitcoin",
+                "Esplora",
                 "NodeCrypto",
                 "Gossip",
                 "Ledger",
@@ -172,7 +178,7 @@ let package = Package(
         // Real p2pnode processes on loopback; slower, so kept apart from the unit tests.
         .testTarget(
             name: "NodeIntegrationTests",
-            dependencies: ["Node", "Noise", "NodeCrypto", "Gossip", "Ledger"],
+            dependencies: ["Node", "Noise", "NodeCrypto", "Gossip", "Ledger", "Bitcoin", "Esplora"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -11,6 +11,7 @@ log() { printf '==> %s\n' "$*"; }
 # --- system packages ---------------------------------------------------------
 . scripts/lib/deps.sh
 ensure_system_packages || exit 1
+ensure_python_venv || { echo "0 passed, 1 failed"; exit 1; }
 
 # --- formatting ---------------------------------------------------------------
 log "checking formatting (scripts/format.sh --lint)"

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import struct
 import sys
 import tempfile
@@ -662,6 +663,10 @@ def main():
     start = time.time()
     node.mine(101)  # the faucet's first coinbase matures
     print(f"regtest: {node.height} blocks mined and validated by Bitcoin Core in {time.time() - start:.2f} s", flush=True)
+    # libbitcoinkernel replaces the default signal handlers; stop at once on SIGTERM and
+    # SIGINT (this chain is throwaway: nothing to flush).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: os._exit(0))
     Handler.node = node
     Handler.prefix = args.prefix.rstrip("/")
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
