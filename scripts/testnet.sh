@@ -6,6 +6,8 @@
 # The first M nodes are validators (default: all); the others are full nodes that
 # follow and verify the chain without voting. Epochs end every --epoch-length blocks
 # (default 300, about a minute or two on an idle chain) and at validator-set changes.
+# A local Bitcoin regtest chain (tools/regtest/regtest.py: every block validated by
+# Bitcoin Core's engine) runs beside them, its esplora API on base port + 2000.
 #
 #   scripts/testnet.sh [--nodes N] [--validators M] [--epoch-length BLOCKS] [--dir DIR]
 #                      [--duration SECONDS] [--base-port PORT]
@@ -44,7 +46,9 @@ VALIDATORS=${VALIDATORS:-$NODES}
 cd "$ROOT"
 . scripts/lib/deps.sh
 ensure_system_packages
-command -v python3 >/dev/null || { echo "python3 is needed for the status display" >&2; exit 1; }
+ensure_python_venv || exit 1
+REGTEST_PORT=$((BASE_PORT + 2000))
+ESPLORA="http://127.0.0.1:$REGTEST_PORT"
 
 echo "==> building p2pnode (release; the first build takes a few minutes)"
 mkdir -p .build
@@ -103,15 +107,27 @@ printf '# node0 only: the other nodes are found by peer exchange\n%s@127.0.0.1:%
     >"$DIR/bootstrap-peers.txt"
 
 PIDS=()
+REGTEST_PID=""
 stop_all() {
     trap - INT TERM
     echo
-    echo "==> stopping $NODES nodes"
+    echo "==> stopping $NODES nodes and the regtest chain"
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    [ -n "$REGTEST_PID" ] && { kill -TERM "$REGTEST_PID" 2>/dev/null; wait "$REGTEST_PID" 2>/dev/null || true; }
     echo "    stopped; data and logs are in $DIR"
 }
 trap 'stop_all; exit 0' INT TERM
+
+echo "==> starting the Bitcoin regtest chain (blocks validated by Bitcoin Core) on $ESPLORA"
+.venv/bin/python tools/regtest/regtest.py --port "$REGTEST_PORT" --datadir "$DIR/regtest" >"$DIR/regtest.log" 2>&1 &
+REGTEST_PID=$!
+for _ in $(seq 1 100); do
+    .venv/bin/python -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
+        "$ESPLORA/blocks/tip/height" >/dev/null 2>&1 && break
+    kill -0 "$REGTEST_PID" 2>/dev/null || { echo "the regtest chain did not start:" >&2; tail -5 "$DIR/regtest.log" >&2; exit 1; }
+    sleep 0.2
+done
 
 echo "==> starting nodes on 127.0.0.1:$BASE_PORT…$((BASE_PORT + NODES - 1))"
 for i in $(seq 0 $((NODES - 1))); do
@@ -121,9 +137,9 @@ for i in $(seq 0 $((NODES - 1))); do
 done
 
 status() {
-    python3 - "$BIN" "$DIR" "$NODES" "$interval" <<'PY'
-import json, os, subprocess, sys
-binary, root, count, interval = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    python3 - "$BIN" "$DIR" "$NODES" "$interval" "$ESPLORA" <<'PY'
+import json, os, subprocess, sys, urllib.request
+binary, root, count, interval, esplora = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 # Committed-transaction counts from the previous refresh, for tx/s.
 memo = os.path.join(root, ".status-memo.json")
 try:
@@ -160,17 +176,25 @@ for i in range(count):
           f"state {status['commit_state_id'][:8]}  txs {mempool['count']:>6}  {rate:7.1f} tx/s  "
           f"sent {size(totals['total_bytes_sent']):>9}  recv {size(totals['total_bytes_recv']):>9}")
 json.dump(current, open(memo, "w"))
+try:
+    height = urllib.request.urlopen(f"{esplora}/blocks/tip/height", timeout=3).read().decode()
+    pending = len(json.load(urllib.request.urlopen(f"{esplora}/mempool/txids", timeout=3)))
+    print(f"bitcoin regtest  height {height}  mempool {pending}  esplora {esplora}  (every block validated by Bitcoin Core)")
+except Exception as e:
+    print(f"bitcoin regtest  unreachable ({e}); see {root}/regtest.log")
 PY
 }
 
 echo "==> running; Ctrl-C stops$([ "$DURATION" -gt 0 ] && echo ", or after $DURATION s")."
 echo "    inspect: $BIN status --data-dir $DIR/node0; metrics: http://127.0.0.1:$((BASE_PORT + 1000))/metrics"
+echo "    bitcoin: $BIN btc address $DIR/node0 --network regtest --esplora $ESPLORA;"
+echo "             curl -d '{\"address\":\"ADDRESS\",\"sats\":100000}' $ESPLORA/regtest/faucet"
 started=$(date +%s)
 interval=2
 [ -t 1 ] || interval=5
 while true; do
     sleep "$interval"
-    for pid in "${PIDS[@]}"; do
+    for pid in "${PIDS[@]}" "$REGTEST_PID"; do
         if ! kill -0 "$pid" 2>/dev/null; then
             echo "a node exited unexpectedly; last log lines:" >&2
             tail -n 5 "$DIR"/node*/node.log >&2
@@ -180,7 +204,7 @@ while true; do
     done
     elapsed=$(( $(date +%s) - started ))
     # On a terminal, redraw the status block in place.
-    if [ -t 1 ] && [ "${shown:-0}" = 1 ]; then printf '\033[%dA\033[J' $((NODES + 1)); fi
+    if [ -t 1 ] && [ "${shown:-0}" = 1 ]; then printf '\033[%dA\033[J' $((NODES + 2)); fi
     shown=1
     echo "--- ${elapsed}s"
     status

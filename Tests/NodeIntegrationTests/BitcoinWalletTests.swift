@@ -189,4 +189,47 @@ struct BitcoinWalletTests {
         tx.outputs[0].value -= 1
         #expect(await broadcastError(chain.client, tx.hex) != nil, "a conflicting spend with a lower fee")
     }
+
+    @Test("the checkpoint coin: a 2-of-3 tr(NUMS, multi_a) script-path spend built by our PSBT code confirms")
+    func multisigCoinSpend() async throws {
+        let chain = try RegtestChain(blockInterval: 0.5)
+        defer { chain.stop() }
+        try await chain.waitReady()
+        let keys = (0..<3).map { _ in Secp256k1.PrivateKey() }
+        let leaf = TapLeaf(script: try Script.multiA(threshold: 2, keys: keys.map(\.xOnlyPublicKey.rawRepresentation)))
+        let coin = try TaprootOutput(
+            internalKey: try Secp256k1.XOnlyPublicKey(rawRepresentation: TaprootOutput.unspendableKey), tree: .leaf(leaf))
+        let funding = try await chain.faucet(coin.address(.regtest).description, sats: 100_000)
+        let fundingTx = try BitcoinTransaction(hex: try await chain.client.transactionHex(txid: funding))
+        let vout = try #require(fundingTx.outputs.firstIndex { $0.scriptPubKey == coin.scriptPubKey })
+        var psbt = PSBT(
+            unsignedTx: BitcoinTransaction(
+                inputs: [TxIn(previousOutput: OutPoint(txid: fundingTx.txid, vout: UInt32(vout)))],
+                outputs: [
+                    TxOut(value: 99_000, scriptPubKey: coin.scriptPubKey),
+                    TxOut(value: 0, scriptPubKey: .opReturn(Array("SNCP".utf8) + [UInt8](repeating: 5, count: 49))),
+                ]))
+        psbt.inputs[0].witnessUtxo = fundingTx.outputs[vout]
+        psbt.inputs[0].tapInternalKey = TaprootOutput.unspendableKey
+        psbt.inputs[0].tapMerkleRoot = coin.merkleRoot
+        psbt.inputs[0].tapLeafScripts[try #require(coin.controlBlock(for: leaf))] = leaf.script.bytes + [leaf.version]
+        var validated = try psbt.validated()
+        try validated.sign(with: keys[0])
+        try validated.sign(with: keys[2])
+        try validated.finalize()
+        let tx = try validated.extract()
+        // Spending an unconfirmed parent is fine for the mempool; Core validates both in the block.
+        #expect(try await chain.client.broadcast(hex: tx.hex) == tx.displayTxid)
+        var confirmed = false
+        for _ in 0..<50 {
+            if (try? await chain.client.status(txid: tx.displayTxid))?.confirmed == true {
+                confirmed = true
+                break
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(confirmed, "the block with the multisig spend was accepted by Bitcoin Core")
+        let spent = try await chain.client.outspend(txid: fundingTx.displayTxid, vout: UInt32(vout))
+        #expect(spent.spent && spent.txid == tx.displayTxid)
+    }
 }
