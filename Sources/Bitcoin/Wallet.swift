@@ -69,8 +69,9 @@ public enum WalletSpend {
             selected.append(coin)
             total += coin.value
             let base = overheadVBytes + Double(selected.count) * taprootInputVBytes + outputVBytes(destination)
-            let feeWithChange = UInt64((feeRate * (base + outputVBytes(changeScript))).rounded(.up))
-            let feeWithout = UInt64((feeRate * base).rounded(.up))
+            // Virtual size rounds up (weight / 4), so round the size before the rate.
+            let feeWithChange = UInt64((feeRate * (base + outputVBytes(changeScript)).rounded(.up)).rounded(.up))
+            let feeWithout = UInt64((feeRate * base.rounded(.up)).rounded(.up))
             if total >= amount + feeWithChange, total - amount - feeWithChange >= dustLimit(changeScript) {
                 let fee = feeWithChange
                 guard fee <= amount else { throw .feeTooHigh(fee: fee, amount: amount) }

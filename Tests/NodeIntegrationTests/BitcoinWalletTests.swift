@@ -198,7 +198,8 @@ struct BitcoinWalletTests {
         let keys = (0..<3).map { _ in Secp256k1.PrivateKey() }
         let leaf = TapLeaf(script: try Script.multiA(threshold: 2, keys: keys.map(\.xOnlyPublicKey.rawRepresentation)))
         let coin = try TaprootOutput(
-            internalKey: try Secp256k1.XOnlyPublicKey(rawRepresentation: TaprootOutput.unspendableKey), tree: .leaf(leaf))
+            internalKey: try Secp256k1.XOnlyPublicKey(rawRepresentation: TaprootOutput.unspendableKey),
+            tree: .leaf(leaf))
         let funding = try await chain.faucet(coin.address(.regtest).description, sats: 100_000)
         let fundingTx = try BitcoinTransaction(hex: try await chain.client.transactionHex(txid: funding))
         let vout = try #require(fundingTx.outputs.firstIndex { $0.scriptPubKey == coin.scriptPubKey })
