@@ -41,6 +41,10 @@ public enum PSBTError: Error, Equatable, CustomStringConvertible, Sendable {
     }
 }
 
+func littleEndian32(_ bytes: [UInt8], at i: Int) -> UInt32 {
+    UInt32(bytes[i]) | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2]) << 16 | UInt32(bytes[i + 3]) << 24
+}
+
 /// A BIP32 key origin: master key fingerprint and derivation path.
 public struct KeyOrigin: Sendable, Hashable {
     public let fingerprint: [UInt8]
@@ -64,7 +68,7 @@ public struct KeyOrigin: Sendable, Hashable {
         }
         fingerprint = Array(bytes.prefix(4))
         path = stride(from: 4, to: bytes.count, by: 4).map {
-            UInt32(bytes[$0]) | UInt32(bytes[$0 + 1]) << 8 | UInt32(bytes[$0 + 2]) << 16 | UInt32(bytes[$0 + 3]) << 24
+            littleEndian32(bytes, at: $0)
         }
     }
 
@@ -206,7 +210,7 @@ public struct PSBT: Sendable, Equatable {
                 guard keyData.isEmpty, value.count == 4 else {
                     throw .invalidValue(map: "global map", type: type, "version is a 4-byte integer")
                 }
-                let v = UInt32(value[0]) | UInt32(value[1]) << 8 | UInt32(value[2]) << 16 | UInt32(value[3]) << 24
+                let v = littleEndian32(value, at: 0)
                 guard v == 0 else { throw .unsupportedVersion(v) }
                 version = v
             default:
@@ -342,7 +346,7 @@ public struct PSBT: Sendable, Equatable {
                 try expectEmptyKey(e, map)
                 guard e.value.count == 4 else { throw .invalidValue(map: map, type: e.type, "sighash type is 4 bytes") }
                 input.sighashType =
-                    UInt32(e.value[0]) | UInt32(e.value[1]) << 8 | UInt32(e.value[2]) << 16 | UInt32(e.value[3]) << 24
+                    littleEndian32(e.value, at: 0)
             case 0x04:
                 try expectEmptyKey(e, map)
                 input.redeemScript = Script(bytes: e.value)
