@@ -73,6 +73,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "Checkpoint",
+            dependencies: ["Bitcoin", "NodeCrypto"],
+            swiftSettings: strict
+        ),
+        .target(
             name: "Esplora",
             swiftSettings: strict
         ),
@@ -111,6 +116,7 @@ let package = Package(
             dependencies: [
                 "Node",
                 "Bitcoin",
+                "Checkpoint",
                 "Esplora",
                 "NodeCrypto",
                 "Gossip",
@@ -155,6 +161,11 @@ let package = Package(
         .testTarget(
             name: "BitcoinTests",
             dependencies: ["Bitcoin", "NodeCrypto", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "CheckpointTests",
+            dependencies: ["Checkpoint", "Bitcoin", "NodeCrypto"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,4 +1,6 @@
 import ArgumentParser
+import Bitcoin
+import Checkpoint
 import Foundation
 import Node
 import NodeCrypto
@@ -6,7 +8,7 @@ import NodeCrypto
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure this machine's bounds (run a release build: swift run -c release).",
-        subcommands: [CryptoBench.self, TransportBench.self, LedgerBench.self, CatchUpBench.self]
+        subcommands: [CryptoBench.self, TransportBench.self, LedgerBench.self, CatchUpBench.self, CheckpointBench.self]
     )
 }
 
@@ -222,5 +224,26 @@ struct CatchUpBench: AsyncParsableCommand {
         print("catch-up (verify ranges + every signature + execute)  " + rates(r.catchUpSeconds))
         print("execution alone (signatures already checked)          " + rates(r.executeSeconds))
         print(String(format: "Ed25519 verify (the bound for catch-up tx/s)         %9.0f /s", r.ed25519VerifyPerSecond))
+    }
+}
+
+struct CheckpointBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "checkpoint",
+        abstract: "Checkpoint transaction sizes and fees by validator count (k = ⌊2n/3⌋+1 signatures).")
+
+    @Option(help: "Validator counts.") var validators: [Int] = [4, 7, 20, 50]
+
+    func run() async throws {
+        print("    n    k  leaf script  vsize   fee @1      @2     @10 sat/vB")
+        for n in validators {
+            let coin = try CheckpointCoin(
+                keys: (0..<n).map { _ in Secp256k1.PrivateKey().xOnlyPublicKey.rawRepresentation })
+            let vsize = CheckpointTransaction.virtualSize(current: coin, next: coin)
+            print(
+                String(
+                    format: "%5d %4d %8d B %6d vB %7d %7d %7d", n, coin.threshold, coin.leaf.script.bytes.count, vsize,
+                    vsize, 2 * vsize, 10 * vsize))
+        }
     }
 }
