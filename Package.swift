@@ -74,7 +74,7 @@ let package = Package(
         ),
         .target(
             name: "Checkpoint",
-            dependencies: ["Bitcoin", "NodeCrypto"],
+            dependencies: ["Bitcoin", "Consensus", "NodeCrypto"],
             swiftSettings: strict
         ),
         .target(
@@ -165,7 +165,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CheckpointTests",
-            dependencies: ["Checkpoint", "Bitcoin", "NodeCrypto"],
+            dependencies: ["Checkpoint", "Bitcoin", "Consensus", "NodeCrypto", "Wire"],
             swiftSettings: strict
         ),
         .testTarget(

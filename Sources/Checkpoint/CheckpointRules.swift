@@ -1,0 +1,142 @@
+import Bitcoin
+import Consensus
+import NodeCrypto
+
+/// A request to co-sign a checkpoint: the initiator's PSBT (with its own signature) and
+/// the QC whose `commit_state_id` it anchors.
+public struct CheckpointRequest: Sendable, Equatable {
+    public let psbt: PSBT
+    public let qc: QuorumCert
+
+    public init(psbt: PSBT, qc: QuorumCert) {
+        self.psbt = psbt
+        self.qc = qc
+    }
+}
+
+/// Operator policy for checkpoints (genesis `checkpoint` section and config).
+public struct CheckpointPolicy: Sendable, Equatable {
+    public var minFeeRate: Double
+    public var maxFeeRate: Double
+    /// Bitcoin blocks that must separate two checkpoints (at least 1: never two per block).
+    public var minBitcoinBlocksBetween: Int
+
+    public init(minFeeRate: Double = 1, maxFeeRate: Double = 100, minBitcoinBlocksBetween: Int = 1) {
+        self.minFeeRate = minFeeRate
+        self.maxFeeRate = maxFeeRate
+        self.minBitcoinBlocksBetween = max(1, minBitcoinBlocksBetween)
+    }
+}
+
+/// What a validator knows when it judges a request, from its own node.
+public struct CheckpointView: Sendable {
+    /// The epoch's consensus configuration (its validators verify the QC).
+    public let config: ConsensusConfig
+    /// Committed blocks' state ids, by block id (the recent ones suffice).
+    public let committedStates: [Hash32: Hash32]
+    /// The coin this node follows on Bitcoin as current, and what it holds.
+    public let coin: OutPoint
+    public let coinValue: UInt64
+    /// The coin's script (this epoch's, or the previous epoch's last checkpoint's).
+    public let currentCoin: CheckpointCoin
+    /// Where output 0 must pay: this epoch's coin, or the next epoch's once this one is ending.
+    public let nextCoin: CheckpointCoin
+    /// Bitcoin heights: the tip, and the block that confirmed the last checkpoint.
+    public let bitcoinHeight: Int
+    public let lastCheckpointHeight: Int?
+
+    public init(
+        config: ConsensusConfig, committedStates: [Hash32: Hash32], coin: OutPoint, coinValue: UInt64,
+        currentCoin: CheckpointCoin, nextCoin: CheckpointCoin, bitcoinHeight: Int, lastCheckpointHeight: Int?
+    ) {
+        self.config = config
+        self.committedStates = committedStates
+        self.coin = coin
+        self.coinValue = coinValue
+        self.currentCoin = currentCoin
+        self.nextCoin = nextCoin
+        self.bitcoinHeight = bitcoinHeight
+        self.lastCheckpointHeight = lastCheckpointHeight
+    }
+}
+
+/// The validator's side of the checkpoint protocol: judge a request (step 2 of the
+/// protocol in docs/architecture.md), and sign it when every rule holds.
+public enum CheckpointRules {
+    public enum Verdict: Sendable, Equatable {
+        case sign
+        /// Not yet judgeable: this node has not committed the QC's block yet (ask again
+        /// shortly; a node that never commits it will refuse after a bounded wait).
+        case wait(String)
+        case refuse(String)
+    }
+
+    public static func judge(_ request: CheckpointRequest, view: CheckpointView, policy: CheckpointPolicy) -> Verdict {
+        let qc = request.qc
+        // 1. A valid QC of this epoch's validators that commits a state.
+        guard view.config.isValid(qc), let stateID = qc.commitInfo.commitStateID else {
+            return .refuse("the QC is not a valid commit QC of epoch \(view.config.epoch)")
+        }
+        // 2. The state it certifies is this node's committed state at that block.
+        guard let own = view.committedStates[qc.voteInfo.parentID] else {
+            return .wait("block \(qc.voteInfo.parentID) is not committed here yet")
+        }
+        guard own == stateID else {
+            return .refuse("commit_state_id \(stateID) differs from this node's \(own) at that block")
+        }
+        let tx = request.psbt.unsignedTx
+        // 3. It spends the coin this node knows as current, and only that.
+        guard tx.inputs.count == 1, tx.inputs[0].previousOutput == view.coin else {
+            return .refuse("the input is not the current checkpoint coin \(view.coin)")
+        }
+        guard let utxo = request.psbt.inputs[0].witnessUtxo,
+            utxo == TxOut(value: view.coinValue, scriptPubKey: view.currentCoin.scriptPubKey)
+        else { return .refuse("the witness UTXO is not the current coin's script and value") }
+        // 4. Exactly the outputs the rule gives: the next coin, then the payload.
+        guard
+            let payload = try? CheckpointPayload(
+                epoch: qc.commitInfo.epoch, round: qc.commitInfo.round, commitStateID: stateID.bytes)
+        else { return .refuse("bad state id") }
+        guard tx.outputs.count == 2, tx.outputs[0].scriptPubKey == view.nextCoin.scriptPubKey,
+            tx.outputs[1] == TxOut(value: 0, scriptPubKey: payload.script)
+        else { return .refuse("the outputs are not [next coin, OP_RETURN of this QC's epoch, round and state]") }
+        guard tx.version == 2, tx.lockTime == 0, tx.inputs[0].sequence == TxIn.rbfSequence else {
+            return .refuse("version, lock time or sequence differ from the checkpoint format")
+        }
+        // 5. A fee rate within the bounds, measured on the signed size.
+        guard view.coinValue > tx.outputs[0].value else { return .refuse("no fee") }
+        let fee = view.coinValue - tx.outputs[0].value
+        let rate =
+            Double(fee) / Double(CheckpointTransaction.virtualSize(current: view.currentCoin, next: view.nextCoin))
+        guard rate >= policy.minFeeRate, rate <= policy.maxFeeRate else {
+            return .refuse(
+                "fee rate \(String(format: "%.2f", rate)) sat/vB is outside [\(policy.minFeeRate), \(policy.maxFeeRate)]"
+            )
+        }
+        // 6. Cadence: never more than one checkpoint per Bitcoin block (or per the
+        //    configured spacing).
+        if let last = view.lastCheckpointHeight, view.bitcoinHeight - last < policy.minBitcoinBlocksBetween {
+            return .refuse(
+                "too early: the last checkpoint confirmed at Bitcoin height \(last), the tip is \(view.bitcoinHeight)")
+        }
+        return .sign
+    }
+
+    /// Judges and, if every rule holds, adds this validator's BIP340 script-path signature.
+    public static func cosign(
+        _ request: CheckpointRequest, view: CheckpointView, policy: CheckpointPolicy, key: Secp256k1.PrivateKey
+    ) -> (verdict: Verdict, psbt: PSBT?) {
+        let verdict = judge(request, view: view, policy: policy)
+        guard verdict == .sign else { return (verdict, nil) }
+        guard view.currentCoin.keys.contains(key.xOnlyPublicKey.rawRepresentation) else {
+            return (.refuse("this node's Bitcoin key is not in the coin's script"), nil)
+        }
+        do {
+            var validated = try request.psbt.validated()
+            guard try validated.sign(with: key) == 1 else { return (.refuse("nothing to sign"), nil) }
+            return (.sign, validated.psbt)
+        } catch {
+            return (.refuse("cannot sign: \(error)"), nil)
+        }
+    }
+}
