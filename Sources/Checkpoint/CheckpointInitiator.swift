@@ -1,0 +1,165 @@
+import Bitcoin
+import Consensus
+import NodeCrypto
+
+/// The initiator's side of the checkpoint protocol, as a pure state machine: when a
+/// checkpoint is due and this node leads the current round, it builds the PSBT for the
+/// latest commit QC, signs it, asks the validators for theirs, and with k signatures
+/// finalizes the transaction for broadcast. If the due checkpoint is not seen on Bitcoin
+/// within `timeout` of the last attempt, the leader of a later round starts again (the
+/// handoff). Conflicting spends of the coin are settled by Bitcoin: every node follows
+/// whichever spend it sees (`seenOnBitcoin`).
+///
+/// Due: every `intervalBlocks` committed blocks, and always for an epoch's last block
+/// (so each epoch is checkpointed at least once and its last checkpoint moves the coin
+/// to the next epoch's set). Never more than one per Bitcoin block: validators refuse
+/// (`CheckpointRules`), and the initiator does not start before a new block.
+public struct CheckpointInitiator: Sendable {
+    public struct Settings: Sendable, Equatable {
+        public var intervalBlocks: UInt64
+        public var timeout: Double
+        public var policy: CheckpointPolicy
+
+        public init(intervalBlocks: UInt64, timeout: Double, policy: CheckpointPolicy) {
+            self.intervalBlocks = max(1, intervalBlocks)
+            self.timeout = timeout
+            self.policy = policy
+        }
+    }
+
+    public enum Action: Sendable, Equatable {
+        /// Send to every validator of the epoch; answers come to `signatureReceived`.
+        case requestSignatures(CheckpointRequest)
+        /// Fully signed: broadcast it through esplora.
+        case broadcast(BitcoinTransaction, CheckpointPayload)
+    }
+
+    /// The checkpoint being collected by this node.
+    struct Session: Sendable {
+        let request: CheckpointRequest
+        var psbt: PSBT
+        var signers: Set<[UInt8]>
+        let coin: CheckpointCoin
+        var done = false
+    }
+
+    public let settings: Settings
+    /// Consensus height of the last checkpoint seen on Bitcoin (0: none yet).
+    public private(set) var checkpointedHeight: UInt64 = 0
+    /// The latest commit QC and its height, and whether that block ends its epoch.
+    private var latest: (height: UInt64, qc: QuorumCert, endsEpoch: Bool)?
+    /// The last epoch-ending block not yet checkpointed (forced).
+    private var pendingEpochEnd: (height: UInt64, qc: QuorumCert)?
+    /// When the due checkpoint was last attempted (by anyone, as far as this node saw).
+    private var lastAttempt: Double?
+    private var bitcoinHeightAtLastCheckpoint: Int?
+    var session: Session?
+
+    public init(settings: Settings) { self.settings = settings }
+
+    public var isDue: Bool {
+        guard let latest else { return false }
+        return pendingEpochEnd != nil || latest.height >= checkpointedHeight + settings.intervalBlocks
+    }
+
+    /// Consensus committed up to `height`; `qc` is the QC that committed it.
+    public mutating func committed(height: UInt64, qc: QuorumCert, endsEpoch: Bool, now: Double) {
+        guard qc.commitInfo.commitStateID != nil, height > (latest?.height ?? 0) else { return }
+        let wasDue = isDue
+        latest = (height, qc, endsEpoch)
+        if endsEpoch { pendingEpochEnd = (height, qc) }
+        if !wasDue && isDue { lastAttempt = nil }  // newly due: the current leader starts at once
+    }
+
+    /// Another initiator's request was seen: that counts as an attempt (no handoff yet).
+    public mutating func requestSeen(now: Double) { lastAttempt = now }
+
+    /// This node leads the current round: start a checkpoint if one is due and nobody
+    /// attempted it within `timeout`. `view` is what the node follows (coin, sets, heights).
+    public mutating func leading(
+        now: Double, view: CheckpointView, key: Secp256k1.PrivateKey, feeRate: Double
+    ) -> [Action] {
+        // Due, and not attempted within the timeout (by this node or another it heard of):
+        // an attempt that timed out is replaced, whoever made it.
+        guard isDue else { return [] }
+        if let last = lastAttempt, now - last < settings.timeout { return [] }
+        if let last = bitcoinHeightAtLastCheckpoint, view.bitcoinHeight - last < settings.policy.minBitcoinBlocksBetween
+        {
+            return []
+        }
+        // The epoch's last block first: its checkpoint hands the coin to the next set.
+        guard let target = pendingEpochEnd.map({ ($0.height, $0.qc) }) ?? latest.map({ ($0.height, $0.qc) }),
+            let state = target.1.commitInfo.commitStateID,
+            let payload = try? CheckpointPayload(
+                epoch: target.1.commitInfo.epoch, round: target.1.commitInfo.round, commitStateID: state.bytes)
+        else { return [] }
+        let rate = min(max(feeRate, settings.policy.minFeeRate), settings.policy.maxFeeRate)
+        let fee = UInt64(
+            (rate * Double(CheckpointTransaction.virtualSize(current: view.currentCoin, next: view.nextCoin))).rounded(
+                .up))
+        guard
+            let psbt = try? CheckpointTransaction.psbt(
+                spending: view.coin, value: view.coinValue, of: view.currentCoin, to: view.nextCoin, payload: payload,
+                fee: fee),
+            var validated = try? psbt.validated(), (try? validated.sign(with: key)) == 1
+        else { return [] }
+        lastAttempt = now
+        let request = CheckpointRequest(psbt: validated.psbt, qc: target.1)
+        session = Session(
+            request: request, psbt: validated.psbt, signers: [key.xOnlyPublicKey.rawRepresentation],
+            coin: view.currentCoin)
+        return [.requestSignatures(request)] + finishIfComplete()
+    }
+
+    /// A validator's co-signed PSBT. Signatures for another transaction, from keys not in
+    /// the script, or already counted are ignored; late ones after completion too.
+    public mutating func signatureReceived(_ psbt: PSBT) -> [Action] {
+        guard var s = session, !s.done, psbt.unsignedTx == s.psbt.unsignedTx else { return [] }
+        let leafHash = s.coin.leaf.hash
+        var added = false
+        for (key, signature) in psbt.inputs[0].tapScriptSigs {
+            let xonly = Array(key.prefix(32))
+            guard Array(key.suffix(32)) == leafHash, s.coin.keys.contains(xonly), !s.signers.contains(xonly),
+                Self.verify(signature, key: xonly, psbt: s.psbt, leafHash: leafHash)
+            else { continue }
+            s.psbt.inputs[0].tapScriptSigs[key] = signature
+            s.signers.insert(xonly)
+            added = true
+        }
+        session = s
+        return added ? finishIfComplete() : []
+    }
+
+    /// A signature must verify: a bad one from a peer would make the finalized
+    /// transaction invalid.
+    static func verify(_ signature: [UInt8], key: [UInt8], psbt: PSBT, leafHash: [UInt8]) -> Bool {
+        guard signature.count == 64, let utxo = psbt.inputs[0].witnessUtxo,
+            let digest = try? psbt.unsignedTx.taprootSighash(
+                index: 0, spent: [utxo], type: .default, scriptSpend: .init(leafHash: leafHash)),
+            let xonly = try? Secp256k1.XOnlyPublicKey(rawRepresentation: key),
+            let sig = try? Secp256k1.SchnorrSignature(rawRepresentation: signature)
+        else { return false }
+        return xonly.isValidSchnorrSignature(sig, for: digest)
+    }
+
+    private mutating func finishIfComplete() -> [Action] {
+        guard var s = session, !s.done, s.signers.count >= s.coin.threshold,
+            var validated = try? s.psbt.validated(), (try? validated.finalize()) != nil,
+            let tx = try? validated.extract(),
+            let payload = try? CheckpointPayload(script: tx.outputs[1].scriptPubKey)
+        else { return [] }
+        s.done = true
+        session = s
+        return [.broadcast(tx, payload)]
+    }
+
+    /// A checkpoint spend of the coin was seen on Bitcoin (this node's, or another
+    /// initiator's: whichever Bitcoin keeps). `height` is the consensus height it anchors.
+    public mutating func seenOnBitcoin(height: UInt64, epoch: UInt64, bitcoinHeight: Int) {
+        checkpointedHeight = max(checkpointedHeight, height)
+        bitcoinHeightAtLastCheckpoint = bitcoinHeight
+        if let end = pendingEpochEnd, end.height <= height || epoch > end.qc.commitInfo.epoch { pendingEpochEnd = nil }
+        session = nil
+        lastAttempt = nil
+    }
+}
