@@ -1,0 +1,82 @@
+import Bitcoin
+import Checkpoint
+import NodeCrypto
+import Testing
+
+@Suite("Checkpoint chain: what a light client verifies")
+struct CheckpointChainTests {
+    let epoch1 = (0..<4).map { _ in Secp256k1.PrivateKey() }
+    let epoch2 = (0..<5).map { _ in Secp256k1.PrivateKey() }
+    let genesis = OutPoint(txid: [UInt8](repeating: 4, count: 32), vout: 1)
+
+    func coin(_ keys: [Secp256k1.PrivateKey]) -> CheckpointCoin {
+        try! CheckpointCoin(keys: keys.map(\.xOnlyPublicKey.rawRepresentation))
+    }
+
+    /// Three checkpoints: two in epoch 1 (the second moves the coin to epoch 2's set),
+    /// one in epoch 2.
+    func chain() throws -> [BitcoinTransaction] {
+        var out: [BitcoinTransaction] = []
+        var outpoint = genesis
+        var value: UInt64 = 100_000
+        let steps: [([Secp256k1.PrivateKey], [Secp256k1.PrivateKey], UInt64, UInt64)] = [
+            (epoch1, epoch1, 1, 5), (epoch1, epoch2, 1, 9), (epoch2, epoch2, 2, 3),
+        ]
+        for (from, to, epoch, round) in steps {
+            let payload = try CheckpointPayload(
+                epoch: epoch, round: round, commitStateID: [UInt8](repeating: UInt8(round), count: 32))
+            var psbt = try CheckpointTransaction.psbt(
+                spending: outpoint, value: value, of: coin(from), to: coin(to), payload: payload, fee: 500
+            ).validated()
+            for key in from.prefix(coin(from).threshold) { try psbt.sign(with: key) }
+            try psbt.finalize()
+            let tx = try psbt.extract()
+            out.append(tx)
+            outpoint = OutPoint(txid: tx.txid, vout: 0)
+            value -= 500
+        }
+        return out
+    }
+
+    func keys(_ epoch: UInt64) -> [[UInt8]]? {
+        (epoch == 1 ? epoch1 : epoch == 2 ? epoch2 : []).map(\.xOnlyPublicKey.rawRepresentation)
+    }
+
+    @Test("a valid chain with an epoch handover verifies in full")
+    func valid() throws {
+        let (entries, problem) = CheckpointChain.verify(
+            start: genesis, startScript: coin(epoch1).scriptPubKey, spends: try chain(), keysForEpoch: keys)
+        #expect(problem == nil)
+        #expect(entries.map(\.payload.round) == [5, 9, 3])
+        #expect(entries[2].keys.count == 5 && entries[2].signatures == 4)
+    }
+
+    @Test("a tampered genesis, foreign keys, a broken link or a payload going back are found")
+    func tampered() throws {
+        let spends = try chain()
+        let other = (0..<4).map { _ in Secp256k1.PrivateKey() }
+        // The genesis names other keys: the first spend is not of that coin.
+        #expect(
+            CheckpointChain.verify(
+                start: genesis, startScript: coin(other).scriptPubKey, spends: spends, keysForEpoch: keys
+            )
+            .problem != nil)
+        #expect(
+            CheckpointChain.verify(
+                start: OutPoint(txid: [UInt8](repeating: 5, count: 32), vout: 1),
+                startScript: coin(epoch1).scriptPubKey,
+                spends: spends, keysForEpoch: keys
+            ).problem != nil)
+        // The node says epoch 2 has other validators.
+        let (entries, problem) = CheckpointChain.verify(
+            start: genesis, startScript: coin(epoch1).scriptPubKey, spends: spends,
+            keysForEpoch: { $0 == 2 ? other.map(\.xOnlyPublicKey.rawRepresentation) : keys($0) })
+        #expect(entries.count == 2 && problem?.contains("epoch 2") == true)
+        // Out of order.
+        #expect(
+            CheckpointChain.verify(
+                start: genesis, startScript: coin(epoch1).scriptPubKey, spends: [spends[0], spends[0]],
+                keysForEpoch: keys
+            ).problem != nil)
+    }
+}
