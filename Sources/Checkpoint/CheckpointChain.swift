@@ -16,13 +16,16 @@ public enum CheckpointChain {
     }
 
     /// Walks `spends` (in order) from `start`, the genesis coin's outpoint, whose output
-    /// script is `startScript`. Returns the verified entries and, if the walk stopped,
-    /// why (the entries before it are still verified).
+    /// is `startScript` holding `startValue`. Every signature is verified (BIP340, script
+    /// path). Returns the verified entries and, if the walk stopped, why (the entries
+    /// before it are still verified).
     public static func verify(
-        start: OutPoint, startScript: Script, spends: [BitcoinTransaction], keysForEpoch: (UInt64) -> [[UInt8]]?
+        start: OutPoint, startScript: Script, startValue: UInt64, spends: [BitcoinTransaction],
+        keysForEpoch: (UInt64) -> [[UInt8]]?
     ) -> (entries: [Entry], problem: String?) {
         var coin = start
         var coinScript = startScript
+        var coinValue = startValue
         var entries: [Entry] = []
         var last: (epoch: UInt64, round: UInt64)?
         for tx in spends {
@@ -49,6 +52,18 @@ public enum CheckpointChain {
             guard signatures >= threshold, witness.count - 2 == keys.count else {
                 return (entries, "\(txid): \(signatures) signatures for a threshold of \(threshold)")
             }
+            // The witness lists signatures in reverse key order.
+            guard
+                let digest = try? tx.taprootSighash(
+                    index: 0, spent: [TxOut(value: coinValue, scriptPubKey: coinScript)], type: .default,
+                    scriptSpend: .init(leafHash: TapLeaf(script: leaf, version: control[0] & 0xFE).hash))
+            else { return (entries, "\(txid): cannot compute its signature hash") }
+            for (key, signature) in zip(keys, witness.dropLast(2).reversed()) where !signature.isEmpty {
+                guard signature.count == 64, let xonly = try? Secp256k1.XOnlyPublicKey(rawRepresentation: key),
+                    let sig = try? Secp256k1.SchnorrSignature(rawRepresentation: signature),
+                    xonly.isValidSchnorrSignature(sig, for: digest)
+                else { return (entries, "\(txid): an invalid signature by \(key.hex.prefix(16))") }
+            }
             guard tx.outputs.count == 2, let payload = try? CheckpointPayload(script: tx.outputs[1].scriptPubKey) else {
                 return (entries, "\(txid): output 1 is not a checkpoint payload")
             }
@@ -64,6 +79,7 @@ public enum CheckpointChain {
             entries.append(Entry(txid: txid, payload: payload, keys: keys, signatures: signatures))
             coin = OutPoint(txid: tx.txid, vout: 0)
             coinScript = tx.outputs[0].scriptPubKey
+            coinValue = tx.outputs[0].value
         }
         return (entries, nil)
     }

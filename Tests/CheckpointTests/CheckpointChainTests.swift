@@ -45,7 +45,8 @@ struct CheckpointChainTests {
     @Test("a valid chain with an epoch handover verifies in full")
     func valid() throws {
         let (entries, problem) = CheckpointChain.verify(
-            start: genesis, startScript: coin(epoch1).scriptPubKey, spends: try chain(), keysForEpoch: keys)
+            start: genesis, startScript: coin(epoch1).scriptPubKey, startValue: 100_000, spends: try chain(),
+            keysForEpoch: keys)
         #expect(problem == nil)
         #expect(entries.map(\.payload.round) == [5, 9, 3])
         #expect(entries[2].keys.count == 5 && entries[2].signatures == 4)
@@ -58,24 +59,34 @@ struct CheckpointChainTests {
         // The genesis names other keys: the first spend is not of that coin.
         #expect(
             CheckpointChain.verify(
-                start: genesis, startScript: coin(other).scriptPubKey, spends: spends, keysForEpoch: keys
+                start: genesis, startScript: coin(other).scriptPubKey, startValue: 100_000, spends: spends,
+                keysForEpoch: keys
             )
             .problem != nil)
         #expect(
             CheckpointChain.verify(
                 start: OutPoint(txid: [UInt8](repeating: 5, count: 32), vout: 1),
-                startScript: coin(epoch1).scriptPubKey,
+                startScript: coin(epoch1).scriptPubKey, startValue: 100_000,
                 spends: spends, keysForEpoch: keys
             ).problem != nil)
         // The node says epoch 2 has other validators.
         let (entries, problem) = CheckpointChain.verify(
-            start: genesis, startScript: coin(epoch1).scriptPubKey, spends: spends,
+            start: genesis, startScript: coin(epoch1).scriptPubKey, startValue: 100_000, spends: spends,
             keysForEpoch: { $0 == 2 ? other.map(\.xOnlyPublicKey.rawRepresentation) : keys($0) })
         #expect(entries.count == 2 && problem?.contains("epoch 2") == true)
+        // A corrupted signature (the chain as a server might lie about it).
+        var forged = spends
+        let signed = try #require(forged[1].inputs[0].witness.dropLast(2).firstIndex { !$0.isEmpty })
+        forged[1].inputs[0].witness[signed][7] ^= 1
+        let corrupted = CheckpointChain.verify(
+            start: genesis, startScript: coin(epoch1).scriptPubKey, startValue: 100_000, spends: forged,
+            keysForEpoch: keys)
+        #expect(corrupted.entries.count == 1 && corrupted.problem?.contains("invalid signature") == true)
         // Out of order.
         #expect(
             CheckpointChain.verify(
-                start: genesis, startScript: coin(epoch1).scriptPubKey, spends: [spends[0], spends[0]],
+                start: genesis, startScript: coin(epoch1).scriptPubKey, startValue: 100_000,
+                spends: [spends[0], spends[0]],
                 keysForEpoch: keys
             ).problem != nil)
     }
