@@ -44,6 +44,21 @@ public struct Genesis: Codable, Sendable, Equatable {
         public var timeout_seconds: Double = 120
         public var fee_rate_min: UInt64 = 1
         public var fee_rate_max: UInt64 = 100
+        /// The first checkpoint coin, `TXID:VOUT` (display txid), paid to epoch 1's
+        /// `tr(NUMS, multi_a(…))` script (`p2pnode checkpoint fund`), and its value.
+        /// Optional, so files written before they existed keep their genesis block id.
+        public var coin: String?
+        public var coin_value: UInt64?
+
+        /// The coin's txid (display hex) and output index, if one is set.
+        public var coinOutpoint: (txid: String, vout: UInt32)? {
+            guard let coin else { return nil }
+            let parts = coin.split(separator: ":")
+            guard parts.count == 2, parts[0].count == 64, (try? Hex.decode(String(parts[0]))) != nil,
+                let vout = UInt32(parts[1])
+            else { return nil }
+            return (String(parts[0]), vout)
+        }
     }
 
     public var chain_id: String
@@ -105,6 +120,14 @@ public struct Genesis: Codable, Sendable, Equatable {
             consensus.max_backoff_exponent < 32, consensus.max_block_transactions > 0,
             consensus.min_block_interval >= 0, consensus.min_block_interval < consensus.base_timeout
         else { throw ConfigError("\(source): consensus parameters out of range") }
+        if checkpoint.coin != nil {
+            guard checkpoint.coinOutpoint != nil, (checkpoint.coin_value ?? 0) > 0 else {
+                throw ConfigError("\(source): checkpoint.coin must be TXID:VOUT with a positive checkpoint.coin_value")
+            }
+        }
+        guard checkpoint.fee_rate_min >= 1, checkpoint.fee_rate_min <= checkpoint.fee_rate_max else {
+            throw ConfigError("\(source): checkpoint.fee_rate_min must be 1…fee_rate_max")
+        }
         guard [nil, "round-robin", "reputation"].contains(consensus.leader_election) else {
             throw ConfigError("\(source): consensus.leader_election must be \"round-robin\" or \"reputation\"")
         }

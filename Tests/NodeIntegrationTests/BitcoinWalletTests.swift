@@ -1,4 +1,5 @@
 import Bitcoin
+import Checkpoint
 import Esplora
 import Foundation
 import Node
@@ -232,5 +233,82 @@ struct BitcoinWalletTests {
         #expect(confirmed, "the block with the multisig spend was accepted by Bitcoin Core")
         let spent = try await chain.client.outspend(txid: fundingTx.displayTxid, vout: UInt32(vout))
         #expect(spent.spent && spent.txid == tx.displayTxid)
+    }
+
+    @Test(
+        "checkpoint fund writes the coin into the genesis; checkpoint verify accepts the chain and rejects a tampered genesis"
+    )
+    func checkpointFundAndVerify() async throws {
+        let chain = try RegtestChain(blockInterval: 0.5)
+        defer { chain.stop() }
+        try await chain.waitReady()
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("sidenode-cp-\(chain.port)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let net = try CLIRunner()
+        let esplora = ["--network", "regtest", "--esplora", "http://127.0.0.1:\(chain.port)"]
+        var lines: [String] = []
+        var bitcoinKeys: [Secp256k1.PrivateKey] = []
+        for i in 0..<4 {
+            let dir = root.appendingPathComponent("v\(i)")
+            #expect(try net.cli(["init", "v\(i)", "--data-dir", dir.path]).status == 0)
+            let keys = try KeyStore(directory: dir).load()
+            bitcoinKeys.append(keys.bitcoin)
+            lines.append("\(keys.nodeID) \(keys.bitcoin.xOnlyPublicKey.hex)")
+        }
+        try lines.joined(separator: "\n").write(
+            to: root.appendingPathComponent("validators.txt"), atomically: true, encoding: .utf8)
+        let genesis = root.appendingPathComponent("genesis.json").path
+        #expect(
+            try net.cli([
+                "genesis", "--validators", root.appendingPathComponent("validators.txt").path, "--out", genesis,
+            ]).status == 0)
+        let dave = root.appendingPathComponent("dave").path
+        #expect(try net.cli(["init", "dave", "--data-dir", dave]).status == 0)
+        let daveAddress = try #require(
+            try net.cli(["btc", "address", dave] + esplora).output.split(separator: "\n").first)
+        _ = try await chain.faucet(String(daveAddress), sats: 500_000)
+
+        let funded = try net.cli(
+            ["checkpoint", "fund", "--genesis", genesis, "--from", dave, "--amount", "100000", "--write", "--wait"]
+                + esplora)
+        #expect(funded.status == 0, "\(funded.output)")
+        let file = try Genesis.load(Data(contentsOf: URL(fileURLWithPath: genesis)), source: genesis)
+        let (txid, vout) = try #require(file.checkpoint.coinOutpoint)
+        #expect(file.checkpoint.coin_value == 100_000)
+
+        // Two checkpoints by three of the four validators (the node will do this; here by hand).
+        let coin = try CheckpointCoin(keys: bitcoinKeys.map(\.xOnlyPublicKey.rawRepresentation))
+        var outpoint = try OutPoint(displayTxid: txid, vout: vout)
+        var value: UInt64 = 100_000
+        for round in [UInt64(7), 12] {
+            let payload = try CheckpointPayload(
+                epoch: 1, round: round, commitStateID: [UInt8](repeating: UInt8(round), count: 32))
+            var psbt = try CheckpointTransaction.psbt(
+                spending: outpoint, value: value, of: coin, to: coin, payload: payload, fee: 400
+            ).validated()
+            for key in bitcoinKeys.prefix(3) { try psbt.sign(with: key) }
+            try psbt.finalize()
+            let tx = try psbt.extract()
+            #expect(try await chain.client.broadcast(hex: tx.hex) == tx.displayTxid)
+            outpoint = OutPoint(txid: tx.txid, vout: 0)
+            value -= 400
+        }
+        try await Task.sleep(for: .seconds(1.5))
+        let verified = try net.cli(["checkpoint", "verify", "--genesis", genesis] + esplora)
+        #expect(verified.status == 0, "\(verified.output)")
+        #expect(verified.output.contains("2 checkpoints verified"))
+        #expect(verified.output.contains(String(repeating: "0c", count: 32)), "round 12's state id in the table")
+
+        // A genesis that names another coin value, or other validators, does not match.
+        var tampered = file
+        tampered.checkpoint.coin_value = 99_999
+        let tamperedPath = root.appendingPathComponent("tampered.json").path
+        try JSONEncoder().encode(tampered).write(to: URL(fileURLWithPath: tamperedPath))
+        let refused = try net.cli(["checkpoint", "verify", "--genesis", tamperedPath] + esplora)
+        #expect(refused.status == 1 && refused.output.contains("does not match"), "\(refused.output)")
+        var otherKeys = file
+        otherKeys.validators[0].bitcoin_xonly = Secp256k1.PrivateKey().xOnlyPublicKey.hex
+        try JSONEncoder().encode(otherKeys).write(to: URL(fileURLWithPath: tamperedPath))
+        #expect(try net.cli(["checkpoint", "verify", "--genesis", tamperedPath] + esplora).status == 1)
     }
 }
