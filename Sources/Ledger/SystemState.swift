@@ -118,7 +118,9 @@ public struct SystemState: Sendable, Equatable {
         guard n >= 1, n <= 1024 else { throw WireError("\(n) validators") }
         var validators: [ValidatorInfo] = []
         for _ in 0..<n {
-            let id = try! Ed25519.PublicKey(uncheckedRawRepresentation: try r.fixed(32, "validator"))
+            // Read first (a short input is an error), then wrap: 32 bytes always make a key.
+            let raw = try r.fixed(32, "validator")
+            let id = try! Ed25519.PublicKey(uncheckedRawRepresentation: raw)
             validators.append(
                 ValidatorInfo(id: id, power: try r.u64("power"), bitcoinKey: try r.fixed(32, "bitcoin key")))
         }
@@ -209,7 +211,8 @@ public struct ValidatorChange: Sendable, Equatable {
     static func decode(_ r: inout WireReader) throws(WireError) -> ValidatorChange {
         let epoch = try r.u64("epoch")
         let op = try r.u8("operation")
-        let validator = try! Ed25519.PublicKey(uncheckedRawRepresentation: try r.fixed(32, "validator"))
+        let raw = try r.fixed(32, "validator")
+        let validator = try! Ed25519.PublicKey(uncheckedRawRepresentation: raw)  // exactly 32 bytes
         let operation: Operation
         switch op {
         case 1: operation = .add(power: try r.u64("power"), bitcoinKey: try r.fixed(32, "bitcoin key"))

@@ -89,8 +89,11 @@ public enum TxPayload: Sendable, Equatable {
             guard n <= 128 else { throw WireError("\(n) approvals exceed 128") }
             var approvals: [ValidatorChange.Approval] = []
             for _ in 0..<n {
-                let validator = try! Ed25519.PublicKey(uncheckedRawRepresentation: try r.fixed(32, "approver"))
-                let signature = try! Ed25519.Signature(rawRepresentation: try r.fixed(64, "approval"))
+                // Read first (a short input is an error), then wrap the exact-size bytes.
+                let rawKey = try r.fixed(32, "approver")
+                let rawSignature = try r.fixed(64, "approval")
+                let validator = try! Ed25519.PublicKey(uncheckedRawRepresentation: rawKey)
+                let signature = try! Ed25519.Signature(rawRepresentation: rawSignature)
                 approvals.append(.init(validator: validator, signature: signature))
             }
             payload = .validatorChange(change, approvals: approvals)

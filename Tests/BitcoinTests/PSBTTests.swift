@@ -205,3 +205,37 @@ struct PSBTWorkflowTests {
         }
     }
 }
+
+@Suite("PSBT and transaction parsing never crash on damaged input")
+struct PSBTRobustnessTests {
+    @Test("every truncation and many byte flips of the valid vectors give an error or a PSBT, never a crash")
+    func damagedInput() throws {
+        let all = try Vectors.json("psbt-vectors.json")
+        let valid =
+            (try #require((all["bip174"] as? [String: Any])?["valid"] as? [[String: Any]]))
+            + (try #require((all["bip371"] as? [String: Any])?["valid"] as? [[String: Any]]))
+        var rng = SystemRandomNumberGenerator()
+        var refused = 0
+        for v in valid {
+            let bytes = try Hex.decode(try #require(v["hex"] as? String))
+            for cut in 0..<bytes.count {
+                do {
+                    _ = try PSBT(bytes: Array(bytes.prefix(cut)))
+                    Issue.record("a PSBT truncated to \(cut) of \(bytes.count) bytes was accepted")
+                } catch {
+                    refused += 1
+                }
+            }
+            for _ in 0..<200 {
+                var damaged = bytes
+                damaged[Int.random(in: 0..<damaged.count, using: &rng)] ^= UInt8.random(in: 1...255, using: &rng)
+                if let psbt = try? PSBT(bytes: damaged) {
+                    // Whatever parses must serialize to a PSBT that parses to the same thing.
+                    #expect(try PSBT(bytes: psbt.serialized) == psbt)
+                    _ = try? psbt.validated()
+                }
+            }
+        }
+        #expect(refused > 1_000)
+    }
+}

@@ -147,6 +147,19 @@ struct SafetyAndCodecTests {
         for _ in 0..<3000 {
             _ = try? ConsensusMessage.decode(SecureRandom.bytes(Int.random(in: 0...400)))
         }
+        // Catch-up messages (epoch in the status, a suffix in the range) and epoch-change
+        // proofs: every truncation is a typed error.
+        let proof = EpochChangeProof(suffix: Array(committed.prefix(2)), commitQC: committed[3].qc)
+        #expect(try EpochChangeProof.decode(proof.encoded()) == proof)
+        for bytes in catchUp.map({ $0.encoded() }) {
+            for cut in stride(from: 0, to: bytes.count, by: max(1, bytes.count / 300)) {
+                #expect(throws: WireError.self) { try ConsensusMessage.decode(Array(bytes.prefix(cut))) }
+            }
+        }
+        let proofBytes = proof.encoded()
+        for cut in stride(from: 0, to: proofBytes.count, by: max(1, proofBytes.count / 300)) {
+            #expect(throws: WireError.self) { try EpochChangeProof.decode(Array(proofBytes.prefix(cut))) }
+        }
         // Every sampled proposal, vote and timeout is authentic; a forged signature is not.
         for message in sim.samples {
             switch message {

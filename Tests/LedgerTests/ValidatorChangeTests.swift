@@ -126,3 +126,25 @@ struct ValidatorChangeTests {
         #expect(state.system?.epoch == 3 && state.system?.validators.count == 3)
     }
 }
+
+@Suite("Validator-change transactions never crash the decoder")
+struct ValidatorChangeDecodingTests {
+    @Test("every truncation of a change transaction is a decode error")
+    func truncations() throws {
+        let key = Ed25519.PrivateKey()
+        let change = ValidatorChange(
+            epoch: 4, validator: Ed25519.PrivateKey().publicKey,
+            operation: .add(power: 3, bitcoinKey: Secp256k1.PrivateKey().xOnlyPublicKey.rawRepresentation))
+        let tx = Transaction(
+            chainID: "c", author: key, seq: 1, fee: 0,
+            payload: .validatorChange(change, approvals: [change.approve(chainID: "c", key: key)]), predecessors: [])
+        #expect(try Transaction.decode(tx.encoded) == tx)
+        for cut in 0..<tx.encoded.count {
+            #expect(throws: WireError.self) { try Transaction.decode(Array(tx.encoded.prefix(cut))) }
+        }
+        #expect(try ValidatorChange.decode(change.encoded) == change)
+        for cut in 0..<change.encoded.count {
+            #expect(throws: WireError.self) { try ValidatorChange.decode(Array(change.encoded.prefix(cut))) }
+        }
+    }
+}
