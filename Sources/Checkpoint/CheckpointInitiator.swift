@@ -19,11 +19,20 @@ public struct CheckpointInitiator: Sendable {
         public var intervalBlocks: UInt64
         public var timeout: Double
         public var policy: CheckpointPolicy
+        /// Bitcoin blocks a broadcast checkpoint may stay unconfirmed before its initiator
+        /// replaces it at `bumpFactor` × the fee rate (BIP125: a higher fee and rate).
+        public var bumpAfterBlocks: Int
+        public var bumpFactor: Double
 
-        public init(intervalBlocks: UInt64, timeout: Double, policy: CheckpointPolicy) {
+        public init(
+            intervalBlocks: UInt64, timeout: Double, policy: CheckpointPolicy, bumpAfterBlocks: Int = 3,
+            bumpFactor: Double = 1.5
+        ) {
             self.intervalBlocks = max(1, intervalBlocks)
             self.timeout = timeout
             self.policy = policy
+            self.bumpAfterBlocks = max(1, bumpAfterBlocks)
+            self.bumpFactor = max(1.1, bumpFactor)
         }
     }
 
@@ -40,6 +49,9 @@ public struct CheckpointInitiator: Sendable {
         var psbt: PSBT
         var signers: Set<[UInt8]>
         let coin: CheckpointCoin
+        let fee: UInt64
+        let rate: Double
+        let bitcoinHeight: Int
         var done = false
     }
 
@@ -82,22 +94,41 @@ public struct CheckpointInitiator: Sendable {
         // Due, and not attempted within the timeout (by this node or another it heard of):
         // an attempt that timed out is replaced, whoever made it.
         guard isDue else { return [] }
+        // This node's checkpoint is out and unconfirmed: replace it at a higher fee once it
+        // has waited `bumpAfterBlocks` blocks (the validators judge it like any request).
+        if let s = session, s.done {
+            guard view.bitcoinHeight - s.bitcoinHeight >= settings.bumpAfterBlocks else { return [] }
+            let vsize = CheckpointTransaction.virtualSize(current: view.currentCoin, next: view.nextCoin)
+            let rate = max(s.rate * settings.bumpFactor, s.rate + 1)
+            guard rate <= settings.policy.maxFeeRate else { return [] }  // at the cap: wait
+            let fee = max(UInt64((rate * Double(vsize)).rounded(.up)), s.fee + UInt64(vsize))
+            return start(
+                now: now, view: view, key: key, target: (0, s.request.qc), fee: fee, rate: Double(fee) / Double(vsize))
+        }
         if let last = lastAttempt, now - last < settings.timeout { return [] }
         if let last = bitcoinHeightAtLastCheckpoint, view.bitcoinHeight - last < settings.policy.minBitcoinBlocksBetween
         {
             return []
         }
         // The epoch's last block first: its checkpoint hands the coin to the next set.
-        guard let target = pendingEpochEnd.map({ ($0.height, $0.qc) }) ?? latest.map({ ($0.height, $0.qc) }),
-            let state = target.1.commitInfo.commitStateID,
-            let payload = try? CheckpointPayload(
-                epoch: target.1.commitInfo.epoch, round: target.1.commitInfo.round, commitStateID: state.bytes)
-        else { return [] }
+        guard let target = pendingEpochEnd.map({ ($0.height, $0.qc) }) ?? latest.map({ ($0.height, $0.qc) }) else {
+            return []
+        }
         let rate = min(max(feeRate, settings.policy.minFeeRate), settings.policy.maxFeeRate)
-        let fee = UInt64(
-            (rate * Double(CheckpointTransaction.virtualSize(current: view.currentCoin, next: view.nextCoin))).rounded(
-                .up))
-        guard
+        let vsize = CheckpointTransaction.virtualSize(current: view.currentCoin, next: view.nextCoin)
+        return start(
+            now: now, view: view, key: key, target: target, fee: UInt64((rate * Double(vsize)).rounded(.up)), rate: rate
+        )
+    }
+
+    /// Builds, signs and asks for the checkpoint of `target`'s QC at `fee`.
+    private mutating func start(
+        now: Double, view: CheckpointView, key: Secp256k1.PrivateKey, target: (UInt64, QuorumCert), fee: UInt64,
+        rate: Double
+    ) -> [Action] {
+        guard let state = target.1.commitInfo.commitStateID,
+            let payload = try? CheckpointPayload(
+                epoch: target.1.commitInfo.epoch, round: target.1.commitInfo.round, commitStateID: state.bytes),
             let psbt = try? CheckpointTransaction.psbt(
                 spending: view.coin, value: view.coinValue, of: view.currentCoin, to: view.nextCoin, payload: payload,
                 fee: fee),
@@ -107,9 +138,12 @@ public struct CheckpointInitiator: Sendable {
         let request = CheckpointRequest(psbt: validated.psbt, qc: target.1)
         session = Session(
             request: request, psbt: validated.psbt, signers: [key.xOnlyPublicKey.rawRepresentation],
-            coin: view.currentCoin)
+            coin: view.currentCoin, fee: fee, rate: rate, bitcoinHeight: view.bitcoinHeight)
         return [.requestSignatures(request)] + finishIfComplete()
     }
+
+    /// The fee of this node's current checkpoint attempt, if any.
+    public var currentFee: UInt64? { session?.fee }
 
     /// A validator's co-signed PSBT. Signatures for another transaction, from keys not in
     /// the script, or already counted are ignored; late ones after completion too.

@@ -93,4 +93,34 @@ struct CheckpointInitiatorTests {
             !a.leading(now: 22, view: rules.view(lastCheckpoint: 105, tip: 106), key: rules.bitcoinKeys[0], feeRate: 2)
                 .isEmpty)
     }
+
+    @Test(
+        "fee bump: unconfirmed for bump_after blocks, the initiator replaces it at a higher fee the validators accept")
+    func bump() throws {
+        var a = CheckpointInitiator(settings: settings)
+        a.committed(height: 10, qc: rules.qc(), endsEpoch: false, now: 0)
+        guard
+            case .requestSignatures(let first) = try #require(
+                a.leading(now: 1, view: rules.view(tip: 105), key: rules.bitcoinKeys[0], feeRate: 2).first)
+        else { return }
+        _ = a.signatureReceived(try #require(cosigned(first, by: 1)))
+        #expect(a.signatureReceived(try #require(cosigned(first, by: 2))).count == 1, "broadcast at Bitcoin height 105")
+        let firstFee = try #require(a.currentFee)
+        // Still in the mempool two blocks later: wait; three blocks later: replace.
+        #expect(a.leading(now: 2, view: rules.view(tip: 107), key: rules.bitcoinKeys[0], feeRate: 2).isEmpty)
+        guard
+            case .requestSignatures(let replacement) = try #require(
+                a.leading(now: 3, view: rules.view(tip: 108), key: rules.bitcoinKeys[0], feeRate: 2).first)
+        else { return }
+        let vsize = UInt64(CheckpointTransaction.virtualSize(current: rules.coin, next: rules.coin))
+        let newFee = try #require(a.currentFee)
+        #expect(newFee >= firstFee + vsize, "BIP125: the fee rises by at least 1 sat/vB × size")
+        #expect(replacement.psbt.unsignedTx.inputs[0].previousOutput == first.psbt.unsignedTx.inputs[0].previousOutput)
+        #expect(CheckpointRules.judge(replacement, view: rules.view(tip: 108), policy: rules.policy) == .sign)
+        _ = a.signatureReceived(try #require(cosigned(replacement, by: 1)))
+        #expect(a.signatureReceived(try #require(cosigned(replacement, by: 3))).count == 1)
+        // Confirmed: nothing more to do.
+        a.seenOnBitcoin(height: 10, epoch: 3, bitcoinHeight: 109)
+        #expect(a.leading(now: 4, view: rules.view(tip: 115), key: rules.bitcoinKeys[0], feeRate: 2).isEmpty)
+    }
 }
