@@ -74,7 +74,7 @@ let package = Package(
         ),
         .target(
             name: "Checkpoint",
-            dependencies: ["Bitcoin", "Consensus", "NodeCrypto"],
+            dependencies: ["Bitcoin", "Consensus", "NodeCrypto", "Wire"],
             swiftSettings: strict
         ),
         .target(
