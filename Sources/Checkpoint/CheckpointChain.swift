@@ -59,10 +59,9 @@ public enum CheckpointChain {
                     scriptSpend: .init(leafHash: TapLeaf(script: leaf, version: control[0] & 0xFE).hash))
             else { return (entries, "\(txid): cannot compute its signature hash") }
             for (key, signature) in zip(keys, witness.dropLast(2).reversed()) where !signature.isEmpty {
-                guard signature.count == 64, let xonly = try? Secp256k1.XOnlyPublicKey(rawRepresentation: key),
-                    let sig = try? Secp256k1.SchnorrSignature(rawRepresentation: signature),
-                    xonly.isValidSchnorrSignature(sig, for: digest)
-                else { return (entries, "\(txid): an invalid signature by \(key.hex.prefix(16))") }
+                guard isDefaultSchnorrSignature(signature, by: key, over: digest) else {
+                    return (entries, "\(txid): an invalid signature by \(key.hex.prefix(16))")
+                }
             }
             guard tx.outputs.count == 2, let payload = try? CheckpointPayload(script: tx.outputs[1].scriptPubKey) else {
                 return (entries, "\(txid): output 1 is not a checkpoint payload")

@@ -130,3 +130,12 @@ public enum CheckpointTransaction {
         return tx.virtualSize
     }
 }
+
+/// Whether `signature` is a 64-byte BIP340 signature (SIGHASH_DEFAULT: checkpoints sign
+/// nothing else) by the x-only `key` over `digest`.
+func isDefaultSchnorrSignature(_ signature: [UInt8], by key: [UInt8], over digest: [UInt8]) -> Bool {
+    guard signature.count == 64, let xonly = try? Secp256k1.XOnlyPublicKey(rawRepresentation: key),
+        let sig = try? Secp256k1.SchnorrSignature(rawRepresentation: signature)
+    else { return false }
+    return xonly.isValidSchnorrSignature(sig, for: digest)
+}

@@ -167,13 +167,11 @@ public struct CheckpointInitiator: Sendable {
     /// A signature must verify: a bad one from a peer would make the finalized
     /// transaction invalid.
     static func verify(_ signature: [UInt8], key: [UInt8], psbt: PSBT, leafHash: [UInt8]) -> Bool {
-        guard signature.count == 64, let utxo = psbt.inputs[0].witnessUtxo,
+        guard let utxo = psbt.inputs[0].witnessUtxo,
             let digest = try? psbt.unsignedTx.taprootSighash(
-                index: 0, spent: [utxo], type: .default, scriptSpend: .init(leafHash: leafHash)),
-            let xonly = try? Secp256k1.XOnlyPublicKey(rawRepresentation: key),
-            let sig = try? Secp256k1.SchnorrSignature(rawRepresentation: signature)
+                index: 0, spent: [utxo], type: .default, scriptSpend: .init(leafHash: leafHash))
         else { return false }
-        return xonly.isValidSchnorrSignature(sig, for: digest)
+        return isDefaultSchnorrSignature(signature, by: key, over: digest)
     }
 
     private mutating func finishIfComplete() -> [Action] {

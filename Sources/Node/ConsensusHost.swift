@@ -40,7 +40,9 @@ struct ConsensusHost {
     private let logger: Logger
     private(set) var committedState: LedgerState
     private(set) var committedHeight: UInt64
-    private var states: [Hash32: LedgerState] = [:]
+    /// The state after each executed block and its id (the root is costly: computed
+    /// once, when the block executes).
+    private var states: [Hash32: (ledger: LedgerState, id: Hash32)] = [:]
     private var timers: [Round: Date] = [:]
     private(set) var commitTimes: [Date] = []
     private(set) var lastCommitAt: Date?
@@ -106,7 +108,7 @@ struct ConsensusHost {
         committedHeight = height
         core = ConsensusCore(config: config, key: key, recovered: recovered)
         catchUp.enteredEpoch(config.epoch)
-        states[core.committedBlockID] = state
+        states[core.committedBlockID] = (state, recovered.committedStateID)
     }
 
     var isValidator: Bool { core.config.validators.contains(core.me) }
@@ -388,11 +390,14 @@ struct ConsensusHost {
                     block: block.encoded(), stateID: stateID.bytes, commitQC: proofBytes))
         }
         let last = blocks[blocks.count - 1]
+        let lastID = stateIDs[stateIDs.count - 1]
         let snapshotDue = records.contains { $0.height % Self.snapshotInterval == 0 }
         try store.commit(
             records, ledgerState: snapshotDue ? state.encoded() : nil,
             epochChange: endsEpoch
-                ? try epochRecord(after: last, state: state, proof: EpochChangeProof(suffix: suffix, commitQC: proof))
+                ? try epochRecord(
+                    after: last, state: state, stateID: lastID, proof: EpochChangeProof(suffix: suffix, commitQC: proof)
+                )
                 : nil)
         let transactions = blocks.reduce(0) { $0 + $1.payload.count }
         committedHeight += UInt64(blocks.count)
@@ -407,22 +412,19 @@ struct ConsensusHost {
         if endsEpoch {
             // Synced across the end of an epoch: the next range is checked against the
             // next epoch's validators, which the verified state names.
-            startNextEpoch(after: last)
+            startNextEpoch(after: last, stateID: lastID)
         } else {
             // Consensus restarts from the new tip, keeping its safety state (it never signs
             // below what it signed before).
-            core = ConsensusCore(
-                config: core.config, key: key,
-                recovered: RecoveredState(
-                    safety: core.safety, blocks: [], committedBlockID: last.id, committedRound: last.round,
-                    committedStateID: stateIDs[stateIDs.count - 1],
-                    recentCommitted: try Self.recentCommitted(
-                        store: store, height: committedHeight, config: core.config)))
-            reportedTimeouts = (0, 0)
-            states = [last.id: state]
-            timers = [:]
-            proposalDue = nil
-            blockSeenAt = [:]
+            replaceCore(
+                ConsensusCore(
+                    config: core.config, key: key,
+                    recovered: RecoveredState(
+                        safety: core.safety, blocks: [], committedBlockID: last.id, committedRound: last.round,
+                        committedStateID: lastID,
+                        recentCommitted: try Self.recentCommitted(
+                            store: store, height: committedHeight, config: core.config))),
+                tip: last.id, stateID: lastID)
         }
         lastCommitAt = Date()
         metrics?.committedHeight.set(Double(committedHeight))
@@ -460,13 +462,14 @@ struct ConsensusHost {
                 timers = timers.filter { $0.key >= round }
                 timers[round] = Date().addingTimeInterval(after)
             case .execute(let block, _):
-                guard var state = states[block.parentID] else { continue }
+                guard var state = states[block.parentID]?.ledger else { continue }
                 // Transactions in the DAG were verified on arrival (same id, same bytes).
                 let (receipts, endsEpoch) = state.executeBlock(
                     block.payload, proposer: block.author, signatureChecked: dag.contains)
                 failedTransactions += receipts.filter { $0.failure != nil }.count
-                states[block.id] = state
-                queue += core.blockExecuted(id: block.id, stateID: try Hash32(bytes: state.root), endsEpoch: endsEpoch)
+                let id = try Hash32(bytes: state.root)
+                states[block.id] = (state, id)
+                queue += core.blockExecuted(id: block.id, stateID: id, endsEpoch: endsEpoch)
             case .requestPayload(let round):
                 // Transactions waiting, or certified blocks with transactions that still
                 // need the next blocks to commit (2-chain): propose now (latency). Neither:
@@ -479,9 +482,9 @@ struct ConsensusHost {
                 }
             case .commit(let blocks, let qc, let epochChange):
                 try commit(blocks, qc, epochChange: epochChange)
-                if epochChange != nil, let last = blocks.last {
+                if epochChange != nil, let last = blocks.last, let stateID = states[last.id]?.id {
                     // The old core is finished: what it still asked for no longer matters.
-                    startNextEpoch(after: last)
+                    startNextEpoch(after: last, stateID: stateID)
                     queue = core.start() + replayFutureMessages()
                 }
             case .fetchBlock(let id, let from):
@@ -511,7 +514,7 @@ struct ConsensusHost {
     /// Transactions from the DAG not yet executed on the certified chain, in the
     /// DAG's causal order, each after its predecessors, up to the block size cap.
     private mutating func payload(dag: TransactionDAG) -> [[UInt8]] {
-        guard let parent = states[core.highQC.blockID] else { return [] }
+        guard let parent = states[core.highQC.blockID]?.ledger else { return [] }
         // Everything before the cursor is committed: the scan covers only the recent tail.
         let order = dag.order
         while payloadCursor < order.count, committedState.isExecuted(order[payloadCursor]) { payloadCursor += 1 }
@@ -529,22 +532,23 @@ struct ConsensusHost {
     }
 
     private mutating func commit(_ blocks: [Block], _ qc: QuorumCert, epochChange: EpochChangeProof?) throws {
-        guard let last = blocks.last, let state = states[last.id] else {
+        guard let last = blocks.last, let (state, lastID) = states[last.id] else {
             throw ConfigError("committed block \(blocks.last?.id.hex ?? "?") was never executed")
         }
         var records: [ConsensusStore.CommittedBlock] = []
+        let qcBytes = qc.encoded()
         for block in blocks {
             committedHeight += 1
-            let stateID = try states[block.id].map { try Hash32(bytes: $0.root) } ?? .zero
+            let stateID = states[block.id]?.id ?? .zero
             records.append(
                 .init(
                     height: committedHeight, id: block.id.bytes, round: block.round, block: block.encoded(),
-                    stateID: stateID.bytes, commitQC: qc.encoded()))
+                    stateID: stateID.bytes, commitQC: qcBytes))
         }
         let snapshotDue = records.contains { $0.height % Self.snapshotInterval == 0 }
         try store.commit(
             records, ledgerState: snapshotDue ? state.encoded() : nil,
-            epochChange: try epochChange.map { try epochRecord(after: last, state: state, proof: $0) })
+            epochChange: try epochChange.map { try epochRecord(after: last, state: state, stateID: lastID, proof: $0) })
         committedState = state
         committedTransactions += blocks.reduce(0) { $0 + $1.payload.count }
         if let metrics {
@@ -578,31 +582,25 @@ struct ConsensusHost {
     /// What the store records when `last` ends an epoch: its proof, and the next epoch
     /// (first height, the block and state it builds on, its validators).
     private func epochRecord(
-        after last: Block, state: LedgerState, proof: EpochChangeProof
+        after last: Block, state: LedgerState, stateID: Hash32, proof: EpochChangeProof
     ) throws -> (proof: [UInt8], next: ConsensusStore.EpochRecord) {
         guard let system = state.system else { throw ConfigError("an epoch ended in a ledger without epochs") }
         return (
             proof.encoded(),
             .init(
                 epoch: system.epoch, startHeight: committedHeight + 1, genesisBlock: last.id.bytes,
-                genesisState: state.root, system: system.encoded)
+                genesisState: stateID.bytes, system: system.encoded)
         )
     }
 
     /// The committed block `last` ended the epoch: a fresh core for the next epoch, on
     /// top of it, with the validators the committed state names. The safety state starts
     /// afresh (signatures name their epoch); rounds start again at 1.
-    private mutating func startNextEpoch(after last: Block) {
+    private mutating func startNextEpoch(after last: Block, stateID: Hash32) {
         let system = committedState.system!  // an epoch ended, so the state has one
-        let config = genesis.consensusConfig(
-            system: system, genesisBlockID: last.id, genesisStateID: try! Hash32(bytes: committedState.root))
-        core = ConsensusCore(config: config, key: key)
+        let config = genesis.consensusConfig(system: system, genesisBlockID: last.id, genesisStateID: stateID)
+        replaceCore(ConsensusCore(config: config, key: key), tip: last.id, stateID: stateID)
         catchUp.enteredEpoch(config.epoch)
-        states = [last.id: committedState]
-        timers = [:]
-        proposalDue = nil
-        blockSeenAt = [:]
-        reportedTimeouts = (0, 0)
         observedRound = 0
         lastStatusSent = .distantPast  // tell the neighbours at the next tick
         metrics?.epoch.set(Double(config.epoch))
@@ -612,6 +610,17 @@ struct ConsensusHost {
                 "height": "\(committedHeight)", "validators": "\(config.validators.validators.count)",
                 "role": "\(isValidator ? "validator" : "full node")",
             ])
+    }
+
+    /// A new core on the committed tip (after catch-up, or for a new epoch): what the
+    /// old one had in flight — states of uncommitted blocks, timers, a due proposal — goes.
+    private mutating func replaceCore(_ new: ConsensusCore, tip: Hash32, stateID: Hash32) {
+        core = new
+        states = [tip: (committedState, stateID)]
+        timers = [:]
+        proposalDue = nil
+        blockSeenAt = [:]
+        reportedTimeouts = (0, 0)
     }
 
     /// Messages of the epoch just entered that arrived early.

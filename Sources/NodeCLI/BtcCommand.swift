@@ -65,6 +65,36 @@ struct BtcCommand: AsyncParsableCommand {
         }
 
         func address(_ network: Bitcoin.Network) -> String { output.address(network).description }
+
+        /// Pays `amount` to `destination` from this wallet's coins (the `btc send` and
+        /// `checkpoint fund` payment): coin selection, fee from the server's estimate for
+        /// `target` unless `feeRate` is given, signing, broadcast. A payment the coins
+        /// cannot make exits with status 2, nothing broadcast.
+        func pay(
+            amount: UInt64, to destination: Script, feeRate: Double?, target: Int, network net: Bitcoin.Network,
+            client: EsploraClient
+        ) async throws -> (txid: String, tx: BitcoinTransaction, plan: WalletSpend.Plan) {
+            let coins = try await client.utxos(address: address(net)).map {
+                WalletCoin(
+                    outpoint: try OutPoint(displayTxid: $0.txid, vout: $0.vout), value: $0.value,
+                    confirmed: $0.status.confirmed)
+            }
+            var rate = feeRate ?? 0
+            if feeRate == nil { rate = max(1, try await client.feeRate(target: target)) }
+            guard rate >= 1, rate <= 1_000 else { throw CLIError("fee rate \(rate) sat/vB is outside 1…1000") }
+            let plan: WalletSpend.Plan
+            do {
+                plan = try WalletSpend.plan(
+                    coins: coins, amount: amount, to: destination, change: output.scriptPubKey, feeRate: rate)
+            } catch .noCoins {
+                throw fail("\(name) (\(address(net))) has no coins on \(net.rawValue): fund it first; nothing was sent")
+            } catch {
+                throw fail("\(name): \(error); nothing was sent")
+            }
+            let tx = try WalletSpend.sign(
+                plan: plan, key: key, amount: amount, to: destination, lockTime: UInt32(try await client.tipHeight()))
+            return (try await client.broadcast(hex: tx.hex), tx, plan)
+        }
     }
 
     struct Address: AsyncParsableCommand {
@@ -124,42 +154,19 @@ struct BtcCommand: AsyncParsableCommand {
                 destination = try Wallet(to).output.scriptPubKey
             }
             do {
-                let utxos = try await client.utxos(address: wallet.address(net))
-                let coins = utxos.map {
-                    WalletCoin(
-                        outpoint: (try? OutPoint(displayTxid: $0.txid, vout: $0.vout)) ?? OutPoint(txid: [], vout: 0),
-                        value: $0.value, confirmed: $0.status.confirmed)
-                }
-                var rate = feeRate ?? 0
-                if feeRate == nil { rate = max(1, try await client.feeRate(target: target)) }
-                guard rate >= 1, rate <= 1_000 else { throw CLIError("fee rate \(rate) sat/vB is outside 1…1000") }
-                let plan: WalletSpend.Plan
-                do {
-                    plan = try WalletSpend.plan(
-                        coins: coins, amount: amount, to: destination, change: wallet.output.scriptPubKey, feeRate: rate
-                    )
-                } catch .noCoins {
-                    throw fail(
-                        "\(from) (\(wallet.address(net))) has no coins on \(net.rawValue): fund it first; nothing was sent"
-                    )
-                } catch {
-                    throw fail("\(from): \(error); nothing was sent")
-                }
-                let tip = try await client.tipHeight()
-                let tx = try WalletSpend.sign(
-                    plan: plan, key: wallet.key, amount: amount, to: destination, lockTime: UInt32(tip))
-                let txid = try await client.broadcast(hex: tx.hex)
+                let (txid, tx, plan) = try await wallet.pay(
+                    amount: amount, to: destination, feeRate: feeRate, target: target, network: net, client: client)
                 print("sent \(amount) sats to \(to) in \(txid)")
                 print(
                     "fee \(plan.fee) sats (\(String(format: "%.1f", Double(plan.fee) / Double(tx.virtualSize))) sat/vB, \(tx.virtualSize) vB), change \(plan.change) sats, RBF enabled"
                 )
-                if wait { try await waitForConfirmation(client, txid) }
+                if wait { try await Self.waitForConfirmation(client, txid) }
             } catch let error as EsploraError {
                 throw CLIError("\(error)")
             }
         }
 
-        func waitForConfirmation(_ client: EsploraClient, _ txid: String) async throws {
+        static func waitForConfirmation(_ client: EsploraClient, _ txid: String) async throws {
             let start = Date()
             while true {
                 let status = try await client.status(txid: txid)

@@ -73,25 +73,8 @@ struct CheckpointCommand: AsyncParsableCommand {
             let (net, client) = try network.client()
             let wallet = try BtcCommand.Wallet(from)
             do {
-                let coins = try await client.utxos(address: wallet.address(net)).map {
-                    WalletCoin(
-                        outpoint: try OutPoint(displayTxid: $0.txid, vout: $0.vout), value: $0.value,
-                        confirmed: $0.status.confirmed)
-                }
-                var rate = feeRate ?? 0
-                if feeRate == nil { rate = max(1, try await client.feeRate(target: 6)) }
-                let plan: WalletSpend.Plan
-                do {
-                    plan = try WalletSpend.plan(
-                        coins: coins, amount: amount, to: coin.scriptPubKey, change: wallet.output.scriptPubKey,
-                        feeRate: rate)
-                } catch {
-                    throw fail("\(from): \(error); nothing was sent")
-                }
-                let tx = try WalletSpend.sign(
-                    plan: plan, key: wallet.key, amount: amount, to: coin.scriptPubKey,
-                    lockTime: UInt32(try await client.tipHeight()))
-                let txid = try await client.broadcast(hex: tx.hex)
+                let (txid, _, _) = try await wallet.pay(
+                    amount: amount, to: coin.scriptPubKey, feeRate: feeRate, target: 6, network: net, client: client)
                 print("coin \(txid):0 value \(amount) sats at \(coin.address(net))")
                 if write {
                     file.checkpoint.coin = "\(txid):0"
@@ -101,10 +84,7 @@ struct CheckpointCommand: AsyncParsableCommand {
                     try encoder.encode(file).write(to: URL(fileURLWithPath: genesis.genesis))
                     print("wrote checkpoint.coin into \(genesis.genesis); genesis block \(file.blockID.hex)")
                 }
-                if wait {
-                    while !(try await client.status(txid: txid)).confirmed { try await Task.sleep(for: .seconds(2)) }
-                    print("confirmed")
-                }
+                if wait { try await BtcCommand.Send.waitForConfirmation(client, txid) }
             } catch let error as EsploraError {
                 throw CLIError("\(error)")
             }

@@ -6,14 +6,6 @@ import Testing
 /// signatures), checked the way a node that is behind checks what a peer serves.
 @Suite("Catch-up: range verification and the request state machine")
 struct CatchUpTests {
-    /// The simulator's execution: the state after a block hashes the parent state and the payload.
-    /// The simulator's ledger (no epoch ends in these chains).
-    static func execute(_ parent: Hash32, _ block: Block) -> Hash32 {
-        var bytes = parent.bytes
-        for tx in block.payload { bytes += BLAKE2b.hash256(tx) }
-        return Hash32.of(bytes + [0])
-    }
-
     /// A committed chain from genesis, and a commit proof for block `i` (the QC its
     /// grandchild carries, which commits it when the rounds are consecutive).
     static func chain() -> (sim: Simulator, blocks: [Block]) {
@@ -30,8 +22,9 @@ struct CatchUpTests {
         tamper: Bool = false
     ) -> String? {
         var current = state
+        var ledger = sim  // the simulator's own execution (no epoch ends in these chains)
         return CatchUp.verifyRange(Array(blocks), proof: proof, after: after, config: sim.config) { block in
-            current = Self.execute(current, block)
+            current = ledger.execute(block, on: current).0
             return (tamper ? Hash32.of(current.bytes) : current, false)
         }
     }
@@ -48,7 +41,8 @@ struct CatchUpTests {
                 == nil)
         // The next range starts from the verified tip.
         var state = sim.config.genesisStateID
-        for block in blocks[0..<20] { state = Self.execute(state, block) }
+        var ledger = sim
+        for block in blocks[0..<20] { state = ledger.execute(block, on: state).0 }
         #expect(verify(sim, blocks[20..<25], proof: blocks[26].qc, after: blocks[19].id, state: state) == nil)
     }
 

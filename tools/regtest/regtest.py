@@ -515,7 +515,7 @@ class Node:
                 out.append({"txid": txid, "vout": vout, "value": u["value"], "status": self.status(txid)})
         for txid, e in self.mempool.items():
             for n, o in enumerate(e["tx"].vout):
-                if o["spk"] == spk and not self.spent_in_mempool((txid, n)):
+                if o["spk"] == spk:
                     out.append({"txid": txid, "vout": n, "value": o["value"], "status": {"confirmed": False}})
         return [u for u in out if not self.spent_in_mempool((u["txid"], u["vout"]))]
 
