@@ -7,10 +7,13 @@
 # follow and verify the chain without voting. Epochs end every --epoch-length blocks
 # (default 300, about a minute or two on an idle chain) and at validator-set changes.
 # A local Bitcoin regtest chain (tools/regtest/regtest.py: every block validated by
-# Bitcoin Core's engine) runs beside them, its esplora API on base port + 2000.
+# Bitcoin Core's engine) runs beside them, its esplora API on base port + 2000; the
+# validators checkpoint their certified state into it every --checkpoint-interval
+# blocks (default 40) and at every epoch's end. The regtest chain starts afresh on
+# each run, so each run starts a new side chain too (keys and peers are kept).
 #
 #   scripts/testnet.sh [--nodes N] [--validators M] [--epoch-length BLOCKS] [--dir DIR]
-#                      [--duration SECONDS] [--base-port PORT]
+#                      [--duration SECONDS] [--base-port PORT] [--checkpoint-interval BLOCKS]
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -19,8 +22,9 @@ DIR="$ROOT/testnet"
 DURATION=0
 BASE_PORT=26656
 EPOCH_LENGTH=300
+CHECKPOINT_INTERVAL=40
 usage() {
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 while [ $# -gt 0 ]; do
@@ -31,6 +35,7 @@ while [ $# -gt 0 ]; do
         --dir) DIR=${2:?--dir needs a path}; shift 2 ;;
         --duration) DURATION=${2:?--duration needs seconds}; shift 2 ;;
         --base-port) BASE_PORT=${2:?--base-port needs a port}; shift 2 ;;
+        --checkpoint-interval) CHECKPOINT_INTERVAL=${2:?--checkpoint-interval needs a number of blocks}; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "unknown option: $1" >&2; usage 2 ;;
     esac
@@ -41,6 +46,8 @@ VALIDATORS=${VALIDATORS:-$NODES}
     { echo "--validators must be 1…--nodes" >&2; exit 2; }
 [[ "$DURATION" =~ ^[0-9]+$ ]] || { echo "--duration must be whole seconds" >&2; exit 2; }
 [[ "$EPOCH_LENGTH" =~ ^[0-9]+$ ]] && [ "$EPOCH_LENGTH" -ge 1 ] || { echo "--epoch-length must be a positive number" >&2; exit 2; }
+[[ "$CHECKPOINT_INTERVAL" =~ ^[0-9]+$ ]] && [ "$CHECKPOINT_INTERVAL" -ge 1 ] ||
+    { echo "--checkpoint-interval must be a positive number" >&2; exit 2; }
 [[ "$BASE_PORT" =~ ^[0-9]+$ ]] && [ $((BASE_PORT + NODES)) -le 65535 ] || { echo "--base-port out of range" >&2; exit 2; }
 
 cd "$ROOT"
@@ -82,6 +89,12 @@ log_level = "info"
 # Every node is on 127.0.0.1, so per-IP limits must allow the whole testnet.
 max_connections_per_ip = 64
 address_refresh_interval = 5
+
+[bitcoin]
+# The local regtest chain's esplora API (tools/regtest/regtest.py).
+network = "regtest"
+esplora = "$ESPLORA"
+poll_interval = 1
 TOML
 done
 # Nodes 0…M-1 are validators; node0's account is funded for demo transfers.
@@ -94,15 +107,6 @@ print(json.load(open(f"{d}/node_key.json"))["public_key"], json.load(open(f"{d}/
 PY
 done
 node0_id=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['public_key'])" "$DIR/node0/node_key.json")
-# A new chain when the validators, the epoch length or the chain's data layout change
-# (layout 2: epochs in the state root); otherwise the nodes resume their chain.
-printf '# epoch_length=%s layout=2\n' "$EPOCH_LENGTH" >>"$DIR/validators.txt"
-if [ ! -f "$DIR/genesis.json" ] || ! cmp -s "$DIR/validators.txt" "$DIR/validators.used"; then
-    rm -f "$DIR"/node*/consensus.sqlite*
-    "$BIN" genesis --validators "$DIR/validators.txt" --out "$DIR/genesis.json" --chain-id sidenode-testnet \
-        --epoch-length "$EPOCH_LENGTH" --balance "$node0_id=1000000000" --force >/dev/null
-    cp "$DIR/validators.txt" "$DIR/validators.used"
-fi
 printf '# node0 only: the other nodes are found by peer exchange\n%s@127.0.0.1:%d\n' "$node0_id" "$BASE_PORT" \
     >"$DIR/bootstrap-peers.txt"
 
@@ -128,6 +132,23 @@ for _ in $(seq 1 100); do
     kill -0 "$REGTEST_PID" 2>/dev/null || { echo "the regtest chain did not start:" >&2; tail -5 "$DIR/regtest.log" >&2; exit 1; }
     sleep 0.2
 done
+
+# A new side chain: its genesis names a checkpoint coin on this (new) regtest chain.
+echo "==> new chain: genesis for $VALIDATORS validators, epochs of $EPOCH_LENGTH blocks, a checkpoint every $CHECKPOINT_INTERVAL"
+rm -f "$DIR"/node*/consensus.sqlite* "$DIR"/node*/ledger.sqlite* "$DIR"/node*/checkpoints.json "$DIR"/node*/banlist.json
+"$BIN" genesis --validators "$DIR/validators.txt" --out "$DIR/genesis.json" --chain-id sidenode-testnet \
+    --epoch-length "$EPOCH_LENGTH" --balance "$node0_id=1000000000" --checkpoint-interval "$CHECKPOINT_INTERVAL" \
+    --checkpoint-timeout 15 --force >/dev/null
+BTC=(--network regtest --esplora "$ESPLORA")
+node0_btc=$("$BIN" btc address "$DIR/node0" "${BTC[@]}" | head -1)
+.venv/bin/python - "$ESPLORA" "$node0_btc" <<'PY'
+import json, sys, urllib.request
+req = urllib.request.Request(sys.argv[1] + "/regtest/faucet", json.dumps({"address": sys.argv[2], "sats": 5_000_000}).encode())
+print("    faucet → node0's Bitcoin wallet", sys.argv[2], "txid", json.load(urllib.request.urlopen(req, timeout=30))["txid"])
+PY
+echo "==> funding the checkpoint coin (epoch 1's 2/3+ multisig) from node0's wallet"
+"$BIN" checkpoint fund --genesis "$DIR/genesis.json" --from "$DIR/node0" --amount 2000000 --write --wait "${BTC[@]}" |
+    sed 's/^/    /'
 
 echo "==> starting nodes on 127.0.0.1:$BASE_PORT…$((BASE_PORT + NODES - 1))"
 for i in $(seq 0 $((NODES - 1))); do
@@ -182,11 +203,21 @@ try:
     print(f"bitcoin regtest  height {height}  mempool {pending}  esplora {esplora}  (every block validated by Bitcoin Core)")
 except Exception as e:
     print(f"bitcoin regtest  unreachable ({e}); see {root}/regtest.log")
+cp = call(0, "getcheckpoints")
+confirmed = [c for c in (cp or {}).get("checkpoints", []) if c["status"] == "confirmed"]
+if confirmed:
+    c = confirmed[-1]
+    print(f"checkpoints      {len(confirmed)} confirmed; last epoch {c['epoch']} round {c['round']} "
+          f"state {c['commit_state_id'][:8]} txid {c['txid'][:16]}… {c['confirmations']} conf, fee {c['fee']} sat")
+else:
+    print("checkpoints      none confirmed yet" + ("" if cp else " (node0 not answering)"))
 PY
 }
 
 echo "==> running; Ctrl-C stops$([ "$DURATION" -gt 0 ] && echo ", or after $DURATION s")."
 echo "    inspect: $BIN status --data-dir $DIR/node0; metrics: http://127.0.0.1:$((BASE_PORT + 1000))/metrics"
+echo "    checkpoints: $BIN admin --data-dir $DIR/node0 getcheckpoints;"
+echo "                 $BIN checkpoint verify --genesis $DIR/genesis.json --network regtest --esplora $ESPLORA"
 echo "    bitcoin: $BIN btc address $DIR/node0 --network regtest --esplora $ESPLORA;"
 echo "             curl -d '{\"address\":\"ADDRESS\",\"sats\":100000}' $ESPLORA/regtest/faucet"
 started=$(date +%s)
@@ -204,7 +235,7 @@ while true; do
     done
     elapsed=$(( $(date +%s) - started ))
     # On a terminal, redraw the status block in place.
-    if [ -t 1 ] && [ "${shown:-0}" = 1 ]; then printf '\033[%dA\033[J' $((NODES + 2)); fi
+    if [ -t 1 ] && [ "${shown:-0}" = 1 ]; then printf '\033[%dA\033[J' $((NODES + 3)); fi
     shown=1
     echo "--- ${elapsed}s"
     status

@@ -58,8 +58,14 @@ public struct CheckpointInitiator: Sendable {
     public let settings: Settings
     /// Consensus height of the last checkpoint seen on Bitcoin (0: none yet).
     public private(set) var checkpointedHeight: UInt64 = 0
-    /// The latest commit QC and its height, and whether that block ends its epoch.
-    private var latest: (height: UInt64, qc: QuorumCert, endsEpoch: Bool)?
+    /// Recent commits (height and the QC that committed it), oldest first. The due
+    /// checkpoint anchors the first of them at or past the next multiple of the interval,
+    /// so every validator that saw the same commits builds the very same transaction and
+    /// concurrent initiators (leaders of neighbouring rounds) gather signatures for one txid.
+    private var history: [(height: UInt64, qc: QuorumCert)] = []
+    static let historyLimit = 1_024
+    /// Epoch and round of the last checkpoint seen on Bitcoin.
+    private var lastCheckpoint: (epoch: UInt64, round: UInt64)?
     /// The last epoch-ending block not yet checkpointed (forced).
     private var pendingEpochEnd: (height: UInt64, qc: QuorumCert)?
     /// When the due checkpoint was last attempted (by anyone, as far as this node saw).
@@ -70,17 +76,45 @@ public struct CheckpointInitiator: Sendable {
     public init(settings: Settings) { self.settings = settings }
 
     public var isDue: Bool {
-        guard let latest else { return false }
-        return pendingEpochEnd != nil || latest.height >= checkpointedHeight + settings.intervalBlocks
+        dueTarget != nil
+    }
+
+    /// What is due: an epoch's end first, else the first commit at or past the next
+    /// multiple of the interval (after the last checkpoint).
+    private var dueTarget: (height: UInt64, qc: QuorumCert)? {
+        if let end = pendingEpochEnd { return end }
+        let boundary = (checkpointedHeight / settings.intervalBlocks + 1) * settings.intervalBlocks
+        return history.first { event in
+            guard event.height >= boundary else { return false }
+            guard let last = lastCheckpoint else { return true }
+            return (event.qc.commitInfo.epoch, event.qc.commitInfo.round) > (last.epoch, last.round)
+        }
     }
 
     /// Consensus committed up to `height`; `qc` is the QC that committed it.
     public mutating func committed(height: UInt64, qc: QuorumCert, endsEpoch: Bool, now: Double) {
-        guard qc.commitInfo.commitStateID != nil, height > (latest?.height ?? 0) else { return }
+        guard qc.commitInfo.commitStateID != nil, height > (history.last?.height ?? 0) else { return }
         let wasDue = isDue
-        latest = (height, qc, endsEpoch)
+        history.append((height, qc))
+        if history.count > Self.historyLimit { history.removeFirst(history.count - Self.historyLimit) }
         if endsEpoch { pendingEpochEnd = (height, qc) }
         if !wasDue && isDue { lastAttempt = nil }  // newly due: the current leader starts at once
+    }
+
+    /// An epoch ended at `height` (committed by `qc`) and its checkpoint has not been seen
+    /// on Bitcoin: after a restart, or when this node caught up past it. It goes first.
+    public mutating func epochEndPending(height: UInt64, qc: QuorumCert) {
+        guard height > checkpointedHeight, pendingEpochEnd == nil, qc.commitInfo.commitStateID != nil else { return }
+        pendingEpochEnd = (height, qc)
+    }
+
+    /// The QC the next `leading` call would anchor: this node's unconfirmed checkpoint
+    /// (for a fee bump), an epoch's end, or the latest commit. The caller builds the view's
+    /// `nextCoin` for it.
+    public var nextTarget: QuorumCert? {
+        guard isDue else { return nil }
+        if let s = session, s.done { return s.request.qc }
+        return dueTarget?.qc
     }
 
     /// Another initiator's request was seen: that counts as an attempt (no handoff yet).
@@ -111,9 +145,7 @@ public struct CheckpointInitiator: Sendable {
             return []
         }
         // The epoch's last block first: its checkpoint hands the coin to the next set.
-        guard let target = pendingEpochEnd.map({ ($0.height, $0.qc) }) ?? latest.map({ ($0.height, $0.qc) }) else {
-            return []
-        }
+        guard let target = dueTarget else { return [] }
         let rate = min(max(feeRate, settings.policy.minFeeRate), settings.policy.maxFeeRate)
         let vsize = CheckpointTransaction.virtualSize(current: view.currentCoin, next: view.nextCoin)
         return start(
@@ -186,9 +218,20 @@ public struct CheckpointInitiator: Sendable {
     }
 
     /// A checkpoint spend of the coin was seen on Bitcoin (this node's, or another
-    /// initiator's: whichever Bitcoin keeps). `height` is the consensus height it anchors.
-    public mutating func seenOnBitcoin(height: UInt64, epoch: UInt64, bitcoinHeight: Int) {
+    /// initiator's: whichever Bitcoin keeps). `height` is the consensus height it anchors
+    /// if the caller knows it; with `round` it is also found among the recent commits.
+    public mutating func seenOnBitcoin(height: UInt64, epoch: UInt64, round: UInt64? = nil, bitcoinHeight: Int) {
+        var height = height
+        if let round {
+            lastCheckpoint = (epoch, round)
+            if let event = history.first(where: {
+                $0.qc.commitInfo.epoch == epoch && $0.qc.commitInfo.round == round
+            }) {
+                height = max(height, event.height)
+            }
+        }
         checkpointedHeight = max(checkpointedHeight, height)
+        history.removeAll { $0.height <= checkpointedHeight }
         bitcoinHeightAtLastCheckpoint = bitcoinHeight
         if let end = pendingEpochEnd, end.height <= height || epoch > end.qc.commitInfo.epoch { pendingEpochEnd = nil }
         session = nil

@@ -44,11 +44,15 @@ public struct CheckpointView: Sendable {
     /// Bitcoin heights: the tip, and the block that confirmed the last checkpoint.
     public let bitcoinHeight: Int
     public let lastCheckpointHeight: Int?
+    /// Epoch and round of the last checkpoint on Bitcoin: a new one must move forward.
+    public let lastCheckpoint: (epoch: UInt64, round: UInt64)?
 
     public init(
         config: ConsensusConfig, committedStates: [Hash32: Hash32], coin: OutPoint, coinValue: UInt64,
-        currentCoin: CheckpointCoin, nextCoin: CheckpointCoin, bitcoinHeight: Int, lastCheckpointHeight: Int?
+        currentCoin: CheckpointCoin, nextCoin: CheckpointCoin, bitcoinHeight: Int, lastCheckpointHeight: Int?,
+        lastCheckpoint: (epoch: UInt64, round: UInt64)? = nil
     ) {
+        self.lastCheckpoint = lastCheckpoint
         self.config = config
         self.committedStates = committedStates
         self.coin = coin
@@ -76,6 +80,9 @@ public enum CheckpointRules {
         // 1. A valid QC of this epoch's validators that commits a state.
         guard view.config.isValid(qc), let stateID = qc.commitInfo.commitStateID else {
             return .refuse("the QC is not a valid commit QC of epoch \(view.config.epoch)")
+        }
+        if let last = view.lastCheckpoint, (qc.commitInfo.epoch, qc.commitInfo.round) <= (last.epoch, last.round) {
+            return .refuse("epoch \(qc.commitInfo.epoch) round \(qc.commitInfo.round) is not after the last checkpoint")
         }
         // 2. The state it certifies is this node's committed state at that block.
         guard let own = view.committedStates[qc.voteInfo.parentID] else {

@@ -403,6 +403,8 @@ struct ConsensusHost {
         committedHeight += UInt64(blocks.count)
         committedState = state
         committedTransactions += transactions
+        commitEvents.append((committedHeight, proof, endsEpoch, Date().timeIntervalSince1970))
+        if commitEvents.count > 64 { commitEvents.removeFirst(32) }
         failedTransactions += failed
         syncStats.blocks += blocks.count
         syncStats.transactions += transactions
@@ -551,6 +553,8 @@ struct ConsensusHost {
             epochChange: try epochChange.map { try epochRecord(after: last, state: state, stateID: lastID, proof: $0) })
         committedState = state
         committedTransactions += blocks.reduce(0) { $0 + $1.payload.count }
+        commitEvents.append((committedHeight, qc, epochChange != nil, Date().timeIntervalSince1970))
+        if commitEvents.count > 64 { commitEvents.removeFirst(32) }
         if let metrics {
             let now = ContinuousClock.now
             for block in blocks {
@@ -652,6 +656,52 @@ struct ConsensusHost {
     }
 
     func committedBlock(height: UInt64) throws -> ConsensusStore.CommittedBlock? { try store.committed(height: height) }
+
+    // MARK: For checkpoints
+
+    /// Commits since the runtime last took them: the height, the QC that committed it,
+    /// whether that block ends its epoch, and when (UNIX seconds).
+    private(set) var commitEvents: [(height: UInt64, qc: QuorumCert, endsEpoch: Bool, at: Double)] = []
+
+    mutating func takeCommitEvents() -> [(height: UInt64, qc: QuorumCert, endsEpoch: Bool, at: Double)] {
+        defer { commitEvents = [] }
+        return commitEvents
+    }
+
+    /// An epoch's validator set, from the stored epoch records.
+    func system(epoch: Epoch) -> SystemState? {
+        guard let record = try? store.epoch(epoch) else { return nil }
+        return try? SystemState.decode(record.system)
+    }
+
+    /// An epoch's consensus configuration (its validators check that epoch's QCs).
+    func config(epoch: Epoch) -> ConsensusConfig? {
+        if epoch == core.config.epoch { return core.config }
+        guard let record = try? store.epoch(epoch), let system = try? SystemState.decode(record.system),
+            let block = try? Hash32(bytes: record.genesisBlock), let state = try? Hash32(bytes: record.genesisState)
+        else { return nil }
+        return genesis.consensusConfig(system: system, genesisBlockID: block, genesisStateID: state)
+    }
+
+    /// A committed block's height and state id, and whether it ends its epoch.
+    func committed(blockID: Hash32) -> (height: UInt64, stateID: Hash32, endsEpoch: Bool)? {
+        guard let stored = try? store.committed(id: blockID.bytes), let state = try? Hash32(bytes: stored.stateID)
+        else { return nil }
+        return (stored.height, state, (try? store.epoch(endingAt: stored.height)) != nil)
+    }
+
+    /// Where an epoch ended and the QC that committed its last block.
+    func end(ofEpoch epoch: Epoch) -> (height: UInt64, qc: QuorumCert)? {
+        guard let record = try? store.epoch(epoch), let height = record.endHeight, let bytes = record.proof,
+            let proof = try? EpochChangeProof.decode(bytes)
+        else { return nil }
+        return (height, proof.commitQC)
+    }
+
+    /// This node is a validator leading the current round, and following consensus live.
+    var leadsCurrentRound: Bool {
+        isValidator && !catchUp.syncing && core.leader(of: core.currentRound) == core.me
+    }
     func epochRecord(_ epoch: Epoch) throws -> ConsensusStore.EpochRecord? { try store.epoch(epoch) }
 }
 

@@ -125,6 +125,9 @@ public struct Genesis: Codable, Sendable, Equatable {
                 throw ConfigError("\(source): checkpoint.coin must be TXID:VOUT with a positive checkpoint.coin_value")
             }
         }
+        guard checkpoint.interval_blocks >= 1, checkpoint.timeout_seconds > 0 else {
+            throw ConfigError("\(source): checkpoint.interval_blocks must be ≥ 1 and timeout_seconds positive")
+        }
         guard checkpoint.fee_rate_min >= 1, checkpoint.fee_rate_min <= checkpoint.fee_rate_max else {
             throw ConfigError("\(source): checkpoint.fee_rate_min must be 1…fee_rate_max")
         }

@@ -23,6 +23,8 @@ public final class NodeMetrics: Sendable {
     let syncing: Gauge
     let syncTarget: Gauge
     let catchUpBlocks: Counter
+    let bitcoinHeight: Gauge
+    let checkpoints: Counter
 
     public init() {
         func name(_ subsystem: String, _ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
@@ -54,6 +56,10 @@ public final class NodeMetrics: Sendable {
             descriptor: name("ledger", "dag_transactions", "", "Transactions in the BFT-CRDT DAG"))
         failedTransactions = registry.makeCounter(
             descriptor: name("ledger", "failed_transactions", "total", "Committed transactions that failed execution"))
+        bitcoinHeight = registry.makeGauge(
+            descriptor: name("checkpoint", "bitcoin_height", "", "Bitcoin tip height seen through esplora"))
+        checkpoints = registry.makeCounter(
+            descriptor: name("checkpoint", "confirmed", "total", "Checkpoints confirmed on Bitcoin and adopted"))
         syncing = registry.makeGauge(descriptor: name("sync", "syncing", "", "1 while catching up by ranges"))
         syncTarget = registry.makeGauge(
             descriptor: name("sync", "target_height", "", "Highest committed height a neighbour reported"))

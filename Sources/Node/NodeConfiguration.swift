@@ -27,6 +27,21 @@ public struct NodeConfiguration: Sendable, Equatable {
     /// Seconds between anti-entropy rounds (head exchange with a random peer).
     public var syncInterval: Double = 5
     public var gossip = GossipConfiguration()
+    /// `[bitcoin]`: where the node follows the checkpoint coin and broadcasts checkpoints.
+    public var bitcoin = BitcoinSettings()
+
+    public struct BitcoinSettings: Sendable, Equatable {
+        /// "mainnet", "testnet", "signet", "mutinynet" or "regtest".
+        public var network = "mutinynet"
+        /// Esplora base URL; without it the node does not take part in checkpointing.
+        public var esplora: String?
+        /// Seconds between polls of the Bitcoin tip and the checkpoint coin.
+        public var pollInterval: Double = 5
+        /// Confirmation target (blocks) for the fee estimate.
+        public var feeTarget = 2
+        /// The operator's fee rate (sat/vB), instead of the estimate; clamped to the genesis bounds.
+        public var feeRate: Double?
+    }
 
     public init(dataDirectory: URL) { self.dataDirectory = dataDirectory }
 
@@ -34,8 +49,9 @@ public struct NodeConfiguration: Sendable, Equatable {
 
     static let topLevelKeys: Set<String> = [
         "chain_id", "listen", "bootstrap", "log_level", "handshake_timeout", "dial_timeout", "max_message_size",
-        "peer_queue_limit", "sync_interval", "genesis", "metrics_listen", "gossip",
+        "peer_queue_limit", "sync_interval", "genesis", "metrics_listen", "gossip", "bitcoin",
     ]
+    static let bitcoinKeys: Set<String> = ["network", "esplora", "poll_interval", "fee_target", "fee_rate"]
     static let gossipKeys: Set<String> = [
         "outbound_target", "max_inbound", "max_connections_per_ip", "seen_ttl", "seen_capacity", "ban_threshold",
         "ban_duration", "invalid_message_penalty", "malformed_penalty", "messages_per_second", "message_burst",
@@ -127,6 +143,29 @@ public struct NodeConfiguration: Sendable, Equatable {
             if let v = try integer(g, "address_reply_size", p) { gossip.addressReplySize = v }
             if let v = try number(g, "address_refresh_interval", p) { gossip.addressRefreshInterval = v }
         }
+        if let value = table["bitcoin"] {
+            guard let b = value.table else { throw ConfigError("\(source): [bitcoin] must be a table") }
+            for key in b.keys where !Self.bitcoinKeys.contains(key) {
+                throw ConfigError("\(source): unknown key 'bitcoin.\(key)'")
+            }
+            if let v = b["network"] {
+                guard let name = v.string, ["mainnet", "testnet", "signet", "mutinynet", "regtest"].contains(name)
+                else {
+                    throw ConfigError(
+                        "\(source): 'bitcoin.network' must be mainnet, testnet, signet, mutinynet or regtest")
+                }
+                bitcoin.network = name
+            }
+            if let v = b["esplora"] {
+                guard let url = v.string, let parsed = URL(string: url),
+                    ["http", "https"].contains(parsed.scheme ?? "")
+                else { throw ConfigError("\(source): 'bitcoin.esplora' must be an http(s) URL") }
+                bitcoin.esplora = url
+            }
+            if let v = try number(b, "poll_interval", "bitcoin.") { bitcoin.pollInterval = v }
+            if let v = try integer(b, "fee_target", "bitcoin.", min: 1) { bitcoin.feeTarget = v }
+            if let v = try number(b, "fee_rate", "bitcoin.") { bitcoin.feeRate = v }
+        }
         try validate()
     }
 
@@ -134,6 +173,9 @@ public struct NodeConfiguration: Sendable, Equatable {
         guard !chainID.isEmpty, chainID.utf8.count <= 64 else { throw ConfigError("chain_id must be 1…64 bytes") }
         guard handshakeTimeout > 0, dialTimeout > 0, syncInterval > 0 else {
             throw ConfigError("timeouts and intervals must be positive")
+        }
+        guard bitcoin.pollInterval > 0, (bitcoin.feeRate ?? 1) > 0 else {
+            throw ConfigError("bitcoin.poll_interval and bitcoin.fee_rate must be positive")
         }
         guard gossip.peerTimeout > gossip.pingInterval else {
             throw ConfigError("gossip.peer_timeout must exceed gossip.ping_interval")

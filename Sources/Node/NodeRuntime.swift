@@ -1,4 +1,7 @@
+import Bitcoin
+import Checkpoint
 import Consensus
+import Esplora
 import Foundation
 import Gossip
 import Ledger
@@ -76,6 +79,10 @@ public actor NodeRuntime: Service {
     private nonisolated(unsafe) let store: TransactionStore
     private var lastSyncRound = Date.distantPast
     private var consensus: ConsensusHost?
+    /// Checkpointing into Bitcoin: with a genesis that names a coin and an esplora URL.
+    private var checkpoint: CheckpointHost?
+    private let esplora: EsploraClient?
+    private var genesisCoin = ""
     private var unsavedTransactions: [(id: [UInt8], encoded: [UInt8])] = []
     public let metrics = NodeMetrics()
     nonisolated let work = AsyncStream<Work>.makeStream()
@@ -115,6 +122,9 @@ public actor NodeRuntime: Service {
                 throw ConfigError("\(error)")
             }
         }
+        (checkpoint, esplora) = try Self.checkpointing(
+            configuration: configuration, consensus: consensus, keys: keys, files: files, logger: logger)
+        genesisCoin = consensus?.genesis.checkpoint.coin ?? ""
         var engine = GossipEngine(
             localID: keys.identity.publicKey, configuration: configuration.gossip,
             listenPort: configuration.listen.port, agent: Self.agent, addressBook: book, bans: bans,
@@ -125,6 +135,39 @@ public actor NodeRuntime: Service {
     }
 
     private var now: Double { Date().timeIntervalSince1970 }
+
+    /// The checkpoint host, when the genesis names a coin and the config an esplora server.
+    private static func checkpointing(
+        configuration: NodeConfiguration, consensus: ConsensusHost?, keys: NodeKeys, files: StateFiles, logger: Logger
+    ) throws -> (CheckpointHost?, EsploraClient?) {
+        guard let chain = consensus, let coin = chain.genesis.checkpoint.coin else { return (nil, nil) }
+        guard let url = configuration.bitcoin.esplora else {
+            logger.notice("checkpointing is off: no [bitcoin] esplora URL in the config")
+            return (nil, nil)
+        }
+        let client: EsploraClient
+        do { client = try EsploraClient(url) } catch { throw ConfigError("bitcoin.esplora: \(error)") }
+        let genesis = chain.genesis
+        let first = genesis.consensusConfig().epoch
+        guard let (txid, vout) = genesis.checkpoint.coinOutpoint, let value = genesis.checkpoint.coin_value,
+            let outpoint = try? OutPoint(displayTxid: txid, vout: vout),
+            let script = CheckpointHost.coin(epoch: first, chain: chain)?.scriptPubKey
+        else { throw ConfigError("genesis checkpoint.coin \(coin) or coin_value is not usable") }
+        let follower =
+            try files.loadCheckpoints(genesisCoin: coin)
+            ?? CheckpointFollower(coin: outpoint, value: value, script: script, epoch: first)
+        var host = CheckpointHost(
+            genesis: genesis, follower: follower, identity: keys.identity, bitcoinKey: keys.bitcoin, logger: logger)
+        host.feeRateOverride = configuration.bitcoin.feeRate
+        if let name = ProcessInfo.processInfo.environment["SIDENODE_CHECKPOINT_FAULT"] {
+            guard let fault = CheckpointHost.Fault(rawValue: name) else {
+                throw ConfigError("SIDENODE_CHECKPOINT_FAULT must be wrong-state-id or withhold-broadcast")
+            }
+            host.fault = fault
+            logger.warning("checkpoint fault injected for testing", metadata: ["fault": "\(name)"])
+        }
+        return (host, client)
+    }
 
     /// Rebuilds the DAG from the store, in the order transactions were accepted.
     static func replay(_ store: TransactionStore, chainID: String, path: String) throws -> TransactionDAG {
@@ -193,6 +236,10 @@ public actor NodeRuntime: Service {
                 group.addTask { await admin.run() }
                 group.addTask { await self.tickLoop() }
                 group.addTask { await self.consensusLoop() }
+                if self.checkpoint != nil {
+                    group.addTask { await self.checkpointLoop() }
+                    group.addTask { await self.bitcoinLoop() }
+                }
                 if let metricsServer { group.addTask { await metricsServer.run() } }
                 for await item in self.work.stream {
                     switch item {
@@ -254,6 +301,117 @@ public actor NodeRuntime: Service {
             do { try await Task.sleep(for: .milliseconds(50)) } catch { return }
             flushTransactions()
             if consensus != nil { runConsensus { host, dag in try host.tick(now: Date(), dag: dag) } }
+        }
+    }
+
+    // MARK: Checkpoints
+
+    /// Every 250 ms: commits go to the checkpoint host, which may lead a checkpoint or
+    /// judge requests that waited for this node to commit their block.
+    private func checkpointLoop() async {
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: .milliseconds(250)) } catch { return }
+            guard var host = checkpoint, consensus != nil else { continue }
+            let t = now
+            host.committed(consensus!.takeCommitEvents(), now: t)
+            let actions = host.tick(now: t, chain: consensus!)
+            checkpoint = host
+            executeCheckpoint(actions)
+        }
+    }
+
+    /// Follows Bitcoin through esplora: the tip, the fee estimate, and who spent the
+    /// checkpoint coin (each confirmed, valid spend moves the coin on).
+    private func bitcoinLoop() async {
+        guard let esplora else { return }
+        var lastEstimate = Date.distantPast
+        var lastError = ""
+        while !Task.isCancelled {
+            do {
+                let tip = try await esplora.tipHeight()
+                checkpoint?.bitcoinTip(tip)
+                metrics.bitcoinHeight.set(Double(tip))
+                if Date().timeIntervalSince(lastEstimate) >= 30 {
+                    lastEstimate = Date()
+                    if let rate = try? await esplora.feeRate(target: configuration.bitcoin.feeTarget) {
+                        checkpoint?.estimatedFeeRate = rate
+                    }
+                }
+                // Several checkpoints may have confirmed since the last poll (or start).
+                for _ in 0..<50 {
+                    guard let coin = checkpoint?.follower.coin else { break }
+                    let spend = try await esplora.outspend(txid: coin.displayTxid, vout: coin.vout)
+                    guard spend.spent, let txid = spend.txid else {
+                        checkpoint?.coinUnspent()
+                        break
+                    }
+                    let hex = try await esplora.transactionHex(txid: txid)
+                    guard let bytes = try? Hex.decode(hex), let tx = try? BitcoinTransaction(bytes: bytes) else {
+                        logger.warning("esplora served an unparsable transaction", metadata: ["txid": "\(txid)"])
+                        break
+                    }
+                    let height = spend.status?.confirmed == true ? spend.status?.block_height : nil
+                    guard spendSeen(tx, confirmedAt: height) else { break }
+                }
+                lastError = ""
+            } catch {
+                // Logged once per kind of failure: esplora may be down for a while.
+                if "\(error)" != lastError {
+                    lastError = "\(error)"
+                    logger.warning("cannot follow Bitcoin through esplora", metadata: ["error": "\(error)"])
+                }
+            }
+            do { try await Task.sleep(for: .seconds(configuration.bitcoin.pollInterval)) } catch { return }
+        }
+    }
+
+    private func spendSeen(_ tx: BitcoinTransaction, confirmedAt: Int?) -> Bool {
+        guard var host = checkpoint, let chain = consensus else { return false }
+        let moved = host.spendSeen(tx, confirmedAt: confirmedAt, chain: chain, now: now)
+        checkpoint = host
+        if moved {
+            metrics.checkpoints.increment()
+            do { try files.save(host.follower, genesisCoin: genesisCoin) } catch {
+                logger.error("cannot save the checkpoint record", metadata: ["error": "\(error)"])
+            }
+        }
+        return moved
+    }
+
+    private func executeCheckpoint(_ actions: [CheckpointHost.Action]) {
+        for action in actions {
+            switch action {
+            case .gossip(let payload):
+                execute(engine.broadcast(payload, now: now))
+            case .penalize(let validator, let reason):
+                // A tenth of an invalid message: a refused request may be an honest validator
+                // whose view of the coin lags; one that keeps proposing bad ones is banned.
+                if let state = engine.peer(validator) {
+                    execute(
+                        engine.penalize(
+                            peer: state.connection, points: max(1, configuration.gossip.invalidMessagePenalty / 10),
+                            reason: reason, now: now))
+                }
+            case .broadcast(let tx, let payload):
+                guard let esplora else { continue }
+                let hex = tx.hex
+                let seconds = checkpoint?.lastBroadcast?.seconds ?? -1
+                Task { [logger] in
+                    do {
+                        let txid = try await esplora.broadcast(hex: hex)
+                        logger.notice(
+                            "checkpoint broadcast",
+                            metadata: [
+                                "txid": "\(txid)", "epoch": "\(payload.epoch)", "round": "\(payload.round)",
+                                "seconds_since_commit": "\(String(format: "%.2f", seconds))",
+                            ])
+                    } catch {
+                        logger.warning(
+                            "checkpoint broadcast refused",
+                            metadata: ["txid": "\(tx.displayTxid)", "error": "\(error)"])
+                    }
+                }
+            }
         }
     }
 
@@ -556,6 +714,23 @@ public actor NodeRuntime: Service {
             }
             runConsensus { host, dag in try host.received(message, from: signer, dag: dag) }
             return .accept
+        case CheckpointHost.gossipTopic:
+            guard var host = checkpoint, let chain = consensus else { return .ignore }  // not checkpointing: not relayed
+            let sender: ValidatorID
+            let message: CheckpointMessage
+            do { (sender, message) = try CheckpointHost.open(payload, chainID: configuration.chainID) } catch {
+                return .reject(error.description)
+            }
+            // Signers of the coin may be the previous epoch's validators (its last checkpoint).
+            let epoch = chain.core.config.epoch
+            guard
+                chain.core.config.validators.contains(sender)
+                    || (epoch > 1 && chain.config(epoch: epoch - 1)?.validators.contains(sender) == true)
+            else { return .reject("checkpoint message not from a validator") }
+            let actions = host.received(message, from: sender, now: now, chain: chain)
+            checkpoint = host
+            executeCheckpoint(actions)
+            return .accept
         default:
             return .reject("unknown topic \(topic)")
         }
@@ -831,6 +1006,54 @@ public actor NodeRuntime: Service {
                 ]),
                 "failed_transactions": .int(host.failedTransactions),
                 "committed_transactions": .int(host.committedTransactions),
+                "last_checkpoint": checkpoint?.follower.last.map {
+                    .object([
+                        "txid": .string($0.txid), "epoch": .int($0.epoch), "round": .int($0.round),
+                        "commit_state_id": .string($0.commitStateID),
+                        "bitcoin_height": $0.bitcoinHeight.map { .int($0) } ?? .null,
+                    ])
+                } ?? .null,
+            ])
+        case "getcheckpoints":
+            guard let host = checkpoint else {
+                throw AdminError.serverError(
+                    "checkpointing is off here (needs a genesis with checkpoint.coin and [bitcoin] esplora)")
+            }
+            let tip = host.bitcoinTip
+            func row(_ r: CheckpointFollower.Record, status: String) -> JSONValue {
+                .object([
+                    "txid": .string(r.txid), "epoch": .int(r.epoch), "round": .int(r.round),
+                    "commit_state_id": .string(r.commitStateID), "initiator": r.initiator.map { .string($0) } ?? .null,
+                    "status": .string(status), "bitcoin_height": r.bitcoinHeight.map { .int($0) } ?? .null,
+                    "confirmations": .int(r.bitcoinHeight.flatMap { h in tip.map { max(0, $0 - h + 1) } } ?? 0),
+                    "signatures": .int(r.signatures), "fee": .int(r.fee), "psbt": r.psbt.map { .string($0) } ?? .null,
+                ])
+            }
+            let f = host.follower
+            return .object([
+                "coin": .string("\(f.coinTxid):\(f.coinVout)"), "coin_value": .int(f.coinValue),
+                "coin_epoch": .int(f.coinEpoch), "bitcoin_height": tip.map { .int($0) } ?? .null,
+                "fee_rate": .number(host.feeRate),
+                "fee_rate_override": host.feeRateOverride.map { .number($0) } ?? .null,
+                "checkpoints": .array(
+                    f.records.map { row($0, status: "confirmed") }
+                        + (f.unconfirmed.map { [row($0, status: "mempool")] } ?? [])),
+            ])
+        case "setcheckpointfeerate":
+            guard checkpoint != nil else { throw AdminError.serverError("checkpointing is off here") }
+            // {"rate": X} sets the operator's rate; {"rate": null} or {} goes back to the estimate.
+            if let rate = params["rate"]?.numberValue {
+                guard rate > 0, rate.isFinite else { throw AdminError.invalidParams("rate must be a positive sat/vB") }
+                checkpoint?.feeRateOverride = rate
+            } else {
+                checkpoint?.feeRateOverride = nil
+            }
+            return .object([
+                "fee_rate": .number(checkpoint!.feeRate),
+                "override": checkpoint!.feeRateOverride.map { .number($0) } ?? .null,
+                "bounds": .array([
+                    .number(checkpoint!.settings.policy.minFeeRate), .number(checkpoint!.settings.policy.maxFeeRate),
+                ]),
             ])
         case "getblock":
             guard let host = consensus else {

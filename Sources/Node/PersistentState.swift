@@ -1,3 +1,4 @@
+import Checkpoint
 import Foundation
 import Gossip
 
@@ -37,6 +38,31 @@ public struct StateFiles: Sendable {
 
     public func save(_ bans: [Ban]) throws {
         try writeAtomically(try encoder.encode(bans), to: banListURL)
+    }
+
+    public var checkpointsURL: URL { directory.appendingPathComponent("checkpoints.json") }
+
+    /// What this node followed of the checkpoint coin, if it was started from the same
+    /// genesis coin (a new genesis starts from its own coin).
+    func loadCheckpoints(genesisCoin: String) throws -> CheckpointFollower? {
+        guard FileManager.default.fileExists(atPath: checkpointsURL.path) else { return nil }
+        do {
+            let saved = try JSONDecoder().decode(SavedCheckpoints.self, from: Data(contentsOf: checkpointsURL))
+            return saved.genesis_coin == genesisCoin ? saved.follower : nil
+        } catch {
+            throw ConfigError(
+                "\(checkpointsURL.path) is corrupt (\(error)); move it aside to follow the coin from genesis")
+        }
+    }
+
+    func save(_ follower: CheckpointFollower, genesisCoin: String) throws {
+        try writeAtomically(
+            try encoder.encode(SavedCheckpoints(genesis_coin: genesisCoin, follower: follower)), to: checkpointsURL)
+    }
+
+    private struct SavedCheckpoints: Codable {
+        var genesis_coin: String
+        var follower: CheckpointFollower
     }
 
     private var encoder: JSONEncoder {

@@ -36,6 +36,14 @@ struct GenesisCommand: AsyncParsableCommand {
         help: "round-robin, or reputation (validators that stop proposing and voting stop being elected).")
     var leaderElection = "round-robin"
 
+    @Option(name: .customLong("checkpoint-interval"), help: "Committed blocks between Bitcoin checkpoints.")
+    var checkpointInterval: UInt64 = 100
+
+    @Option(
+        name: .customLong("checkpoint-timeout"),
+        help: "Seconds before a later leader takes over a checkpoint not seen on Bitcoin.")
+    var checkpointTimeout: Double = 120
+
     @Flag(help: "Overwrite an existing output file.")
     var force = false
 
@@ -68,6 +76,11 @@ struct GenesisCommand: AsyncParsableCommand {
             chainID: chainID, genesisTime: genesisTime ?? Int(Date().timeIntervalSince1970), epochLength: epochLength,
             validators: entries, balances: initial)
         genesis.consensus.leader_election = leaderElection == "round-robin" ? nil : leaderElection
+        guard checkpointInterval >= 1, checkpointTimeout > 0 else {
+            throw CLIError("--checkpoint-interval must be ≥ 1 block and --checkpoint-timeout positive")
+        }
+        genesis.checkpoint.interval_blocks = checkpointInterval
+        genesis.checkpoint.timeout_seconds = checkpointTimeout
         do { try genesis.validate(source: validators) } catch { throw CLIError("\(error)") }
         if FileManager.default.fileExists(atPath: out) && !force {
             throw CLIError("\(out) exists; pass --force to overwrite")

@@ -42,6 +42,23 @@ final class LocalTestnet: @unchecked Sendable {
         }
     }
 
+    /// Checkpointing on: the genesis gets the cadence and timeout, every node's config the
+    /// esplora server. Fund the coin afterwards (`checkpoint fund --write` into the genesis).
+    func enableCheckpoints(esplora: String, interval: UInt64, timeout: Double) throws {
+        let url = root.appendingPathComponent("genesis.json")
+        var genesis = try Genesis.load(Data(contentsOf: url), source: url.path)
+        genesis.checkpoint.interval_blocks = interval
+        genesis.checkpoint.timeout_seconds = timeout
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        try encoder.encode(genesis).write(to: url)
+        for i in 0..<nodeCount {
+            let config = try String(contentsOf: configFile(i), encoding: .utf8)
+            try (config + "\n[bitcoin]\nnetwork = \"regtest\"\nesplora = \"\(esplora)\"\npoll_interval = 0.5\n")
+                .write(to: configFile(i), atomically: true, encoding: .utf8)
+        }
+    }
+
     /// SIGKILL: no graceful shutdown, no flush beyond what was already synced.
     func kill9(_ i: Int) {
         guard let process = processes.removeValue(forKey: i) else { return }
@@ -99,9 +116,12 @@ final class LocalTestnet: @unchecked Sendable {
     }
     func port(_ i: Int) -> Int { basePort + i }
 
-    func start(_ i: Int, bootstrap: Bool = true) throws {
+    func start(_ i: Int, bootstrap: Bool = true, environment: [String: String] = [:]) throws {
         let process = Process()
         process.executableURL = binary
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         // `run` is the default subcommand: start exactly as a user would.
         var arguments = ["--data-dir", dataDir(i).path, "--config", configFile(i).path]
         if bootstrap { arguments += ["--bootstrap", bootstrapFile.path] }

@@ -1,0 +1,357 @@
+import Bitcoin
+import Checkpoint
+import Consensus
+import Foundation
+import Ledger
+import Logging
+import NodeCrypto
+
+/// Runs the checkpoint protocol for the node (issue 8, docs/architecture.md §Checkpoints):
+/// feeds commits and Bitcoin observations to the pure `CheckpointInitiator` and
+/// `CheckpointFollower`, judges requests with `CheckpointRules` against the node's own
+/// committed chain, and returns what to send. Sockets and esplora stay in `NodeRuntime`.
+///
+/// Messages travel as gossip (topic 4) in an envelope signed by the sender's node key,
+/// so a bad request is charged to the validator that made it, not to the peers that
+/// relayed it: `u8 4 || sender (32) || Ed25519 signature (64) || CheckpointMessage`,
+/// the signature over "sidenode/checkpoint/v1" || chain_id || message.
+struct CheckpointHost {
+    static let gossipTopic: UInt8 = 4
+    static let domain = Array("sidenode/checkpoint/v1".utf8)
+    /// Seconds a validator waits to commit a request's block before refusing it.
+    static let waitLimit: Double = 20
+
+    enum Action {
+        /// A gossip payload (topic byte included) for every node.
+        case gossip([UInt8])
+        /// Fully signed: broadcast it through esplora.
+        case broadcast(BitcoinTransaction, CheckpointPayload)
+        /// A validator sent a request this node refused.
+        case penalize(ValidatorID, String)
+    }
+
+    let settings: CheckpointInitiator.Settings
+    let firstEpoch: Epoch
+    private let chainID: String
+    private let identity: Ed25519.PrivateKey
+    private let bitcoinKey: Secp256k1.PrivateKey
+    private let logger: Logger
+    private(set) var follower: CheckpointFollower
+    private(set) var initiator: CheckpointInitiator
+    /// The rate from esplora's estimates (refreshed by the runtime); the operator's override wins.
+    var estimatedFeeRate: Double?
+    var feeRateOverride: Double?
+    private(set) var bitcoinTip: Int?
+    /// Requests seen, by txid: the PSBT and who sent it (for records and audits).
+    private var requests: [String: (psbt: PSBT, initiator: String, block: Hash32, at: Double)] = [:]
+    /// Requests this validator could not judge yet (its node had not committed the block).
+    private var waiting: [(request: CheckpointRequest, from: ValidatorID, since: Double)] = []
+    /// When recent heights committed here, for the commit → broadcast figure.
+    private var commitTimes: [UInt64: Double] = [:]
+    /// The last checkpoint this node broadcast and the seconds from its block's commit.
+    private(set) var lastBroadcast: (txid: String, seconds: Double)?
+    private var coins: [Epoch: CheckpointCoin] = [:]
+
+    /// Misbehaviour for end-to-end tests only (`SIDENODE_CHECKPOINT_FAULT`), as CometBFT's
+    /// e2e "misbehaviors": a validator that proposes a wrong state id, or one that
+    /// collects signatures and never broadcasts (then is killed mid-flow).
+    enum Fault: String {
+        case wrongStateID = "wrong-state-id"
+        case withholdBroadcast = "withhold-broadcast"
+    }
+    var fault: Fault?
+
+    init(
+        genesis: Genesis, follower: CheckpointFollower, identity: Ed25519.PrivateKey, bitcoinKey: Secp256k1.PrivateKey,
+        logger: Logger
+    ) {
+        let p = genesis.checkpoint
+        settings = CheckpointInitiator.Settings(
+            intervalBlocks: p.interval_blocks, timeout: p.timeout_seconds,
+            policy: CheckpointPolicy(minFeeRate: Double(p.fee_rate_min), maxFeeRate: Double(p.fee_rate_max)))
+        firstEpoch = genesis.consensusConfig().epoch
+        chainID = genesis.chain_id
+        self.follower = follower
+        self.identity = identity
+        self.bitcoinKey = bitcoinKey
+        self.logger = logger
+        initiator = CheckpointInitiator(settings: settings)
+        if let last = follower.last {
+            initiator.seenOnBitcoin(
+                height: 0, epoch: last.epoch, round: last.round, bitcoinHeight: last.bitcoinHeight ?? 0)
+        }
+    }
+
+    /// An epoch's coin, from its validators' Bitcoin keys (nil if the epoch is unknown here).
+    static func coin(epoch: Epoch, chain: ConsensusHost) -> CheckpointCoin? {
+        guard let system = chain.system(epoch: epoch) else { return nil }
+        return try? CheckpointCoin(keys: system.validators.map(\.bitcoinKey))
+    }
+
+    private mutating func coin(epoch: Epoch, chain: ConsensusHost) -> CheckpointCoin? {
+        if let coin = coins[epoch] { return coin }
+        let coin = Self.coin(epoch: epoch, chain: chain)
+        coins[epoch] = coin
+        return coin
+    }
+
+    var feeRate: Double {
+        min(
+            max(feeRateOverride ?? estimatedFeeRate ?? settings.policy.minFeeRate, settings.policy.minFeeRate),
+            settings.policy.maxFeeRate)
+    }
+
+    // MARK: Consensus and Bitcoin events
+
+    /// Commits taken from the consensus host.
+    mutating func committed(_ events: [(height: UInt64, qc: QuorumCert, endsEpoch: Bool, at: Double)], now: Double) {
+        for event in events {
+            commitTimes[event.height] = event.at
+            initiator.committed(height: event.height, qc: event.qc, endsEpoch: event.endsEpoch, now: now)
+        }
+        if commitTimes.count > 2_000 {
+            let keep = commitTimes.keys.sorted().suffix(1_000)
+            commitTimes = commitTimes.filter { keep.contains($0.key) }
+        }
+    }
+
+    mutating func bitcoinTip(_ height: Int) { bitcoinTip = height }
+
+    /// A transaction spending the followed coin, from esplora; `confirmedAt` its block height.
+    /// Returns whether the coin moved (the caller then asks about the new coin at once).
+    mutating func spendSeen(_ tx: BitcoinTransaction, confirmedAt: Int?, chain: ConsensusHost, now: Double) -> Bool {
+        let txid = tx.displayTxid
+        let seen = requests[txid].map { (psbt: $0.psbt, initiator: $0.initiator) }
+        let outcome = follower.spendSeen(
+            tx, confirmedAt: confirmedAt, coinForEpoch: { Self.coin(epoch: $0, chain: chain) }, request: seen)
+        switch outcome {
+        case .adopted(let record):
+            let anchored = anchoredHeight(record, chain: chain)
+            initiator.seenOnBitcoin(
+                height: anchored ?? 0, epoch: record.epoch, round: record.round, bitcoinHeight: confirmedAt ?? 0)
+            logger.notice(
+                "checkpoint confirmed on Bitcoin",
+                metadata: [
+                    "txid": "\(record.txid)", "epoch": "\(record.epoch)", "round": "\(record.round)",
+                    "commit_state_id": "\(record.commitStateID.prefix(16))", "bitcoin_height": "\(confirmedAt ?? 0)",
+                    "signatures": "\(record.signatures)", "fee": "\(record.fee)",
+                ])
+            requests = requests.filter { now - $0.value.at < 3_600 }
+            return true
+        case .inMempool:
+            initiator.requestSeen(now: now)  // an attempt in flight: no handoff while it waits for a block
+            return false
+        case .rejected(let reason):
+            logger.warning(
+                "a spend of the checkpoint coin is not a valid checkpoint", metadata: ["reason": "\(reason)"])
+            return false
+        case .notYet(let reason):
+            logger.debug("checkpoint spend not judgeable yet", metadata: ["reason": "\(reason)"])
+            return false
+        }
+    }
+
+    /// The consensus height whose QC a checkpoint record anchors: found through the
+    /// request's QC if this node saw it, else through the epoch records (an epoch's end).
+    private func anchoredHeight(_ record: CheckpointFollower.Record, chain: ConsensusHost) -> UInt64? {
+        if let end = chain.end(ofEpoch: record.epoch), end.qc.commitInfo.round == record.round { return end.height }
+        guard let request = requests[record.txid] else { return nil }
+        return chain.committed(blockID: request.block)?.height
+    }
+
+    /// The coin is unspent (a mempool spend was replaced or dropped).
+    mutating func coinUnspent() { follower.unspent() }
+
+    // MARK: Protocol steps
+
+    /// Called every few hundred milliseconds: lead a due checkpoint, and judge requests
+    /// that were waiting for this node to commit their block.
+    mutating func tick(now: Double, chain: ConsensusHost) -> [Action] {
+        var out: [Action] = []
+        // An epoch ended after the coin's epoch began and its checkpoint is not on Bitcoin
+        // (after a restart, or a node that caught up past it): it goes first.
+        if follower.coinEpoch < chain.core.config.epoch, let end = chain.end(ofEpoch: follower.coinEpoch) {
+            initiator.epochEndPending(height: end.height, qc: end.qc)
+        }
+        let retry = waiting
+        waiting = []
+        for item in retry { out += judge(item.request, from: item.from, since: item.since, now: now, chain: chain) }
+        guard chain.leadsCurrentRound, let bitcoinTip, let target = initiator.nextTarget,
+            let view = view(for: target, chain: chain, bitcoinHeight: bitcoinTip)
+        else { return out }
+        for action in initiator.leading(now: now, view: view, key: bitcoinKey, feeRate: feeRate) {
+            out += perform(action, now: now, chain: chain)
+        }
+        return out
+    }
+
+    private mutating func perform(_ action: CheckpointInitiator.Action, now: Double, chain: ConsensusHost) -> [Action] {
+        switch action {
+        case .requestSignatures(var request):
+            if fault == .wrongStateID,
+                let payload = try? CheckpointPayload(script: request.psbt.unsignedTx.outputs[1].scriptPubKey),
+                let wrong = try? CheckpointPayload(
+                    epoch: payload.epoch, round: payload.round, commitStateID: payload.commitStateID.map { $0 ^ 0x5a })
+            {
+                var psbt = request.psbt
+                psbt.unsignedTx.outputs[1] = TxOut(value: 0, scriptPubKey: wrong.script)
+                request = CheckpointRequest(psbt: psbt, qc: request.qc)
+            }
+            let txid = request.psbt.unsignedTx.displayTxid
+            requests[txid] = (request.psbt, identity.publicKey.hex, request.qc.voteInfo.parentID, now)
+            logger.info(
+                "checkpoint: asking the validators to sign",
+                metadata: [
+                    "txid": "\(txid)", "epoch": "\(request.qc.commitInfo.epoch)",
+                    "round": "\(request.qc.commitInfo.round)",
+                    "fee": "\(initiator.currentFee ?? 0)",
+                ])
+            return [.gossip(envelope(.request(request)))]
+        case .broadcast(let tx, let payload):
+            if fault == .withholdBroadcast {
+                logger.warning(
+                    "checkpoint: fully signed, withheld (test fault)", metadata: ["txid": "\(tx.displayTxid)"])
+                return []
+            }
+            let block = requests[tx.displayTxid].flatMap { chain.committed(blockID: $0.block) }
+            let seconds = block.flatMap { commitTimes[$0.height] }.map { now - $0 }
+            lastBroadcast = (tx.displayTxid, seconds ?? -1)
+            return [.broadcast(tx, payload)]
+        }
+    }
+
+    /// What this node knows for a checkpoint of `qc`: the QC's epoch configuration, its
+    /// own state at that block, the followed coin, and where output 0 must pay.
+    private mutating func view(for qc: QuorumCert, chain: ConsensusHost, bitcoinHeight: Int) -> CheckpointView? {
+        let epoch = qc.commitInfo.epoch
+        guard let config = chain.config(epoch: epoch), let current = coin(epoch: follower.coinEpoch, chain: chain)
+        else { return nil }
+        var states: [Hash32: Hash32] = [:]
+        var endsEpoch = false
+        if let own = chain.committed(blockID: qc.voteInfo.parentID) {
+            states[qc.voteInfo.parentID] = own.stateID
+            endsEpoch = own.endsEpoch
+        }
+        guard let next = coin(epoch: endsEpoch ? epoch + 1 : epoch, chain: chain) else { return nil }
+        return CheckpointView(
+            config: config, committedStates: states, coin: follower.coin, coinValue: follower.coinValue,
+            currentCoin: current, nextCoin: next, bitcoinHeight: bitcoinHeight,
+            lastCheckpointHeight: follower.last?.bitcoinHeight,
+            lastCheckpoint: follower.last.map { ($0.epoch, $0.round) })
+    }
+
+    /// A checkpoint message from the gossip layer, already authenticated (`open`).
+    mutating func received(
+        _ message: CheckpointMessage, from sender: ValidatorID, now: Double, chain: ConsensusHost
+    ) -> [Action] {
+        switch message {
+        case .request(let request):
+            let txid = request.psbt.unsignedTx.displayTxid
+            // The latest requester of a txid is the one still driving it (after a handoff,
+            // a later leader asks for the very same transaction).
+            requests[txid] = (request.psbt, sender.hex, request.qc.voteInfo.parentID, now)
+            initiator.requestSeen(now: now)
+            return judge(request, from: sender, since: now, now: now, chain: chain)
+        case .signature(let psbt):
+            var out: [Action] = []
+            for action in initiator.signatureReceived(psbt) { out += perform(action, now: now, chain: chain) }
+            return out
+        case .refusal(let txid, let reason):
+            if requests[txid]?.initiator == identity.publicKey.hex {
+                logger.warning(
+                    "checkpoint: a validator refused to sign",
+                    metadata: ["validator": "\(sender.hex.prefix(16))", "txid": "\(txid)", "reason": "\(reason)"])
+            }
+            return []
+        }
+    }
+
+    /// Step 2 of the protocol: sign, refuse (and charge the sender), or wait for this
+    /// node to commit the block (bounded).
+    private mutating func judge(
+        _ request: CheckpointRequest, from sender: ValidatorID, since: Double, now: Double, chain: ConsensusHost
+    ) -> [Action] {
+        guard sender != identity.publicKey, let current = coin(epoch: follower.coinEpoch, chain: chain),
+            current.keys.contains(bitcoinKey.xOnlyPublicKey.rawRepresentation)
+        else { return [] }  // not a signer of the coin: nothing to judge
+        let txid = request.psbt.unsignedTx.displayTxid
+        let verdict: CheckpointRules.Verdict
+        var signed: PSBT?
+        if let bitcoinTip, let view = view(for: request.qc, chain: chain, bitcoinHeight: bitcoinTip) {
+            if let qcCoin = coin(epoch: request.qc.commitInfo.epoch, chain: chain),
+                qcCoin.scriptPubKey != current.scriptPubKey
+            {
+                verdict = .refuse(
+                    "the coin is locked by epoch \(follower.coinEpoch)'s set, not epoch \(request.qc.commitInfo.epoch)'s: "
+                        + "that epoch's end must be checkpointed first")
+            } else {
+                (verdict, signed) = CheckpointRules.cosign(
+                    request, view: view, policy: settings.policy, key: bitcoinKey)
+            }
+        } else {
+            verdict = .wait("epoch \(request.qc.commitInfo.epoch) or the Bitcoin tip is not known here yet")
+        }
+        switch verdict {
+        case .sign:
+            logger.info(
+                "checkpoint: signed",
+                metadata: [
+                    "txid": "\(txid)", "initiator": "\(sender.hex.prefix(16))",
+                    "round": "\(request.qc.commitInfo.round)",
+                ])
+            return signed.map { [.gossip(envelope(.signature($0)))] } ?? []
+        case .wait(let why):
+            if now - since < Self.waitLimit {
+                waiting.append((request, sender, since))
+                if waiting.count > 16 { waiting.removeFirst() }
+                return []
+            }
+            return refuse(txid, from: sender, reason: "waited \(Int(Self.waitLimit)) s: \(why)")
+        case .refuse(let why):
+            return refuse(txid, from: sender, reason: why)
+        }
+    }
+
+    private func refuse(_ txid: String, from sender: ValidatorID, reason: String) -> [Action] {
+        logger.warning(
+            "checkpoint: refused to sign",
+            metadata: ["txid": "\(txid)", "initiator": "\(sender.hex.prefix(16))", "reason": "\(reason)"])
+        return [
+            .gossip(envelope(.refusal(txid: txid, reason: reason))),
+            .penalize(sender, "checkpoint request refused: \(reason)"),
+        ]
+    }
+
+    // MARK: Envelope
+
+    func envelope(_ message: CheckpointMessage) -> [UInt8] {
+        let body = message.encoded()
+        let signature = identity.signature(for: Self.domain + Array(chainID.utf8) + body)
+        return [Self.gossipTopic] + identity.publicKey.rawRepresentation + signature.rawRepresentation + body
+    }
+
+    /// Checks a gossip payload's envelope: the sender and its signature over the message.
+    static func open(_ payload: [UInt8], chainID: String) throws(WireErrorText) -> (ValidatorID, CheckpointMessage) {
+        guard payload.count > 97, payload[0] == gossipTopic else {
+            throw WireErrorText("truncated checkpoint envelope")
+        }
+        guard let sender = try? Ed25519.PublicKey(rawRepresentation: Array(payload[1..<33])),
+            let signature = try? Ed25519.Signature(rawRepresentation: Array(payload[33..<97]))
+        else { throw WireErrorText("bad sender key in a checkpoint envelope") }
+        let body = Array(payload[97...])
+        guard sender.isValidSignature(signature, for: domain + Array(chainID.utf8) + body) else {
+            throw WireErrorText("bad signature on a checkpoint message")
+        }
+        do {
+            return (sender, try CheckpointMessage.decode(body))
+        } catch {
+            throw WireErrorText("malformed checkpoint message: \(error)")
+        }
+    }
+}
+
+/// Why a checkpoint envelope was dropped.
+struct WireErrorText: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

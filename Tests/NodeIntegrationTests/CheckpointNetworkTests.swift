@@ -1,0 +1,159 @@
+import Foundation
+import Node
+import NodeCrypto
+import Testing
+
+/// Issue 8's end-to-end must-shows: validators checkpoint their certified state into the
+/// offline regtest chain (every block validated by Bitcoin Core's engine).
+@Suite("Checkpoints into Bitcoin, end to end", .serialized)
+struct CheckpointNetworkTests {
+    func records(_ net: LocalTestnet, _ i: Int) -> [JSONValue] {
+        ((try? net.admin(i).call("getcheckpoints"))?["checkpoints"]?.arrayValue ?? []).filter {
+            $0["status"] == .string("confirmed")
+        }
+    }
+
+    /// A regtest chain, `nodes` nodes of which the first 4 are validators (epochs of
+    /// `epochLength` blocks, a checkpoint every `interval`), the coin funded into the
+    /// genesis, and the validators started (with the given test faults).
+    func start(
+        nodes: Int, epochLength: UInt64, interval: UInt64, timeout: Double, faults: [Int: String] = [:]
+    ) async throws -> (LocalTestnet, RegtestChain) {
+        let chain = try RegtestChain(blockInterval: 1)
+        try await chain.waitReady()
+        let net = try LocalTestnet(nodes: nodes, basePort: 26_000 + Int.random(in: 0..<39) * 10)
+        do {
+            let esplora = "http://127.0.0.1:\(chain.port)"
+            try net.enableConsensus(validators: 4, epochLength: epochLength)
+            try net.enableCheckpoints(esplora: esplora, interval: interval, timeout: timeout)
+            let flags = ["--network", "regtest", "--esplora", esplora]
+            let dave = net.root.appendingPathComponent("dave").path
+            #expect(try net.cli(["init", "dave", "--data-dir", dave]).status == 0)
+            let address = try #require(
+                try net.cli(["btc", "address", dave] + flags).output.split(separator: "\n").first)
+            _ = try await chain.faucet(String(address), sats: 1_000_000)
+            let genesis = net.root.appendingPathComponent("genesis.json").path
+            let funded = try net.cli(
+                ["checkpoint", "fund", "--genesis", genesis, "--from", dave, "--amount", "500000", "--write", "--wait"]
+                    + flags)
+            #expect(funded.status == 0, "\(funded.output)")
+            for i in 0..<4 { try net.start(i, environment: faults[i].map { ["SIDENODE_CHECKPOINT_FAULT": $0] } ?? [:]) }
+            for i in 0..<4 { try net.waitReady(i) }
+            return (net, chain)
+        } catch {
+            net.shutdown()
+            chain.stop()
+            throw error
+        }
+    }
+
+    /// (epoch, round) → state id of every committed block on node `i`.
+    func committedStates(_ net: LocalTestnet, _ i: Int) throws -> [String: String] {
+        let top = Int(try net.admin(i).call("getstatus")["committed_height"]?.numberValue ?? 0)
+        var out: [String: String] = [:]
+        for h in stride(from: 1, through: top, by: 1) {
+            let block = try net.admin(i).call("getblock", .object(["height": .int(h)]))
+            let key = "\(Int(block["epoch"]?.numberValue ?? 0))/\(Int(block["round"]?.numberValue ?? 0))"
+            out[key] = block["state_id"]?.stringValue
+        }
+        return out
+    }
+
+    @Test(
+        "≥ 3 checkpoints confirm; each OP_RETURN state id is every node's committed state; a validator added moves the coin to the new set, which signs the next; verify accepts the chain and rejects a tampered genesis"
+    )
+    func checkpointsConfirmAndHandOver() async throws {
+        let (net, chain) = try await start(nodes: 5, epochLength: 40, interval: 10, timeout: 10)
+        defer {
+            net.shutdown()
+            chain.stop()
+        }
+        try net.start(4)
+        try net.waitReady(4)
+        try waitUntil(timeout: 120, "3 confirmed checkpoints") { records(net, 0).count >= 3 }
+
+        // Every anchored (epoch, round, state id) is the committed state there on every
+        // validator. The round is the commit QC's; by the 2-chain rule the block it commits
+        // is its parent, one round earlier.
+        let anchored = records(net, 0)
+        for i in 0..<4 {
+            let states = try committedStates(net, i)
+            for record in anchored {
+                let key = "\(Int(record["epoch"]?.numberValue ?? 0))/\(Int(record["round"]?.numberValue ?? 1) - 1)"
+                #expect(states[key] == record["commit_state_id"]?.stringValue, "node \(i) at \(key)")
+            }
+        }
+        #expect(anchored.allSatisfy { $0["signatures"] == .int(3) }, "k = 3 of 4 keys")
+        // The audit PSBT of each is present.
+        #expect(anchored.allSatisfy { ($0["psbt"]?.stringValue?.count ?? 0) > 100 })
+
+        // Node 4 joins the set; the epoch's last checkpoint pays the 5-key coin, whose
+        // threshold (4 of 5) the new set meets in the next checkpoint.
+        let keys = try KeyStore(directory: net.dataDir(4)).load()
+        let sockets = (0..<3).flatMap { ["--socket", net.dataDir($0).appendingPathComponent("admin.sock").path] }
+        let added = try net.cli(
+            ["validator", "add", keys.nodeID, "--bitcoin-key", keys.bitcoin.xOnlyPublicKey.hex] + sockets)
+        #expect(added.status == 0, "\(added.output)")
+        try waitUntil(timeout: 60, "node 4 to become a validator") {
+            (try? net.admin(4).call("getstatus")["validator"]) == .bool(true)
+        }
+        let epoch = Int(try net.admin(4).call("getstatus")["epoch"]?.numberValue ?? 0)
+        try waitUntil(timeout: 120, "a checkpoint of epoch \(epoch) signed by the new set") {
+            records(net, 4).contains { Int($0["epoch"]?.numberValue ?? 0) >= epoch && $0["signatures"] == .int(4) }
+        }
+        let coinEpoch = Int(try net.admin(4).call("getcheckpoints")["coin_epoch"]?.numberValue ?? 0)
+        #expect(coinEpoch >= epoch)
+
+        // The light client walks the whole chain; a genesis naming other keys fails.
+        let genesis = net.root.appendingPathComponent("genesis.json")
+        let flags = ["--network", "regtest", "--esplora", "http://127.0.0.1:\(chain.port)"]
+        let verified = try net.cli(["checkpoint", "verify", "--genesis", genesis.path] + flags)
+        #expect(verified.status == 0, "\(verified.output)")
+        #expect(verified.output.contains("checkpoints verified"), "\(verified.output)")
+        var tampered = try Genesis.load(Data(contentsOf: genesis), source: "genesis")
+        tampered.validators[0].bitcoin_xonly = Secp256k1.PrivateKey().xOnlyPublicKey.hex
+        let tamperedURL = net.root.appendingPathComponent("tampered.json")
+        try JSONEncoder().encode(tampered).write(to: tamperedURL)
+        let rejected = try net.cli(["checkpoint", "verify", "--genesis", tamperedURL.path] + flags)
+        #expect(rejected.status != 0, "\(rejected.output)")
+    }
+
+    @Test(
+        "kill -9 of an initiator holding a fully signed checkpoint: a later leader completes it after the timeout; a validator proposing a wrong state id gets no signatures"
+    )
+    func handoffAndWrongStateID() async throws {
+        let (net, chain) = try await start(
+            nodes: 4, epochLength: 1_000, interval: 10, timeout: 6,
+            faults: [0: "withhold-broadcast", 1: "wrong-state-id"])
+        defer {
+            net.shutdown()
+            chain.stop()
+        }
+        let node0 = try KeyStore(directory: net.dataDir(0)).load().nodeID
+        let node1 = try KeyStore(directory: net.dataDir(1)).load().nodeID
+        try waitUntil(timeout: 120, "node 0 to hold a fully signed checkpoint") {
+            net.log(0).contains("fully signed, withheld")
+        }
+        net.kill9(0)
+        let before = records(net, 2).count
+        let killedAt = Date()
+        try waitUntil(timeout: 90, "a later leader to complete a checkpoint") {
+            records(net, 2).count > before
+        }
+        let completed = records(net, 2)[before]
+        #expect(completed["initiator"] != .string(node0), "completed by another validator")
+        #expect(Date().timeIntervalSince(killedAt) >= 0)
+
+        // Node 1's requests carry a state id that is not the QC's: refused, never signed.
+        try waitUntil(timeout: 120, "a refusal of node 1's wrong state id") {
+            [2, 3].contains {
+                net.log($0).contains("refused to sign") && net.log($0).contains(String(node1.prefix(16)))
+            }
+        }
+        #expect(records(net, 2).allSatisfy { $0["initiator"] != .string(node1) })
+        let refusal = [2, 3].map { net.log($0) }.joined().split(separator: "\n").first {
+            $0.contains("refused to sign") && $0.contains(String(node1.prefix(16)))
+        }
+        #expect(refusal?.contains("outputs are not") == true, "\(refusal ?? "")")
+    }
+}
