@@ -102,12 +102,20 @@ struct CheckpointCommand: AsyncParsableCommand {
                 """)
         @OptionGroup var genesis: GenesisOption
         @OptionGroup var network: BtcCommand.NetworkOptions
+        @Option(
+            help: ArgumentHelp(
+                "A node's admin socket: also check each checkpoint against its certified chain.",
+                discussion: "Every epoch's keys come from the node (getepoch), and each state id must be the node's "
+                    + "committed state at the block the QC commits (its parent, one round earlier).",
+                valueName: "SOCKET"))
+        var node: String?
 
         func run() async throws {
             let file = try genesis.load()
             guard let (txid, vout) = file.checkpoint.coinOutpoint, let value = file.checkpoint.coin_value else {
                 throw CLIError("\(genesis.genesis) names no checkpoint coin (checkpoint.coin)")
             }
+            let admin = node.map { AdminClient(socketPath: $0) }
             let coin = try CheckpointCommand.firstCoin(file)
             let (_, client) = try network.client()
             var spends: [BitcoinTransaction] = []
@@ -137,10 +145,26 @@ struct CheckpointCommand: AsyncParsableCommand {
             } catch let error as BitcoinError {
                 throw CLIError("\(error)")
             }
-            let genesisKeys = coin.keys
-            let (entries, problem) = CheckpointChain.verify(
+            var epochKeys: [UInt64: [[UInt8]]] = [1: coin.keys]
+            var epochs: [UInt64: JSONValue] = [:]
+            if let admin {
+                // The node's validator sets for every epoch the checkpoints name.
+                let named = Set(spends.compactMap { try? CheckpointPayload(script: $0.outputs[1].scriptPubKey).epoch })
+                for epoch in named.sorted() {
+                    let info = try admin.call("getepoch", .object(["epoch": .int(epoch)]))
+                    epochs[epoch] = info
+                    epochKeys[epoch] = (info["validators"]?.arrayValue ?? []).compactMap {
+                        $0["bitcoin_xonly"]?.stringValue.flatMap { try? Hex.decode($0) }
+                    }
+                }
+            }
+            let known = epochKeys
+            var (entries, problem) = CheckpointChain.verify(
                 start: try OutPoint(displayTxid: txid, vout: vout), startScript: coin.scriptPubKey, startValue: value,
-                spends: spends, keysForEpoch: { $0 == 1 ? genesisKeys : nil })
+                spends: spends, keysForEpoch: { known[$0] })
+            if let admin, problem == nil {
+                problem = try Self.crossCheck(entries, node: admin, epochs: epochs)
+            }
             print(
                 "epoch    round  commit_state_id                                                   signers  conf  txid")
             for e in entries {
@@ -153,7 +177,41 @@ struct CheckpointCommand: AsyncParsableCommand {
                 print("MISMATCH: \(problem)")
                 throw ExitCode(1)
             }
-            print("\(entries.count) checkpoints verified from \(txid):\(vout)")
+            print(
+                "\(entries.count) checkpoints verified from \(txid):\(vout)"
+                    + (node.map { " and against the certified chain of the node at \($0)" } ?? ""))
+        }
+
+        /// Each entry's state id is the node's committed state at the block its QC commits:
+        /// the block of that epoch one round before the QC (2-chain rule).
+        static func crossCheck(
+            _ entries: [CheckpointChain.Entry], node: AdminClient, epochs: [UInt64: JSONValue]
+        ) throws -> String? {
+            let top = Int(try node.call("getstatus")["committed_height"]?.numberValue ?? 0)
+            var states: [UInt64: [UInt64: String]] = [:]  // epoch → round → state id
+            for entry in entries {
+                let epoch = entry.payload.epoch
+                if states[epoch] == nil {
+                    var rounds: [UInt64: String] = [:]
+                    let first = Int(epochs[epoch]?["first_height"]?.numberValue ?? 1)
+                    let last = epochs[epoch]?["last_height"]?.numberValue.map { Int($0) } ?? top
+                    for height in stride(from: first, through: min(last, top), by: 1) {
+                        let block = try node.call("getblock", .object(["height": .int(height)]))
+                        if let round = block["round"]?.numberValue, let id = block["state_id"]?.stringValue {
+                            rounds[UInt64(round)] = id
+                        }
+                    }
+                    states[epoch] = rounds
+                }
+                guard entry.payload.round >= 1, let own = states[epoch]?[entry.payload.round - 1] else {
+                    return "\(entry.txid): the node has no committed block of epoch \(epoch) at round "
+                        + "\(entry.payload.round - 1) (behind, or not this chain)"
+                }
+                guard own == entry.payload.commitStateID.hex else {
+                    return "\(entry.txid): state id \(entry.payload.commitStateID.hex) is not the node's \(own)"
+                }
+            }
+            return nil
         }
     }
 }

@@ -110,6 +110,11 @@ struct CheckpointNetworkTests {
         let verified = try net.cli(["checkpoint", "verify", "--genesis", genesis.path] + flags)
         #expect(verified.status == 0, "\(verified.output)")
         #expect(verified.output.contains("checkpoints verified"), "\(verified.output)")
+        // With a node: every epoch's keys from it, every state id against its certified chain.
+        let socket = net.dataDir(4).appendingPathComponent("admin.sock").path
+        let crossChecked = try net.cli(["checkpoint", "verify", "--genesis", genesis.path, "--node", socket] + flags)
+        #expect(crossChecked.status == 0, "\(crossChecked.output)")
+        #expect(crossChecked.output.contains("against the certified chain"), "\(crossChecked.output)")
         var tampered = try Genesis.load(Data(contentsOf: genesis), source: "genesis")
         tampered.validators[0].bitcoin_xonly = Secp256k1.PrivateKey().xOnlyPublicKey.hex
         let tamperedURL = net.root.appendingPathComponent("tampered.json")
