@@ -715,7 +715,8 @@ public actor NodeRuntime: Service {
             runConsensus { host, dag in try host.received(message, from: signer, dag: dag) }
             return .accept
         case CheckpointHost.gossipTopic:
-            guard var host = checkpoint, let chain = consensus else { return .ignore }  // not checkpointing: not relayed
+            // Not checkpointing here: neither judged nor relayed.
+            guard var host = checkpoint, let chain = consensus else { return .ignore }
             let sender: ValidatorID
             let message: CheckpointMessage
             do { (sender, message) = try CheckpointHost.open(payload, chainID: configuration.chainID) } catch {
