@@ -94,11 +94,12 @@ public struct CheckpointInitiator: Sendable {
     /// Consensus committed up to `height`; `qc` is the QC that committed it.
     public mutating func committed(height: UInt64, qc: QuorumCert, endsEpoch: Bool, now: Double) {
         guard qc.commitInfo.commitStateID != nil, height > (history.last?.height ?? 0) else { return }
-        let wasDue = isDue
         history.append((height, qc))
         if history.count > Self.historyLimit { history.removeFirst(history.count - Self.historyLimit) }
         if endsEpoch { pendingEpochEnd = (height, qc) }
-        if !wasDue && isDue { lastAttempt = nil }  // newly due: the current leader starts at once
+        // `lastAttempt` is not reset when it becomes due: another validator's request for
+        // it may have arrived before this node processed the commit, and starting too
+        // would race that initiator.
     }
 
     /// An epoch ended at `height` (committed by `qc`) and its checkpoint has not been seen

@@ -175,7 +175,7 @@ struct CheckpointHost {
         }
         let retry = waiting
         waiting = []
-        for item in retry { out += judge(item.request, from: item.from, since: item.since, now: now, chain: chain) }
+        for item in retry { out += judge(item.request, from: item.from, since: item.since, now: now, chain: chain).0 }
         guard chain.leadsCurrentRound, let bitcoinTip, let target = initiator.nextTarget,
             let view = view(for: target, chain: chain, bitcoinHeight: bitcoinTip)
         else { return out }
@@ -250,8 +250,12 @@ struct CheckpointHost {
             // The latest requester of a txid is the one still driving it (after a handoff,
             // a later leader asks for the very same transaction).
             requests[txid] = (request.psbt, sender.hex, request.qc.voteInfo.parentID, now)
-            initiator.requestSeen(now: now)
-            return judge(request, from: sender, since: now, now: now, chain: chain)
+            if requests.count > 1_000 { requests = requests.filter { now - $0.value.at < 600 } }
+            // A refused request is not an attempt: a validator sending bad ones must not
+            // hold the others back for the timeout.
+            let (actions, refused) = judge(request, from: sender, since: now, now: now, chain: chain)
+            if !refused { initiator.requestSeen(now: now) }
+            return actions
         case .signature(let psbt):
             var out: [Action] = []
             for action in initiator.signatureReceived(psbt) { out += perform(action, now: now, chain: chain) }
@@ -267,13 +271,13 @@ struct CheckpointHost {
     }
 
     /// Step 2 of the protocol: sign, refuse (and charge the sender), or wait for this
-    /// node to commit the block (bounded).
+    /// node to commit the block (bounded). Also says whether it was refused.
     private mutating func judge(
         _ request: CheckpointRequest, from sender: ValidatorID, since: Double, now: Double, chain: ConsensusHost
-    ) -> [Action] {
+    ) -> ([Action], refused: Bool) {
         guard sender != identity.publicKey, let current = coin(epoch: follower.coinEpoch, chain: chain),
             current.keys.contains(bitcoinKey.xOnlyPublicKey.rawRepresentation)
-        else { return [] }  // not a signer of the coin: nothing to judge
+        else { return ([], false) }  // not a signer of the coin: nothing to judge
         let txid = request.psbt.unsignedTx.displayTxid
         let verdict: CheckpointRules.Verdict
         var signed: PSBT?
@@ -299,16 +303,16 @@ struct CheckpointHost {
                     "txid": "\(txid)", "initiator": "\(sender.hex.prefix(16))",
                     "round": "\(request.qc.commitInfo.round)",
                 ])
-            return signed.map { [.gossip(envelope(.signature($0)))] } ?? []
+            return (signed.map { [.gossip(envelope(.signature($0)))] } ?? [], false)
         case .wait(let why):
             if now - since < Self.waitLimit {
                 waiting.append((request, sender, since))
                 if waiting.count > 16 { waiting.removeFirst() }
-                return []
+                return ([], false)
             }
-            return refuse(txid, from: sender, reason: "waited \(Int(Self.waitLimit)) s: \(why)")
+            return (refuse(txid, from: sender, reason: "waited \(Int(Self.waitLimit)) s: \(why)"), true)
         case .refuse(let why):
-            return refuse(txid, from: sender, reason: why)
+            return (refuse(txid, from: sender, reason: why), true)
         }
     }
 

@@ -76,6 +76,27 @@ struct CheckpointInitiatorTests {
         #expect(done.count == 1, "the later leader completes the checkpoint")
     }
 
+    @Test("a request that arrives before this node processed the commit still holds it back; targets agree")
+    func requestBeforeCommit() throws {
+        var a = CheckpointInitiator(settings: settings)
+        var b = CheckpointInitiator(settings: settings)
+        for height in [8, 10, 12] as [UInt64] {
+            a.committed(height: height, qc: rules.qc(round: height), endsEpoch: false, now: 0)
+        }
+        let started = a.leading(now: 1, view: rules.view(), key: rules.bitcoinKeys[0], feeRate: 2)
+        guard case .requestSignatures(let request) = try #require(started.first) else {
+            Issue.record("a should start")
+            return
+        }
+        #expect(request.qc.commitInfo.round == 10, "the first commit at or past the interval, not the latest")
+        b.requestSeen(now: 1)  // a's request reaches b first…
+        for height in [8, 10, 12] as [UInt64] {  // …then b processes the commits
+            b.committed(height: height, qc: rules.qc(round: height), endsEpoch: false, now: 1)
+        }
+        #expect(b.leading(now: 1.2, view: rules.view(), key: rules.bitcoinKeys[1], feeRate: 2).isEmpty)
+        #expect(b.nextTarget == request.qc, "b would anchor the same QC")
+    }
+
     @Test("cadence: an epoch's last block forces a checkpoint; never two in one Bitcoin block")
     func cadence() throws {
         var a = CheckpointInitiator(settings: settings)

@@ -21,11 +21,12 @@ struct CheckpointRulesTests {
     var coin: CheckpointCoin { try! CheckpointCoin(keys: bitcoinKeys.map(\.xOnlyPublicKey.rawRepresentation)) }
 
     /// A commit QC (2-chain) of epoch 3 for `committedBlock` with `state`, signed by `signers`.
-    func qc(state: Hash32? = nil, signers: Int = 3, epoch: UInt64 = 3) -> QuorumCert {
+    func qc(state: Hash32? = nil, signers: Int = 3, epoch: UInt64 = 3, round: UInt64 = 10) -> QuorumCert {
         let info = VoteInfo(
-            blockID: Hash32.of([3]), round: 10, parentID: committedBlock, parentRound: 9, execStateID: state ?? stateID,
-            epoch: epoch)
-        let commit = LedgerCommitInfo(epoch: epoch, round: 10, commitStateID: state ?? stateID, voteInfoHash: info.hash)
+            blockID: Hash32.of([3]), round: round, parentID: committedBlock, parentRound: round - 1,
+            execStateID: state ?? stateID, epoch: epoch)
+        let commit = LedgerCommitInfo(
+            epoch: epoch, round: round, commitStateID: state ?? stateID, voteInfoHash: info.hash)
         let message = SigningDomain(chainID: "c").message("vote", epoch: epoch, commit.bytes)
         return QuorumCert(
             voteInfo: info, commitInfo: commit,

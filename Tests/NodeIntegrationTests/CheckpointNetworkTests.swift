@@ -134,20 +134,44 @@ struct CheckpointNetworkTests {
             net.shutdown()
             chain.stop()
         }
-        let node0 = try KeyStore(directory: net.dataDir(0)).load().nodeID
         let node1 = try KeyStore(directory: net.dataDir(1)).load().nodeID
-        try waitUntil(timeout: 120, "node 0 to hold a fully signed checkpoint") {
-            net.log(0).contains("fully signed, withheld")
+        // Leaders of neighbouring rounds may start the same due checkpoint at once (they
+        // build the same transaction, so a live one then completes it at once). Wait for
+        // one that node 0 holds alone: fully signed, withheld, and nobody else broadcast it
+        // within a second. Then kill -9 node 0, mid-flow.
+        func lines(_ i: Int, _ text: String) -> [Substring] {
+            net.log(i).split(separator: "\n").filter { $0.contains(text) }
+        }
+        var held = ""
+        var heldSince = Date.distantFuture
+        try waitUntil(timeout: 150, "node 0 alone holding a fully signed checkpoint") {
+            guard let last = lines(0, "fully signed, withheld").last,
+                let txid = last.split(separator: "txid=").last.map({ String($0.prefix(64)) })
+            else { return false }
+            if txid != held { (held, heldSince) = (txid, Date()) }
+            let elsewhere = (1..<4).contains { !lines($0, "checkpoint broadcast").filter { $0.contains(held) }.isEmpty }
+            return !elsewhere && Date().timeIntervalSince(heldSince) >= 1
         }
         net.kill9(0)
-        let before = records(net, 2).count
-        let killedAt = Date()
-        try waitUntil(timeout: 90, "a later leader to complete a checkpoint") {
-            records(net, 2).count > before
+        try waitUntil(timeout: 90, "a later leader to complete node 0's checkpoint") {
+            records(net, 2).contains { $0["txid"] == .string(held) }
         }
-        let completed = records(net, 2)[before]
-        #expect(completed["initiator"] != .string(node0), "completed by another validator")
-        #expect(Date().timeIntervalSince(killedAt) >= 0)
+        // The live validators held back for the timeout after node 0's request (6 s), then
+        // the leader of a later round asked for the same due checkpoint — the very
+        // transaction node 0 withheld (same QC, coin and fee rate give the same txid) —
+        // and broadcast it.
+        func second(_ line: Substring) -> Date? {
+            let formatter = ISO8601DateFormatter()
+            return line.split(separator: " ").first.flatMap { formatter.date(from: String($0)) }
+        }
+        let asked = try #require(lines(0, "asking the validators to sign").last { $0.contains(held) }.flatMap(second))
+        let taken = (1..<4).flatMap { lines($0, "asking the validators to sign").filter { $0.contains(held) } }
+        #expect(!taken.isEmpty, "a live validator asked for \(held)")
+        for line in taken {
+            let at = try #require(second(line))
+            #expect(at.timeIntervalSince(asked) >= 5, "after the 6 s timeout (log times are whole seconds): \(line)")
+        }
+        #expect((1..<4).contains { !lines($0, "checkpoint broadcast").filter { $0.contains(held) }.isEmpty })
 
         // Node 1's requests carry a state id that is not the QC's: refused, never signed.
         try waitUntil(timeout: 120, "a refusal of node 1's wrong state id") {
