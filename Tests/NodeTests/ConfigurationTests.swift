@@ -28,6 +28,12 @@ struct ConfigurationTests {
                 ping_interval = 5
                 peer_timeout = 15
                 address_refresh_interval = 2
+                [bitcoin]
+                network = "regtest"
+                esplora = "http://127.0.0.1:3002"
+                poll_interval = 0.5
+                fee_target = 6
+                fee_rate = 2.5
                 """, source: "node.toml")
         #expect(c.chainID == "testnet-7")
         #expect(c.listen == HostPort(host: "127.0.0.1", port: 4000))
@@ -39,6 +45,8 @@ struct ConfigurationTests {
         #expect(c.gossip.outboundTarget == 4 && c.gossip.maxInbound == 10 && c.gossip.maxConnectionsPerIP == 50)
         #expect(c.gossip.seenTTL == 60 && c.gossip.banDuration == 3600 && c.gossip.addressRefreshInterval == 2)
         #expect(c.gossip.pingInterval == 5 && c.gossip.peerTimeout == 15)
+        #expect(c.bitcoin.network == "regtest" && c.bitcoin.esplora == "http://127.0.0.1:3002")
+        #expect(c.bitcoin.pollInterval == 0.5 && c.bitcoin.feeTarget == 6 && c.bitcoin.feeRate == 2.5)
     }
 
     @Test(
@@ -54,6 +62,11 @@ struct ConfigurationTests {
             ("[gossip]\nping_interval = 100\npeer_timeout = 10", "peer_timeout"),
             ("chain_id = \"\"", "chain_id"),
             ("this is not toml", "invalid TOML"),
+            ("[bitcoin]\nesplora = \"ftp://x\"", "'bitcoin.esplora' must be an http(s) URL"),
+            ("[bitcoin]\nnetwork = \"litecoin\"", "'bitcoin.network' must be"),
+            ("[bitcoin]\nfee_target = 0", "must be ≥ 1"),
+            ("[bitcoin]\npoll = 1", "unknown key 'bitcoin.poll'"),
+            ("[bitcoin]\nfee_rate = -1", "fee_rate must be positive"),
         ])
     func rejects(_ text: String, _ expected: String) {
         var c = config()
