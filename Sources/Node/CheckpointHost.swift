@@ -31,7 +31,6 @@ struct CheckpointHost {
     }
 
     let settings: CheckpointInitiator.Settings
-    let firstEpoch: Epoch
     private let chainID: String
     private let identity: Ed25519.PrivateKey
     private let bitcoinKey: Secp256k1.PrivateKey
@@ -51,6 +50,7 @@ struct CheckpointHost {
     /// The last checkpoint this node broadcast and the seconds from its block's commit.
     private(set) var lastBroadcast: (txid: String, seconds: Double)?
     private var coins: [Epoch: CheckpointCoin] = [:]
+    private var lastRejection: String?
 
     /// Misbehaviour for end-to-end tests only (`SIDENODE_CHECKPOINT_FAULT`), as CometBFT's
     /// e2e "misbehaviors": a validator that proposes a wrong state id, or one that
@@ -69,7 +69,6 @@ struct CheckpointHost {
         settings = CheckpointInitiator.Settings(
             intervalBlocks: p.interval_blocks, timeout: p.timeout_seconds,
             policy: CheckpointPolicy(minFeeRate: Double(p.fee_rate_min), maxFeeRate: Double(p.fee_rate_max)))
-        firstEpoch = genesis.consensusConfig().epoch
         chainID = genesis.chain_id
         self.follower = follower
         self.identity = identity
@@ -142,8 +141,12 @@ struct CheckpointHost {
             initiator.requestSeen(now: now)  // an attempt in flight: no handoff while it waits for a block
             return false
         case .rejected(let reason):
-            logger.warning(
-                "a spend of the checkpoint coin is not a valid checkpoint", metadata: ["reason": "\(reason)"])
+            // Said once: the coin stays where it is and the same spend is seen at every poll.
+            if reason != lastRejection {
+                lastRejection = reason
+                logger.warning(
+                    "a spend of the checkpoint coin is not a valid checkpoint", metadata: ["reason": "\(reason)"])
+            }
             return false
         case .notYet(let reason):
             logger.debug("checkpoint spend not judgeable yet", metadata: ["reason": "\(reason)"])

@@ -727,7 +727,9 @@ public actor NodeRuntime: Service {
             guard
                 chain.core.config.validators.contains(sender)
                     || (epoch > 1 && chain.config(epoch: epoch - 1)?.validators.contains(sender) == true)
-            else { return .reject("checkpoint message not from a validator") }
+                // Validly signed, so not garbage: perhaps a validator of an epoch this node has
+                // not reached. Not relayed, and the peer that relayed it is not punished.
+            else { return .ignore }
             let actions = host.received(message, from: sender, now: now, chain: chain)
             checkpoint = host
             executeCheckpoint(actions)

@@ -87,6 +87,22 @@ struct CheckpointNetworkTests {
         // The audit PSBT of each is present.
         #expect(anchored.allSatisfy { ($0["psbt"]?.stringValue?.count ?? 0) > 100 })
 
+        // A restarted node keeps what it followed (checkpoints.json) and goes on from its coin.
+        let first = try #require(records(net, 3).first?["txid"]?.stringValue)
+        net.stop(3)
+        try net.start(3)
+        try net.waitReady(3)
+        try waitUntil(timeout: 30, "node 3 to follow Bitcoin again") {
+            (try? net.admin(3).call("getcheckpoints")["bitcoin_height"]?.numberValue) != nil
+        }
+        #expect(records(net, 3).first?["txid"] == .string(first))
+        let adoptions = net.log(3).split(separator: "\n").filter {
+            $0.contains("checkpoint confirmed on Bitcoin") && $0.contains(first)
+        }
+        // The restarted process writes a fresh log: walking again from the genesis coin
+        // would adopt the first checkpoint there once more.
+        #expect(adoptions.isEmpty, "not walked again from the genesis coin after the restart")
+
         // Node 4 joins the set; the epoch's last checkpoint pays the 5-key coin, whose
         // threshold (4 of 5) the new set meets in the next checkpoint.
         let keys = try KeyStore(directory: net.dataDir(4)).load()
