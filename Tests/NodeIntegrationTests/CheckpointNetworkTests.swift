@@ -84,8 +84,16 @@ struct CheckpointNetworkTests {
             }
         }
         #expect(anchored.allSatisfy { $0["signatures"] == .int(3) }, "k = 3 of 4 keys")
-        // The audit PSBT of each is present.
-        #expect(anchored.allSatisfy { ($0["psbt"]?.stringValue?.count ?? 0) > 100 })
+        // Each final PSBT audits with another wallet: BDK parses it, writes it back byte
+        // for byte, and extracts the very transaction that confirmed.
+        let audits = try #require(
+            try BDKInteropTests().bdk(["psbts": anchored.compactMap { $0["psbt"]?.stringValue }])["psbts"]
+                as? [[String: Any]])
+        #expect(audits.count == anchored.count)
+        for (audit, record) in zip(audits, anchored) {
+            #expect(audit["txid"] as? String == record["txid"]?.stringValue, "\(audit)")
+            #expect(audit["serialized"] as? String == record["psbt"]?.stringValue)
+        }
 
         // A restarted node keeps what it followed (checkpoints.json) and goes on from its coin.
         let first = try #require(records(net, 3).first?["txid"]?.stringValue)
