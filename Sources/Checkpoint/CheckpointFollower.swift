@@ -21,6 +21,8 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
         public var fee: UInt64
         /// Bitcoin height of the block that confirmed it; nil while in the mempool.
         public var bitcoinHeight: Int?
+        /// The consensus height whose commit it anchors, once the node knows it.
+        public var height: UInt64?
         /// Node id of the validator that asked for signatures, when this node saw the request.
         public var initiator: String?
         /// The final PSBT (BIP174, base64): the request's PSBT with the witness Bitcoin carries.
@@ -117,6 +119,13 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
         coinScriptHex = script.bytes.hex
         coinEpoch = nextEpoch
         return .adopted(record)
+    }
+
+    /// The node found the consensus height the last checkpoint anchors (it is not in
+    /// the transaction: the node knows it from its own chain).
+    public mutating func anchorLast(at height: UInt64) {
+        guard !records.isEmpty, height > 0 else { return }
+        records[records.count - 1].height = height
     }
 
     /// The coin was not spent (any more): a mempool spend was replaced or dropped.

@@ -76,8 +76,9 @@ struct CheckpointHost {
         self.logger = logger
         initiator = CheckpointInitiator(settings: settings)
         if let last = follower.last {
+            // The next one is due `interval_blocks` after the height it anchored.
             initiator.seenOnBitcoin(
-                height: 0, epoch: last.epoch, round: last.round, bitcoinHeight: last.bitcoinHeight ?? 0)
+                height: last.height ?? 0, epoch: last.epoch, round: last.round, bitcoinHeight: last.bitcoinHeight ?? 0)
         }
     }
 
@@ -128,6 +129,7 @@ struct CheckpointHost {
             let anchored = anchoredHeight(record, chain: chain)
             initiator.seenOnBitcoin(
                 height: anchored ?? 0, epoch: record.epoch, round: record.round, bitcoinHeight: confirmedAt ?? 0)
+            follower.anchorLast(at: initiator.checkpointedHeight)
             logger.notice(
                 "checkpoint confirmed on Bitcoin",
                 metadata: [

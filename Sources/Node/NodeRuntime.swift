@@ -1028,6 +1028,7 @@ public actor NodeRuntime: Service {
                     "txid": .string(r.txid), "epoch": .int(r.epoch), "round": .int(r.round),
                     "commit_state_id": .string(r.commitStateID), "initiator": r.initiator.map { .string($0) } ?? .null,
                     "status": .string(status), "bitcoin_height": r.bitcoinHeight.map { .int($0) } ?? .null,
+                    "height": r.height.map { .int($0) } ?? .null,
                     "confirmations": .int(r.bitcoinHeight.flatMap { h in tip.map { max(0, $0 - h + 1) } } ?? 0),
                     "signatures": .int(r.signatures), "fee": .int(r.fee), "psbt": r.psbt.map { .string($0) } ?? .null,
                 ])

@@ -84,6 +84,12 @@ struct CheckpointNetworkTests {
             }
         }
         #expect(anchored.allSatisfy { $0["signatures"] == .int(3) }, "k = 3 of 4 keys")
+        // The anchored height the node recorded is that block.
+        for record in anchored {
+            let height = try #require(record["height"]?.numberValue, "\(record)")
+            let block = try net.admin(1).call("getblock", .object(["height": .int(Int(height))]))
+            #expect(block["state_id"] == record["commit_state_id"])
+        }
         // Each final PSBT audits with another wallet: BDK parses it, writes it back byte
         // for byte, and extracts the very transaction that confirmed.
         let audits = try #require(
