@@ -25,7 +25,8 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
         public var height: UInt64?
         /// Node id of the validator that asked for signatures, when this node saw the request.
         public var initiator: String?
-        /// The final PSBT (BIP174, base64): the request's PSBT with the witness Bitcoin carries.
+        /// The final PSBT (BIP174, base64): the spent coin as witness UTXO and the witness
+        /// Bitcoin carries, so anyone can audit it with another wallet.
         public var psbt: String?
     }
 
@@ -66,11 +67,11 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
 
     /// `tx` spends the current coin; `confirmedAt` is its block height if it is in one.
     /// `coinForEpoch` gives an epoch's coin from the validator sets this node has
-    /// (nil if it does not know that epoch yet). `request` is the PSBT this node saw for
-    /// it and who sent it, if any.
+    /// (nil if it does not know that epoch yet). `initiator` is the validator this node saw
+    /// ask for it, if any.
     public mutating func spendSeen(
         _ tx: BitcoinTransaction, confirmedAt: Int?, coinForEpoch: (UInt64) -> CheckpointCoin?,
-        request: (psbt: PSBT, initiator: String)? = nil
+        initiator: String? = nil
     ) -> Outcome {
         let step = CheckpointChain.verify(
             start: coin, startScript: coinScript, startValue: coinValue, spends: [tx],
@@ -100,15 +101,14 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
         var record = Record(
             txid: entry.txid, epoch: entry.payload.epoch, round: entry.payload.round,
             commitStateID: entry.payload.commitStateID.hex, signatures: entry.signatures,
-            fee: coinValue - tx.outputs[0].value, bitcoinHeight: confirmedAt, initiator: request?.initiator,
-            psbt: request.map { Self.finalPSBT($0.psbt, tx: tx).base64 })
+            fee: coinValue - tx.outputs[0].value, bitcoinHeight: confirmedAt, initiator: initiator,
+            psbt: Self.finalPSBT(tx, spent: TxOut(value: coinValue, scriptPubKey: coinScript)).base64)
         guard let confirmedAt else {
-            if unconfirmed?.txid != record.txid || unconfirmed?.psbt == nil { unconfirmed = record }
+            if unconfirmed?.txid != record.txid || unconfirmed?.initiator == nil { unconfirmed = record }
             return .inMempool(unconfirmed!)
         }
         if unconfirmed?.txid == record.txid {
             record.initiator = record.initiator ?? unconfirmed?.initiator
-            record.psbt = record.psbt ?? unconfirmed?.psbt
         }
         record.bitcoinHeight = confirmedAt
         records.append(record)
@@ -131,13 +131,13 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
     /// The coin was not spent (any more): a mempool spend was replaced or dropped.
     public mutating func unspent() { unconfirmed = nil }
 
-    /// The finalizer's output for `tx`: the request's PSBT with only the UTXO and the
-    /// final witness left (BIP174), so anyone can audit it with another wallet.
-    static func finalPSBT(_ request: PSBT, tx: BitcoinTransaction) -> PSBT {
+    /// The finalizer's output for `tx` (BIP174: only the UTXO and the final witness left),
+    /// built from what Bitcoin carries, so every node has it, not just the initiator.
+    static func finalPSBT(_ tx: BitcoinTransaction, spent: TxOut) -> PSBT {
         var unsigned = tx
         unsigned.inputs[0].witness = []
         var psbt = PSBT(unsignedTx: unsigned)
-        psbt.inputs[0].witnessUtxo = request.inputs.first?.witnessUtxo
+        psbt.inputs[0].witnessUtxo = spent
         psbt.inputs[0].finalScriptWitness = tx.inputs[0].witness
         return psbt
     }

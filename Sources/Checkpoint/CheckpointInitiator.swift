@@ -79,11 +79,17 @@ public struct CheckpointInitiator: Sendable {
         dueTarget != nil
     }
 
-    /// What is due: an epoch's end first, else the first commit at or past the next
-    /// multiple of the interval (after the last checkpoint).
+    /// What is due: an epoch's end first; else, once the chain has passed the next
+    /// multiple of the interval after the last checkpoint, the first commit at or past the
+    /// latest multiple (so a chain that commits faster than Bitcoin confirms is anchored
+    /// near its tip instead of falling further behind).
     private var dueTarget: (height: UInt64, qc: QuorumCert)? {
         if let end = pendingEpochEnd { return end }
-        let boundary = (checkpointedHeight / settings.intervalBlocks + 1) * settings.intervalBlocks
+        let interval = settings.intervalBlocks
+        guard let latest = history.last, latest.height >= (checkpointedHeight / interval + 1) * interval else {
+            return nil
+        }
+        let boundary = latest.height / interval * interval
         return history.first { event in
             guard event.height >= boundary else { return false }
             guard let last = lastCheckpoint else { return true }

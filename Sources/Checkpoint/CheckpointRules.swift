@@ -72,6 +72,10 @@ public enum CheckpointRules {
         /// Not yet judgeable: this node has not committed the QC's block yet (ask again
         /// shortly; a node that never commits it will refuse after a bounded wait).
         case wait(String)
+        /// Not signed, and nobody's fault: the views differ (the coin moved, a checkpoint
+        /// confirmed, a Bitcoin block arrived) between initiator and validator.
+        case stale(String)
+        /// Not signed: the request breaks a rule no honest view does (the initiator is blamed).
         case refuse(String)
     }
 
@@ -82,7 +86,7 @@ public enum CheckpointRules {
             return .refuse("the QC is not a valid commit QC of epoch \(view.config.epoch)")
         }
         if let last = view.lastCheckpoint, (qc.commitInfo.epoch, qc.commitInfo.round) <= (last.epoch, last.round) {
-            return .refuse("epoch \(qc.commitInfo.epoch) round \(qc.commitInfo.round) is not after the last checkpoint")
+            return .stale("epoch \(qc.commitInfo.epoch) round \(qc.commitInfo.round) is not after the last checkpoint")
         }
         // 2. The state it certifies is this node's committed state at that block.
         guard let own = view.committedStates[qc.voteInfo.parentID] else {
@@ -93,8 +97,9 @@ public enum CheckpointRules {
         }
         let tx = request.psbt.unsignedTx
         // 3. It spends the coin this node knows as current, and only that.
-        guard tx.inputs.count == 1, tx.inputs[0].previousOutput == view.coin else {
-            return .refuse("the input is not the current checkpoint coin \(view.coin)")
+        guard tx.inputs.count == 1 else { return .refuse("a checkpoint has exactly one input") }
+        guard tx.inputs[0].previousOutput == view.coin else {
+            return .stale("the input is not the current checkpoint coin \(view.coin)")
         }
         guard let utxo = request.psbt.inputs[0].witnessUtxo,
             utxo == TxOut(value: view.coinValue, scriptPubKey: view.currentCoin.scriptPubKey)
@@ -123,7 +128,7 @@ public enum CheckpointRules {
         // 6. Cadence: never more than one checkpoint per Bitcoin block (or per the
         //    configured spacing).
         if let last = view.lastCheckpointHeight, view.bitcoinHeight - last < policy.minBitcoinBlocksBetween {
-            return .refuse(
+            return .stale(
                 "too early: the last checkpoint confirmed at Bitcoin height \(last), the tip is \(view.bitcoinHeight)")
         }
         return .sign

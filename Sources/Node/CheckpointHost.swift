@@ -41,8 +41,8 @@ struct CheckpointHost {
     var estimatedFeeRate: Double?
     var feeRateOverride: Double?
     private(set) var bitcoinTip: Int?
-    /// Requests seen, by txid: the PSBT and who sent it (for records and audits).
-    private var requests: [String: (psbt: PSBT, initiator: String, block: Hash32, at: Double)] = [:]
+    /// Requests seen, by txid: who sent it and the block its QC commits (for records).
+    private var requests: [String: (initiator: String, block: Hash32, at: Double)] = [:]
     /// Requests this validator could not judge yet (its node had not committed the block).
     private var waiting: [(request: CheckpointRequest, from: ValidatorID, since: Double)] = []
     /// When recent heights committed here, for the commit → broadcast figure.
@@ -121,9 +121,9 @@ struct CheckpointHost {
     /// Returns whether the coin moved (the caller then asks about the new coin at once).
     mutating func spendSeen(_ tx: BitcoinTransaction, confirmedAt: Int?, chain: ConsensusHost, now: Double) -> Bool {
         let txid = tx.displayTxid
-        let seen = requests[txid].map { (psbt: $0.psbt, initiator: $0.initiator) }
         let outcome = follower.spendSeen(
-            tx, confirmedAt: confirmedAt, coinForEpoch: { Self.coin(epoch: $0, chain: chain) }, request: seen)
+            tx, confirmedAt: confirmedAt, coinForEpoch: { Self.coin(epoch: $0, chain: chain) },
+            initiator: requests[txid]?.initiator)
         switch outcome {
         case .adopted(let record):
             let anchored = anchoredHeight(record, chain: chain)
@@ -203,7 +203,7 @@ struct CheckpointHost {
                 request = CheckpointRequest(psbt: psbt, qc: request.qc)
             }
             let txid = request.psbt.unsignedTx.displayTxid
-            requests[txid] = (request.psbt, identity.publicKey.hex, request.qc.voteInfo.parentID, now)
+            requests[txid] = (identity.publicKey.hex, request.qc.voteInfo.parentID, now)
             logger.info(
                 "checkpoint: asking the validators to sign",
                 metadata: [
@@ -254,7 +254,7 @@ struct CheckpointHost {
             let txid = request.psbt.unsignedTx.displayTxid
             // The latest requester of a txid is the one still driving it (after a handoff,
             // a later leader asks for the very same transaction).
-            requests[txid] = (request.psbt, sender.hex, request.qc.voteInfo.parentID, now)
+            requests[txid] = (sender.hex, request.qc.voteInfo.parentID, now)
             if requests.count > 1_000 { requests = requests.filter { now - $0.value.at < 600 } }
             // A refused request is not an attempt: a validator sending bad ones must not
             // hold the others back for the timeout.
@@ -290,7 +290,7 @@ struct CheckpointHost {
             if let qcCoin = coin(epoch: request.qc.commitInfo.epoch, chain: chain),
                 qcCoin.scriptPubKey != current.scriptPubKey
             {
-                verdict = .refuse(
+                verdict = .stale(
                     "the coin is locked by epoch \(follower.coinEpoch)'s set, not epoch \(request.qc.commitInfo.epoch)'s: "
                         + "that epoch's end must be checkpointed first")
             } else {
@@ -315,16 +315,26 @@ struct CheckpointHost {
                 if waiting.count > 16 { waiting.removeFirst() }
                 return ([], false)
             }
-            return (refuse(txid, from: sender, reason: "waited \(Int(Self.waitLimit)) s: \(why)"), true)
+            // Perhaps this node lags: not the initiator's fault.
+            return (refuse(txid, from: sender, reason: "waited \(Int(Self.waitLimit)) s: \(why)", blame: false), true)
+        case .stale(let why):
+            return (refuse(txid, from: sender, reason: why, blame: false), true)
         case .refuse(let why):
-            return (refuse(txid, from: sender, reason: why), true)
+            return (refuse(txid, from: sender, reason: why, blame: true), true)
         }
     }
 
-    private func refuse(_ txid: String, from sender: ValidatorID, reason: String) -> [Action] {
-        logger.warning(
-            "checkpoint: refused to sign",
-            metadata: ["txid": "\(txid)", "initiator": "\(sender.hex.prefix(16))", "reason": "\(reason)"])
+    /// Tells the initiator why; a request that breaks a rule no honest view breaks also
+    /// scores its sender down, one whose view merely differs (stale) does not.
+    private func refuse(_ txid: String, from sender: ValidatorID, reason: String, blame: Bool) -> [Action] {
+        let metadata: Logger.Metadata = [
+            "txid": "\(txid)", "initiator": "\(sender.hex.prefix(16))", "reason": "\(reason)",
+        ]
+        guard blame else {
+            logger.info("checkpoint: not signed (views differ)", metadata: metadata)
+            return [.gossip(envelope(.refusal(txid: txid, reason: reason)))]
+        }
+        logger.warning("checkpoint: refused to sign", metadata: metadata)
         return [
             .gossip(envelope(.refusal(txid: txid, reason: reason))),
             .penalize(sender, "checkpoint request refused: \(reason)"),

@@ -19,7 +19,7 @@ struct CheckpointFollowerTests {
     func checkpoint(
         _ outpoint: OutPoint, value: UInt64, from: [Secp256k1.PrivateKey], to: [Secp256k1.PrivateKey], epoch: UInt64,
         round: UInt64, fee: UInt64 = 500
-    ) throws -> (PSBT, BitcoinTransaction) {
+    ) throws -> BitcoinTransaction {
         let payload = try CheckpointPayload(
             epoch: epoch, round: round, commitStateID: [UInt8](repeating: UInt8(round), count: 32))
         let unsigned = try CheckpointTransaction.psbt(
@@ -27,7 +27,7 @@ struct CheckpointFollowerTests {
         var psbt = try unsigned.validated()
         for key in from.prefix(coin(from).threshold) { try psbt.sign(with: key) }
         try psbt.finalize()
-        return (unsigned, try psbt.extract())
+        return try psbt.extract()
     }
 
     func follower() -> CheckpointFollower {
@@ -37,15 +37,14 @@ struct CheckpointFollowerTests {
     @Test("a mempool spend is reported without moving the coin; once confirmed it is adopted with its audit PSBT")
     func mempoolThenConfirmed() throws {
         var f = follower()
-        let (request, tx) = try checkpoint(genesis, value: 100_000, from: epoch1, to: epoch1, epoch: 1, round: 7)
+        let tx = try checkpoint(genesis, value: 100_000, from: epoch1, to: epoch1, epoch: 1, round: 7)
         guard case .inMempool(let pending) = f.spendSeen(tx, confirmedAt: nil, coinForEpoch: coins) else {
             Issue.record("expected a mempool sighting")
             return
         }
         #expect(pending.round == 7 && pending.bitcoinHeight == nil)
         #expect(f.coin == genesis, "the coin stays until the spend confirms (a fee bump spends the same coin)")
-        let outcome = f.spendSeen(
-            tx, confirmedAt: 120, coinForEpoch: coins, request: (request, "initiator-id"))
+        let outcome = f.spendSeen(tx, confirmedAt: 120, coinForEpoch: coins, initiator: "initiator-id")
         guard case .adopted(let record) = outcome else {
             Issue.record("expected adoption, got \(outcome)")
             return
@@ -63,16 +62,16 @@ struct CheckpointFollowerTests {
     @Test("an epoch's last checkpoint moves the coin to the next set, which signs the one after")
     func epochHandover() throws {
         var f = follower()
-        let (_, first) = try checkpoint(genesis, value: 100_000, from: epoch1, to: epoch2, epoch: 1, round: 30)
+        let first = try checkpoint(genesis, value: 100_000, from: epoch1, to: epoch2, epoch: 1, round: 30)
         #expect(f.spendSeen(first, confirmedAt: 101, coinForEpoch: coins) != .rejected(""))
         #expect(f.coinEpoch == 2 && f.coinScript == coin(epoch2).scriptPubKey)
         // Epoch 1's keys can no longer move it: the spend does not verify against the coin.
-        let (_, stale) = try checkpoint(f.coin, value: f.coinValue, from: epoch1, to: epoch1, epoch: 2, round: 4)
+        let stale = try checkpoint(f.coin, value: f.coinValue, from: epoch1, to: epoch1, epoch: 2, round: 4)
         guard case .rejected = f.spendSeen(stale, confirmedAt: 102, coinForEpoch: coins) else {
             Issue.record("a spend by the old set must be rejected")
             return
         }
-        let (_, next) = try checkpoint(f.coin, value: f.coinValue, from: epoch2, to: epoch2, epoch: 2, round: 4)
+        let next = try checkpoint(f.coin, value: f.coinValue, from: epoch2, to: epoch2, epoch: 2, round: 4)
         guard case .adopted(let record) = f.spendSeen(next, confirmedAt: 102, coinForEpoch: coins) else {
             Issue.record("the new set's checkpoint must be adopted")
             return
@@ -84,7 +83,7 @@ struct CheckpointFollowerTests {
     func rejections() throws {
         var f = follower()
         // A finalizer refuses too few signatures, so blank one in a valid witness instead.
-        var (_, weak) = try checkpoint(genesis, value: 100_000, from: epoch1, to: epoch1, epoch: 1, round: 5)
+        var weak = try checkpoint(genesis, value: 100_000, from: epoch1, to: epoch1, epoch: 1, round: 5)
         let signed = try #require(weak.inputs[0].witness.firstIndex { !$0.isEmpty })
         weak.inputs[0].witness[signed] = []
         guard case .rejected = f.spendSeen(weak, confirmedAt: 100, coinForEpoch: coins) else {
@@ -92,16 +91,16 @@ struct CheckpointFollowerTests {
             return
         }
         let stranger = (0..<4).map { _ in Secp256k1.PrivateKey() }
-        let (_, foreign) = try checkpoint(genesis, value: 100_000, from: epoch1, to: stranger, epoch: 1, round: 5)
+        let foreign = try checkpoint(genesis, value: 100_000, from: epoch1, to: stranger, epoch: 1, round: 5)
         guard case .rejected(let why) = f.spendSeen(foreign, confirmedAt: 100, coinForEpoch: coins) else {
             Issue.record("output 0 to a foreign script must be rejected")
             return
         }
         #expect(why.contains("output 0"))
         #expect(f.coin == genesis && f.records.isEmpty)
-        let (_, good) = try checkpoint(genesis, value: 100_000, from: epoch1, to: epoch1, epoch: 1, round: 9)
+        let good = try checkpoint(genesis, value: 100_000, from: epoch1, to: epoch1, epoch: 1, round: 9)
         _ = f.spendSeen(good, confirmedAt: 100, coinForEpoch: coins)
-        let (_, back) = try checkpoint(f.coin, value: f.coinValue, from: epoch1, to: epoch1, epoch: 1, round: 8)
+        let back = try checkpoint(f.coin, value: f.coinValue, from: epoch1, to: epoch1, epoch: 1, round: 8)
         guard case .rejected = f.spendSeen(back, confirmedAt: 101, coinForEpoch: coins) else {
             Issue.record("a checkpoint of an earlier round must be rejected")
             return
@@ -112,7 +111,7 @@ struct CheckpointFollowerTests {
     @Test("a spend naming an epoch this node does not know yet waits instead of being judged")
     func unknownEpochWaits() throws {
         var f = follower()
-        let (_, tx) = try checkpoint(genesis, value: 100_000, from: epoch1, to: epoch2, epoch: 1, round: 30)
+        let tx = try checkpoint(genesis, value: 100_000, from: epoch1, to: epoch2, epoch: 1, round: 30)
         guard case .notYet = f.spendSeen(tx, confirmedAt: 100, coinForEpoch: { $0 == 1 ? coin(epoch1) : nil }) else {
             Issue.record("without epoch 2's set the handover cannot be judged yet")
             return

@@ -85,6 +85,10 @@ struct CheckpointRulesTests {
             if case .refuse(let why) = v { return why.contains(words) }
             return false
         }
+        func stale(_ v: CheckpointRules.Verdict, _ words: String) -> Bool {
+            if case .stale(let why) = v { return why.contains(words) }
+            return false
+        }
         #expect(refused(verdict(try request(), view(committed: Hash32.of([99]))), "differs from this node's"))
         #expect(refused(verdict(try request(qc: qc(signers: 2))), "not a valid commit QC"), "2 of 4 is no quorum")
         #expect(refused(verdict(try request(qc: qc(epoch: 2))), "not a valid commit QC"), "another epoch's QC")
@@ -96,16 +100,16 @@ struct CheckpointRulesTests {
             })
         #expect(refused(verdict(try request(qc: forged)), "not a valid commit QC"), "forged signatures")
         #expect(
-            refused(
+            stale(
                 verdict(try request(input: OutPoint(txid: [UInt8](repeating: 8, count: 32), vout: 0))),
-                "not the current checkpoint coin"))
+                "not the current checkpoint coin"), "another coin: a view that lags, not blamed")
         let stranger = try CheckpointCoin(
             keys: (0..<4).map { _ in Secp256k1.PrivateKey().xOnlyPublicKey.rawRepresentation })
         #expect(refused(verdict(try request(to: stranger)), "outputs"), "pays the coin to other keys")
         #expect(refused(verdict(try request(round: 11)), "outputs"), "an OP_RETURN that is not this QC's")
         #expect(refused(verdict(try request(fee: 50_000)), "fee rate"), "excessive fee")
         #expect(refused(verdict(try request(fee: 100)), "fee rate"), "below the minimum")
-        #expect(refused(verdict(try request(), view(lastCheckpoint: 105, tip: 105)), "too early"))
+        #expect(stale(verdict(try request(), view(lastCheckpoint: 105, tip: 105)), "too early"))
         let pending = CheckpointView(
             config: config, committedStates: [:], coin: coinOutpoint, coinValue: 100_000, currentCoin: coin,
             nextCoin: coin, bitcoinHeight: 105, lastCheckpointHeight: 100)
