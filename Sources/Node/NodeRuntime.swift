@@ -311,10 +311,11 @@ public actor NodeRuntime: Service {
     private func checkpointLoop() async {
         while !Task.isCancelled {
             do { try await Task.sleep(for: .milliseconds(250)) } catch { return }
-            guard var host = checkpoint, consensus != nil else { continue }
+            let events = consensus?.takeCommitEvents() ?? []
+            guard var host = checkpoint, let chain = consensus else { continue }
             let t = now
-            host.committed(consensus!.takeCommitEvents(), now: t)
-            let actions = host.tick(now: t, chain: consensus!)
+            host.committed(events, now: t)
+            let actions = host.tick(now: t, chain: chain)
             checkpoint = host
             executeCheckpoint(actions)
         }
@@ -384,8 +385,8 @@ public actor NodeRuntime: Service {
             case .gossip(let payload):
                 execute(engine.broadcast(payload, now: now))
             case .penalize(let validator, let reason):
-                // A tenth of an invalid message: a refused request may be an honest validator
-                // whose view of the coin lags; one that keeps proposing bad ones is banned.
+                // A tenth of an invalid message per rule-breaking request: one that keeps
+                // asking for bad checkpoints is banned; a single one does not cut it off.
                 if let state = engine.peer(validator) {
                     execute(
                         engine.penalize(
@@ -1044,20 +1045,21 @@ public actor NodeRuntime: Service {
                         + (f.unconfirmed.map { [row($0, status: "mempool")] } ?? [])),
             ])
         case "setcheckpointfeerate":
-            guard checkpoint != nil else { throw AdminError.serverError("checkpointing is off here") }
+            guard var host = checkpoint else { throw AdminError.serverError("checkpointing is off here") }
             // {"rate": X} sets the operator's rate; {"rate": null} or {} goes back to the estimate.
-            if let rate = params["rate"]?.numberValue {
-                guard rate > 0, rate.isFinite else { throw AdminError.invalidParams("rate must be a positive sat/vB") }
-                checkpoint?.feeRateOverride = rate
-            } else {
-                checkpoint?.feeRateOverride = nil
+            switch params["rate"] {
+            case nil, .null?:
+                host.feeRateOverride = nil
+            case let value?:
+                guard let rate = value.numberValue, rate > 0, rate.isFinite else {
+                    throw AdminError.invalidParams("rate must be a positive number of sat/vB, or null")
+                }
+                host.feeRateOverride = rate
             }
+            checkpoint = host
             return .object([
-                "fee_rate": .number(checkpoint!.feeRate),
-                "override": checkpoint!.feeRateOverride.map { .number($0) } ?? .null,
-                "bounds": .array([
-                    .number(checkpoint!.settings.policy.minFeeRate), .number(checkpoint!.settings.policy.maxFeeRate),
-                ]),
+                "fee_rate": .number(host.feeRate), "override": host.feeRateOverride.map { .number($0) } ?? .null,
+                "bounds": .array([.number(host.settings.policy.minFeeRate), .number(host.settings.policy.maxFeeRate)]),
             ])
         case "getblock":
             guard let host = consensus else {

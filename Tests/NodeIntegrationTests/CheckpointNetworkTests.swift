@@ -101,6 +101,17 @@ struct CheckpointNetworkTests {
             #expect(audit["serialized"] as? String == record["psbt"]?.stringValue)
         }
 
+        // The operator's fee rate: set, clamped to the genesis bounds, refused if not a rate, cleared.
+        let set = try net.admin(0).call("setcheckpointfeerate", .object(["rate": .number(3)]))
+        #expect(set["fee_rate"] == .number(3) && set["override"] == .number(3))
+        let capped = try net.admin(0).call("setcheckpointfeerate", .object(["rate": .number(5_000)]))
+        #expect(capped["fee_rate"] == .number(100), "clamped to fee_rate_max")
+        #expect(throws: (any Error).self) {
+            try net.admin(0).call("setcheckpointfeerate", .object(["rate": .string("fast")]))
+        }
+        let cleared = try net.admin(0).call("setcheckpointfeerate")
+        #expect(cleared["override"] == .null)
+
         // A restarted node keeps what it followed (checkpoints.json) and goes on from its coin.
         let first = try #require(records(net, 3).first?["txid"]?.stringValue)
         net.stop(3)
