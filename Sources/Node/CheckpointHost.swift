@@ -53,8 +53,9 @@ struct CheckpointHost {
     private var lastRejection: String?
 
     /// Misbehaviour for end-to-end tests only (`SIDENODE_CHECKPOINT_FAULT`), as CometBFT's
-    /// e2e "misbehaviors": a validator that proposes a wrong state id, or one that
-    /// collects signatures and never broadcasts (then is killed mid-flow).
+    /// e2e "misbehaviors": a validator that asks, whenever a checkpoint is due, for
+    /// signatures on a wrong state id, or one that collects signatures and never
+    /// broadcasts (then is killed mid-flow).
     enum Fault: String {
         case wrongStateID = "wrong-state-id"
         case withholdBroadcast = "withhold-broadcast"
@@ -181,7 +182,10 @@ struct CheckpointHost {
         let retry = waiting
         waiting = []
         for item in retry { out += judge(item.request, from: item.from, since: item.since, now: now, chain: chain).0 }
-        guard chain.leadsCurrentRound, let bitcoinTip, let target = initiator.nextTarget,
+        // The wrong-state-id fault plays a Byzantine validator: it asks whenever one is
+        // due, without waiting to lead a round.
+        let leads = chain.leadsCurrentRound || (fault == .wrongStateID && chain.isValidator)
+        guard leads, let bitcoinTip, let target = initiator.nextTarget,
             let view = view(for: target, chain: chain, bitcoinHeight: bitcoinTip)
         else { return out }
         for action in initiator.leading(now: now, view: view, key: bitcoinKey, feeRate: feeRate) {

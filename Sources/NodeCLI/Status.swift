@@ -45,6 +45,14 @@ struct Status: AsyncParsableCommand {
                     ? "yes, to height \(text(status["sync_target"]))"
                     : "no (best neighbour height \(text(status["sync_target"])))"
             ),
+            (
+                "last checkpoint",
+                status["last_checkpoint"]?["txid"] == nil
+                    ? "none confirmed (or checkpointing off)"
+                    : "epoch \(text(status["last_checkpoint"]?["epoch"])) round \(text(status["last_checkpoint"]?["round"])), "
+                        + "Bitcoin height \(text(status["last_checkpoint"]?["bitcoin_height"])), "
+                        + "txid \(text(status["last_checkpoint"]?["txid"]))"
+            ),
             ("peers", text(info["connections"])),
             ("DAG transactions", text(mempool["count"])),
         ]
