@@ -102,7 +102,9 @@ public struct CheckpointInitiator: Sendable {
         guard qc.commitInfo.commitStateID != nil, height > (history.last?.height ?? 0) else { return }
         history.append((height, qc))
         if history.count > Self.historyLimit { history.removeFirst(history.count - Self.historyLimit) }
-        if endsEpoch { pendingEpochEnd = (height, qc) }
+        // An earlier epoch's end still waiting goes first: the coin must reach each set in
+        // turn (the later end is found again once the coin has moved, `epochEndPending`).
+        if endsEpoch, pendingEpochEnd == nil { pendingEpochEnd = (height, qc) }
         // `lastAttempt` is not reset when it becomes due: another validator's request for
         // it may have arrived before this node processed the commit, and starting too
         // would race that initiator.

@@ -284,10 +284,23 @@ struct CheckpointHost {
     private mutating func judge(
         _ request: CheckpointRequest, from sender: ValidatorID, since: Double, now: Double, chain: ConsensusHost
     ) -> ([Action], refused: Bool) {
-        guard sender != identity.publicKey, let current = coin(epoch: follower.coinEpoch, chain: chain),
+        // Only a validator of this or the previous epoch can hold a key of the coin.
+        let epoch = chain.core.config.epoch
+        guard sender != identity.publicKey,
+            chain.isValidator
+                || (epoch > 1 && chain.config(epoch: epoch - 1)?.validators.contains(chain.core.me) == true)
+        else { return ([], false) }
+        // This node's poll of Bitcoin may lag the initiator's: a request spending another
+        // coin (perhaps the one the last checkpoint created) waits for the follower to
+        // move, as it would for a block not yet committed here.
+        if request.psbt.unsignedTx.inputs.first?.previousOutput != follower.coin {
+            return settle(
+                .wait("it spends another coin than \(follower.coin), the one this node follows"), request: request,
+                signed: nil, from: sender, since: since, now: now)
+        }
+        guard let current = coin(epoch: follower.coinEpoch, chain: chain),
             current.keys.contains(bitcoinKey.xOnlyPublicKey.rawRepresentation)
         else { return ([], false) }  // not a signer of the coin: nothing to judge
-        let txid = request.psbt.unsignedTx.displayTxid
         let verdict: CheckpointRules.Verdict
         var signed: PSBT?
         if let bitcoinTip, let view = view(for: request.qc, chain: chain, bitcoinHeight: bitcoinTip) {
@@ -304,6 +317,15 @@ struct CheckpointHost {
         } else {
             verdict = .wait("epoch \(request.qc.commitInfo.epoch) or the Bitcoin tip is not known here yet")
         }
+        return settle(verdict, request: request, signed: signed, from: sender, since: since, now: now)
+    }
+
+    /// Acts on a verdict: the signature out, a bounded wait, or a refusal.
+    private mutating func settle(
+        _ verdict: CheckpointRules.Verdict, request: CheckpointRequest, signed: PSBT?, from sender: ValidatorID,
+        since: Double, now: Double
+    ) -> ([Action], refused: Bool) {
+        let txid = request.psbt.unsignedTx.displayTxid
         switch verdict {
         case .sign:
             logger.info(

@@ -139,7 +139,7 @@ struct CheckpointNetworkTests {
             (try? net.admin(4).call("getstatus")["validator"]) == .bool(true)
         }
         let epoch = Int(try net.admin(4).call("getstatus")["epoch"]?.numberValue ?? 0)
-        try waitUntil(timeout: 120, "a checkpoint of epoch \(epoch) signed by the new set") {
+        try waitUntil(timeout: 240, "a checkpoint of epoch \(epoch) signed by the new set") {
             records(net, 4).contains { Int($0["epoch"]?.numberValue ?? 0) >= epoch && $0["signatures"] == .int(4) }
         }
         let coinEpoch = Int(try net.admin(4).call("getcheckpoints")["coin_epoch"]?.numberValue ?? 0)
