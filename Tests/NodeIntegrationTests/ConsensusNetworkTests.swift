@@ -68,7 +68,7 @@ struct ConsensusNetworkTests {
         _ = states
 
         // Prometheus metrics are served over HTTP.
-        let http = try RawTCPClient(port: net.port(0) + 10_000)
+        let http = try RawTCPClient(port: net.metricsPort(0))
         http.send(Array("GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8))
         var response = ""
         while !response.contains("sidenode_p2p_peers"), let bytes = http.receive(), !bytes.isEmpty {

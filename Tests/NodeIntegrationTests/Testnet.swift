@@ -79,7 +79,7 @@ final class LocalTestnet: @unchecked Sendable {
                 chain_id = "sidenode-it"
                 listen = "127.0.0.1:\(basePort + i)"
                 log_level = "info"
-                metrics_listen = "127.0.0.1:\(basePort + 10_000 + i)"
+                metrics_listen = "127.0.0.1:\(metricsPort(i))"
                 sync_interval = 1
                 [gossip]
                 max_connections_per_ip = 64
@@ -115,6 +115,9 @@ final class LocalTestnet: @unchecked Sendable {
         AdminClient(socketPath: dataDir(i).appendingPathComponent("admin.sock").path)
     }
     func port(_ i: Int) -> Int { basePort + i }
+    /// Below Linux's ephemeral range (32768–60999), where an outgoing connection of
+    /// another test could hold the port.
+    func metricsPort(_ i: Int) -> Int { basePort - 10_000 + i }
 
     func start(_ i: Int, bootstrap: Bool = true, environment: [String: String] = [:]) throws {
         let process = Process()
@@ -138,7 +141,14 @@ final class LocalTestnet: @unchecked Sendable {
 
     /// Waits until the node answers on its admin socket.
     func waitReady(_ i: Int, timeout: Double = 20) throws {
-        try waitUntil(timeout: timeout, "node\(i) admin socket") { (try? self.admin(i).call("getinfo")) != nil }
+        try waitUntil(timeout: timeout, "node\(i) admin socket") {
+            // A node that exited will not answer: say why at once.
+            if let process = processes[i], !process.isRunning {
+                throw TestnetError(
+                    "node\(i) exited: \(log(i).split(separator: "\n").suffix(5).joined(separator: "\n"))")
+            }
+            return (try? self.admin(i).call("getinfo")) != nil
+        }
     }
 
     /// Runs a p2pnode subcommand to completion; returns its exit status and output.
