@@ -24,8 +24,9 @@ struct CheckpointHost {
     enum Action {
         /// A gossip payload (topic byte included) for every node.
         case gossip([UInt8])
-        /// Fully signed: broadcast it through esplora.
-        case broadcast(BitcoinTransaction, CheckpointPayload)
+        /// Fully signed: broadcast it through esplora. `sinceCommit`: seconds since its
+        /// block committed here, if known (the commit → broadcast figure).
+        case broadcast(BitcoinTransaction, CheckpointPayload, sinceCommit: Double?)
         /// A validator sent a request this node refused.
         case penalize(ValidatorID, String)
     }
@@ -47,8 +48,6 @@ struct CheckpointHost {
     private var waiting: [(request: CheckpointRequest, from: ValidatorID, since: Double)] = []
     /// When recent heights committed here, for the commit → broadcast figure.
     private var commitTimes: [UInt64: Double] = [:]
-    /// The last checkpoint this node broadcast and the seconds from its block's commit.
-    private(set) var lastBroadcast: (txid: String, seconds: Double)?
     private var coins: [Epoch: CheckpointCoin] = [:]
     private var lastRejection: String?
 
@@ -223,9 +222,7 @@ struct CheckpointHost {
                 return []
             }
             let block = requests[tx.displayTxid].flatMap { chain.committed(blockID: $0.block) }
-            let seconds = block.flatMap { commitTimes[$0.height] }.map { now - $0 }
-            lastBroadcast = (tx.displayTxid, seconds ?? -1)
-            return [.broadcast(tx, payload)]
+            return [.broadcast(tx, payload, sinceCommit: block.flatMap { commitTimes[$0.height] }.map { now - $0 })]
         }
     }
 
@@ -237,7 +234,7 @@ struct CheckpointHost {
         else { return nil }
         var states: [Hash32: Hash32] = [:]
         var endsEpoch = false
-        if let own = chain.committed(blockID: qc.voteInfo.parentID) {
+        if let own = chain.committed(certifiedBy: qc) {
             states[qc.voteInfo.parentID] = own.stateID
             endsEpoch = own.endsEpoch
         }
@@ -285,11 +282,9 @@ struct CheckpointHost {
         _ request: CheckpointRequest, from sender: ValidatorID, since: Double, now: Double, chain: ConsensusHost
     ) -> ([Action], refused: Bool) {
         // Only a validator of this or the previous epoch can hold a key of the coin.
-        let epoch = chain.core.config.epoch
-        guard sender != identity.publicKey,
-            chain.isValidator
-                || (epoch > 1 && chain.config(epoch: epoch - 1)?.validators.contains(chain.core.me) == true)
-        else { return ([], false) }
+        guard sender != identity.publicKey, chain.isValidatorOfCurrentOrPreviousEpoch(chain.core.me) else {
+            return ([], false)
+        }
         // This node's poll of Bitcoin may lag the initiator's: a request spending another
         // coin (perhaps the one the last checkpoint created) waits for the follower to
         // move, as it would for a block not yet committed here.

@@ -690,12 +690,31 @@ struct ConsensusHost {
         return (stored.height, state, (try? store.epoch(endingAt: stored.height)) != nil)
     }
 
+    /// The committed block whose state a commit QC certifies: its parent (2-chain), or for
+    /// the QC that ended an epoch through the reconfiguration suffix, the epoch's last
+    /// block (the empty suffix blocks keep its state and are not stored as committed).
+    func committed(certifiedBy qc: QuorumCert) -> (height: UInt64, stateID: Hash32, endsEpoch: Bool)? {
+        if let block = committed(blockID: qc.voteInfo.parentID) { return block }
+        guard let end = end(ofEpoch: qc.commitInfo.epoch), end.qc.commitInfo == qc.commitInfo,
+            let stored = try? store.committed(height: end.height), let state = try? Hash32(bytes: stored.stateID)
+        else { return nil }
+        return (end.height, state, true)
+    }
+
     /// Where an epoch ended and the QC that committed its last block.
     func end(ofEpoch epoch: Epoch) -> (height: UInt64, qc: QuorumCert)? {
         guard let record = try? store.epoch(epoch), let height = record.endHeight, let bytes = record.proof,
             let proof = try? EpochChangeProof.decode(bytes)
         else { return nil }
         return (height, proof.commitQC)
+    }
+
+    /// `id` is a validator of the current epoch or of the one before it (whose set signs
+    /// that epoch's last checkpoint, and may still hold a key of the coin).
+    func isValidatorOfCurrentOrPreviousEpoch(_ id: ValidatorID) -> Bool {
+        let epoch = core.config.epoch
+        return core.config.validators.contains(id)
+            || (epoch > 1 && system(epoch: epoch - 1)?.validators.contains { $0.id == id } == true)
     }
 
     /// This node is a validator leading the current round, and following consensus live.

@@ -393,10 +393,10 @@ public actor NodeRuntime: Service {
                             peer: state.connection, points: max(1, configuration.gossip.invalidMessagePenalty / 10),
                             reason: reason, now: now))
                 }
-            case .broadcast(let tx, let payload):
+            case .broadcast(let tx, let payload, let sinceCommit):
                 guard let esplora else { continue }
                 let hex = tx.hex
-                let seconds = checkpoint?.lastBroadcast?.seconds ?? -1
+                let seconds = sinceCommit ?? -1
                 Task { [logger] in
                     do {
                         let txid = try await esplora.broadcast(hex: hex)
@@ -724,13 +724,9 @@ public actor NodeRuntime: Service {
                 return .reject(error.description)
             }
             // Signers of the coin may be the previous epoch's validators (its last checkpoint).
-            let epoch = chain.core.config.epoch
-            guard
-                chain.core.config.validators.contains(sender)
-                    || (epoch > 1 && chain.config(epoch: epoch - 1)?.validators.contains(sender) == true)
-                // Validly signed, so not garbage: perhaps a validator of an epoch this node has
-                // not reached. Not relayed, and the peer that relayed it is not punished.
-            else { return .ignore }
+            // Validly signed, so not garbage: perhaps a validator of an epoch this node has
+            // not reached. Not relayed, and the peer that relayed it is not punished.
+            guard chain.isValidatorOfCurrentOrPreviousEpoch(sender) else { return .ignore }
             let actions = host.received(message, from: sender, now: now, chain: chain)
             checkpoint = host
             executeCheckpoint(actions)

@@ -199,6 +199,13 @@ struct CheckpointCommand: AsyncParsableCommand {
                         let block = try node.call("getblock", .object(["height": .int(height)]))
                         if let round = block["round"]?.numberValue, let id = block["state_id"]?.stringValue {
                             rounds[UInt64(round)] = id
+                            // The QC that ended the epoch may certify an empty suffix block
+                            // (not stored as committed) whose state is the last block's.
+                            if height == last, let commit = epochs[epoch]?["proof"]?["commit_round"]?.numberValue,
+                                commit >= 1
+                            {
+                                rounds[UInt64(commit) - 1] = id
+                            }
                         }
                     }
                     states[epoch] = rounds
