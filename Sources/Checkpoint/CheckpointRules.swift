@@ -101,6 +101,15 @@ public enum CheckpointRules {
         guard tx.inputs[0].previousOutput == view.coin else {
             return .stale("the input is not the current checkpoint coin \(view.coin)")
         }
+        // A signature under any other sighash type commits to less than the whole
+        // transaction (NONE and ANYONECANPAY let anyone repay the coin elsewhere), so only
+        // SIGHASH_DEFAULT is ever signed, and a request asking for another type is a rule break.
+        if let type = request.psbt.inputs[0].sighashType, type != SighashType.default.rawValue {
+            return .refuse("sighash type 0x\(String(type, radix: 16)) is not SIGHASH_DEFAULT")
+        }
+        guard request.psbt.inputs[0].tapScriptSigs.values.allSatisfy({ $0.count == 64 }),
+            request.psbt.inputs[0].tapKeySig == nil
+        else { return .refuse("a signature in the request is not a 64-byte SIGHASH_DEFAULT script-path signature") }
         guard let utxo = request.psbt.inputs[0].witnessUtxo,
             utxo == TxOut(value: view.coinValue, scriptPubKey: view.currentCoin.scriptPubKey)
         else { return .refuse("the witness UTXO is not the current coin's script and value") }
@@ -144,8 +153,16 @@ public enum CheckpointRules {
             return (.refuse("this node's Bitcoin key is not in the coin's script"), nil)
         }
         do {
-            var validated = try request.psbt.validated()
-            guard try validated.sign(with: key) == 1 else { return (.refuse("nothing to sign"), nil) }
+            // Sign with SIGHASH_DEFAULT whatever the PSBT says (judge refuses any other
+            // type; this keeps the signer's own guarantee independent of that check).
+            var unsigned = request.psbt
+            unsigned.inputs[0].sighashType = nil
+            var validated = try unsigned.validated()
+            guard try validated.sign(with: key) == 1,
+                let own = validated.psbt.inputs[0].tapScriptSigs[
+                    key.xOnlyPublicKey.rawRepresentation + view.currentCoin.leaf.hash],
+                own.count == 64
+            else { return (.refuse("nothing to sign"), nil) }
             return (.sign, validated.psbt)
         } catch {
             return (.refuse("cannot sign: \(error)"), nil)

@@ -119,6 +119,64 @@ struct CheckpointRulesTests {
         #expect(psbt == nil && refused(v, "not in the coin's script"))
     }
 
+    /// The drain attack of issue 15 §1: a malicious initiator asks for signatures under a
+    /// sighash type that does not commit to the outputs; with k of them anyone could pay
+    /// the coin anywhere. Every such request is refused and nothing is signed.
+    @Test(
+        "malicious initiator: a request under any sighash type but DEFAULT is refused unsigned",
+        arguments: [0x01, 0x02, 0x03, 0x81, 0x82, 0x83, 0x04] as [UInt32])
+    func sighashTypes(type: UInt32) throws {
+        var r = try request()
+        r = CheckpointRequest(
+            psbt: {
+                var p = r.psbt
+                p.inputs[0].sighashType = type
+                return p
+            }(), qc: r.qc)
+        for key in bitcoinKeys {
+            let (verdict, signed) = CheckpointRules.cosign(r, view: view(), policy: policy, key: key)
+            #expect(signed == nil, "signed under sighash 0x\(String(type, radix: 16))")
+            guard case .refuse(let why) = verdict else {
+                Issue.record("expected a blamed refusal, got \(verdict)")
+                continue
+            }
+            #expect(why.contains("SIGHASH_DEFAULT"))
+        }
+    }
+
+    @Test(
+        "a request carrying a signature that is not 64-byte SIGHASH_DEFAULT is refused; an explicit DEFAULT is signed")
+    func requestSignatures() throws {
+        let honest = try request()
+        // An explicit sighash field of 0 is DEFAULT: signed, and the signature has no type byte.
+        var explicit = honest.psbt
+        explicit.inputs[0].sighashType = 0
+        let (verdict, signed) = CheckpointRules.cosign(
+            CheckpointRequest(psbt: explicit, qc: honest.qc), view: view(), policy: policy, key: bitcoinKeys[0])
+        #expect(verdict == .sign)
+        let sigs = try #require(signed).inputs[0].tapScriptSigs
+        #expect(sigs.count == 1 && sigs.values.allSatisfy { $0.count == 64 })
+        // The initiator's own signature under NONE|ANYONECANPAY rides along: refused.
+        var tagged = honest.psbt
+        tagged.inputs[0].tapScriptSigs[bitcoinKeys[1].xOnlyPublicKey.rawRepresentation + coin.leaf.hash] =
+            [UInt8](repeating: 7, count: 64) + [0x82]
+        if case .refuse = CheckpointRules.judge(
+            CheckpointRequest(psbt: tagged, qc: honest.qc), view: view(), policy: policy)
+        {
+        } else {
+            Issue.record("a request with a 65-byte signature was not refused")
+        }
+        // A key-path signature has no place in a NUMS coin's spend.
+        var keyPath = honest.psbt
+        keyPath.inputs[0].tapKeySig = [UInt8](repeating: 7, count: 64)
+        if case .refuse = CheckpointRules.judge(
+            CheckpointRequest(psbt: keyPath, qc: honest.qc), view: view(), policy: policy)
+        {
+        } else {
+            Issue.record("a request with a key-path signature was not refused")
+        }
+    }
+
     @Test("epoch handover: an ending epoch's checkpoint must pay the next epoch's coin")
     func handover() throws {
         let nextSet = try CheckpointCoin(
