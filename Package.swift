@@ -192,7 +192,9 @@ let package = Package(
         // Real p2pnode processes on loopback; slower, so kept apart from the unit tests.
         .testTarget(
             name: "NodeIntegrationTests",
-            dependencies: ["Node", "Noise", "NodeCrypto", "Gossip", "Ledger", "Bitcoin", "Esplora", "Checkpoint"],
+            dependencies: [
+                "Node", "Consensus", "Noise", "NodeCrypto", "Gossip", "Ledger", "Bitcoin", "Esplora", "Checkpoint",
+            ],
             swiftSettings: strict
         ),
         .testTarget(

@@ -13,6 +13,9 @@ import NodeCrypto
 /// penalties; the driver sends, verifies, executes and stores.
 public struct CatchUp: Sendable {
     public static let maxRangeBlocks: UInt16 = 64
+    /// Bytes of blocks in one range answer: under the gossip layer's 4 MiB message limit,
+    /// with room for the QC and an epoch suffix of empty blocks.
+    public static let rangeBudget = 3 * 1024 * 1024
     /// Blocks behind the best neighbour before the node stops following consensus and
     /// syncs; smaller gaps are closed by consensus's own fetch of missing ancestors.
     public static let lagThreshold: UInt64 = 8
@@ -26,15 +29,24 @@ public struct CatchUp: Sendable {
 
     public enum Action: Sendable, Equatable {
         case request(peer: ValidatorID, height: UInt64, count: UInt16)
+        /// The peer sent something false (an invalid range or proof): score it down.
         case penalize(peer: ValidatorID, reason: String)
+        /// The peer did not serve what it claimed in time: a light score (it may have
+        /// been cut off honestly).
+        case discourage(peer: ValidatorID, reason: String)
     }
 
+    /// Heights neighbours have proven (bounded by the rounds their commit QC proves).
     public private(set) var peerHeights: [ValidatorID: UInt64] = [:]
     private var peerEpochs: [ValidatorID: Epoch] = [:]
+    /// Neighbours that claim a later epoch with a commit QC this node cannot check yet
+    /// (its validators are not known here): asked for one range, without leaving
+    /// consensus, and believed once that range verifies.
+    public private(set) var unproven: [ValidatorID: UInt64] = [:]
     /// The epoch this node is in (the driver reports each change).
     public private(set) var localEpoch: Epoch = 0
     public private(set) var syncing = false
-    private var inFlight: (peer: ValidatorID, height: UInt64, sentAt: Double)?
+    private var inFlight: (peer: ValidatorID, height: UInt64, sentAt: Double, probe: Bool)?
     private var excludedUntil: [ValidatorID: Double] = [:]
     private var rotation = 0
 
@@ -43,14 +55,41 @@ public struct CatchUp: Sendable {
     /// The highest committed height a neighbour reported.
     public var target: UInt64 { peerHeights.values.max() ?? 0 }
 
+    /// A neighbour's chain status: its committed `height` and `epoch`, proven by
+    /// `proof`, the commit QC of its committed tip. Only a proof counts: checked
+    /// against this node's epoch (`config`), it shows how many rounds the peer has
+    /// committed past this node's `localRound`, and no chain commits more blocks than
+    /// rounds, so the believed height is at most the local height plus that gap. A QC of
+    /// a later epoch cannot be checked here: that peer is asked for one range (a probe)
+    /// while this node stays in consensus. A forged proof is penalised.
     public mutating func statusReceived(
-        from peer: ValidatorID, height: UInt64, epoch: Epoch = 0, localHeight: UInt64, now: Double
+        from peer: ValidatorID, height: UInt64, epoch: Epoch, proof: QuorumCert?, localHeight: UInt64,
+        localRound: Round, config: ConsensusConfig, now: Double
     ) -> [Action] {
         // A peer left out (it did not serve what it claimed) cannot set the target
         // meanwhile: a false height would otherwise keep the node out of consensus.
         if let until = excludedUntil[peer], until > now { return next(localHeight: localHeight, now: now) }
-        peerHeights[peer] = height
-        peerEpochs[peer] = epoch
+        peerHeights[peer] = nil
+        peerEpochs[peer] = nil
+        unproven[peer] = nil
+        guard let proof, height > localHeight else { return next(localHeight: localHeight, now: now) }
+        let proofEpoch = proof.commitInfo.epoch
+        if proofEpoch == config.epoch {
+            guard config.isValid(proof), proof.commitInfo.commitStateID != nil,
+                proof.voteInfo.round == proof.voteInfo.parentRound + 1, epoch >= proofEpoch
+            else {
+                excludedUntil[peer] = now + Self.exclusion
+                return [.penalize(peer: peer, reason: "a chain status with an invalid commit QC")]
+                    + next(localHeight: localHeight, now: now)
+            }
+            let proven = proof.voteInfo.parentRound
+            if proven > localRound {
+                peerHeights[peer] = min(height, localHeight + (proven - localRound))
+                peerEpochs[peer] = epoch
+            }
+        } else if proofEpoch > config.epoch {
+            unproven[peer] = height
+        }
         return next(localHeight: localHeight, now: now)
     }
 
@@ -61,18 +100,22 @@ public struct CatchUp: Sendable {
     public mutating func peerGone(_ peer: ValidatorID, localHeight: UInt64, now: Double) -> [Action] {
         peerHeights[peer] = nil
         peerEpochs[peer] = nil
+        unproven[peer] = nil
         if inFlight?.peer == peer { inFlight = nil }
         return next(localHeight: localHeight, now: now)
     }
 
     /// Periodic: a request that took too long goes to another peer.
     public mutating func tick(localHeight: UInt64, now: Double) -> [Action] {
+        var actions: [Action] = []
         if let pending = inFlight, now - pending.sentAt >= Self.requestTimeout {
             inFlight = nil
             excludedUntil[pending.peer] = now + Self.silenceExclusion
             peerHeights[pending.peer] = nil
+            unproven[pending.peer] = nil
+            actions.append(.discourage(peer: pending.peer, reason: "did not serve the committed range it claimed"))
         }
-        return next(localHeight: localHeight, now: now)
+        return actions + next(localHeight: localHeight, now: now)
     }
 
     /// Whether a range is the one awaited (from that peer, starting at that height);
@@ -82,7 +125,17 @@ public struct CatchUp: Sendable {
     }
 
     /// The awaited range verified and was applied.
+    /// The awaited range verified and was applied. A probe's claim is not believed for
+    /// all that: the peer is probed again (each range is real progress, checked against
+    /// this node's own chain) until this node reaches an epoch whose QCs it can check.
     public mutating func applied(localHeight: UInt64, now: Double) -> [Action] {
+        inFlight = nil
+        return next(localHeight: localHeight, now: now)
+    }
+
+    /// The awaited range no longer starts at this node's next height (consensus
+    /// committed meanwhile): nothing was applied and nothing is believed; ask again.
+    public mutating func superseded(localHeight: UInt64, now: Double) -> [Action] {
         inFlight = nil
         return next(localHeight: localHeight, now: now)
     }
@@ -94,6 +147,7 @@ public struct CatchUp: Sendable {
         inFlight = nil
         excludedUntil[pending.peer] = now + Self.exclusion
         peerHeights[pending.peer] = nil
+        unproven[pending.peer] = nil
         return [.penalize(peer: pending.peer, reason: reason)] + next(localHeight: localHeight, now: now)
     }
 
@@ -103,15 +157,21 @@ public struct CatchUp: Sendable {
         // moved on and will not finish it here); once syncing, go on until level.
         let laterEpoch = peerHeights.contains { $0.value > localHeight && (peerEpochs[$0.key] ?? 0) > localEpoch }
         syncing = syncing ? target > localHeight : target > localHeight + Self.lagThreshold || laterEpoch
-        guard syncing, inFlight == nil else { return [] }
-        let candidates = peerHeights.filter { $0.value > localHeight && (excludedUntil[$0.key] ?? 0) <= now }
-            .keys.sorted { $0.rawRepresentation.lexicographicallyPrecedes($1.rawRepresentation) }
+        // A probe never holds up a sync that proofs have started.
+        if syncing, inFlight?.probe == true { inFlight = nil }
+        guard inFlight == nil else { return [] }
+        func eligible(_ heights: [ValidatorID: UInt64]) -> [ValidatorID] {
+            heights.filter { $0.value > localHeight && (excludedUntil[$0.key] ?? 0) <= now }
+                .keys.sorted { $0.rawRepresentation.lexicographicallyPrecedes($1.rawRepresentation) }
+        }
+        let candidates = syncing ? eligible(peerHeights) : eligible(unproven)
         guard !candidates.isEmpty else { return [] }
         // Rotate, so consecutive ranges come from different peers.
         rotation += 1
         let peer = candidates[rotation % candidates.count]
-        let count = UInt16(min(UInt64(Self.maxRangeBlocks), peerHeights[peer]! - localHeight))
-        inFlight = (peer, localHeight + 1, now)
+        let claimed = syncing ? peerHeights[peer]! : unproven[peer]!
+        let count = UInt16(min(UInt64(Self.maxRangeBlocks), claimed - localHeight))
+        inFlight = (peer, localHeight + 1, now, !syncing)
         return [.request(peer: peer, height: localHeight + 1, count: count)]
     }
 

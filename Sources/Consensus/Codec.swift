@@ -37,11 +37,17 @@ extension ConsensusMessage {
         case .blockResponse(let block):
             w.u8(5)
             block.encode(&w)
-        case .chainStatus(let height, let round, let epoch):
+        case .chainStatus(let height, let round, let epoch, let proof):
             w.u8(6)
             w.u64(height)
             w.u64(round)
             w.u64(epoch)
+            if let proof {
+                w.u8(1)
+                proof.encode(&w)
+            } else {
+                w.u8(0)
+            }
         case .getCommitted(let height, let count):
             w.u8(7)
             w.u64(height)
@@ -64,14 +70,7 @@ extension ConsensusMessage {
             return
         }
         w.u8(1)
-        w.u64(tc.epoch)
-        w.u64(tc.round)
-        w.u16(UInt16(tc.entries.count))
-        for e in tc.entries {
-            w.fixed(e.signer.rawRepresentation)
-            w.u64(e.highQCRound)
-            w.fixed(e.signature.rawRepresentation)
-        }
+        tc.encode(&w)
     }
 
     public static func decode(_ bytes: [UInt8]) throws(WireError) -> ConsensusMessage {
@@ -112,7 +111,13 @@ extension ConsensusMessage {
         case 5:
             message = .blockResponse(try Block.decode(&r))
         case 6:
-            message = .chainStatus(height: try r.u64("height"), round: try r.u64("round"), epoch: try r.u64("epoch"))
+            let height = try r.u64("height")
+            let round = try r.u64("round")
+            let epoch = try r.u64("epoch")
+            let flag = try r.u8("proof flag")
+            guard flag <= 1 else { throw WireError("proof flag must be 0 or 1") }
+            message = .chainStatus(
+                height: height, round: round, epoch: epoch, proof: flag == 1 ? try QuorumCert.decode(&r) : nil)
         case 7:
             let height = try r.u64("height")
             let count = try r.u16("count")
@@ -147,20 +152,7 @@ extension ConsensusMessage {
         let present = try r.u8("tc flag")
         guard present <= 1 else { throw WireError("tc flag must be 0 or 1") }
         guard present == 1 else { return nil }
-        let epoch = try r.u64()
-        let round = try r.u64()
-        let n = Int(try r.u16())
-        guard n <= 1024 else { throw WireError("\(n) timeout signatures") }
-        var entries: [TimeoutCert.Entry] = []
-        for _ in 0..<n {
-            let signer = try key(&r)
-            let hqc = try r.u64()
-            entries.append(TimeoutCert.Entry(signer: signer, highQCRound: hqc, signature: try signature(&r)))
-        }
-        for (a, b) in zip(entries, entries.dropFirst()) where !a.signer.precedesID(b.signer) {
-            throw WireError("timeout certificate signers must be strictly ascending")
-        }
-        return TimeoutCert(epoch: epoch, round: round, entries: entries)
+        return try TimeoutCert.decode(&r)
     }
 }
 
@@ -248,7 +240,7 @@ extension SafetyState {
     /// The stored form of the safety state (docs/wire.md §5).
     public func encoded() -> [UInt8] {
         var w = WireWriter()
-        w.u8(1)  // format version
+        w.u8(2)  // format version (2 adds the last proposed round at the end)
         w.u64(epoch)
         w.u64(highestVoteRound)
         w.u64(highestQCRound)
@@ -265,24 +257,18 @@ extension SafetyState {
         optional(highCommitQC?.encoded())
         optional(
             lastRoundTC.map { tc in
-                // A TC travels inside a timeout message; store it the same way.
                 var t = WireWriter()
-                t.u64(tc.epoch)
-                t.u64(tc.round)
-                t.u16(UInt16(tc.entries.count))
-                for e in tc.entries {
-                    t.fixed(e.signer.rawRepresentation)
-                    t.u64(e.highQCRound)
-                    t.fixed(e.signature.rawRepresentation)
-                }
+                tc.encode(&t)
                 return t.bytes
             })
+        w.u64(lastProposedRound)
         return w.bytes
     }
 
     public static func decode(_ bytes: [UInt8]) throws(WireError) -> SafetyState {
         var r = WireReader(bytes)
-        guard try r.u8("version") == 1 else { throw WireError("unknown safety state version") }
+        let version = try r.u8("version")
+        guard version == 1 || version == 2 else { throw WireError("unknown safety state version \(version)") }
         var state = SafetyState(epoch: try r.u64())
         state.highestVoteRound = try r.u64()
         state.highestQCRound = try r.u64()
@@ -299,24 +285,13 @@ extension SafetyState {
         }
         state.highQC = try optional().map { (b) throws(WireError) in try QuorumCert.decode(b) }
         state.highCommitQC = try optional().map { (b) throws(WireError) in try QuorumCert.decode(b) }
-        if let tcBytes = try optional() {
+        if let tcBytes = try optional(), version >= 2 {
+            // Version 1 stored a TC without its high QC: dropped (only liveness needs it).
             var t = WireReader(tcBytes)
-            let epoch = try t.u64()
-            let round = try t.u64()
-            let n = Int(try t.u16())
-            var entries: [TimeoutCert.Entry] = []
-            for _ in 0..<n {
-                let signer = try t.fixed(32)
-                let hqc = try t.u64()
-                let sig = try t.fixed(64)
-                entries.append(
-                    TimeoutCert.Entry(
-                        signer: try! Ed25519.PublicKey(uncheckedRawRepresentation: signer), highQCRound: hqc,
-                        signature: try! Ed25519.Signature(rawRepresentation: sig)))
-            }
+            state.lastRoundTC = try TimeoutCert.decode(&t)
             try t.finish()
-            state.lastRoundTC = TimeoutCert(epoch: epoch, round: round, entries: entries)
         }
+        if version >= 2 { state.lastProposedRound = try r.u64("last proposed round") }
         try r.finish()
         return state
     }

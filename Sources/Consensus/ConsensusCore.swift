@@ -13,6 +13,18 @@ public struct ConsensusConfig: Sendable, Equatable {
     public var timeoutBackoff: Double = 1.5
     public var maxBackoffExponent = 4
     public var leaderElection: LeaderElection = .roundRobin
+    /// A block's payload at most: transactions, and their encoded bytes. Voters refuse a
+    /// larger block, so one cannot stall catch-up, whose answers carry whole blocks.
+    public var maxBlockTransactions = 2_000
+    public var maxBlockBytes = ConsensusConfig.defaultMaxBlockBytes
+    public static let defaultMaxBlockBytes = 1 << 20
+    /// The most a genesis may allow: one block, its QC and an epoch suffix of empty
+    /// blocks must fit one catch-up answer under the gossip layer's 4 MiB message limit.
+    public static let maxBlockBytesLimit = 2 << 20
+    /// Payload bytes a chain of uncommitted blocks may hold (voters refuse a block that
+    /// would take its branch past it). Every commit group is such a chain, so the first
+    /// group after any height always fits one catch-up answer (`CatchUp.rangeBudget`).
+    public var maxUncommittedBytes = CatchUp.rangeBudget
 
     public init(chainID: String, epoch: Epoch, validators: ValidatorSet, genesisBlockID: Hash32, genesisStateID: Hash32)
     {
@@ -31,16 +43,21 @@ public enum LeaderElection: Sendable, Equatable {
     case roundRobin
     /// Aptos-style leader reputation (ProposerAndVoter): over the committed blocks of the
     /// `window` rounds that end `excludeRounds` before this one — history every validator
-    /// has committed — validators that proposed or voted weigh 1000 × power, the others
-    /// 10 × power, and the leader is drawn by weight with a seed of the round and the
-    /// newest block in the window. A crashed validator thus stops being elected, so it
-    /// costs few timeouts. Round-robin until that much history exists. The window is in
-    /// rounds, not blocks, so it empties of a crashed validator's blocks even while
-    /// timeouts slow the chain down.
+    /// has committed — a validator that failed more than 10 % of the rounds it led there
+    /// (the blocks' failed-author lists) weighs 1 × power, one that proposed or voted
+    /// 1000 × power, the others 10 × power, and the leader is drawn by weight with a
+    /// seed of the epoch and round. A crashed or silent leader thus stops being elected,
+    /// so it costs few timeouts. Round-robin until that much history exists. The window
+    /// is in rounds, not blocks, so it empties of a crashed validator's blocks even
+    /// while timeouts slow the chain down.
     case reputation(window: Int, excludeRounds: Round)
 
     public static let activeWeight: UInt64 = 1000
     public static let inactiveWeight: UInt64 = 10
+    public static let failedWeight: UInt64 = 1
+    /// Failed share of the rounds a validator led in the window above which it weighs
+    /// `failedWeight` (Aptos' `failure_threshold_percent`).
+    public static let failureThresholdPercent: UInt64 = 10
 }
 
 /// What a validator brings back after a restart: its safety state and the blocks it
@@ -97,6 +114,10 @@ public struct ConsensusCore: Sendable {
         case serveCommittedBlock(Hash32, to: ValidatorID)
         /// Evidence of misbehaviour (two proposals or two votes in one round).
         case evidence(String)
+        /// A valid commit QC certifies a state other than this node's execution of that
+        /// block: its ledger diverged. The core has stopped; the driver must halt the
+        /// node rather than go on from a state the network does not share.
+        case diverged(String)
     }
 
     public let config: ConsensusConfig
@@ -135,6 +156,8 @@ public struct ConsensusCore: Sendable {
     /// Blocks asked for, and whom to ask again if the answer does not come.
     private var requested: [Hash32: ValidatorID] = [:]
     private var pendingCommit: QuorumCert?
+    /// Set when a commit QC contradicted this node's execution: the core does nothing more.
+    public private(set) var diverged: String?
     private var deferredPayload: (round: Round, payload: [[UInt8]])?
     /// Blocks whose execution ended the epoch, and those plus their descendants: the
     /// reconfiguration suffix, whose blocks carry no transactions and keep the state of
@@ -152,12 +175,14 @@ public struct ConsensusCore: Sendable {
         let author: ValidatorID
         /// Signers of the QC the block carries: the voters of its parent's round.
         let voters: [ValidatorID]
+        let failed: [Block.FailedAuthor]
 
         init(_ block: Block) {
             round = block.round
             id = block.id
             author = block.author
             voters = block.qc.signatures.map(\.signer)
+            failed = block.failedAuthors
         }
     }
 
@@ -192,19 +217,31 @@ public struct ConsensusCore: Sendable {
         let cutoff = round - exclude
         let records = history[...end].reversed().prefix { $0.round + Round(window) > cutoff }
         var active: Set<ValidatorID> = []
+        var proposed: [ValidatorID: UInt64] = [:]
+        var failed: [ValidatorID: UInt64] = [:]
         for record in records {
             active.insert(record.author)
             active.formUnion(record.voters)
+            proposed[record.author, default: 0] += 1
+            for f in record.failed where f.round <= cutoff && f.round + Round(window) > cutoff {
+                failed[f.author, default: 0] += 1
+            }
         }
         let validators = config.validators.validators
-        let weights = validators.map {
-            $0.power * (active.contains($0.id) ? LeaderElection.activeWeight : LeaderElection.inactiveWeight)
+        let weights = validators.map { v -> UInt64 in
+            let fails = failed[v.id] ?? 0
+            let led = fails + (proposed[v.id] ?? 0)
+            if fails * 100 > led * LeaderElection.failureThresholdPercent {
+                return v.power * LeaderElection.failedWeight
+            }
+            return v.power * (active.contains(v.id) ? LeaderElection.activeWeight : LeaderElection.inactiveWeight)
         }
         var w = WireWriter()
         w.string16("sidenode-leader")
+        // Epoch and round only: a block's id is its author's choice (it can grind its
+        // payload until the draw favours it), so no block id feeds the seed.
         w.u64(config.epoch)
         w.u64(round)
-        w.fixed(history[end].id.bytes)
         let seed = Hash32.of(w.bytes).bytes.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         var pick = seed % weights.reduce(0, +)
         for (validator, weight) in zip(validators, weights) {
@@ -221,6 +258,38 @@ public struct ConsensusCore: Sendable {
         return window + Int(exclude) + 8
     }
     public func block(_ id: Hash32) -> Block? { blocks[id] }
+
+    /// The leaders of the rounds after `qcRound` and before `round` (none of them
+    /// produced a certified block), the most recent `Block.maxFailedAuthors`.
+    func failedAuthors(round: Round, qcRound: Round) -> [Block.FailedAuthor] {
+        guard round > qcRound + 1 else { return [] }
+        let first = max(qcRound + 1, round > Round(Block.maxFailedAuthors) ? round - Round(Block.maxFailedAuthors) : 0)
+        return (first..<round).map { Block.FailedAuthor(round: $0, author: leader(of: $0)) }
+    }
+
+    /// Rounds back within which a late proposal still joins the tree.
+    static let pastRoundWindow: Round = 8
+
+    /// What the core holds for rounds other than the current one, for tests and metrics:
+    /// every buffer is bounded by the round window, whatever peers send.
+    public var bufferSizes: (votes: Int, timeouts: Int, proposals: Int, waitingForParent: Int, blocks: Int) {
+        (
+            votes.values.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.count } },
+            timeouts.values.reduce(0) { $0 + $1.count }, proposals.count,
+            waitingForParent.values.reduce(0) { $0 + $1.count }, blocks.count
+        )
+    }
+
+    /// Payload bytes of `id` and its ancestors not yet committed.
+    public func uncommittedBytes(through id: Hash32) -> Int {
+        var total = 0
+        var cursor = id
+        while cursor != committedBlockID, let block = blocks[cursor] {
+            total += block.payloadBytes
+            cursor = block.parentID
+        }
+        return total
+    }
     public func stateID(of id: Hash32) -> Hash32? { states[id] }
 
     // MARK: Start and timers
@@ -235,7 +304,15 @@ public struct ConsensusCore: Sendable {
         // Resume after the highest certificate, as Aptos does: the safety state keeps the
         // node from voting again in a round it already signed, and a round entered this
         // way always allows a timeout, so the node cannot get stuck after a restart.
-        return actions + enterRound(max(highQC.round, lastRoundTC?.round ?? 0) + 1)
+        actions += enterRound(max(highQC.round, lastRoundTC?.round ?? 0) + 1)
+        // A vote signed just before a crash may never have left: send it again (the
+        // same signed vote, so this is no equivocation), or count it here if this node
+        // leads the next round.
+        if let vote = safety.lastVote, vote.voteInfo.epoch == config.epoch, vote.voteInfo.round >= currentRound {
+            let next = leader(of: vote.voteInfo.round + 1)
+            actions += next == me ? processVote(vote, from: me, signedHere: true) : [.send(to: next, .vote(vote))]
+        }
+        return actions
     }
 
     private func timeoutDuration() -> Double {
@@ -254,7 +331,10 @@ public struct ConsensusCore: Sendable {
         votedBy = votedBy.filter { $0.key + 1 >= round }
         timeouts = timeouts.filter { $0.key >= round }
         myTimeout = myTimeout.filter { $0.key >= round }
-        proposals = proposals.filter { $0.key + 8 >= round }
+        proposals = proposals.filter { $0.key + Self.pastRoundWindow >= round }
+        waitingForParent = waitingForParent.filter {
+            $0.value.contains { $0.0.block.round + Self.pastRoundWindow >= round }
+        }
         qcFormed = qcFormed.filter { $0 + 2 >= round }
         tcFormed = tcFormed.filter { $0 + 2 >= round }
         amplified = amplified.filter { $0 + 2 >= round }
@@ -268,7 +348,7 @@ public struct ConsensusCore: Sendable {
     /// The round timer expired: sign a timeout (once) and broadcast it; a timer that
     /// fires again re-broadcasts, since the first broadcast may have been lost.
     public mutating func timeoutFired(round: Round) -> [Action] {
-        guard round == currentRound, finishedEpoch == nil else { return [] }
+        guard round == currentRound, finishedEpoch == nil, diverged == nil else { return [] }
         var actions: [Action] = [.scheduleTimeout(round: round, after: timeoutDuration())]
         actions += refetchMissing()
         if let existing = myTimeout[round] { return actions + [.broadcast(.timeout(existing))] }
@@ -298,7 +378,7 @@ public struct ConsensusCore: Sendable {
     // MARK: Messages
 
     public mutating func receive(_ message: ConsensusMessage, from sender: ValidatorID) -> [Action] {
-        guard finishedEpoch == nil else { return [] }
+        guard finishedEpoch == nil, diverged == nil else { return [] }
         switch message {
         case .proposal(let p): return processProposal(p, from: sender)
         case .vote(let v): return processVote(v, from: sender)
@@ -314,6 +394,8 @@ public struct ConsensusCore: Sendable {
     private mutating func processProposal(_ p: ProposalMsg, from sender: ValidatorID) -> [Action] {
         let block = p.block
         guard block.epoch == config.epoch, block.author == sender, config.validators.contains(sender),
+            block.payload.count <= config.maxBlockTransactions,
+            block.payloadBytes <= config.maxBlockBytes,
             sender.isValidSignature(p.signature, for: domain.message("proposal", epoch: config.epoch, block.id.bytes)),
             verify(block.qc), verify(p.highCommitQC), verifyOptional(p.lastRoundTC)
         else { return [] }
@@ -328,10 +410,26 @@ public struct ConsensusCore: Sendable {
         var actions = processCertificate(block.qc, from: sender)
         actions += processCertificate(p.highCommitQC, from: sender)
         if let tc = p.lastRoundTC { actions += advanceRound(tc: tc) }
-        guard sender == leader(of: block.round) else { return actions }
+        // Checked after the certificates, whose commits decide who led those rounds.
+        guard sender == leader(of: block.round),
+            block.failedAuthors == failedAuthors(round: block.round, qcRound: block.qc.round)
+        else { return actions }
         // A valid block of a round already left (its votes can outrun it to the next
         // leader) still joins the tree: later blocks build on it.
-        if block.round < currentRound, states[block.parentID] != nil { return actions + insert(block) }
+        // One block per past round (the one seen first), within the rounds still
+        // remembered: a Byzantine leader of a past round cannot make this node store
+        // and execute one block after another.
+        if block.round < currentRound, states[block.parentID] != nil {
+            guard block.round + Self.pastRoundWindow >= currentRound else { return actions }
+            if let seen = proposals[block.round] {
+                guard seen == block.id else {
+                    return actions + [.evidence("two proposals by \(sender.hex.prefix(16)) in round \(block.round)")]
+                }
+            } else {
+                proposals[block.round] = block.id
+            }
+            return actions + insert(block)
+        }
         guard block.round == currentRound else { return actions }
         if let seen = proposals[block.round] {
             if seen != block.id {
@@ -417,6 +515,7 @@ public struct ConsensusCore: Sendable {
             config.validators.contains(me)  // a full node follows the chain without signing
         else { return [] }
         awaitingVote = nil
+        guard uncommittedBytes(through: block.id) <= config.maxUncommittedBytes else { return [] }
         let qcRound = block.qc.round
         guard SafetyRules.safeToVote(round: block.round, qcRound: qcRound, tc: tc, state: safety) else { return [] }
         safety.highestQCRound = max(safety.highestQCRound, qcRound)
@@ -438,25 +537,34 @@ public struct ConsensusCore: Sendable {
         let nextLeader = leader(of: block.round + 1)
         var actions: [Action] = [.persistSafety(safety)]
         if nextLeader == me {
-            actions += processVote(vote, from: me)
+            actions += processVote(vote, from: me, signedHere: true)
         } else {
             actions.append(.send(to: nextLeader, .vote(vote)))
         }
         return actions
     }
 
-    private mutating func processVote(_ v: VoteMsg, from sender: ValidatorID) -> [Action] {
+    /// `signedHere` only for the vote this core just signed itself: every vote from the
+    /// network is verified, one that claims this validator's own id included (a forged
+    /// "own" vote would otherwise take the real one's place in the QC).
+    private mutating func processVote(_ v: VoteMsg, from sender: ValidatorID, signedHere: Bool = false) -> [Action] {
         guard v.sender == sender, v.voteInfo.epoch == config.epoch, v.commitInfo.epoch == config.epoch,
             v.commitInfo.round == v.voteInfo.round, v.commitInfo.voteInfoHash == v.voteInfo.hash,
             config.validators.contains(sender),
-            sender == me
+            signedHere
                 || sender.isValidSignature(
                     v.signature, for: domain.message("vote", epoch: config.epoch, v.commitInfo.bytes)),
             verify(v.highCommitQC)
         else { return [] }
         var actions = processCertificate(v.highCommitQC, from: sender)
         let round = v.voteInfo.round
-        guard leader(of: round + 1) == me, round + 1 >= currentRound, !qcFormed.contains(round) else { return actions }
+        // Only the current round's votes, the previous round's (a QC may still form) and
+        // the next one's (this node may be a little behind) are kept: nothing unbounded.
+        // The bound comes first: a validly signed vote for round UInt64.max must not reach
+        // `round + 1`.
+        guard round <= currentRound + 1, round + 1 >= currentRound, leader(of: round + 1) == me,
+            !qcFormed.contains(round)
+        else { return actions }
         if let previous = votedBy[round]?[sender] {
             if previous != v.commitInfo {
                 actions.append(.evidence("two votes by \(sender.hex.prefix(16)) in round \(round)"))
@@ -485,7 +593,7 @@ public struct ConsensusCore: Sendable {
         var actions = processCertificate(info.highQC, from: sender)
         actions += processCertificate(t.highCommitQC, from: sender)
         if let tc = t.lastRoundTC { actions += advanceRound(tc: tc) }
-        guard info.round >= currentRound else { return actions }
+        guard info.round >= currentRound, info.round <= currentRound + 1 else { return actions }
         return actions + addTimeout(info)
     }
 
@@ -506,8 +614,9 @@ public struct ConsensusCore: Sendable {
         guard let collected = timeouts[round], !tcFormed.contains(round) else { return actions }
         if config.validators.power(of: collected.keys) >= config.validators.quorumPower {
             tcFormed.insert(round)
+            let highest = collected.values.map(\.highQC).max { $0.round < $1.round }!
             let tc = TimeoutCert(
-                epoch: config.epoch, round: round,
+                epoch: config.epoch, round: round, highQC: highest,
                 entries: collected.values.map {
                     TimeoutCert.Entry(signer: $0.sender, highQCRound: $0.highQC.round, signature: $0.signature)
                 })
@@ -532,7 +641,11 @@ public struct ConsensusCore: Sendable {
             }
             highQC = qc
         }
-        if qc.commitInfo.commitStateID != nil, qc.voteInfo.parentRound > committedRound {
+        // 2-chain rule: a QC commits its block's parent only when the two rounds are
+        // consecutive (voters set commit_state_id only then; checked here regardless).
+        if qc.commitInfo.commitStateID != nil, qc.voteInfo.round == qc.voteInfo.parentRound + 1,
+            qc.voteInfo.parentRound > committedRound
+        {
             if qc.round > highCommitQC.round { highCommitQC = qc }
             actions += commit(qc, from: sender)
         }
@@ -552,6 +665,13 @@ public struct ConsensusCore: Sendable {
             let missing = blocks[target] == nil ? target : missingAncestor(of: target)
             return missing.map { fetch($0, from: sender) } ?? []
         }
+        if let certified = qc.commitInfo.commitStateID, let own = states[target], certified != own {
+            diverged =
+                "the commit QC of round \(qc.round) certifies state \(certified.hex) for block "
+                + "\(target.hex), but this node's execution gives \(own.hex)"
+            return [.diverged(diverged!)]
+        }
+        if let block = blocks[target], block.round != qc.voteInfo.parentRound { return [] }
         var chain: [Block] = []
         var cursor = target
         while cursor != committedBlockID {
@@ -638,9 +758,9 @@ public struct ConsensusCore: Sendable {
 
     /// The payload for a round this validator leads.
     public mutating func proposePayload(round: Round, payload: [[UInt8]]) -> [Action] {
-        guard finishedEpoch == nil, round == currentRound, leader(of: round) == me, !proposed.contains(round) else {
-            return []
-        }
+        guard finishedEpoch == nil, diverged == nil, round == currentRound, leader(of: round) == me,
+            !proposed.contains(round), round > safety.lastProposedRound
+        else { return [] }
         let tc: TimeoutCert?
         if highQC.round + 1 == round {
             tc = nil
@@ -656,17 +776,55 @@ public struct ConsensusCore: Sendable {
         deferredPayload = nil
         proposed.insert(round)
         let payload = reconfiguration.contains(highQC.blockID) ? [] : payload
-        let block = Block(epoch: config.epoch, round: round, author: me, payload: payload, qc: highQC)
+        let block = Block(
+            epoch: config.epoch, round: round, author: me, payload: payload, qc: highQC,
+            failedAuthors: failedAuthors(round: round, qcRound: highQC.round))
+        // Durable before the proposal leaves: after a crash this round is never led again.
+        safety.lastProposedRound = round
         let signature = key.signature(for: domain.message("proposal", epoch: config.epoch, block.id.bytes))
         let proposal = ProposalMsg(block: block, lastRoundTC: tc, highCommitQC: highCommitQC, signature: signature)
-        return [.broadcast(.proposal(proposal))] + processProposal(proposal, from: me)
+        return [.persistSafety(safety), .broadcast(.proposal(proposal))] + processProposal(proposal, from: me)
     }
 
     // MARK: Verification
 
-    /// Whether a flooded message carries a valid signature by a validator of this
-    /// epoch: the gossip layer forwards only such messages, so forged ones stop at the
-    /// first honest node and cost their sender its score.
+    /// Who a consensus message from the network counts as from (docs/wire.md §5).
+    public enum Provenance: Sendable, Equatable {
+        /// Hand it to `receive(_:from:)` as from `sender`.
+        case accept(sender: ValidatorID)
+        /// A later epoch's message: not judgeable before that epoch begins here.
+        case later(sender: ValidatorID)
+        /// A past epoch's message: dropped, nobody blamed.
+        case stale
+        /// Forged or misdirected: dropped, and the peer that delivered it is to blame.
+        case forged(String)
+    }
+
+    /// Establishes the sender of a message that arrived from the network. A signed
+    /// message counts as from its signer only when the signature verifies: direct, only
+    /// from the signer itself (nobody relays direct messages); flooded, from anyone. An
+    /// unsigned message (block and range requests and answers, status) is from the
+    /// peer that sent it directly, and is never flooded.
+    public func provenance(of message: ConsensusMessage, directFrom peer: ValidatorID?) -> Provenance {
+        guard let signer = message.signer, let epoch = message.epoch else {
+            guard let peer else { return .forged("an unsigned consensus message cannot be flooded") }
+            return .accept(sender: peer)
+        }
+        if let peer, peer != signer {
+            return .forged("a direct consensus message signed by \(signer.hex.prefix(16)), not by its sender")
+        }
+        if epoch > config.epoch { return .later(sender: signer) }
+        if epoch < config.epoch { return .stale }
+        guard config.validators.contains(signer) else {
+            return .forged("a consensus message of epoch \(epoch) signed by \(signer.hex.prefix(16)), not a validator")
+        }
+        guard isAuthentic(message) else {
+            return .forged("a consensus message with an invalid signature claiming \(signer.hex.prefix(16))")
+        }
+        return .accept(sender: signer)
+    }
+
+    /// Whether a signed message carries a valid signature by a validator of this epoch.
     public func isAuthentic(_ message: ConsensusMessage) -> Bool {
         switch message {
         case .proposal(let p):
@@ -717,7 +875,10 @@ public struct ConsensusCore: Sendable {
     }
 
     private mutating func verify(_ tc: TimeoutCert) -> Bool {
-        guard tc.epoch == config.epoch else { return false }
+        // The claimed highest QC round must be the carried QC's, and that QC valid.
+        guard tc.epoch == config.epoch, tc.highQC.round == tc.highestQCRound, tc.highQC.voteInfo.epoch == config.epoch,
+            verify(tc.highQC)
+        else { return false }
         let signers = tc.entries.map(\.signer)
         guard Set(signers).count == signers.count, signers.allSatisfy(config.validators.contains),
             config.validators.power(of: signers) >= config.validators.quorumPower

@@ -13,6 +13,9 @@ public struct SafetyState: Sendable, Equatable {
     public var highQC: QuorumCert?
     public var highCommitQC: QuorumCert?
     public var lastRoundTC: TimeoutCert?
+    /// No block is proposed for a round at or below this again (a restarted leader
+    /// must not sign a second, different block for a round it already led).
+    public var lastProposedRound: Round = 0
 
     public init(epoch: Epoch) { self.epoch = epoch }
 }

@@ -235,23 +235,48 @@ public struct Block: Sendable, Equatable {
     public let author: ValidatorID
     public let payload: [[UInt8]]
     public let qc: QuorumCert
+    /// The leaders of the rounds between the QC's round and this one, which produced no
+    /// certified block (Aptos' `failed_authors`): reputation-based election weighs them
+    /// down. Voters check the list against their own election; at most
+    /// `maxFailedAuthors`, the most recent.
+    public let failedAuthors: [FailedAuthor]
     public let id: Hash32
 
-    public init(epoch: Epoch, round: Round, author: ValidatorID, payload: [[UInt8]], qc: QuorumCert) {
+    public struct FailedAuthor: Sendable, Equatable {
+        public let round: Round
+        public let author: ValidatorID
+
+        public init(round: Round, author: ValidatorID) {
+            self.round = round
+            self.author = author
+        }
+    }
+    public static let maxFailedAuthors = 10
+
+    /// Bytes of the transactions it carries (what `max_block_bytes` caps).
+    public var payloadBytes: Int { payload.reduce(0) { $0 + $1.count } }
+
+    public init(
+        epoch: Epoch, round: Round, author: ValidatorID, payload: [[UInt8]], qc: QuorumCert,
+        failedAuthors: [FailedAuthor] = []
+    ) {
         self.epoch = epoch
         self.round = round
         self.author = author
         self.payload = payload
         self.qc = qc
+        self.failedAuthors = failedAuthors
         var w = WireWriter()
-        Self.encodeBody(&w, epoch: epoch, round: round, author: author, payload: payload, qc: qc)
+        Self.encodeBody(
+            &w, epoch: epoch, round: round, author: author, payload: payload, qc: qc, failedAuthors: failedAuthors)
         id = Hash32.of(w.bytes)
     }
 
     public var parentID: Hash32 { qc.blockID }
 
     static func encodeBody(
-        _ w: inout WireWriter, epoch: Epoch, round: Round, author: ValidatorID, payload: [[UInt8]], qc: QuorumCert
+        _ w: inout WireWriter, epoch: Epoch, round: Round, author: ValidatorID, payload: [[UInt8]], qc: QuorumCert,
+        failedAuthors: [FailedAuthor]
     ) {
         w.u64(epoch)
         w.u64(round)
@@ -259,10 +284,16 @@ public struct Block: Sendable, Equatable {
         w.u32(UInt32(payload.count))
         for tx in payload { w.bytes32(tx) }
         qc.encode(&w)
+        w.u16(UInt16(failedAuthors.count))
+        for failed in failedAuthors {
+            w.u64(failed.round)
+            w.fixed(failed.author.rawRepresentation)
+        }
     }
 
     func encode(_ w: inout WireWriter) {
-        Self.encodeBody(&w, epoch: epoch, round: round, author: author, payload: payload, qc: qc)
+        Self.encodeBody(
+            &w, epoch: epoch, round: round, author: author, payload: payload, qc: qc, failedAuthors: failedAuthors)
     }
 
     static func decode(_ r: inout WireReader) throws(WireError) -> Block {
@@ -275,7 +306,15 @@ public struct Block: Sendable, Equatable {
         var payload: [[UInt8]] = []
         for _ in 0..<n { payload.append(try r.bytes32(max: 1 << 20)) }
         let qc = try QuorumCert.decode(&r)
-        return Block(epoch: epoch, round: round, author: author, payload: payload, qc: qc)
+        let m = Int(try r.u16("failed authors"))
+        guard m <= maxFailedAuthors else { throw WireError("\(m) failed authors in a block") }
+        var failed: [FailedAuthor] = []
+        for _ in 0..<m {
+            let round = try r.u64("failed round")
+            let bytes = try r.fixed(32, "failed author")
+            failed.append(FailedAuthor(round: round, author: try! Ed25519.PublicKey(uncheckedRawRepresentation: bytes)))
+        }
+        return Block(epoch: epoch, round: round, author: author, payload: payload, qc: qc, failedAuthors: failed)
     }
 }
 
@@ -305,15 +344,55 @@ public struct TimeoutCert: Sendable, Equatable {
 
     public let epoch: Epoch
     public let round: Round
+    /// The highest QC among the signers' (Aptos `TwoChainTimeoutCertificate`): a TC is
+    /// valid only if no entry claims a higher round than this QC's, so a Byzantine
+    /// signer cannot inflate its claim and make honest proposals unvotable.
+    public let highQC: QuorumCert
     public let entries: [Entry]
 
-    public init(epoch: Epoch, round: Round, entries: [Entry]) {
+    public init(epoch: Epoch, round: Round, highQC: QuorumCert, entries: [Entry]) {
         self.epoch = epoch
         self.round = round
+        self.highQC = highQC
         self.entries = entries.sorted { $0.signer.precedesID($1.signer) }
     }
 
     public var highestQCRound: Round { entries.map(\.highQCRound).max() ?? 0 }
+
+    /// `u64 epoch ‖ u64 round ‖ qc ‖ u16 n ‖ n × (signer ‖ u64 high_qc_round ‖ signature)`.
+    func encode(_ w: inout WireWriter) {
+        w.u64(epoch)
+        w.u64(round)
+        highQC.encode(&w)
+        w.u16(UInt16(entries.count))
+        for e in entries {
+            w.fixed(e.signer.rawRepresentation)
+            w.u64(e.highQCRound)
+            w.fixed(e.signature.rawRepresentation)
+        }
+    }
+
+    static func decode(_ r: inout WireReader) throws(WireError) -> TimeoutCert {
+        let epoch = try r.u64()
+        let round = try r.u64()
+        let highQC = try QuorumCert.decode(&r)
+        let n = Int(try r.u16())
+        guard n <= 1024 else { throw WireError("\(n) timeout signatures") }
+        var entries: [Entry] = []
+        for _ in 0..<n {
+            let signerBytes = try r.fixed(32, "signer")
+            let hqc = try r.u64()
+            let signatureBytes = try r.fixed(64, "signature")
+            // The reads above throw on truncation; the lengths are then exactly right.
+            let signer = try! Ed25519.PublicKey(uncheckedRawRepresentation: signerBytes)
+            let signature = try! Ed25519.Signature(rawRepresentation: signatureBytes)
+            entries.append(Entry(signer: signer, highQCRound: hqc, signature: signature))
+        }
+        for (a, b) in zip(entries, entries.dropFirst()) where !a.signer.precedesID(b.signer) {
+            throw WireError("timeout certificate signers must be strictly ascending")
+        }
+        return TimeoutCert(epoch: epoch, round: round, highQC: highQC, entries: entries)
+    }
 }
 
 public struct ProposalMsg: Sendable, Equatable {
@@ -356,8 +435,9 @@ public enum ConsensusMessage: Sendable, Equatable {
     case blockRequest(Hash32)
     case blockResponse(Block)
     /// Catch-up (docs/wire.md §5): a neighbour's committed height, round and current
-    /// epoch, sent periodically and at once when its epoch changes.
-    case chainStatus(height: UInt64, round: Round, epoch: Epoch)
+    /// epoch, and the commit QC of its committed tip that proves them (none at
+    /// genesis), sent periodically and at once when its epoch changes.
+    case chainStatus(height: UInt64, round: Round, epoch: Epoch, proof: QuorumCert?)
     /// Ask for committed blocks from `height` on (at most `count`).
     case getCommitted(height: UInt64, count: UInt16)
     /// Committed blocks from `height` on, in order, and the QC that commits the last.

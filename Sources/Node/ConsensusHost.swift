@@ -25,6 +25,10 @@ struct ConsensusHost {
         case toNeighbours([UInt8])
         /// The peer served something invalid.
         case penalize(peer: ValidatorID, reason: String)
+        /// The peer did not serve what it claimed (a lighter score: it may be cut off).
+        case discourage(peer: ValidatorID, reason: String)
+        /// Signed proof of misbehaviour (two proposals or votes in one round).
+        case evidence(String)
     }
 
     let genesis: Genesis
@@ -106,6 +110,7 @@ struct ConsensusHost {
         }
         committedState = state
         committedHeight = height
+        tipCommitQC = last.flatMap { try? QuorumCert.decode($0.commitQC) }
         core = ConsensusCore(config: config, key: key, recovered: recovered)
         catchUp.enteredEpoch(config.epoch)
         states[core.committedBlockID] = (state, recovered.committedStateID)
@@ -146,9 +151,10 @@ struct ConsensusHost {
                     throw ConfigError("consensus store: committed block \(next) is missing")
                 }
                 let block = try Block.decode(stored.block)
-                // These blocks were verified and certified before they were stored; a
-                // signature that did not hold would show as a different state id below.
-                _ = state.executeBlock(block.payload, proposer: block.author, signatureChecked: { _ in true })
+                // Every signature is checked again: live execution skipped only those of
+                // transactions already verified into the DAG, and a transaction with a bad
+                // signature that a leader put in a block failed there — it must fail here too.
+                _ = state.executeBlock(block.payload, proposer: block.author, signatureChecked: { _ in false })
                 guard state.root == stored.stateID else {
                     throw ConfigError(
                         "consensus store: replaying block \(next) gives state \(state.root.hex.prefix(16)), "
@@ -173,26 +179,37 @@ struct ConsensusHost {
     {
         let now = Date()
         switch message {
-        case .chainStatus(let height, _, let epoch):
+        case .chainStatus(let height, _, let epoch, let proof):
             defer { heardStatus = true }
             return try follow(
                 catchUp.statusReceived(
-                    from: sender, height: height, epoch: epoch, localHeight: committedHeight, now: now.t), dag: dag)
+                    from: sender, height: height, epoch: epoch, proof: proof, localHeight: committedHeight,
+                    localRound: core.committedRound, config: core.config, now: now.t), dag: dag)
         case .getCommitted(let height, let count):
             return try serveRange(from: height, count: count, to: sender)
         case .committedRange(let height, let blocks, let proof, let suffix):
             guard catchUp.isAwaited(from: sender, height: height) else { return [] }
             // Consensus committed meanwhile: not the peer's fault, ask again from the new tip.
             guard height == committedHeight + 1 else {
-                return try follow(catchUp.applied(localHeight: committedHeight, now: now.t), dag: dag)
+                return try follow(catchUp.superseded(localHeight: committedHeight, now: now.t), dag: dag)
             }
-            return try applyRange(blocks, proof: proof, suffix: suffix, dag: dag)
+            // A probe (this node stays in consensus) replaces the core at the new tip; it
+            // must then be started, as catch-up's end starts it.
+            let probing = !catchUp.syncing
+            var out = try applyRange(blocks, proof: proof, suffix: suffix, dag: dag)
+            if probing && !catchUp.syncing { out += try run(core.start() + replayFutureMessages(), dag: dag) }
+            return out
         default:
             // The next epoch's messages (this node has not seen its epoch end yet) wait
             // for it; they cannot be checked before the epoch's validators are known.
             if let epoch = message.epoch, epoch > core.config.epoch {
-                if epoch == core.config.epoch + 1 && futureMessages.count < Self.futureMessageLimit {
+                // Unverifiable until that epoch begins: bounded in count and in bytes.
+                let size = message.encoded().count
+                if epoch == core.config.epoch + 1 && futureMessages.count < Self.futureMessageLimit
+                    && futureBytes + size <= Self.futureByteLimit
+                {
                     futureMessages.append((message, sender))
+                    futureBytes += size
                 }
                 return []
             }
@@ -213,12 +230,17 @@ struct ConsensusHost {
     }
 
     private var chainStatus: ConsensusMessage {
-        .chainStatus(height: committedHeight, round: core.committedRound, epoch: core.config.epoch)
+        .chainStatus(height: committedHeight, round: core.committedRound, epoch: core.config.epoch, proof: tipCommitQC)
     }
+
+    /// The QC that committed the committed tip: what proves this node's height to others.
+    private var tipCommitQC: QuorumCert?
 
     /// Next-epoch messages received before this node's epoch ended, replayed after.
     private var futureMessages: [(ConsensusMessage, ValidatorID)] = []
     static let futureMessageLimit = 256
+    static let futureByteLimit = 8 << 20
+    private var futureBytes = 0
 
     private var heardStatus = false
     private let startedAt = Date()
@@ -272,6 +294,8 @@ struct ConsensusHost {
                         floodIfUnreachable: false))
             case .penalize(let peer, let reason):
                 out.append(.penalize(peer: peer, reason: reason))
+            case .discourage(let peer, let reason):
+                out.append(.discourage(peer: peer, reason: reason))
             }
         }
         metrics?.syncing.set(Double(catchUp.syncing ? 1 : 0))
@@ -335,7 +359,11 @@ struct ConsensusHost {
                 break
             }
             bytes += stored.block.count
-            if bytes > rangeBudget || blocks.count >= Int(CatchUp.maxRangeBlocks) { break }
+            // The first commit group always goes whole: voters keep every uncommitted
+            // branch within the budget, so one large block cannot stall catch-up.
+            if blocks.count >= Int(CatchUp.maxRangeBlocks) || bytes > (end == nil ? Self.rangeLimit : rangeBudget) {
+                break
+            }
             blocks.append(block)
             if let epoch = try store.epoch(endingAt: stored.height) {
                 guard let bytes = epoch.proof, let proof = try? EpochChangeProof.decode(bytes) else { break }
@@ -351,8 +379,9 @@ struct ConsensusHost {
         return (Array(blocks.prefix(end.count)), end.proof, end.suffix)
     }
 
-    /// Bytes of blocks in one range answer: under the gossip layer's 4 MiB message limit.
-    static let rangeBudget = 3 * 1024 * 1024
+    static let rangeBudget = CatchUp.rangeBudget
+    /// What one answer can carry at all (the gossip limit less the QC and suffix).
+    static let rangeLimit = 3 * 1024 * 1024 + 768 * 1024
 
     /// Verifies an awaited range against the committed tip, executes it, stores it, and
     /// moves consensus to the new tip.
@@ -402,6 +431,7 @@ struct ConsensusHost {
         let transactions = blocks.reduce(0) { $0 + $1.payload.count }
         committedHeight += UInt64(blocks.count)
         committedState = state
+        tipCommitQC = proof
         committedTransactions += transactions
         commitEvents.append((committedHeight, proof, endsEpoch, Date().timeIntervalSince1970))
         if commitEvents.count > 64 { commitEvents.removeFirst(32) }
@@ -497,7 +527,10 @@ struct ConsensusHost {
                         .send(to: to, ConsensusMessage.blockResponse(block).encoded(), floodIfUnreachable: false))
                 }
             case .evidence(let text):
-                logger.warning("consensus evidence", metadata: ["evidence": "\(text)"])
+                out.append(.evidence(text))
+            case .diverged(let reason):
+                // Never continue on a state the network does not share: stop the node.
+                throw ConfigError("consensus halted: \(reason)")
             }
         }
         return out
@@ -522,13 +555,20 @@ struct ConsensusHost {
         while payloadCursor < order.count, committedState.isExecuted(order[payloadCursor]) { payloadCursor += 1 }
         var included: Set<TxID> = []
         var out: [[UInt8]] = []
+        let budget = min(
+            core.config.maxBlockBytes,
+            core.config.maxUncommittedBytes - core.uncommittedBytes(through: core.highQC.blockID))
+        var bytes = 0
         for id in order[payloadCursor...] where !parent.isExecuted(id) {
             guard let tx = dag.transaction(id),
                 tx.predecessors.allSatisfy({ parent.isExecuted($0) || included.contains($0) })
             else { continue }
+            // Both caps are the voters' rules (ConsensusConfig): a larger block is refused.
+            if bytes + tx.encoded.count > budget { break }
             included.insert(id)
             out.append(tx.encoded)
-            if out.count >= genesis.consensus.max_block_transactions { break }
+            bytes += tx.encoded.count
+            if out.count >= core.config.maxBlockTransactions { break }
         }
         return out
     }
@@ -541,7 +581,9 @@ struct ConsensusHost {
         let qcBytes = qc.encoded()
         for block in blocks {
             committedHeight += 1
-            let stateID = states[block.id]?.id ?? .zero
+            guard let stateID = states[block.id]?.id else {
+                throw ConfigError("committed block \(block.id.hex) was never executed")
+            }
             records.append(
                 .init(
                     height: committedHeight, id: block.id.bytes, round: block.round, block: block.encoded(),
@@ -552,6 +594,7 @@ struct ConsensusHost {
             records, ledgerState: snapshotDue ? state.encoded() : nil,
             epochChange: try epochChange.map { try epochRecord(after: last, state: state, stateID: lastID, proof: $0) })
         committedState = state
+        tipCommitQC = qc
         committedTransactions += blocks.reduce(0) { $0 + $1.payload.count }
         commitEvents.append((committedHeight, qc, epochChange != nil, Date().timeIntervalSince1970))
         if commitEvents.count > 64 { commitEvents.removeFirst(32) }
@@ -631,6 +674,7 @@ struct ConsensusHost {
     private mutating func replayFutureMessages() -> [ConsensusCore.Action] {
         let ready = futureMessages.filter { $0.0.epoch == core.config.epoch }
         futureMessages.removeAll { ($0.0.epoch ?? 0) <= core.config.epoch }
+        futureBytes = futureMessages.reduce(0) { $0 + $1.0.encoded().count }
         guard !catchUp.syncing else {
             futureMessages += ready  // after the sync
             return []

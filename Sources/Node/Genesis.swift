@@ -30,6 +30,11 @@ public struct Genesis: Codable, Sendable, Equatable {
         /// "round-robin" (absent) or "reputation" (Aptos-style; see `LeaderElection`).
         /// Optional so that files written before it existed keep their genesis block id.
         public var leader_election: String?
+        /// Bytes of transactions per block at most (default 1 MiB, at most 2 MiB).
+        /// Optional so that files written before it existed keep their genesis block id.
+        public var max_block_bytes: Int?
+
+        var maxBlockBytes: Int { max_block_bytes ?? ConsensusConfig.defaultMaxBlockBytes }
 
         /// Reputation window: the last 10 × n committed blocks, 40 rounds back (Aptos's defaults).
         func election(validators: Int) -> LeaderElection {
@@ -120,6 +125,13 @@ public struct Genesis: Codable, Sendable, Equatable {
             consensus.max_backoff_exponent < 32, consensus.max_block_transactions > 0,
             consensus.min_block_interval >= 0, consensus.min_block_interval < consensus.base_timeout
         else { throw ConfigError("\(source): consensus parameters out of range") }
+        guard consensus.maxBlockBytes >= Transaction.maxEncodedSize,
+            consensus.maxBlockBytes <= ConsensusConfig.maxBlockBytesLimit
+        else {
+            throw ConfigError(
+                "\(source): consensus.max_block_bytes must be within \(Transaction.maxEncodedSize)…\(ConsensusConfig.maxBlockBytesLimit) (one transaction … 2 MiB)"
+            )
+        }
         if checkpoint.coin != nil {
             guard checkpoint.coinOutpoint != nil, (checkpoint.coin_value ?? 0) > 0 else {
                 throw ConfigError("\(source): checkpoint.coin must be TXID:VOUT with a positive checkpoint.coin_value")
@@ -190,6 +202,8 @@ public struct Genesis: Codable, Sendable, Equatable {
         config.timeoutBackoff = consensus.timeout_backoff
         config.maxBackoffExponent = consensus.max_backoff_exponent
         config.leaderElection = consensus.election(validators: system.validators.count)
+        config.maxBlockTransactions = consensus.max_block_transactions
+        config.maxBlockBytes = consensus.maxBlockBytes
         return config
     }
 }

@@ -26,6 +26,15 @@ public final class NodeMetrics: Sendable {
     let bitcoinHeight: Gauge
     let checkpoints: Counter
 
+    /// Consensus misbehaviour seen, by kind (`forged_message`, `equivocation`).
+    func consensusEvidence(kind: String) -> Counter {
+        registry.makeCounter(
+            descriptor: MetricNameDescriptor(
+                namespace: "sidenode", subsystem: "consensus", metricName: "evidence", unitName: "total",
+                helpText: "Forged consensus messages and equivocations seen, by kind"),
+            labels: [("kind", kind)])
+    }
+
     public init() {
         func name(_ subsystem: String, _ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
             MetricNameDescriptor(
@@ -65,6 +74,7 @@ public final class NodeMetrics: Sendable {
             descriptor: name("sync", "target_height", "", "Highest committed height a neighbour reported"))
         catchUpBlocks = registry.makeCounter(
             descriptor: name("sync", "catch_up_blocks", "total", "Committed blocks applied from catch-up ranges"))
+        for kind in ["forged_message", "equivocation"] { _ = consensusEvidence(kind: kind) }
     }
 }
 

@@ -72,6 +72,8 @@ public actor NodeRuntime: Service {
     private var closedTotals = (sent: 0, received: 0)
     private var recentDeliveries: [String] = []
     private var deliveredTotal = 0
+    private var consensusEvidence: [EvidenceRecord] = []
+    private var evidenceTotal = 0
     private let deliveryLogLimit = 10_000
     private var handshakeFailures = 0
     private var sync: LedgerSync
@@ -387,12 +389,9 @@ public actor NodeRuntime: Service {
             case .penalize(let validator, let reason):
                 // A tenth of an invalid message per rule-breaking request: one that keeps
                 // asking for bad checkpoints is banned; a single one does not cut it off.
-                if let state = engine.peer(validator) {
-                    execute(
-                        engine.penalize(
-                            peer: state.connection, points: max(1, configuration.gossip.invalidMessagePenalty / 10),
-                            reason: reason, now: now))
-                }
+                penalize(
+                    validator: validator, points: max(1, configuration.gossip.invalidMessagePenalty / 10),
+                    reason: reason)
             case .broadcast(let tx, let payload, let sinceCommit):
                 guard let esplora else { continue }
                 let hex = tx.hex
@@ -428,7 +427,7 @@ public actor NodeRuntime: Service {
             actions = try step(&host, sync.dag)
         } catch {
             consensus = host
-            logger.critical("consensus storage failed; stopping", metadata: ["error": "\(error)"])
+            logger.critical("consensus failed; stopping the node", metadata: ["error": "\(error)"])
             requestStop()
             return
         }
@@ -451,15 +450,21 @@ public actor NodeRuntime: Service {
                 for connection in engine.peers.keys.sorted() {
                     execute(engine.sendDirect([ConsensusHost.directTag] + message, to: connection))
                 }
+            case .evidence(let text):
+                recordEvidence(kind: "equivocation", peer: nil, detail: text)
             case .penalize(let peer, let reason):
-                if let state = engine.peer(peer) {
-                    execute(
-                        engine.penalize(
-                            peer: state.connection, points: configuration.gossip.invalidMessagePenalty, reason: reason,
-                            now: now))
-                }
+                penalize(validator: peer, points: configuration.gossip.invalidMessagePenalty, reason: reason)
+            case .discourage(let peer, let reason):
+                penalize(
+                    validator: peer, points: max(1, configuration.gossip.invalidMessagePenalty / 20), reason: reason)
             }
         }
+    }
+
+    /// Scores down the connection of a node id, if it is connected.
+    private func penalize(validator: ValidatorID, points: Int, reason: String) {
+        guard let state = engine.peer(validator) else { return }
+        execute(engine.penalize(peer: state.connection, points: points, reason: reason, now: now))
     }
 
     private func saveState(force: Bool) {
@@ -649,12 +654,20 @@ public actor NodeRuntime: Service {
             case .direct(let payload, let from, let peer):
                 if let tag = payload.first, SyncMessage.tags.contains(tag) {
                     executeLedger(sync.directReceived(payload, from: from, source: peer.hex))
-                } else if payload.first == ConsensusHost.directTag, consensus != nil,
+                } else if payload.first == ConsensusHost.directTag, let host = consensus,
                     let message = try? ConsensusMessage.decode(Array(payload.dropFirst()))
                 {
-                    // Signed messages count as from their signer; requests and responses as from the peer.
-                    let sender = message.signer ?? peer
-                    runConsensus { host, dag in try host.received(message, from: sender, dag: dag) }
+                    switch host.core.provenance(of: message, directFrom: peer) {
+                    case .accept(let sender), .later(let sender):
+                        runConsensus { host, dag in try host.received(message, from: sender, dag: dag) }
+                    case .stale:
+                        break
+                    case .forged(let reason):
+                        recordEvidence(kind: "forged_message", peer: peer, detail: reason)
+                        execute(
+                            engine.penalize(
+                                peer: from, points: configuration.gossip.malformedPenalty, reason: reason, now: now))
+                    }
                 } else {
                     execute(
                         engine.penalize(
@@ -699,22 +712,25 @@ public actor NodeRuntime: Service {
             }
         case ConsensusHost.gossipTopic:
             guard consensus != nil else { return .ignore }  // not running consensus: do not judge, do not relay
-            guard let message = try? ConsensusMessage.decode(Array(payload.dropFirst())), let signer = message.signer
-            else { return .reject("malformed consensus message") }
-            // Old-epoch or forged messages are not forwarded; a valid one from a past
-            // epoch is ignored rather than punished.
-            guard consensus?.core.isAuthentic(message) == true else {
-                // A later epoch's message cannot be judged before this node has seen
-                // that epoch begin: kept for then, not relayed, not punished.
-                if let epoch = message.epoch, let current = consensus?.core.config.epoch, epoch > current {
-                    runConsensus { host, dag in try host.received(message, from: signer, dag: dag) }
-                    return .ignore
-                }
-                return consensus?.core.config.validators.contains(signer) == true
-                    ? .ignore : .reject("consensus message not signed by a validator")
+            guard let host = consensus, let message = try? ConsensusMessage.decode(Array(payload.dropFirst())) else {
+                return .reject("malformed consensus message")
             }
-            runConsensus { host, dag in try host.received(message, from: signer, dag: dag) }
-            return .accept
+            switch host.core.provenance(of: message, directFrom: nil) {
+            case .accept(let signer):
+                runConsensus { host, dag in try host.received(message, from: signer, dag: dag) }
+                return .accept
+            case .later(let signer):
+                // A later epoch's message cannot be judged before this node has seen
+                // that epoch begin: kept for then (bounded), not relayed, not punished.
+                runConsensus { host, dag in try host.received(message, from: signer, dag: dag) }
+                return .ignore
+            case .stale:
+                return .ignore
+            case .forged(let reason):
+                // Whoever relayed it did not check it: the gossip layer charges that peer.
+                recordEvidence(kind: "forged_message", peer: peer, detail: reason)
+                return .reject(reason)
+            }
         case CheckpointHost.gossipTopic:
             // Not checkpointing here: neither judged nor relayed.
             guard var host = checkpoint, let chain = consensus else { return .ignore }
@@ -748,6 +764,43 @@ public actor NodeRuntime: Service {
             logger.critical("cannot store transactions; stopping", metadata: ["error": "\(error)"])
             requestStop()
         }
+    }
+
+    /// Misbehaviour seen in consensus traffic, for `getevidence` and the metric: a
+    /// forged or misdirected message (charged to the peer that delivered it) or two
+    /// signed proposals or votes in one round.
+    struct EvidenceRecord {
+        let time: Date
+        let kind: String
+        let peer: PeerID?
+        let detail: String
+
+        var json: JSONValue {
+            .object([
+                "time": .int(Int(time.timeIntervalSince1970)), "kind": .string(kind),
+                "peer": peer.map { .string($0.hex) } ?? .null, "detail": .string(detail),
+            ])
+        }
+    }
+    static let evidenceLimit = 256
+
+    /// A `limit` parameter, clamped: any JSON number is accepted (Int(Double) would trap
+    /// on a huge or non-finite one).
+    static func limit(_ params: JSONValue, default value: Int) -> Int {
+        guard let n = params["limit"]?.numberValue, n.isFinite else { return value }
+        return Int(min(max(n, 0), 100_000))
+    }
+
+    private func recordEvidence(kind: String, peer: PeerID?, detail: String) {
+        evidenceTotal += 1
+        consensusEvidence.append(EvidenceRecord(time: Date(), kind: kind, peer: peer, detail: detail))
+        if consensusEvidence.count > Self.evidenceLimit { consensusEvidence.removeFirst() }
+        metrics.consensusEvidence(kind: kind).increment()
+        logger.warning(
+            "consensus evidence",
+            metadata: [
+                "kind": "\(kind)", "peer": "\(peer.map { String($0.hex.prefix(16)) } ?? "-")", "detail": "\(detail)",
+            ])
     }
 
     private func recordDelivery(_ id: MessageID) {
@@ -947,6 +1000,12 @@ public actor NodeRuntime: Service {
                 throw AdminError.serverError("no transaction \(hex)")
             }
             return Self.json(tx)
+        case "getevidence":
+            let limit = Self.limit(params, default: 100)
+            return .object([
+                "total": .int(evidenceTotal),
+                "recent": .array(consensusEvidence.suffix(limit).map { $0.json }),
+            ])
         case "getequivocations":
             return .array(
                 sync.dag.equivocations.map {
@@ -965,7 +1024,7 @@ public actor NodeRuntime: Service {
                 "chain_id": .string(configuration.chainID),
             ])
         case "getgossipinfo":
-            let limit = Int(params["limit"]?.numberValue ?? 100)
+            let limit = Self.limit(params, default: 100)
             return .object([
                 "published": .int(engine.stats.published),
                 "delivered": .int(deliveredTotal),

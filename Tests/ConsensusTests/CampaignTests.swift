@@ -16,40 +16,7 @@ struct CampaignTests {
         let start = Date()
         for offset in 0..<Self.seedCount {
             let seed = Self.firstSeed + UInt64(offset)
-            var rng = SimRNG(state: seed)
-            var sim = Simulator(seed: seed, validators: 4)
-            sim.loss = Double(rng.next() % 15) / 100
-            sim.duplication = Double(rng.next() % 10) / 100
-            sim.maxDelay = 0.01 + Double(rng.next() % 200) / 1000
-            // Half the seeds change epoch every 10–59 blocks (with catch-up, which a node
-            // that missed an epoch's last QC needs, as in the node).
-            if rng.next() % 2 == 0 {
-                sim.catchUpEnabled = true
-                sim.epochLength = 10 + Int(rng.next() % 50)
-            }
-            let victim = Int(rng.next() % 4)
-            if rng.next() % 2 == 0 { sim.crashAfterSafetyWrite = (node: victim, count: Int(rng.next() % 30) + 1) }
-            sim.start()
-            sim.run(until: 10)
-            if rng.next() % 2 == 0 {
-                let a = Int(rng.next() % 4)
-                sim.partition = [Set([a]), Set((0..<4).filter { $0 != a })]
-                sim.run(until: 20)
-                sim.partition = nil
-            }
-            if !sim.nodes[victim].alive { sim.restart(victim) }
-            // Heal: a clean network for the liveness check (timeouts back off to 5 s at
-            // most, so 10 s is enough to re-synchronise and 10 s more must bring commits).
-            sim.loss = 0
-            sim.duplication = 0
-            sim.run(until: 30)
-            let before = sim.minHonestCommits
-            sim.run(until: 40)
-            if sim.forkDetected || !sim.violations.isEmpty {
-                failures.append("seed \(seed): safety: fork=\(sim.forkDetected) \(sim.violations.prefix(2))")
-            } else if sim.minHonestCommits <= before {
-                failures.append("seed \(seed): no progress after healing (\(before) commits)")
-            }
+            if let failure = Self.run(seed: seed) { failures.append("seed \(seed): \(failure)") }
         }
         let elapsed = Date().timeIntervalSince(start)
         print(
@@ -57,5 +24,83 @@ struct CampaignTests {
         )
         for f in failures.prefix(20) { print("  \(f)") }
         #expect(failures.isEmpty)
+    }
+
+    /// One seed: 4, 7 or 10 validators, equal or unequal power; an adversary holding less
+    /// than a third of the power with a random set of attacks (spoofing, forgery, replay,
+    /// inflated TCs, future-round spam, false heights, refusing to serve, oversized
+    /// blocks); skewed clocks and links cut one way; loss, duplication and delay; a crash
+    /// right after a safety write; a minority partition; short epochs in some seeds. The
+    /// oracles: agreement, vote monotonicity, commit justification, and progress after
+    /// healing (the adversary keeps attacking). Returns why the seed failed, or nil.
+    static func run(seed: UInt64) -> String? {
+        var rng = SimRNG(state: seed)
+        let n = [4, 7, 10][Int(rng.next() % 3)]
+        let unequal = rng.next() % 2 == 0
+        let powers: [UInt64] = (0..<n).map { _ in unequal ? 1 + rng.next() % 4 : 1 }
+        var sim = Simulator(seed: seed, validators: n, powers: powers)
+        sim.loss = Double(rng.next() % 15) / 100
+        sim.duplication = Double(rng.next() % 10) / 100
+        sim.maxDelay = 0.01 + Double(rng.next() % 200) / 1000
+        // Short epochs only with equal power (the simulated ledger's later epochs give
+        // every validator power 1, which would hand a Byzantine minority by power more).
+        if !unequal && rng.next() % 2 == 0 {
+            sim.epochLength = 10 + Int(rng.next() % 50)
+        }
+        sim.catchUpEnabled = true
+        // The adversary: nodes taken in a random order while they stay under a third.
+        let total = powers.reduce(0, +)
+        var byzantine: Set<Int> = []
+        var held: UInt64 = 0
+        for i in (0..<n).shuffled(using: &rng) where (held + powers[i]) * 3 < total && rng.next() % 3 != 0 {
+            if !unequal && (byzantine.count + 1) * 3 >= n { break }
+            byzantine.insert(i)
+            held += powers[i]
+        }
+        if !byzantine.isEmpty {
+            var adversary = Adversary()
+            adversary.nodes = byzantine
+            adversary.spoof = rng.next() % 2 == 0
+            adversary.replay = rng.next() % 2 == 0
+            adversary.inflateTimeouts = rng.next() % 2 == 0
+            adversary.futureSpam = rng.next() % 2 == 0
+            adversary.lieAboutHeight = rng.next() % 2 == 0
+            adversary.refuseToServe = rng.next() % 2 == 0
+            adversary.oversized = rng.next() % 2 == 0
+            sim.corrupt(adversary)
+        }
+        let honest = (0..<n).filter { !byzantine.contains($0) }
+        for i in honest where rng.next() % 4 == 0 { sim.clockSkew[i] = 0.5 + Double(rng.next() % 150) / 100 }
+        for _ in 0..<Int(rng.next() % 4) {
+            let a = Int(rng.next() % UInt64(n))
+            let b = Int(rng.next() % UInt64(n))
+            if a != b { sim.cutLinks.insert([a, b]) }
+        }
+        let victim = honest[Int(rng.next() % UInt64(honest.count))]
+        if rng.next() % 2 == 0 { sim.crashAfterSafetyWrite = (node: victim, count: Int(rng.next() % 30) + 1) }
+        sim.start()
+        sim.run(until: 10)
+        if rng.next() % 2 == 0 {
+            let a = honest[Int(rng.next() % UInt64(honest.count))]
+            sim.partition = [Set([a]), Set((0..<n).filter { $0 != a })]
+            sim.run(until: 20)
+            sim.partition = nil
+        }
+        if !sim.nodes[victim].alive { sim.restart(victim) }
+        // Heal: a clean network for the liveness check (timeouts back off to 5 s at
+        // most, so 10 s is enough to re-synchronise and 10 s more must bring commits).
+        sim.loss = 0
+        sim.duplication = 0
+        sim.cutLinks = []
+        sim.run(until: 30)
+        let before = sim.minHonestCommits
+        sim.run(until: 40)
+        if sim.forkDetected || !sim.violations.isEmpty {
+            return "safety: fork=\(sim.forkDetected) \(sim.violations.prefix(2))"
+        }
+        if sim.minHonestCommits <= before {
+            return "no progress after healing (\(before) commits; n=\(n), byzantine \(byzantine.sorted()))"
+        }
+        return nil
     }
 }

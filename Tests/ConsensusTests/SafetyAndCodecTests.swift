@@ -1,5 +1,6 @@
 import Consensus
 import NodeCrypto
+import TestSupport
 import Testing
 import Wire
 
@@ -15,7 +16,7 @@ struct SafetyAndCodecTests {
     func tc(round: Round, hqc: [Round]) -> TimeoutCert {
         let keys = hqc.map { _ in Ed25519.PrivateKey() }
         return TimeoutCert(
-            epoch: 1, round: round,
+            epoch: 1, round: round, highQC: .genesis(epoch: 1, blockID: .zero, stateID: .zero),
             entries: zip(keys, hqc).map {
                 TimeoutCert.Entry(signer: $0.publicKey, highQCRound: $1, signature: $0.signature(for: [1]))
             })
@@ -128,7 +129,9 @@ struct SafetyAndCodecTests {
         // Catch-up messages, built from the run's committed blocks.
         let committed = sim.nodes[0].committed.compactMap { sim.nodes[0].disk.committedBlocks[$0] }
         let catchUp: [ConsensusMessage] = [
-            .chainStatus(height: 42, round: 99, epoch: 1), .getCommitted(height: 1, count: CatchUp.maxRangeBlocks),
+            .chainStatus(height: 42, round: 99, epoch: 1, proof: nil),
+            .chainStatus(height: 42, round: 99, epoch: 1, proof: committed[4].qc),
+            .getCommitted(height: 1, count: CatchUp.maxRangeBlocks),
             .committedRange(height: 1, blocks: Array(committed.prefix(3)), proof: committed[4].qc, suffix: []),
             .committedRange(
                 height: 1, blocks: Array(committed.prefix(3)), proof: committed[4].qc, suffix: [committed[3]]),
@@ -173,16 +176,36 @@ struct SafetyAndCodecTests {
                 sender: sim.config.validators.validators.first { $0.id != vote.sender }!.id, signature: vote.signature)
             #expect(!checker.isAuthentic(.vote(forged)), "a signature does not carry over to another sender")
         }
-        // A message whose bytes were flipped either fails to decode or fails verification.
-        var core = ConsensusCore(config: sim.config, key: sim.nodes[1].key)
-        for message in sim.samples.prefix(100) {
-            var bytes = message.encoded()
-            bytes[Int.random(in: 1..<bytes.count)] ^= 0x40
-            if let decoded = try? ConsensusMessage.decode(bytes), decoded != message {
-                let sender = sim.config.validators.validators[0].id
-                let actions = core.receive(decoded, from: sender)
-                #expect(!actions.contains { if case .persistSafety = $0 { true } else { false } })
+        // A proposal whose bytes were flipped anywhere either fails to decode or is
+        // refused: a fresh validator takes no block from it. Control: the original is taken.
+        // Round 1's leader proposes on a fresh core.
+        let leaderKey = try #require(sim.nodes.first { $0.key.publicKey == sim.config.validators.leader(of: 1) }).key
+        var leader = ConsensusCore(config: sim.config, key: leaderKey)
+        _ = leader.start()
+        var proposals: [ProposalMsg] = []
+        for case .broadcast(.proposal(let p)) in leader.proposePayload(round: 1, payload: [[1, 2, 3], [4, 5]]) {
+            proposals.append(p)
+        }
+        let original = try #require(proposals.first, "round 1's leader proposed")
+        let voterKey = try #require(sim.nodes.first { $0.key.publicKey != original.block.author }).key
+        func takesBlock(_ message: ConsensusMessage) -> Bool {
+            var core = ConsensusCore(config: sim.config, key: voterKey)
+            _ = core.start()
+            return core.receive(message, from: original.block.author).contains {
+                if case .persistBlock = $0 { true } else { false }
             }
         }
+        #expect(takesBlock(.proposal(original)), "control: the unmodified proposal is taken")
+        let bytes = ConsensusMessage.proposal(original).encoded()
+        var rng = SeededRandom(state: 7)
+        var refused = 0
+        for _ in 0..<300 {
+            var flipped = bytes
+            flipped[Int.random(in: 1..<bytes.count, using: &rng)] ^= UInt8.random(in: 1...255, using: &rng)
+            guard let decoded = try? ConsensusMessage.decode(flipped), decoded != .proposal(original) else { continue }
+            #expect(!takesBlock(decoded), "a proposal with a flipped byte was taken")
+            refused += 1
+        }
+        #expect(refused > 100, "most flips decode and must be refused by verification")
     }
 }

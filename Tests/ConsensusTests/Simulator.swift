@@ -60,6 +60,11 @@ struct Simulator {
         case timer(node: Int, round: Round, incarnation: Int, epoch: Epoch)
         /// Catch-up: report the committed height to everyone, and retry slow requests.
         case status(node: Int, incarnation: Int)
+        /// A message the adversary sends from the transport identity of node `transport`
+        /// (direct, or flooded: then anyone could have relayed it).
+        case inject(to: Int, transport: Int, ConsensusMessage, flooded: Bool)
+        /// The adversary acts (Adversary.swift).
+        case adversaryTick
     }
 
     /// Ordered by (time, seq): events at the same instant run in scheduling order,
@@ -124,12 +129,21 @@ struct Simulator {
     /// Every epoch's configuration, as the first node to enter it computed it.
     var configs: [Epoch: ConsensusConfig] = [:]
     var keys: [Ed25519.PrivateKey] = []
+    /// The adversary (issue 14): the Byzantine validators it controls and what it does.
+    var adversary = Adversary()
+    /// Messages refused as forged by the receiver's provenance check (what the node charges
+    /// to the peer that delivered them), and accepted ones the adversary forged (must stay 0).
+    var forgedRefused = 0
+    /// Timer speed per node: a round timer of `after` seconds fires after `after × skew`.
+    var clockSkew: [Int: Double] = [:]
+    /// Links cut in one direction only: [from, to].
+    var cutLinks: Set<[Int]> = []
 
     /// `count` validators, and `fullNodes` more nodes that follow without signing (they
     /// can become validators by an epoch change).
     init(
         seed: UInt64, validators count: Int, fullNodes: Int = 0, twins: [Int] = [],
-        leaderElection: LeaderElection = .roundRobin
+        leaderElection: LeaderElection = .roundRobin, powers: [UInt64]? = nil
     ) {
         rng = SimRNG(state: seed)
         // Keys from the seed, so the same seed gives the same validators in the same order.
@@ -137,7 +151,8 @@ struct Simulator {
         let keys = (0..<count + fullNodes).map { _ in (0..<32).map { _ in UInt8(truncatingIfNeeded: r.next()) } }
         let privateKeys = keys.map { try! Ed25519.PrivateKey(seed: $0) }
         self.keys = privateKeys
-        let set = ValidatorSet(privateKeys.prefix(count).map { Validator(id: $0.publicKey) })
+        let set = ValidatorSet(
+            privateKeys.prefix(count).enumerated().map { Validator(id: $1.publicKey, power: powers?[$0] ?? 1) })
         let genesisState = Hash32.of(Array("genesis state".utf8))
         let genesisID = Hash32.of(Array("genesis block".utf8))
         var config = ConsensusConfig(
@@ -161,6 +176,7 @@ struct Simulator {
             apply(i, nodes[i].core.start())
             if catchUpEnabled { schedule(1, .status(node: i, incarnation: nodes[i].incarnation)) }
         }
+        if !adversary.nodes.isEmpty { schedule(adversary.interval, .adversaryTick) }
     }
 
     mutating func schedule(_ delay: Double, _ event: Event) {
@@ -174,7 +190,8 @@ struct Simulator {
     }
 
     mutating func send(_ message: ConsensusMessage, from: Int, to: Int) {
-        guard nodes[to].alive, canTalk(from, to), !rng.chance(loss) else { return }
+        guard nodes[to].alive, canTalk(from, to), !cutLinks.contains([from, to]), !rng.chance(loss) else { return }
+        if adversary.nodes.isEmpty == false, !adversary.nodes.contains(from) { adversary.overhear(message) }
         let copies = rng.chance(duplication) ? 2 : 1
         for _ in 0..<copies {
             let delay = minDelay + Double(rng.next() % 1000) / 1000 * (maxDelay - minDelay)
@@ -220,13 +237,17 @@ struct Simulator {
                 nodes[i].disk.blocks[block.id] = block
             case .scheduleTimeout(let round, let after):
                 schedule(
-                    after,
+                    after * (clockSkew[i] ?? 1),
                     .timer(node: i, round: round, incarnation: nodes[i].incarnation, epoch: nodes[i].core.config.epoch))
             case .execute(let block, let parentState):
                 let (state, endsEpoch) = execute(block, on: parentState)
                 pending += nodes[i].core.blockExecuted(id: block.id, stateID: state, endsEpoch: endsEpoch)
             case .requestPayload(let round):
                 var payload = [(0..<16).map { _ in UInt8(truncatingIfNeeded: rng.next()) }]
+                if adversary.oversized && adversary.nodes.contains(i) {
+                    // A Byzantine leader ignores the block cap: voters must refuse it.
+                    payload = [[UInt8](repeating: 0xEE, count: nodes[i].core.config.maxBlockBytes + 1)]
+                }
                 let epoch = nodes[i].core.config.epoch
                 if let set = scheduledChanges[epoch] {
                     payload.append(Array("SET".utf8) + [UInt8(epoch)] + set.map(UInt8.init))
@@ -244,6 +265,8 @@ struct Simulator {
                 for j in nodes(of: from) where j != i { send(.blockRequest(id), from: i, to: j) }
             case .evidence(let text):
                 evidence.append(text)
+            case .diverged(let reason):
+                violations.append("node \(i) diverged: \(reason)")
             case .serveCommittedBlock(let id, let to):
                 if let block = nodes[i].disk.committedBlocks[id] {
                     for j in self.nodes(of: to) where j != i { send(.blockResponse(block), from: i, to: j) }
@@ -336,7 +359,7 @@ struct Simulator {
         // the epoch fetch the epoch's last range instead of waiting for a round timeout.
         if catchUpEnabled {
             let status = ConsensusMessage.chainStatus(
-                height: UInt64(nodes[i].committed.count), round: 0, epoch: next.epoch)
+                height: UInt64(nodes[i].committed.count), round: 0, epoch: next.epoch, proof: tipProof(i))
             for j in nodes.indices where j != i { send(status, from: i, to: j) }
         }
     }
@@ -430,7 +453,7 @@ struct Simulator {
         case .timeout(let t): w.u64(t.info.round)
         case .blockRequest(let id): w.fixed(id.bytes)
         case .blockResponse(let b): w.fixed(b.id.bytes)
-        case .chainStatus(let height, _, _), .getCommitted(let height, _), .committedRange(let height, _, _, _):
+        case .chainStatus(let height, _, _, _), .getCommitted(let height, _), .committedRange(let height, _, _, _):
             w.u64(height)
         }
         traceHasher = BLAKE2b.hash256(traceHasher + w.bytes)
@@ -479,25 +502,17 @@ struct Simulator {
             now = item.time
             switch item.event {
             case .deliver(let to, let from, let message):
-                guard nodes[to].alive else { continue }
-                let sender = nodes[from].key.publicKey
-                switch message {
-                case .chainStatus, .getCommitted, .committedRange: catchUpReceived(to, from: from, message)
-                default:
-                    // While catching up, live traffic waits (as in the node).
-                    if nodes[to].catchUp.syncing { continue }
-                    // The next epoch's messages wait for this node to enter it (as in the node).
-                    if let epoch = message.epoch, epoch > nodes[to].core.config.epoch {
-                        if epoch == nodes[to].core.config.epoch + 1 { nodes[to].future.append((message, sender)) }
-                        continue
-                    }
-                    apply(to, nodes[to].core.receive(message, from: sender))
-                }
+                deliver(message, to: to, transport: from, flooded: false)
+            case .inject(let to, let transport, let message, let flooded):
+                deliver(message, to: to, transport: transport, flooded: flooded)
+            case .adversaryTick:
+                adversaryTick()
+                schedule(adversary.interval, .adversaryTick)
             case .status(let node, let incarnation):
                 guard nodes[node].alive, nodes[node].incarnation == incarnation else { continue }
                 let status = ConsensusMessage.chainStatus(
                     height: UInt64(nodes[node].committed.count), round: nodes[node].disk.committedRound,
-                    epoch: nodes[node].core.config.epoch)
+                    epoch: nodes[node].core.config.epoch, proof: tipProof(node))
                 for j in nodes.indices where j != node { send(status, from: node, to: j) }
                 let height = UInt64(nodes[node].committed.count)
                 drive(node) { [now] in $0.tick(localHeight: height, now: now) }
@@ -512,21 +527,55 @@ struct Simulator {
         now = end
     }
 
+    /// What the node does with a consensus message from the network: the shipped
+    /// provenance check decides whom it is from, then the core takes it.
+    mutating func deliver(_ message: ConsensusMessage, to: Int, transport from: Int, flooded: Bool) {
+        guard nodes[to].alive else { return }
+        switch message {
+        case .chainStatus, .getCommitted, .committedRange:
+            catchUpReceived(to, from: from, message)
+            return
+        default: break
+        }
+        // While catching up, live traffic waits (as in the node).
+        if nodes[to].catchUp.syncing { return }
+        switch nodes[to].core.provenance(of: message, directFrom: flooded ? nil : nodes[from].key.publicKey) {
+        case .accept(let sender):
+            apply(to, nodes[to].core.receive(message, from: sender))
+        case .later(let sender):
+            // The next epoch's messages wait for this node to enter it (as in the node).
+            if message.epoch == nodes[to].core.config.epoch + 1 { nodes[to].future.append((message, sender)) }
+        case .stale:
+            break
+        case .forged:
+            forgedRefused += 1
+        }
+    }
+
     var honestIndices: [Int] { nodes.indices.filter { !byzantine.contains(nodes[$0].key.publicKey) } }
     func committedCount(_ i: Int) -> Int { nodes[i].committed.count }
     var minHonestCommits: Int { honestIndices.filter { nodes[$0].alive }.map { nodes[$0].committed.count }.min() ?? 0 }
 
     // MARK: Catch-up (what ConsensusHost does in the node)
 
+    /// The QC that committed node i's committed tip (what its chain status carries).
+    func tipProof(_ i: Int) -> QuorumCert? {
+        nodes[i].committed.last.flatMap { nodes[i].disk.commitProofs[$0] }
+    }
+
     mutating func catchUpReceived(_ i: Int, from j: Int, _ message: ConsensusMessage) {
         let peer = nodes[j].key.publicKey
         let height = UInt64(nodes[i].committed.count)
         switch message {
-        case .chainStatus(let reported, _, let epoch):
+        case .chainStatus(let reported, _, let epoch, let proof):
+            let (round, config) = (nodes[i].core.committedRound, nodes[i].core.config)
             drive(i) { [now] in
-                $0.statusReceived(from: peer, height: reported, epoch: epoch, localHeight: height, now: now)
+                $0.statusReceived(
+                    from: peer, height: reported, epoch: epoch, proof: proof, localHeight: height, localRound: round,
+                    config: config, now: now)
             }
         case .getCommitted(let from, let count):
+            if adversary.refuseToServe && adversary.nodes.contains(i) { return }
             let ids = nodes[i].committed
             guard from >= 1, from <= UInt64(ids.count) else { return }
             var blocks: [Block] = []
@@ -551,8 +600,9 @@ struct Simulator {
             send(.committedRange(height: from, blocks: served, proof: proof, suffix: suffix), from: i, to: j)
         case .committedRange(let from, let blocks, let proof, let suffix):
             guard nodes[i].catchUp.isAwaited(from: peer, height: from) else { return }
+            let probing = !nodes[i].catchUp.syncing
             guard from == height + 1 else {
-                drive(i) { [now] in $0.applied(localHeight: height, now: now) }
+                drive(i) { [now] in $0.superseded(localHeight: height, now: now) }
                 return
             }
             var state = nodes[i].disk.committedState
@@ -589,6 +639,8 @@ struct Simulator {
             }
             let newHeight = UInt64(nodes[i].committed.count)
             drive(i) { [now] in $0.applied(localHeight: newHeight, now: now) }
+            // A probe's range replaced the core while consensus went on: start it (as the node does).
+            if probing && !nodes[i].catchUp.syncing { apply(i, nodes[i].core.start() + replayFuture(i)) }
         default:
             break
         }
@@ -605,7 +657,7 @@ struct Simulator {
                 for j in nodes(of: peer) where j != i {
                     send(.getCommitted(height: height, count: count), from: i, to: j)
                 }
-            case .penalize:
+            case .penalize, .discourage:
                 catchUpPenalties += 1
             }
         }

@@ -1,8 +1,12 @@
 import Foundation
+import Gossip
 import Ledger
 import Node
 import NodeCrypto
 import Testing
+
+@testable import Consensus
+@testable import Noise
 
 @Suite("Multi-process DiemBFT", .serialized)
 struct ConsensusNetworkTests {
@@ -101,6 +105,68 @@ struct ConsensusNetworkTests {
         #expect(
             try net.admin(2).call("getbalance", .object(["account": .string(recipient)]))["balance"]?.numberValue == 500
         )
+    }
+
+    /// Issue 14 §1 over the wire: an outside peer (no validator key) sends a validator
+    /// direct votes that claim the validator's own id, with garbage signatures, while
+    /// another validator is down. Before the fix the validator counted them as its own and
+    /// dropped its real votes as duplicates, so the three live validators stopped forming
+    /// QCs; now the forgery is refused, recorded as evidence and the peer banned.
+    @Test("an outside peer's forged 'own' votes: refused, recorded, the peer banned, the chain commits with one down")
+    func forgedOwnVotesOverTheWire() throws {
+        let net = try startValidators(nodes: 4)
+        defer { net.shutdown() }
+        try waitUntil(timeout: 60, "every validator to commit 3 blocks") { (0..<4).allSatisfy { height(net, $0) >= 3 } }
+        net.kill9(3)
+        let target = try status(net, 0)
+        let victim = try Ed25519.PublicKey(
+            rawRepresentation: try Hex.decode(try #require(try net.admin(0).call("getinfo")["node_id"]?.stringValue)))
+        let epoch = UInt64(try #require(target["epoch"]?.numberValue))
+        let round = UInt64(try #require(target["round"]?.numberValue))
+
+        let evil = Ed25519.PrivateKey()
+        var (client, channel) = try outsidePeer(port: net.port(0), identity: evil)
+        client.send(try channel.send(GossipMessage.hello(listenPort: 0, agent: "forger").encoded()))
+        // A vote for each of the next rounds, each "from" node 0 itself.
+        for r in round..<(round + 40) {
+            let info = VoteInfo(
+                blockID: Hash32.of(Array("forged \(r)".utf8)), round: r, parentID: .zero, parentRound: r - 1,
+                execStateID: .zero, epoch: epoch)
+            let vote = VoteMsg(
+                voteInfo: info,
+                commitInfo: LedgerCommitInfo(epoch: epoch, round: r, commitStateID: nil, voteInfoHash: info.hash),
+                highCommitQC: QuorumCert.genesis(epoch: epoch, blockID: .zero, stateID: .zero), sender: victim,
+                signature: try Ed25519.Signature(rawRepresentation: SecureRandom.bytes(64)))
+            let payload = [UInt8(0x10)] + ConsensusMessage.vote(vote).encoded()
+            client.send(try channel.send(GossipMessage.direct(payload: payload).encoded()))
+        }
+        var closed = false
+        for _ in 0..<50 {
+            guard let bytes = client.receive() else { break }
+            if bytes.isEmpty {
+                closed = true
+                break
+            }
+        }
+        #expect(closed, "the node drops the connection of a peer that forges consensus messages")
+        let evidence = try net.admin(0).call("getevidence")
+        let recent = evidence["recent"]?.arrayValue ?? []
+        #expect(
+            recent.contains {
+                $0["kind"]?.stringValue == "forged_message" && $0["peer"]?.stringValue == evil.publicKey.hex
+            },
+            "getevidence names the forger: \(evidence)")
+        let bans = try net.admin(0).call("listbanned").arrayValue ?? []
+        #expect(bans.contains { $0["target"]?.stringValue == "id:\(evil.publicKey.hex)" })
+        // With validator 3 down every QC needs all three live validators, node 0's real vote included.
+        let before = height(net, 1)
+        try waitUntil(timeout: 60, "10 commits with validator 3 down after the forgery") {
+            (0..<3).allSatisfy { height(net, $0) >= before + 10 }
+        }
+        for h in [before + 1, before + 5, before + 10] {
+            let ids = try (0..<3).map { try blockID(net, $0, h) }
+            #expect(Set(ids).count == 1 && ids[0] != nil, "height \(h): \(ids)")
+        }
     }
 
     @Test("a full node started late syncs the committed chain by ranges, reaches the same state root, then follows")

@@ -40,16 +40,7 @@ struct GossipMeshTests {
 
         // A peer that completes the handshake and then sends garbage is disconnected and banned.
         let evilIdentity = Ed25519.PrivateKey()
-        let client = try RawTCPClient(port: net.port(3))
-        var channel = SecureChannel(
-            role: .initiator(expectedPeer: nil),
-            configuration: SecureChannelConfiguration(chainID: "sidenode-it", identity: evilIdentity))
-        for case .write(let bytes) in channel.start() { client.send(bytes) }
-        while !channel.isEstablished {
-            let bytes = try #require(client.receive(), "handshake reply")
-            #expect(!bytes.isEmpty, "node closed during the handshake")
-            for case .write(let out) in channel.receive(bytes) { client.send(out) }
-        }
+        var (client, channel) = try outsidePeer(port: net.port(3), identity: evilIdentity)
         client.send(try channel.send([0xee] + SecureRandom.bytes(64)))
         var closed = false
         for _ in 0..<50 {

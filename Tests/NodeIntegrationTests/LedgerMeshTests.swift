@@ -88,16 +88,7 @@ struct LedgerMeshTests {
         try net.start(0, bootstrap: false)
         try net.waitReady(0)
         let evil = Ed25519.PrivateKey()
-        let client = try RawTCPClient(port: net.port(0))
-        var channel = SecureChannel(
-            role: .initiator(expectedPeer: nil),
-            configuration: SecureChannelConfiguration(chainID: "sidenode-it", identity: evil))
-        for case .write(let bytes) in channel.start() { client.send(bytes) }
-        while !channel.isEstablished {
-            let bytes = try #require(client.receive())
-            #expect(!bytes.isEmpty)
-            for case .write(let out) in channel.receive(bytes) { client.send(out) }
-        }
+        var (client, channel) = try outsidePeer(port: net.port(0), identity: evil)
         func gossip(_ tx: [UInt8]) throws {
             client.send(try channel.send(GossipMessage.publish(payload: [LedgerSync.transactionTopic] + tx).encoded()))
         }

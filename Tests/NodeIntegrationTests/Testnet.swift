@@ -1,6 +1,7 @@
 import Foundation
 import Node
 import NodeCrypto
+import Noise
 
 #if canImport(Glibc)
     import Glibc
@@ -200,6 +201,23 @@ func waitUntil(timeout: Double, _ what: String, _ condition: () throws -> Bool) 
         usleep(100_000)
     }
     throw TestnetError("timed out after \(timeout) s waiting for \(what)")
+}
+
+/// An outside peer with identity `identity`: a TCP connection to `port` on which the
+/// Noise handshake has completed (written from docs/wire.md, as a stranger would).
+func outsidePeer(port: Int, identity: Ed25519.PrivateKey) throws -> (client: RawTCPClient, channel: SecureChannel) {
+    let client = try RawTCPClient(port: port)
+    var channel = SecureChannel(
+        role: .initiator(expectedPeer: nil),
+        configuration: SecureChannelConfiguration(chainID: "sidenode-it", identity: identity))
+    for case .write(let bytes) in channel.start() { client.send(bytes) }
+    while !channel.isEstablished {
+        guard let bytes = client.receive(), !bytes.isEmpty else {
+            throw TestnetError("the node closed the connection during the handshake")
+        }
+        for case .write(let out) in channel.receive(bytes) { client.send(out) }
+    }
+    return (client, channel)
 }
 
 /// A minimal blocking TCP client, used to play a misbehaving peer.

@@ -1,6 +1,7 @@
 import Foundation
 import Gossip
 import Node
+import NodeCrypto
 import Testing
 
 @Suite("Node configuration (TOML)")
@@ -77,5 +78,32 @@ struct ConfigurationTests {
     @Test func defaultsAreValid() throws {
         try config().validate()
         #expect(config().adminSocketPath == "/tmp/x/admin.sock")
+    }
+}
+
+@Suite("Genesis: consensus limits every validator enforces")
+struct GenesisLimitTests {
+    func genesis(maxBlockBytes: Int?) -> Genesis {
+        var g = Genesis(
+            chainID: "c", genesisTime: 0, epochLength: 100,
+            validators: [
+                .init(
+                    node_id: Ed25519.PrivateKey().publicKey.hex, power: 1,
+                    bitcoin_xonly: Secp256k1.PrivateKey().xOnlyPublicKey.hex)
+            ], balances: [:])
+        g.consensus.max_block_bytes = maxBlockBytes
+        return g
+    }
+
+    @Test("max_block_bytes: absent means 1 MiB; below one transaction or above 2 MiB is an error naming the field")
+    func maxBlockBytes() throws {
+        try genesis(maxBlockBytes: nil).validate()
+        #expect(genesis(maxBlockBytes: nil).consensusConfig().maxBlockBytes == 1 << 20)
+        try genesis(maxBlockBytes: 2 << 20).validate()
+        #expect(genesis(maxBlockBytes: 65_536).consensusConfig().maxBlockBytes == 65_536)
+        for bad in [0, 1_000, (2 << 20) + 1] {
+            let error = #expect(throws: ConfigError.self) { try genesis(maxBlockBytes: bad).validate() }
+            #expect(error?.description.contains("max_block_bytes") == true)
+        }
     }
 }

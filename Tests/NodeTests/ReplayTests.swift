@@ -72,4 +72,34 @@ struct ReplayTests {
         // A missing block is named too.
         #expect(throws: ConfigError.self) { try ConsensusHost.replay(store: store, to: 31, genesisState: genesis) }
     }
+
+    /// Issue 14 §2: a leader put a correctly sequenced transfer with a bad signature in a
+    /// block. Live execution (the transaction was not in the DAG, so its signature was
+    /// checked) failed it; replay after a restart must fail it too, or the node computes
+    /// another state and refuses to start.
+    @Test("replay after a restart fails a badly signed transaction exactly as live execution did")
+    func replayChecksSignatures() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try ConsensusStore(path: dir.appendingPathComponent("consensus.sqlite").path)
+        let genesis = LedgerState(chainID: "c", balances: [alice.publicKey: 10_000])
+        let tx = Transaction(
+            chainID: "c", author: alice, seq: 1, fee: 1, payload: .transfer(to: bob, amount: 10), predecessors: [])
+        var forged = tx.encoded
+        forged[forged.count - 1] ^= 0x01  // the signature no longer holds
+        let block = Block(
+            epoch: 1, round: 1, author: alice.publicKey, payload: [forged],
+            qc: .genesis(epoch: 1, blockID: Hash32.of([0]), stateID: .zero))
+        var live = genesis
+        let (receipts, _) = live.executeBlock(block.payload, proposer: block.author, signatureChecked: { _ in false })
+        #expect(receipts.count == 1 && receipts[0].failure != nil, "live execution refuses the forged signature")
+        #expect(live.balance(of: bob) == 0)
+        let root = try Hash32(bytes: live.root)
+        try store.commit(
+            [.init(height: 1, id: block.id.bytes, round: 1, block: block.encoded(), stateID: root.bytes, commitQC: [])],
+            ledgerState: nil)
+        let recovered = try ConsensusHost.replay(store: store, to: 1, genesisState: genesis)
+        #expect(try Hash32(bytes: recovered.root) == root)
+        #expect(recovered.balance(of: bob) == 0)
+    }
 }
