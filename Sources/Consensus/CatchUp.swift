@@ -48,6 +48,7 @@ public struct CatchUp: Sendable {
     public private(set) var syncing = false
     private var inFlight: (peer: ValidatorID, height: UInt64, sentAt: Double, probe: Bool)?
     private var excludedUntil: [ValidatorID: Double] = [:]
+    private var silences: [ValidatorID: Int] = [:]
     private var rotation = 0
 
     public init() {}
@@ -110,7 +111,11 @@ public struct CatchUp: Sendable {
         var actions: [Action] = []
         if let pending = inFlight, now - pending.sentAt >= Self.requestTimeout {
             inFlight = nil
-            excludedUntil[pending.peer] = now + Self.silenceExclusion
+            // Each silence in a row doubles the time out (10 s … 5 min): a peer that is
+            // really ahead but never serves cannot pull this node out of consensus often.
+            let strikes = min(silences[pending.peer, default: 0], 5)
+            silences[pending.peer] = strikes + 1
+            excludedUntil[pending.peer] = now + Self.silenceExclusion * Double(1 << strikes)
             peerHeights[pending.peer] = nil
             unproven[pending.peer] = nil
             actions.append(.discourage(peer: pending.peer, reason: "did not serve the committed range it claimed"))
@@ -129,6 +134,7 @@ public struct CatchUp: Sendable {
     /// all that: the peer is probed again (each range is real progress, checked against
     /// this node's own chain) until this node reaches an epoch whose QCs it can check.
     public mutating func applied(localHeight: UInt64, now: Double) -> [Action] {
+        if let pending = inFlight { silences[pending.peer] = nil }
         inFlight = nil
         return next(localHeight: localHeight, now: now)
     }
@@ -165,7 +171,11 @@ public struct CatchUp: Sendable {
                 .keys.sorted { $0.rawRepresentation.lexicographicallyPrecedes($1.rawRepresentation) }
         }
         let candidates = syncing ? eligible(peerHeights) : eligible(unproven)
-        guard !candidates.isEmpty else { return [] }
+        guard !candidates.isEmpty else {
+            // Nobody ahead can be asked now: follow consensus rather than wait out of it.
+            if syncing && eligible(peerHeights).isEmpty { syncing = false }
+            return []
+        }
         // Rotate, so consecutive ranges come from different peers.
         rotation += 1
         let peer = candidates[rotation % candidates.count]

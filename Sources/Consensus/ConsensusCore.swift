@@ -394,8 +394,6 @@ public struct ConsensusCore: Sendable {
     private mutating func processProposal(_ p: ProposalMsg, from sender: ValidatorID) -> [Action] {
         let block = p.block
         guard block.epoch == config.epoch, block.author == sender, config.validators.contains(sender),
-            block.payload.count <= config.maxBlockTransactions,
-            block.payloadBytes <= config.maxBlockBytes,
             sender.isValidSignature(p.signature, for: domain.message("proposal", epoch: config.epoch, block.id.bytes)),
             verify(block.qc), verify(p.highCommitQC), verifyOptional(p.lastRoundTC)
         else { return [] }
@@ -409,10 +407,13 @@ public struct ConsensusCore: Sendable {
         // can decide who leads this round under reputation-based election.
         var actions = processCertificate(block.qc, from: sender)
         actions += processCertificate(p.highCommitQC, from: sender)
-        if let tc = p.lastRoundTC { actions += advanceRound(tc: tc) }
-        // Checked after the certificates, whose commits decide who led those rounds.
+        if let tc = p.lastRoundTC { actions += advanceRound(tc: tc, from: sender) }
+        // Checked after the certificates, whose commits decide who led those rounds; and
+        // a block over the caps is refused without losing the certificates it carried
+        // (the QC of the last round reaches the others only through this proposal).
         guard sender == leader(of: block.round),
-            block.failedAuthors == failedAuthors(round: block.round, qcRound: block.qc.round)
+            block.failedAuthors == failedAuthors(round: block.round, qcRound: block.qc.round),
+            block.payload.count <= config.maxBlockTransactions, block.payloadBytes <= config.maxBlockBytes
         else { return actions }
         // A valid block of a round already left (its votes can outrun it to the next
         // leader) still joins the tree: later blocks build on it.
@@ -592,7 +593,7 @@ public struct ConsensusCore: Sendable {
         else { return [] }
         var actions = processCertificate(info.highQC, from: sender)
         actions += processCertificate(t.highCommitQC, from: sender)
-        if let tc = t.lastRoundTC { actions += advanceRound(tc: tc) }
+        if let tc = t.lastRoundTC { actions += advanceRound(tc: tc, from: sender) }
         guard info.round >= currentRound, info.round <= currentRound + 1 else { return actions }
         return actions + addTimeout(info)
     }
@@ -620,15 +621,19 @@ public struct ConsensusCore: Sendable {
                 entries: collected.values.map {
                     TimeoutCert.Entry(signer: $0.sender, highQCRound: $0.highQC.round, signature: $0.signature)
                 })
-            actions += advanceRound(tc: tc)
+            actions += advanceRound(tc: tc, from: me)
         }
         return actions
     }
 
-    private mutating func advanceRound(tc: TimeoutCert) -> [Action] {
-        guard tc.round >= currentRound else { return [] }
+    /// A verified TC: its highest QC is a certificate like any other (this node may not
+    /// have it: a QC reaches the others only through the next proposal), then the round.
+    private mutating func advanceRound(tc: TimeoutCert, from sender: ValidatorID) -> [Action] {
+        var actions = processCertificate(tc.highQC, from: sender)
+        guard tc.round >= currentRound else { return actions }
         lastRoundTC = tc
-        return enterRound(tc.round + 1)
+        actions += enterRound(tc.round + 1)
+        return actions
     }
 
     // MARK: Certificates and commits

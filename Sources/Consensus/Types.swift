@@ -44,9 +44,37 @@ public struct ValidatorSet: Sendable, Equatable {
     public let validators: [Validator]
     public let totalPower: UInt64
 
+    /// The round-robin cycle: validator indices, each as often as its power (reduced by
+    /// their common divisor) and spread evenly (smooth weighted round-robin). With equal
+    /// powers it is the canonical order. Leaders by power matter for liveness: a
+    /// minority by power that held half the slots could alternate with the honest
+    /// leaders, and a 2-chain commit needs two honest leaders in a row.
+    private let cycle: [Int]
+    /// Above this many slots the cycle is not built; leaders are drawn by power instead.
+    static let maxCycle: UInt64 = 1 << 16
+
     public init(_ validators: [Validator]) {
         self.validators = validators.sorted { $0.id.precedesID($1.id) }
         totalPower = validators.reduce(0) { $0 + $1.power }
+        cycle = Self.weightedCycle(self.validators.map(\.power))
+    }
+
+    static func weightedCycle(_ powers: [UInt64]) -> [Int] {
+        func gcd(_ a: UInt64, _ b: UInt64) -> UInt64 { b == 0 ? a : gcd(b, a % b) }
+        let divisor = max(1, powers.reduce(0, gcd))
+        let weights = powers.map { $0 / divisor }
+        let total = weights.reduce(0, +)
+        guard total > 0, total <= maxCycle else { return [] }
+        var current = [Int64](repeating: 0, count: weights.count)
+        var out: [Int] = []
+        out.reserveCapacity(Int(total))
+        for _ in 0..<total {
+            for i in weights.indices { current[i] += Int64(weights[i]) }
+            let best = current.indices.max { current[$0] < current[$1] || (current[$0] == current[$1] && $0 > $1) }!
+            current[best] -= Int64(total)
+            out.append(best)
+        }
+        return out
     }
 
     /// 2f+1 when every power is 1 and n = 3f+1.
@@ -61,9 +89,19 @@ public struct ValidatorSet: Sendable, Equatable {
         Set(signers).reduce(0) { $0 + power(of: $1) }
     }
 
-    /// Round-robin: a new leader every round, in canonical order.
+    /// Round-robin by power: a new leader every round, along `cycle` (equal powers: the
+    /// canonical order). For very large powers, a draw by power seeded by the round.
     public func leader(of round: Round) -> ValidatorID {
-        validators[Int(round % UInt64(validators.count))].id
+        if !cycle.isEmpty { return validators[cycle[Int(round % UInt64(cycle.count))]].id }
+        var w = WireWriter()
+        w.string16("sidenode-round-robin")
+        w.u64(round)
+        var pick = Hash32.of(w.bytes).bytes.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) } % max(1, totalPower)
+        for v in validators {
+            if pick < v.power { return v.id }
+            pick -= v.power
+        }
+        return validators[validators.count - 1].id
     }
 }
 

@@ -203,14 +203,7 @@ struct ConsensusHost {
             // The next epoch's messages (this node has not seen its epoch end yet) wait
             // for it; they cannot be checked before the epoch's validators are known.
             if let epoch = message.epoch, epoch > core.config.epoch {
-                // Unverifiable until that epoch begins: bounded in count and in bytes.
-                let size = message.encoded().count
-                if epoch == core.config.epoch + 1 && futureMessages.count < Self.futureMessageLimit
-                    && futureBytes + size <= Self.futureByteLimit
-                {
-                    futureMessages.append((message, sender))
-                    futureBytes += size
-                }
+                futureMessages.offer(message, from: sender, current: core.config.epoch)
                 return []
             }
             // While syncing, live consensus traffic is for rounds this node cannot judge
@@ -237,10 +230,7 @@ struct ConsensusHost {
     private var tipCommitQC: QuorumCert?
 
     /// Next-epoch messages received before this node's epoch ended, replayed after.
-    private var futureMessages: [(ConsensusMessage, ValidatorID)] = []
-    static let futureMessageLimit = 256
-    static let futureByteLimit = 8 << 20
-    private var futureBytes = 0
+    private var futureMessages = NextEpochBuffer()
 
     private var heardStatus = false
     private let startedAt = Date()
@@ -672,11 +662,9 @@ struct ConsensusHost {
 
     /// Messages of the epoch just entered that arrived early.
     private mutating func replayFutureMessages() -> [ConsensusCore.Action] {
-        let ready = futureMessages.filter { $0.0.epoch == core.config.epoch }
-        futureMessages.removeAll { ($0.0.epoch ?? 0) <= core.config.epoch }
-        futureBytes = futureMessages.reduce(0) { $0 + $1.0.encoded().count }
+        let ready = futureMessages.take(entering: core.config.epoch)
         guard !catchUp.syncing else {
-            futureMessages += ready  // after the sync
+            futureMessages.putBack(ready, current: core.config.epoch)  // after the sync
             return []
         }
         return ready.flatMap { core.receive($0.0, from: $0.1) }

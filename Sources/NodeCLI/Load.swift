@@ -26,9 +26,15 @@ struct Load: AsyncParsableCommand {
     @Option(help: "Validators sharing this machine, for the bound.")
     var nodes: Int = 4
 
+    @Option(help: "Recipient account (node id hex) of the transfers; default: a new random account.")
+    var to: String?
+
     func validate() throws {
         guard rate > 0, rate <= 50_000, duration > 0, duration <= 3600, nodes >= 1 else {
             throw ValidationError("--rate 0…50000, --duration 0…3600, --nodes ≥ 1")
+        }
+        if let to, (try? Ed25519.PublicKey(rawRepresentation: Hex.decode(to))) == nil {
+            throw ValidationError("--to must be an account: a node id (64 hex characters)")
         }
     }
 
@@ -51,7 +57,10 @@ struct Load: AsyncParsableCommand {
                 throw CLIError("unexpected reply: \(info)")
             }
             let startHeight = Int(try client.call("getstatus")["committed_height"]?.numberValue ?? 0)
-            let recipient = Ed25519.PrivateKey().publicKey
+            let recipient =
+                try to.map { try Ed25519.PublicKey(rawRepresentation: Hex.decode($0)) }
+                ?? Ed25519.PrivateKey().publicKey
+            print("recipient \(recipient.hex)")
             var seq = UInt64(next)
             var previous: TxID?
             var submitted: [String: Date] = [:]

@@ -502,4 +502,30 @@ struct ByzantineAttackTests {
             }
         }
     }
+
+    /// Found by the attacker review: next-epoch messages cannot be verified, so anyone
+    /// could fill the buffer with ~4 MiB proposals; it is bounded in bytes too.
+    @Test("the next-epoch buffer keeps only the next epoch's messages, bounded in count and bytes")
+    func nextEpochBuffer() {
+        var buffer = NextEpochBuffer()
+        let genesisQC = QuorumCert.genesis(epoch: 2, blockID: .zero, stateID: .zero)
+        func proposal(epoch: UInt64, bytes: Int) -> ConsensusMessage {
+            let block = Block(
+                epoch: epoch, round: 1, author: keys[0].publicKey, payload: [[UInt8](repeating: 1, count: bytes)],
+                qc: genesisQC)
+            return .proposal(
+                ProposalMsg(
+                    block: block, lastRoundTC: nil, highCommitQC: genesisQC,
+                    signature: keys[0].signature(for: block.id.bytes)))
+        }
+        buffer.offer(proposal(epoch: 3, bytes: 10), from: keys[0].publicKey, current: 1)
+        buffer.offer(proposal(epoch: 1, bytes: 10), from: keys[0].publicKey, current: 1)
+        #expect(buffer.count == 0, "only the epoch right after the current one is kept")
+        for _ in 0..<20 { buffer.offer(proposal(epoch: 2, bytes: 1 << 20), from: keys[1].publicKey, current: 1) }
+        #expect(buffer.count <= 8 && buffer.bytes <= NextEpochBuffer.byteLimit)
+        for _ in 0..<400 { buffer.offer(proposal(epoch: 2, bytes: 10), from: keys[1].publicKey, current: 1) }
+        #expect(buffer.count == NextEpochBuffer.messageLimit)
+        #expect(buffer.take(entering: 2).count == NextEpochBuffer.messageLimit)
+        #expect(buffer.count == 0 && buffer.bytes == 0)
+    }
 }

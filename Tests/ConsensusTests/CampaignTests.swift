@@ -10,6 +10,21 @@ struct CampaignTests {
     static var seedCount: Int { Int(ProcessInfo.processInfo.environment["SIDENODE_SIM_SEEDS"] ?? "") ?? 0 }
     static var firstSeed: UInt64 { UInt64(ProcessInfo.processInfo.environment["SIDENODE_SIM_BASE"] ?? "") ?? 1000 }
 
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["SIDENODE_SIM_DEBUG"] != nil))
+    func debugSeeds() {
+        let seeds = (ProcessInfo.processInfo.environment["SIDENODE_SIM_DEBUG"] ?? "").split(separator: ",").compactMap {
+            UInt64($0)
+        }
+        for seed in seeds {
+            print("full:", Self.run(seed: seed, trace: true) ?? "ok")
+            for knob in [
+                "adversary", "spoof", "replay", "inflate", "spam", "lie", "refuse", "oversized", "skew", "cuts",
+            ] {
+                print("without \(knob):", Self.run(seed: seed, disable: [knob]) ?? "ok")
+            }
+        }
+    }
+
     @Test(.enabled(if: seedCount > 0))
     func campaign() {
         var failures: [String] = []
@@ -33,7 +48,7 @@ struct CampaignTests {
     /// right after a safety write; a minority partition; short epochs in some seeds. The
     /// oracles: agreement, vote monotonicity, commit justification, and progress after
     /// healing (the adversary keeps attacking). Returns why the seed failed, or nil.
-    static func run(seed: UInt64) -> String? {
+    static func run(seed: UInt64, disable: Set<String> = [], trace: Bool = false) -> String? {
         var rng = SimRNG(state: seed)
         let n = [4, 7, 10][Int(rng.next() % 3)]
         let unequal = rng.next() % 2 == 0
@@ -67,6 +82,15 @@ struct CampaignTests {
             adversary.lieAboutHeight = rng.next() % 2 == 0
             adversary.refuseToServe = rng.next() % 2 == 0
             adversary.oversized = rng.next() % 2 == 0
+            if disable.contains("spoof") { adversary.spoof = false }
+            if disable.contains("replay") { adversary.replay = false }
+            if disable.contains("inflate") { adversary.inflateTimeouts = false }
+            if disable.contains("spam") { adversary.futureSpam = false }
+            if disable.contains("lie") { adversary.lieAboutHeight = false }
+            if disable.contains("refuse") { adversary.refuseToServe = false }
+            if disable.contains("oversized") { adversary.oversized = false }
+            if disable.contains("adversary") { adversary.nodes = [] }
+            if trace { print("seed \(seed): n=\(n) powers=\(powers) byz=\(byzantine.sorted()) adversary=\(adversary)") }
             sim.corrupt(adversary)
         }
         let honest = (0..<n).filter { !byzantine.contains($0) }
@@ -78,14 +102,35 @@ struct CampaignTests {
         }
         let victim = honest[Int(rng.next() % UInt64(honest.count))]
         if rng.next() % 2 == 0 { sim.crashAfterSafetyWrite = (node: victim, count: Int(rng.next() % 30) + 1) }
+        if disable.contains("skew") { sim.clockSkew = [:] }
+        if disable.contains("cuts") { sim.cutLinks = [] }
+        if trace {
+            print("  skew=\(sim.clockSkew) cuts=\(sim.cutLinks) loss=\(sim.loss) epochLength=\(sim.epochLength)")
+        }
         sim.start()
+        if trace {
+            for t in 1...10 {
+                sim.run(until: Double(t))
+                let c = sim.nodes[0].core
+                print(
+                    "  t=\(t) r=\(sim.nodes.map { $0.core.currentRound }) hqc=\(sim.nodes.map { $0.core.highQC.round }) commits=\(sim.nodes.map { $0.committed.count }) leader(r)=\(sim.nodes.firstIndex { $0.key.publicKey == c.leader(of: c.currentRound) }!) tcs=\(sim.proposalsWithTC)"
+                )
+            }
+        }
         sim.run(until: 10)
+        if trace {
+            print(
+                "  t=10 commits=\(sim.minHonestCommits) rounds=\(sim.nodes.map { $0.core.currentRound }) syncing=\(sim.nodes.map { $0.catchUp.syncing })"
+            )
+        }
         if rng.next() % 2 == 0 {
             let a = honest[Int(rng.next() % UInt64(honest.count))]
             sim.partition = [Set([a]), Set((0..<n).filter { $0 != a })]
             sim.run(until: 20)
             sim.partition = nil
         }
+        // The crash may not have come yet: none after this point, and the victim is back.
+        sim.crashAfterSafetyWrite = nil
         if !sim.nodes[victim].alive { sim.restart(victim) }
         // Heal: a clean network for the liveness check (timeouts back off to 5 s at
         // most, so 10 s is enough to re-synchronise and 10 s more must bring commits).
@@ -94,7 +139,20 @@ struct CampaignTests {
         sim.cutLinks = []
         sim.run(until: 30)
         let before = sim.minHonestCommits
+        if trace {
+            for t in stride(from: 31.0, through: 40, by: 1) {
+                sim.run(until: t)
+                print(
+                    "  t=\(t) r=\(sim.nodes.map { $0.core.currentRound }) e=\(sim.nodes.map { $0.core.config.epoch }) commits=\(sim.nodes.map { $0.committed.count }) syncing=\(sim.nodes.map { $0.catchUp.syncing }) target=\(sim.nodes.map { $0.catchUp.target }) unproven=\(sim.nodes.map { $0.catchUp.unproven.count })"
+                )
+            }
+        }
         sim.run(until: 40)
+        if trace {
+            print(
+                "  t=40 commits=\(sim.nodes.map { $0.committed.count }) rounds=\(sim.nodes.map { $0.core.currentRound }) syncing=\(sim.nodes.map { $0.catchUp.syncing }) alive=\(sim.nodes.map { $0.alive }) forged=\(sim.forgedRefused)"
+            )
+        }
         if sim.forkDetected || !sim.violations.isEmpty {
             return "safety: fork=\(sim.forkDetected) \(sim.violations.prefix(2))"
         }

@@ -37,7 +37,7 @@ struct ScenarioTests {
 
     /// Issue 14 §9: a validator that votes but never proposes was "active" and kept full
     /// weight; the failed-author lists in blocks now weigh it down.
-    @Test("Reputation: a validator that votes but never proposes stops being elected", arguments: ciSeeds.prefix(3))
+    @Test("Reputation: a validator that votes but never proposes stops being elected", arguments: ciSeeds.prefix(2))
     func reputationSkipsSilentLeader(seed: UInt64) {
         var sim = Simulator(seed: seed, validators: 4, leaderElection: .reputation(window: 40, excludeRounds: 40))
         sim.nodes[3].silentLeader = true

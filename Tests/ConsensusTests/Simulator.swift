@@ -51,7 +51,7 @@ struct Simulator {
         /// Blocks applied through catch-up ranges.
         var caughtUp = 0
         /// Next-epoch messages that arrived before this node's epoch ended.
-        var future: [(ConsensusMessage, ValidatorID)] = []
+        var future = NextEpochBuffer()
     }
 
     enum Event {
@@ -366,8 +366,7 @@ struct Simulator {
 
     mutating func replayFuture(_ i: Int) -> [ConsensusCore.Action] {
         let epoch = nodes[i].core.config.epoch
-        let ready = nodes[i].future.filter { $0.0.epoch == epoch }
-        nodes[i].future.removeAll { ($0.0.epoch ?? 0) <= epoch }
+        let ready = nodes[i].future.take(entering: epoch)
         return ready.flatMap { nodes[i].core.receive($0.0, from: $0.1) }
     }
 
@@ -488,7 +487,7 @@ struct Simulator {
         nodes[i].core = ConsensusCore(config: disk.config, key: nodes[i].key, recovered: recovered)
         nodes[i].catchUp = CatchUp()
         nodes[i].catchUp.enteredEpoch(disk.config.epoch)
-        nodes[i].future = []
+        nodes[i].future = NextEpochBuffer()
         nodes[i].alive = true
         apply(i, nodes[i].core.start())
         if catchUpEnabled { schedule(0.1, .status(node: i, incarnation: nodes[i].incarnation)) }
@@ -544,7 +543,7 @@ struct Simulator {
             apply(to, nodes[to].core.receive(message, from: sender))
         case .later(let sender):
             // The next epoch's messages wait for this node to enter it (as in the node).
-            if message.epoch == nodes[to].core.config.epoch + 1 { nodes[to].future.append((message, sender)) }
+            nodes[to].future.offer(message, from: sender, current: nodes[to].core.config.epoch)
         case .stale:
             break
         case .forged:

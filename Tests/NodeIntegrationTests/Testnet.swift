@@ -257,5 +257,14 @@ final class RawTCPClient {
         return Array(buffer[0..<n])
     }
 
+    /// Whether the peer closes the connection within a few reads (whatever it sends first).
+    func closesSoon() -> Bool {
+        for _ in 0..<50 {
+            guard let bytes = receive() else { return false }
+            if bytes.isEmpty { return true }
+        }
+        return false
+    }
+
     deinit { close(fd) }
 }
