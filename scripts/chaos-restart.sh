@@ -34,7 +34,7 @@ mkdir -p "$DIR"
 log() { printf '==> %s\n' "$*"; }
 
 # The testnet runs long enough for the load, the restarts and the checks.
-"$ROOT/scripts/testnet.sh" --nodes 4 --dir "$DIR" --base-port "$BASE_PORT" --duration $((DURATION + 240)) \
+TESTNET_TOLERATE_NODE_EXITS=1 "$ROOT/scripts/testnet.sh" --nodes 4 --dir "$DIR" --base-port "$BASE_PORT" --duration $((DURATION + 240)) \
     --epoch-length 100 >"$DIR/testnet.out" 2>&1 &
 TESTNET=$!
 VICTIM_PID=""

@@ -503,7 +503,7 @@ struct ConsensusHost {
                     queue += core.proposePayload(round: round, payload: batch)
                 }
             case .commit(let blocks, let qc, let epochChange):
-                try commit(blocks, qc, epochChange: epochChange)
+                try commit(blocks, qc, epochChange: epochChange, dag: dag)
                 if epochChange != nil, let last = blocks.last, let stateID = states[last.id]?.id {
                     // The old core is finished: what it still asked for no longer matters.
                     startNextEpoch(after: last, stateID: stateID)
@@ -563,17 +563,37 @@ struct ConsensusHost {
         return out
     }
 
-    private mutating func commit(_ blocks: [Block], _ qc: QuorumCert, epochChange: EpochChangeProof?) throws {
-        guard let last = blocks.last, let (state, lastID) = states[last.id] else {
-            throw ConfigError("committed block \(blocks.last?.id.hex ?? "?") was never executed")
+    private mutating func commit(
+        _ blocks: [Block], _ qc: QuorumCert, epochChange: EpochChangeProof?, dag: TransactionDAG
+    ) throws {
+        guard let last = blocks.last else { return }
+        // Every committed block's state id is recorded (replay checks each). One whose
+        // state this host no longer holds is executed again from its parent's, exactly
+        // as live execution did; never recorded as zero.
+        var ledger = committedState
+        var ids: [Hash32] = []
+        for block in blocks {
+            if let known = states[block.id] {
+                ledger = known.ledger
+                ids.append(known.id)
+            } else {
+                logger.warning(
+                    "re-executing a committed block whose state was not kept", metadata: ["block": "\(block.id)"])
+                _ = ledger.executeBlock(block.payload, proposer: block.author, signatureChecked: dag.contains)
+                ids.append(try Hash32(bytes: ledger.root))
+            }
+        }
+        let state = ledger
+        let lastID = ids[ids.count - 1]
+        if qc.voteInfo.parentID == last.id, let certified = qc.commitInfo.commitStateID, certified != lastID {
+            throw ConfigError(
+                "consensus halted: the commit QC certifies state \(certified.hex) for block \(last.id.hex), "
+                    + "this node's execution gives \(lastID.hex)")
         }
         var records: [ConsensusStore.CommittedBlock] = []
         let qcBytes = qc.encoded()
-        for block in blocks {
+        for (block, stateID) in zip(blocks, ids) {
             committedHeight += 1
-            guard let stateID = states[block.id]?.id else {
-                throw ConfigError("committed block \(block.id.hex) was never executed")
-            }
             records.append(
                 .init(
                     height: committedHeight, id: block.id.bytes, round: block.round, block: block.encoded(),
