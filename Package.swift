@@ -91,10 +91,17 @@ let package = Package(
             dependencies: ["NodeCrypto", "Wire"],
             swiftSettings: strict
         ),
+        // The application behind consensus: blocks run on the ledger (BlockExecution).
+        .target(
+            name: "Execution",
+            dependencies: ["Consensus", "Ledger", "NodeCrypto"],
+            swiftSettings: strict
+        ),
         .target(
             name: "Node",
             dependencies: [
                 "Consensus",
+                "Execution",
                 "Ledger",
                 "Storage",
                 "NodeCrypto",
@@ -182,6 +189,11 @@ let package = Package(
                 "Consensus", "Wire", "NodeCrypto", "TestSupport",
                 .product(name: "HeapModule", package: "swift-collections"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ExecutionTests",
+            dependencies: ["Execution", "Consensus", "Ledger", "NodeCrypto", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

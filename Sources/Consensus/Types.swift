@@ -19,6 +19,12 @@ public struct Hash32: Hashable, Comparable, Sendable, CustomStringConvertible {
     }
 
     init(unchecked bytes: [UInt8]) { self.bytes = bytes }
+    /// A 32-byte digest this process computed (a state root); bytes from the network go
+    /// through `init(bytes:)`, which checks the length.
+    public init(computed bytes: [UInt8]) {
+        precondition(bytes.count == 32, "a computed digest is 32 bytes")
+        self.bytes = bytes
+    }
 
     public static let zero = Hash32(unchecked: [UInt8](repeating: 0, count: 32))
     public static func of(_ data: [UInt8]) -> Hash32 { Hash32(unchecked: BLAKE2b.hash256(data)) }

@@ -598,7 +598,7 @@ public actor NodeRuntime: Service {
                     "peer": "\(peer.hex.prefix(16))", "address": "\(handle.remoteHost):\(handle.remotePort)",
                     "direction": "\(handle.inbound ? "inbound" : "outbound")",
                 ])
-            if consensus != nil { runConsensus { host, _ in host.peerConnected(peer) } }
+            if consensus != nil { runConsensus { host, _ in try host.peerConnected(peer) } }
         }
         return accepted
     }

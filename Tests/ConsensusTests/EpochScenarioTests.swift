@@ -92,15 +92,19 @@ struct EpochScenarioTests {
         let end = blocks[9]  // the 10th block ends epoch 1
         let proof = try #require(node.disk.epochProofs[end.id])
         // With lost messages, some epochs end by a QC over a later suffix block.
-        var lossy = Simulator(seed: 8, validators: 4)
-        lossy.catchUpEnabled = true
-        lossy.epochLength = 10
-        lossy.loss = 0.1
-        lossy.start()
-        lossy.run(until: 20)
-        let withSuffix = lossy.nodes.flatMap { $0.disk.epochProofs.values }.filter { !$0.suffix.isEmpty }
+        // Which seed loses the right message is luck: try a few (each run checked).
+        var withSuffix: [EpochChangeProof] = []
+        for seed in UInt64(8)..<20 where withSuffix.isEmpty {
+            var lossy = Simulator(seed: seed, validators: 4)
+            lossy.catchUpEnabled = true
+            lossy.epochLength = 10
+            lossy.loss = 0.1
+            lossy.start()
+            lossy.run(until: 20)
+            withSuffix = lossy.nodes.flatMap { $0.disk.epochProofs.values }.filter { !$0.suffix.isEmpty }
+            #expect(lossy.violations.isEmpty && !lossy.forkDetected, "every such proof verified (oracle)")
+        }
         #expect(!withSuffix.isEmpty, "an epoch-change proof with a suffix")
-        #expect(lossy.violations.isEmpty && !lossy.forkDetected, "every such proof verified (oracle)")
         var state = sim.config.genesisStateID
         var ledger = sim
         let range = Array(blocks[0..<10])

@@ -6,60 +6,71 @@ import Wire
 
 typealias SimRNG = SeededRandom
 
-/// A seeded simulation of N consensus cores in one process: virtual clock, a network
-/// with delay, loss, duplication and partitions, and a disk per node that keeps what
-/// was persisted (a crash loses everything else). Oracles run on every commit and
-/// every signed message: agreement, per-signer vote monotonicity across restarts,
-/// and commit justification.
+/// A seeded simulation of N nodes in one process, each running the shipped chain state
+/// machine (`ChainMachine`: the consensus core, timers, catch-up, epoch switch, future
+/// buffer) over a model ledger: a virtual clock per node, a network with delay, loss,
+/// duplication and partitions, and a disk per node that keeps what was persisted (a crash
+/// loses everything else). Oracles run on every commit and every signed message:
+/// agreement, per-signer vote monotonicity across restarts, and commit justification.
 struct Simulator {
-    struct Disk {
+    typealias Machine = ChainMachine<ModelExecution>
+
+    /// What a node's disk keeps; the machine reads its committed chain from here.
+    struct Disk: ChainStoreReader {
         var safety: SafetyState?
         var blocks: [Hash32: Block] = [:]
         var committedID: Hash32
         var committedRound: Round = 0
-        var committedState: Hash32
-        /// The committed chain, as the node's ledger store would keep it.
+        /// The committed state (the model ledger after the committed tip).
+        var state: ModelLedger
+        var committedState: Hash32 { state.id }
+        /// The committed chain in height order, as the node's store keeps it.
+        var records: [CommittedRecord] = []
         var committedBlocks: [Hash32: Block] = [:]
+        var heights: [Hash32: Int] = [:]
         /// The QC that committed each block (what a catch-up range is proven by).
         var commitProofs: [Hash32: QuorumCert] = [:]
         /// The current epoch's configuration, and the proofs of the epochs that ended
         /// (by their last block).
         var config: ConsensusConfig
         var epochProofs: [Hash32: EpochChangeProof] = [:]
-    }
 
-    /// The simulated ledger behind a state id: how far into its epoch it is, and the
-    /// epoch's validators (node indices). A payload transaction "SET" || epoch ||
-    /// indices changes the set (in that epoch only) and ends the epoch, as a quorum-
-    /// approved validator change does in the node; `epochLength` blocks end it too.
-    struct EpochInfo {
-        var epoch: Epoch
-        var blocks: Int
-        var validators: [Int]
+        func committed(from height: UInt64, limit: Int) -> [CommittedRecord] {
+            guard height >= 1, height <= UInt64(records.count) else { return [] }
+            let first = Int(height - 1)
+            return Array(records[first..<min(records.count, first + limit)])
+        }
+
+        func committed(id: Hash32) -> CommittedRecord? { heights[id].map { records[$0] } }
+
+        func epochChange(endingAt height: UInt64) -> EpochChangeProof? {
+            guard height >= 1, height <= UInt64(records.count) else { return nil }
+            return epochProofs[records[Int(height - 1)].block.id]
+        }
     }
 
     struct Node {
         let key: Ed25519.PrivateKey
-        var core: ConsensusCore
+        var machine: Machine
         var disk: Disk
         var alive = true
         var incarnation = 0
-        /// Committed block ids in order.
+        /// Committed block ids in order (what the disk recorded).
         var committed: [Hash32] = []
         var silentLeader = false
-        var catchUp = CatchUp()
         /// Blocks applied through catch-up ranges.
         var caughtUp = 0
-        /// Next-epoch messages that arrived before this node's epoch ended.
-        var future = NextEpochBuffer()
+        /// When the node's next tick is scheduled (real time).
+        var tickAt: Double?
+
+        var core: ConsensusCore { machine.core }
+        var catchUp: CatchUp { machine.catchUp }
     }
 
     enum Event {
         case deliver(to: Int, from: Int, ConsensusMessage)
-        /// A round timer of the node's core in `epoch` (rounds start again each epoch).
-        case timer(node: Int, round: Round, incarnation: Int, epoch: Epoch)
-        /// Catch-up: report the committed height to everyone, and retry slow requests.
-        case status(node: Int, incarnation: Int)
+        /// The node's machine has something due (a round timer, a proposal, a status report).
+        case tick(node: Int, incarnation: Int)
         /// A message the adversary sends from the transport identity of node `transport`
         /// (direct, or flooded: then anyone could have relayed it).
         case inject(to: Int, transport: Int, ConsensusMessage, flooded: Bool)
@@ -116,14 +127,13 @@ struct Simulator {
     /// or commit record), which is lost; it never acted on it.
     var tornWrite: (node: Int, count: Int)?
     var writes: [Int: Int] = [:]
-    /// Run the catch-up protocol (the node driver's part of it) alongside consensus.
+    /// Run the catch-up protocol (status reports every second, verified ranges).
     var catchUpEnabled = false
     var catchUpPenalties = 0
     /// Nodes that serve tampered catch-up ranges (a transaction swapped in the first block).
     var corruptServers: Set<Int> = []
     // Epochs.
     var epochLength = Int.max
-    var ledger: [Hash32: EpochInfo] = [:]
     /// Validator-set changes to propose, by the epoch they apply in.
     var scheduledChanges: [Epoch: [Int]] = [:]
     /// Every epoch's configuration, as the first node to enter it computed it.
@@ -134,10 +144,14 @@ struct Simulator {
     /// Messages refused as forged by the receiver's provenance check (what the node charges
     /// to the peer that delivered them), and accepted ones the adversary forged (must stay 0).
     var forgedRefused = 0
-    /// Timer speed per node: a round timer of `after` seconds fires after `after × skew`.
+    /// Clock rate per node: a node's clock reads real time ÷ skew, so its round timer of
+    /// `after` seconds fires after `after × skew` real seconds.
     var clockSkew: [Int: Double] = [:]
     /// Links cut in one direction only: [from, to].
     var cutLinks: Set<[Int]> = []
+    private let genesisLedger: ModelLedger
+    /// Model states by id, for tests that execute blocks themselves (`execute(_:on:)`).
+    private var modelStates: [Hash32: ModelLedger] = [:]
 
     /// `count` validators, and `fullNodes` more nodes that follow without signing (they
     /// can become validators by an epoch change).
@@ -160,21 +174,72 @@ struct Simulator {
         config.leaderElection = leaderElection
         self.config = config
         configs[config.epoch] = config
-        ledger[genesisState] = EpochInfo(epoch: config.epoch, blocks: 0, validators: Array(0..<count))
+        genesisLedger = ModelLedger(id: genesisState, epoch: config.epoch, blocks: 0, validators: Array(0..<count))
         for key in privateKeys + twins.map({ privateKeys[$0] }) {
-            let disk = Disk(committedID: genesisID, committedState: genesisState, config: config)
-            nodes.append(Node(key: key, core: ConsensusCore(config: config, key: key), disk: disk))
+            let disk = Disk(committedID: genesisID, state: genesisLedger, config: config)
+            nodes.append(
+                Node(
+                    key: key, machine: Self.machine(key: key, disk: disk, execution: nil, options: .init(), now: 0),
+                    disk: disk))
         }
         for t in twins { byzantine.insert(privateKeys[t].publicKey) }
+        modelStates[genesisState] = genesisLedger
+    }
+
+    /// Runs a block on a model state the simulator has seen (from the genesis on), as the
+    /// nodes' machines do: the resulting state id and whether the block ends its epoch.
+    mutating func execute(_ block: Block, on parentState: Hash32) -> (Hash32, Bool) {
+        let parent =
+            modelStates[parentState]
+            ?? nodes.lazy.map(\.disk.state).first { $0.id == parentState }
+            ?? ModelLedger(id: parentState, epoch: config.epoch, blocks: 0, validators: [])
+        let result = execution.execute(block, on: parent, pool: [])
+        modelStates[result.stateID] = result.state
+        return (result.stateID, result.endsEpoch)
     }
 
     var validatorCount: Int { config.validators.validators.count }
 
+    var execution: ModelExecution {
+        ModelExecution(
+            chainID: config.chainID, keys: keys.map(\.publicKey), leaderElection: config.leaderElection,
+            epochLength: epochLength)
+    }
+
+    var options: Machine.Options {
+        var options = Machine.Options()
+        // Without catch-up nobody reports a height, so nothing is waited for.
+        options.statusInterval = catchUpEnabled ? 1 : nil
+        if !catchUpEnabled { options.initialStatusWait = 0 }
+        return options
+    }
+
+    /// A machine recovered from a disk, as the node's driver recovers it from SQLite.
+    static func machine(
+        key: Ed25519.PrivateKey, disk: Disk, execution: ModelExecution?, options: Machine.Options, now: Double
+    ) -> Machine {
+        let recovered = RecoveredState(
+            safety: disk.safety ?? SafetyState(epoch: disk.config.epoch),
+            blocks: disk.blocks.values.sorted { ($0.round, $0.id) < ($1.round, $1.id) },
+            committedBlockID: disk.committedID, committedRound: disk.committedRound, committedStateID: disk.state.id,
+            recentCommitted: disk.records.suffix(200).map(\.block).filter { $0.epoch == disk.config.epoch })
+        let execution =
+            execution
+            ?? ModelExecution(chainID: disk.config.chainID, keys: [], leaderElection: .roundRobin, epochLength: .max)
+        return Machine(
+            execution: execution, key: key,
+            recovered: .init(
+                config: disk.config, committedState: disk.state, committedHeight: UInt64(disk.records.count),
+                core: recovered, tipCommitQC: disk.records.last?.commitQC),
+            options: options, now: now)
+    }
+
+    /// Starts every node (machines are built now, when the scenario's settings are known).
     mutating func start() {
         for i in nodes.indices {
-            nodes[i].catchUp.enteredEpoch(config.epoch)
-            apply(i, nodes[i].core.start())
-            if catchUpEnabled { schedule(1, .status(node: i, incarnation: nodes[i].incarnation)) }
+            nodes[i].machine = Self.machine(
+                key: nodes[i].key, disk: nodes[i].disk, execution: execution, options: options, now: clock(i))
+            step(i) { machine, inputs in try machine.start(inputs) }
         }
         if !adversary.nodes.isEmpty { schedule(adversary.interval, .adversaryTick) }
     }
@@ -201,15 +266,75 @@ struct Simulator {
 
     func nodes(of id: ValidatorID) -> [Int] { nodes.indices.filter { nodes[$0].key.publicKey == id } }
 
-    mutating func apply(_ i: Int, _ actions: [ConsensusCore.Action]) {
-        var pending = actions
-        while !pending.isEmpty {
-            let action = pending.removeFirst()
+    /// Node i's clock.
+    func clock(_ i: Int) -> Double { now / (clockSkew[i] ?? 1) }
+
+    /// What node i's leader proposes now: a unique transaction, the scheduled validator
+    /// change of its epoch, or (a Byzantine leader) one transaction over the block cap.
+    func pool(_ i: Int) -> [[UInt8]] {
+        var w = WireWriter()
+        w.u64(UInt64(i))
+        w.u64(UInt64(seq))
+        var payload = [w.bytes]
+        if adversary.oversized && adversary.nodes.contains(i) {
+            // A Byzantine leader ignores the block cap: voters must refuse it.
+            payload = [[UInt8](repeating: 0xEE, count: nodes[i].core.config.maxBlockBytes + 1)]
+        }
+        let epoch = nodes[i].core.config.epoch
+        if let set = scheduledChanges[epoch] {
+            payload.append(Array("SET".utf8) + [UInt8(epoch)] + set.map(UInt8.init))
+        }
+        return payload
+    }
+
+    /// Runs one event on node i's machine, carries out its actions, and schedules its next tick.
+    mutating func step(_ i: Int, _ event: (inout Machine, Machine.Inputs) throws -> [Machine.Action]) {
+        guard nodes[i].alive else { return }
+        let actions = machineStep(i, event)
+        apply(i, actions)
+        scheduleTick(i)
+    }
+
+    private mutating func machineStep(
+        _ i: Int, _ event: (inout Machine, Machine.Inputs) throws -> [Machine.Action]
+    )
+        -> [Machine.Action]
+    {
+        let inputs = Machine.Inputs(now: clock(i), pool: pool(i), store: nodes[i].disk)
+        do {
+            return try event(&nodes[i].machine, inputs)
+        } catch {
+            violations.append("node \(i): the machine threw \(error)")
+            return []
+        }
+    }
+
+    mutating func scheduleTick(_ i: Int) {
+        guard nodes[i].alive, let deadline = nodes[i].machine.nextDeadline else { return }
+        // A hair past the deadline on the node's clock; never at the same instant again.
+        let at = max(deadline * (clockSkew[i] ?? 1) + 1e-9, now + 1e-4)
+        if let scheduled = nodes[i].tickAt, scheduled <= at { return }
+        nodes[i].tickAt = at
+        schedule(at - now, .tick(node: i, incarnation: nodes[i].incarnation))
+    }
+
+    /// Carries out node i's machine actions in order, as the node's driver does: writes to
+    /// the disk (a crash may tear them), messages to the network.
+    mutating func apply(_ i: Int, _ actions: [Machine.Action]) {
+        let me = nodes[i].key.publicKey
+        for action in actions {
             guard nodes[i].alive else { return }
-            let me = nodes[i].key.publicKey
             switch action {
-            case .send(let to, let message):
+            case .send(let to, var message, _):
                 observe(message, by: me)
+                if corruptServers.contains(i),
+                    case .committedRange(let height, var blocks, let proof, let suffix) = message
+                {
+                    let b = blocks[0]
+                    blocks[0] = Block(
+                        epoch: b.epoch, round: b.round, author: b.author, payload: [[0xBA, 0xD0]], qc: b.qc)
+                    message = .committedRange(height: height, blocks: blocks, proof: proof, suffix: suffix)
+                }
                 for j in nodes(of: to) where j != i { send(message, from: i, to: j) }
             case .broadcast(let message):
                 if case .proposal(let p) = message {
@@ -218,6 +343,12 @@ struct Simulator {
                 }
                 observe(message, by: me)
                 for j in nodes.indices where j != i { send(message, from: i, to: j) }
+            case .toNeighbours(let message):
+                for j in nodes.indices where j != i { send(message, from: i, to: j) }
+            case .penalize, .discourage:
+                catchUpPenalties += 1
+            case .evidence(let text):
+                evidence.append(text)
             case .persistSafety(let state):
                 if tearsNow(i) { return }
                 // A vote is observed when it is signed (persisted first): a leader's vote
@@ -235,43 +366,42 @@ struct Simulator {
             case .persistBlock(let block):
                 if tearsNow(i) { return }
                 nodes[i].disk.blocks[block.id] = block
-            case .scheduleTimeout(let round, let after):
-                schedule(
-                    after * (clockSkew[i] ?? 1),
-                    .timer(node: i, round: round, incarnation: nodes[i].incarnation, epoch: nodes[i].core.config.epoch))
-            case .execute(let block, let parentState):
-                let (state, endsEpoch) = execute(block, on: parentState)
-                pending += nodes[i].core.blockExecuted(id: block.id, stateID: state, endsEpoch: endsEpoch)
-            case .requestPayload(let round):
-                var payload = [(0..<16).map { _ in UInt8(truncatingIfNeeded: rng.next()) }]
-                if adversary.oversized && adversary.nodes.contains(i) {
-                    // A Byzantine leader ignores the block cap: voters must refuse it.
-                    payload = [[UInt8](repeating: 0xEE, count: nodes[i].core.config.maxBlockBytes + 1)]
-                }
-                let epoch = nodes[i].core.config.epoch
-                if let set = scheduledChanges[epoch] {
-                    payload.append(Array("SET".utf8) + [UInt8(epoch)] + set.map(UInt8.init))
-                }
-                pending += nodes[i].core.proposePayload(round: round, payload: payload)
-            case .commit(let chain, let qc, let epochChange):
+            case .persistCommit(let commit):
                 if tearsNow(i) { return }
-                checkCommit(i, chain, qc, epochChange: epochChange)
-                if epochChange != nil, let last = chain.last {
-                    // The old core is finished; what it still asked for is dropped.
-                    enterNextEpoch(i, after: last, state: nodes[i].disk.committedState)
-                    pending = nodes[i].core.start() + replayFuture(i)
-                }
-            case .fetchBlock(let id, let from):
-                for j in nodes(of: from) where j != i { send(.blockRequest(id), from: i, to: j) }
-            case .evidence(let text):
-                evidence.append(text)
-            case .diverged(let reason):
+                persist(i, commit)
+            case .note:
+                break
+            case .halt(let reason):
                 violations.append("node \(i) diverged: \(reason)")
-            case .serveCommittedBlock(let id, let to):
-                if let block = nodes[i].disk.committedBlocks[id] {
-                    for j in self.nodes(of: to) where j != i { send(.blockResponse(block), from: i, to: j) }
-                }
             }
+        }
+    }
+
+    /// Node i's disk records a commit; the oracles check it first.
+    mutating func persist(_ i: Int, _ commit: Machine.Commit) {
+        let blocks = commit.records.map(\.block)
+        guard let last = commit.records.last else { return }
+        checkCommit(
+            i, blocks, commit.qc, epochChange: commit.epochChange?.proof, verifiedState: last.stateID,
+            byCatchUp: commit.byCatchUp)
+        for record in commit.records {
+            nodes[i].disk.heights[record.block.id] = nodes[i].disk.records.count
+            nodes[i].disk.records.append(record)
+        }
+        nodes[i].disk.state = commit.state
+        if commit.byCatchUp { nodes[i].caughtUp += blocks.count }
+        if let change = commit.epochChange {
+            let next = change.next
+            if let known = configs[next.epoch] {
+                if known != next { violations.append("nodes disagree on epoch \(next.epoch)'s configuration") }
+            } else {
+                configs[next.epoch] = next
+            }
+            nodes[i].disk.epochProofs[last.block.id] = change.proof
+            nodes[i].disk.config = next
+            nodes[i].disk.safety = nil
+            nodes[i].disk.blocks = [:]
+            nodes[i].disk.committedRound = 0
         }
     }
 
@@ -313,67 +443,11 @@ struct Simulator {
         signed[key, default: []].append((round, vote))
     }
 
-    // MARK: Epochs
-
-    /// The simulated ledger: a hash chain of the payload, plus the epoch bookkeeping.
-    mutating func execute(_ block: Block, on parentState: Hash32) -> (Hash32, Bool) {
-        var info = ledger[parentState]!
-        var bytes = parentState.bytes
-        var next: [Int]?
-        for tx in block.payload {
-            bytes += BLAKE2b.hash256(tx)
-            if tx.count > 4, tx.prefix(3).elementsEqual("SET".utf8), Epoch(tx[3]) == info.epoch {
-                next = tx.dropFirst(4).map(Int.init)
-            }
-        }
-        info.blocks += 1
-        let ends = next != nil || info.blocks >= epochLength
-        if ends { info = EpochInfo(epoch: info.epoch + 1, blocks: 0, validators: next ?? info.validators) }
-        bytes.append(ends ? 1 : 0)
-        let state = Hash32.of(bytes)
-        ledger[state] = info
-        return (state, ends)
-    }
-
-    /// Node i committed the last block of its epoch (`last`, with state `state`): a
-    /// fresh core for the next epoch, whose validators the state names.
-    mutating func enterNextEpoch(_ i: Int, after last: Block, state: Hash32) {
-        let info = ledger[state]!
-        var next = ConsensusConfig(
-            chainID: config.chainID, epoch: info.epoch,
-            validators: ValidatorSet(info.validators.map { Validator(id: keys[$0].publicKey) }),
-            genesisBlockID: last.id, genesisStateID: state)
-        next.leaderElection = config.leaderElection
-        if let known = configs[next.epoch] {
-            if known != next { violations.append("nodes disagree on epoch \(next.epoch)'s configuration") }
-        } else {
-            configs[next.epoch] = next
-        }
-        nodes[i].core = ConsensusCore(config: next, key: nodes[i].key)
-        nodes[i].disk.config = next
-        nodes[i].disk.safety = nil
-        nodes[i].disk.blocks = [:]
-        nodes[i].disk.committedRound = 0
-        nodes[i].catchUp.enteredEpoch(next.epoch)
-        // Tell the others at once (as the node does): those that missed the QC that ended
-        // the epoch fetch the epoch's last range instead of waiting for a round timeout.
-        if catchUpEnabled {
-            let status = ConsensusMessage.chainStatus(
-                height: UInt64(nodes[i].committed.count), round: 0, epoch: next.epoch, proof: tipProof(i))
-            for j in nodes.indices where j != i { send(status, from: i, to: j) }
-        }
-    }
-
-    mutating func replayFuture(_ i: Int) -> [ConsensusCore.Action] {
-        let epoch = nodes[i].core.config.epoch
-        let ready = nodes[i].future.take(entering: epoch)
-        return ready.flatMap { nodes[i].core.receive($0.0, from: $0.1) }
-    }
-
     /// I1 and I3: committed sequences are prefixes of one another, and every commit
     /// is justified by a valid 2-chain QC (directly, or through an epoch-change proof).
     mutating func checkCommit(
-        _ i: Int, _ chain: [Block], _ qc: QuorumCert, epochChange: EpochChangeProof? = nil, verifiedState: Hash32? = nil
+        _ i: Int, _ chain: [Block], _ qc: QuorumCert, epochChange: EpochChangeProof?, verifiedState: Hash32 = .zero,
+        byCatchUp: Bool = false
     ) {
         guard let last = chain.last else { return }
         guard let epochConfig = configs[qc.commitInfo.epoch] else {
@@ -381,8 +455,7 @@ struct Simulator {
             return
         }
         if let epochChange {
-            let state = verifiedState ?? nodes[i].core.stateID(of: last.id) ?? .zero
-            if let problem = epochChange.verify(ending: last, stateID: state, config: epochConfig) {
+            if let problem = epochChange.verify(ending: last, stateID: verifiedState, config: epochConfig) {
                 violations.append("epoch change not proven: \(problem)")
             }
         } else if qc.voteInfo.parentID != last.id || qc.voteInfo.parentRound + 1 != qc.voteInfo.round
@@ -404,7 +477,6 @@ struct Simulator {
             nodes[i].committed.append(block.id)
             nodes[i].disk.committedBlocks[block.id] = block
             nodes[i].disk.commitProofs[block.id] = qc
-            if let epochChange, block.id == last.id { nodes[i].disk.epochProofs[block.id] = epochChange }
             nodes[i].disk.committedID = block.id
             nodes[i].disk.committedRound = block.round
             if height < canonical.count {
@@ -413,11 +485,9 @@ struct Simulator {
                 canonical.append(block.id)
             }
         }
-        if let verifiedState {
-            nodes[i].disk.committedState = verifiedState
-        } else {
-            nodes[i].disk.committedState = nodes[i].core.stateID(of: last.id) ?? nodes[i].disk.committedState
-            commitLag.append(nodes[i].core.currentRound - last.round)
+        // Rounds start again in a new epoch: the lag is measured within one.
+        if !byCatchUp, epochChange == nil, nodes[i].core.config.epoch == last.epoch {
+            commitLag.append(nodes[i].core.currentRound - min(last.round, nodes[i].core.currentRound))
         }
         for id in nodes[i].disk.blocks.keys where (nodes[i].disk.blocks[id]?.round ?? 0) <= last.round {
             nodes[i].disk.blocks[id] = nil
@@ -472,25 +542,15 @@ struct Simulator {
     mutating func crash(_ i: Int) {
         nodes[i].alive = false
         nodes[i].incarnation += 1
+        nodes[i].tickAt = nil
     }
 
     /// Restarts a node from its disk only.
     mutating func restart(_ i: Int) {
-        let disk = nodes[i].disk
-        let recovered = RecoveredState(
-            safety: disk.safety ?? SafetyState(epoch: disk.config.epoch),
-            blocks: Array(disk.blocks.values), committedBlockID: disk.committedID, committedRound: disk.committedRound,
-            committedStateID: disk.committedState,
-            recentCommitted: nodes[i].committed.suffix(200).compactMap { disk.committedBlocks[$0] }.filter {
-                $0.epoch == disk.config.epoch
-            })
-        nodes[i].core = ConsensusCore(config: disk.config, key: nodes[i].key, recovered: recovered)
-        nodes[i].catchUp = CatchUp()
-        nodes[i].catchUp.enteredEpoch(disk.config.epoch)
-        nodes[i].future = NextEpochBuffer()
+        nodes[i].machine = Self.machine(
+            key: nodes[i].key, disk: nodes[i].disk, execution: execution, options: options, now: clock(i))
         nodes[i].alive = true
-        apply(i, nodes[i].core.start())
-        if catchUpEnabled { schedule(0.1, .status(node: i, incarnation: nodes[i].incarnation)) }
+        step(i) { machine, inputs in try machine.start(inputs) }
     }
 
     // MARK: Running
@@ -507,43 +567,36 @@ struct Simulator {
             case .adversaryTick:
                 adversaryTick()
                 schedule(adversary.interval, .adversaryTick)
-            case .status(let node, let incarnation):
-                guard nodes[node].alive, nodes[node].incarnation == incarnation else { continue }
-                let status = ConsensusMessage.chainStatus(
-                    height: UInt64(nodes[node].committed.count), round: nodes[node].disk.committedRound,
-                    epoch: nodes[node].core.config.epoch, proof: tipProof(node))
-                for j in nodes.indices where j != node { send(status, from: node, to: j) }
-                let height = UInt64(nodes[node].committed.count)
-                drive(node) { [now] in $0.tick(localHeight: height, now: now) }
-                schedule(1, .status(node: node, incarnation: incarnation))
-            case .timer(let node, let round, let incarnation, let epoch):
-                guard nodes[node].alive, nodes[node].incarnation == incarnation,
-                    nodes[node].core.config.epoch == epoch
-                else { continue }
-                apply(node, nodes[node].core.timeoutFired(round: round))
+            case .tick(let node, let incarnation):
+                guard nodes[node].alive, nodes[node].incarnation == incarnation, nodes[node].tickAt == now else {
+                    continue
+                }
+                nodes[node].tickAt = nil
+                step(node) { machine, inputs in try machine.tick(inputs) }
             }
         }
         now = end
     }
 
     /// What the node does with a consensus message from the network: the shipped
-    /// provenance check decides whom it is from, then the core takes it.
+    /// provenance check decides whom it is from, then the machine takes it.
     mutating func deliver(_ message: ConsensusMessage, to: Int, transport from: Int, flooded: Bool) {
         guard nodes[to].alive else { return }
+        let peer = nodes[from].key.publicKey
         switch message {
-        case .chainStatus, .getCommitted, .committedRange:
-            catchUpReceived(to, from: from, message)
+        case .getCommitted:
+            if adversary.refuseToServe && adversary.nodes.contains(to) { return }
+            step(to) { machine, inputs in try machine.received(message, from: peer, inputs) }
+            return
+        case .chainStatus, .committedRange:
+            step(to) { machine, inputs in try machine.received(message, from: peer, inputs) }
             return
         default: break
         }
-        // While catching up, live traffic waits (as in the node).
-        if nodes[to].catchUp.syncing { return }
-        switch nodes[to].core.provenance(of: message, directFrom: flooded ? nil : nodes[from].key.publicKey) {
-        case .accept(let sender):
-            apply(to, nodes[to].core.receive(message, from: sender))
-        case .later(let sender):
-            // The next epoch's messages wait for this node to enter it (as in the node).
-            nodes[to].future.offer(message, from: sender, current: nodes[to].core.config.epoch)
+        switch nodes[to].core.provenance(of: message, directFrom: flooded ? nil : peer) {
+        case .accept(let sender), .later(let sender):
+            // The machine keeps a later epoch's messages until this node enters it.
+            step(to) { machine, inputs in try machine.received(message, from: sender, inputs) }
         case .stale:
             break
         case .forged:
@@ -555,111 +608,62 @@ struct Simulator {
     func committedCount(_ i: Int) -> Int { nodes[i].committed.count }
     var minHonestCommits: Int { honestIndices.filter { nodes[$0].alive }.map { nodes[$0].committed.count }.min() ?? 0 }
 
-    // MARK: Catch-up (what ConsensusHost does in the node)
-
     /// The QC that committed node i's committed tip (what its chain status carries).
-    func tipProof(_ i: Int) -> QuorumCert? {
-        nodes[i].committed.last.flatMap { nodes[i].disk.commitProofs[$0] }
-    }
+    func tipProof(_ i: Int) -> QuorumCert? { nodes[i].disk.records.last?.commitQC }
+}
 
-    mutating func catchUpReceived(_ i: Int, from j: Int, _ message: ConsensusMessage) {
-        let peer = nodes[j].key.publicKey
-        let height = UInt64(nodes[i].committed.count)
-        switch message {
-        case .chainStatus(let reported, _, let epoch, let proof):
-            let (round, config) = (nodes[i].core.committedRound, nodes[i].core.config)
-            drive(i) { [now] in
-                $0.statusReceived(
-                    from: peer, height: reported, epoch: epoch, proof: proof, localHeight: height, localRound: round,
-                    config: config, now: now)
-            }
-        case .getCommitted(let from, let count):
-            if adversary.refuseToServe && adversary.nodes.contains(i) { return }
-            let ids = nodes[i].committed
-            guard from >= 1, from <= UInt64(ids.count) else { return }
-            var blocks: [Block] = []
-            var cut: (Int, QuorumCert, [Block])?
-            for id in ids[Int(from - 1)..<min(ids.count, Int(from - 1) + Int(count))] {
-                guard let block = nodes[i].disk.committedBlocks[id], let proof = nodes[i].disk.commitProofs[id] else {
-                    break
-                }
-                blocks.append(block)
-                if let change = nodes[i].disk.epochProofs[id] {  // a range stops at an epoch's end
-                    cut = (blocks.count, change.commitQC, change.suffix)
-                    break
-                }
-                if proof.voteInfo.parentID == block.id { cut = (blocks.count, proof, []) }
-            }
-            guard let (n, proof, suffix) = cut else { return }
-            var served = Array(blocks.prefix(n))
-            if corruptServers.contains(i) {
-                let b = served[0]
-                served[0] = Block(epoch: b.epoch, round: b.round, author: b.author, payload: [[0xBA, 0xD0]], qc: b.qc)
-            }
-            send(.committedRange(height: from, blocks: served, proof: proof, suffix: suffix), from: i, to: j)
-        case .committedRange(let from, let blocks, let proof, let suffix):
-            guard nodes[i].catchUp.isAwaited(from: peer, height: from) else { return }
-            let probing = !nodes[i].catchUp.syncing
-            guard from == height + 1 else {
-                drive(i) { [now] in $0.superseded(localHeight: height, now: now) }
-                return
-            }
-            var state = nodes[i].disk.committedState
-            var endsEpoch = false
-            let problem = CatchUp.verifyRange(
-                blocks, proof: proof, suffix: suffix, after: nodes[i].disk.committedID, config: nodes[i].core.config
-            ) {
-                let (next, ends) = execute($0, on: state)
-                state = next
-                endsEpoch = ends
-                return (next, ends)
-            }
-            if let problem {
-                drive(i) { [now] in $0.failed(reason: problem, localHeight: height, now: now) }
-                return
-            }
-            // Recorded like a commit, so the agreement oracle checks these blocks too.
-            checkCommit(
-                i, blocks, proof, epochChange: endsEpoch ? EpochChangeProof(suffix: suffix, commitQC: proof) : nil,
-                verifiedState: state)
-            nodes[i].caughtUp += blocks.count
-            let last = blocks[blocks.count - 1]
-            if endsEpoch {
-                enterNextEpoch(i, after: last, state: state)
-            } else {
-                let config = nodes[i].core.config
-                nodes[i].core = ConsensusCore(
-                    config: config, key: nodes[i].key,
-                    recovered: RecoveredState(
-                        safety: nodes[i].disk.safety ?? SafetyState(epoch: config.epoch), blocks: [],
-                        committedBlockID: last.id, committedRound: last.round, committedStateID: state,
-                        recentCommitted: nodes[i].committed.suffix(200).compactMap { nodes[i].disk.committedBlocks[$0] }
-                            .filter { $0.epoch == config.epoch }))
-            }
-            let newHeight = UInt64(nodes[i].committed.count)
-            drive(i) { [now] in $0.applied(localHeight: newHeight, now: now) }
-            // A probe's range replaced the core while consensus went on: start it (as the node does).
-            if probing && !nodes[i].catchUp.syncing { apply(i, nodes[i].core.start() + replayFuture(i)) }
-        default:
-            break
-        }
-    }
+/// The simulated ledger behind a state id: a hash chain of the payloads, how far into
+/// its epoch it is, and the epoch's validators (node indices). A payload transaction
+/// "SET" || epoch || indices changes the set (in that epoch only) and ends the epoch, as
+/// a quorum-approved validator change does in the node; `epochLength` blocks end it too.
+struct ModelLedger: Sendable, Equatable {
+    var id: Hash32
+    var epoch: Epoch
+    var blocks: Int
+    var validators: [Int]
+}
 
-    /// Runs one catch-up step for node i, sends what it asks for, and restarts the
-    /// core's rounds when catch-up has just finished.
-    mutating func drive(_ i: Int, _ step: (inout CatchUp) -> [CatchUp.Action]) {
-        let wasSyncing = nodes[i].catchUp.syncing
-        let actions = step(&nodes[i].catchUp)
-        for action in actions {
-            switch action {
-            case .request(let peer, let height, let count):
-                for j in nodes(of: peer) where j != i {
-                    send(.getCommitted(height: height, count: count), from: i, to: j)
-                }
-            case .penalize, .discourage:
-                catchUpPenalties += 1
+/// The model ledger as the chain machine's application.
+struct ModelExecution: BlockExecution {
+    let chainID: String
+    let keys: [ValidatorID]
+    let leaderElection: LeaderElection
+    let epochLength: Int
+
+    func execute(_ block: Block, on state: ModelLedger, pool: [[UInt8]]) -> ExecutedBlock<ModelLedger> {
+        var info = state
+        var bytes = state.id.bytes
+        var next: [Int]?
+        for tx in block.payload {
+            bytes += BLAKE2b.hash256(tx)
+            if tx.count > 4, tx.prefix(3).elementsEqual("SET".utf8), Epoch(tx[3]) == info.epoch {
+                next = tx.dropFirst(4).map(Int.init).filter { $0 < keys.count }
             }
         }
-        if wasSyncing && !nodes[i].catchUp.syncing { apply(i, nodes[i].core.start() + replayFuture(i)) }
+        info.blocks += 1
+        let ends = next != nil || info.blocks >= epochLength
+        if ends {
+            info = ModelLedger(id: info.id, epoch: info.epoch + 1, blocks: 0, validators: next ?? info.validators)
+        }
+        bytes.append(ends ? 1 : 0)
+        info.id = Hash32.of(bytes)
+        return ExecutedBlock(state: info, stateID: info.id, endsEpoch: ends, failed: 0)
+    }
+
+    func nextEpochConfig(after last: Block, state: ModelLedger, stateID: Hash32) -> ConsensusConfig {
+        var next = ConsensusConfig(
+            chainID: chainID, epoch: state.epoch,
+            validators: ValidatorSet(state.validators.map { Validator(id: keys[$0]) }),
+            genesisBlockID: last.id, genesisStateID: stateID)
+        next.leaderElection = leaderElection
+        return next
+    }
+
+    func payload(
+        on parent: ModelLedger, committed: ModelLedger, pool: [[UInt8]], budget: Int, maxCount: Int
+    )
+        -> [[UInt8]]
+    {
+        pool
     }
 }

@@ -1,0 +1,63 @@
+import Consensus
+import Ledger
+import NodeCrypto
+
+/// The ledger behind consensus: blocks run on `LedgerState`, leaders draw payloads from
+/// the transaction DAG, and the next epoch's validators come from the committed system
+/// state. The node's chain machine runs this; so can a simulation.
+public struct LedgerExecution: BlockExecution {
+    public typealias State = LedgerState
+    public typealias Pool = TransactionDAG
+
+    /// An epoch's configuration from its system state, first block and first state id
+    /// (the genesis file's consensus parameters with the epoch's validators).
+    public let epochConfig: @Sendable (SystemState, Hash32, Hash32) -> ConsensusConfig
+    /// Index into the DAG's order before which every transaction is committed: a
+    /// payload scan covers only the recent tail.
+    private var cursor = 0
+
+    public init(epochConfig: @escaping @Sendable (SystemState, Hash32, Hash32) -> ConsensusConfig) {
+        self.epochConfig = epochConfig
+    }
+
+    /// The state id of a ledger state (its root is a 32-byte BLAKE2b digest).
+    public static func stateID(_ state: LedgerState) -> Hash32 { Hash32(computed: state.root) }
+
+    public func execute(_ block: Block, on state: LedgerState, pool: TransactionDAG) -> ExecutedBlock<LedgerState> {
+        var next = state
+        // Transactions in the DAG were verified on arrival (same id, same bytes).
+        let (receipts, ends) = next.executeBlock(block.payload, proposer: block.author, signatureChecked: pool.contains)
+        return ExecutedBlock(
+            state: next, stateID: Self.stateID(next), endsEpoch: ends,
+            failed: receipts.filter { $0.failure != nil }.count)
+    }
+
+    public func nextEpochConfig(after last: Block, state: LedgerState, stateID: Hash32) -> ConsensusConfig {
+        // An epoch ended, so the state has a system part (a ledger without one never ends epochs).
+        epochConfig(state.system!, last.id, stateID)
+    }
+
+    /// Transactions from the DAG not yet executed on `parent`, in the DAG's causal order,
+    /// each after its predecessors, within the caps.
+    public mutating func payload(
+        on parent: LedgerState, committed: LedgerState, pool: TransactionDAG, budget: Int, maxCount: Int
+    ) -> [[UInt8]] {
+        let order = pool.order
+        while cursor < order.count, committed.isExecuted(order[cursor]) { cursor += 1 }
+        var included: Set<TxID> = []
+        var out: [[UInt8]] = []
+        var bytes = 0
+        for id in order[min(cursor, order.count)...] where !parent.isExecuted(id) {
+            guard let tx = pool.transaction(id),
+                tx.predecessors.allSatisfy({ parent.isExecuted($0) || included.contains($0) })
+            else { continue }
+            // Both caps are the voters' rules (ConsensusConfig): a larger block is refused.
+            if bytes + tx.encoded.count > budget { break }
+            included.insert(id)
+            out.append(tx.encoded)
+            bytes += tx.encoded.count
+            if out.count >= maxCount { break }
+        }
+        return out
+    }
+}
