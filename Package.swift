@@ -6,6 +6,10 @@ import PackageDescription
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny")
 ]
+// The consensus simulator runs tens of thousands of rounds per test: the modules it
+// spends its time in are optimized in debug builds too (still built for testing), which
+// keeps the test suite's run time in CI down. Debugging them needs `-c release -g` anyway.
+let hot: [SwiftSetting] = strict + [.unsafeFlags(["-O"], .when(configuration: .debug))]
 
 let package = Package(
     name: "SideNode",
@@ -44,7 +48,7 @@ let package = Package(
         .target(
             name: "NodeCrypto",
             dependencies: ["CSodium", "CSecp256k1"],
-            swiftSettings: strict
+            swiftSettings: hot
         ),
         .target(
             name: "Noise",
@@ -53,7 +57,7 @@ let package = Package(
         ),
         .target(
             name: "Wire",
-            swiftSettings: strict
+            swiftSettings: hot
         ),
         .target(
             name: "Gossip",
@@ -89,7 +93,7 @@ let package = Package(
         .target(
             name: "Consensus",
             dependencies: ["NodeCrypto", "Wire"],
-            swiftSettings: strict
+            swiftSettings: hot
         ),
         // The application behind consensus: blocks run on the ledger (BlockExecution).
         .target(
@@ -189,7 +193,7 @@ let package = Package(
                 "Consensus", "Wire", "NodeCrypto", "TestSupport",
                 .product(name: "HeapModule", package: "swift-collections"),
             ],
-            swiftSettings: strict
+            swiftSettings: hot
         ),
         .testTarget(
             name: "ExecutionTests",

@@ -185,14 +185,32 @@ public struct ChainMachine<Execution: BlockExecution>: Sendable {
         try run(core.start(), inputs)
     }
 
-    /// A consensus message whose sender the provenance check established (the signer,
-    /// or the peer for block and range traffic).
+    /// A consensus message from the network: `peer` is the validator whose direct channel
+    /// it came on, nil when it was flooded. The core's `provenance` decides whom it counts
+    /// as from (and verifies its signature, once: the core does not verify it again); the
+    /// verdict comes back for the transport (relay, ignore, or charge the peer).
     public mutating func received(
-        _ message: ConsensusMessage, from sender: ValidatorID, _ inputs: Inputs
+        _ message: ConsensusMessage, directFrom peer: ValidatorID?, _ inputs: Inputs
     ) throws
-        -> [Action]
+        -> (verdict: ConsensusCore.Provenance, actions: [Action])
     {
-        guard halted == nil else { return [] }
+        guard halted == nil else { return (.stale, []) }
+        let verdict = core.provenance(of: message, directFrom: peer)
+        switch verdict {
+        case .accept(let sender):
+            return (verdict, try received(message, from: sender, authenticated: message.signer != nil, inputs))
+        case .later(let sender):
+            return (verdict, try received(message, from: sender, authenticated: false, inputs))
+        case .stale, .forged:
+            return (verdict, [])
+        }
+    }
+
+    /// A message whose sender is established (the signer, or the peer for block and range
+    /// traffic); `authenticated` when its signature was just verified.
+    private mutating func received(
+        _ message: ConsensusMessage, from sender: ValidatorID, authenticated: Bool, _ inputs: Inputs
+    ) throws -> [Action] {
         let now = inputs.now
         switch message {
         case .chainStatus(let height, _, let epoch, let proof):
@@ -224,7 +242,7 @@ public struct ChainMachine<Execution: BlockExecution>: Sendable {
             }
             // While syncing, live traffic is for rounds this node cannot judge yet.
             guard !catchUp.syncing, heardStatus || now - startedAt > options.initialStatusWait else { return [] }
-            return try run(core.receive(message, from: sender), inputs)
+            return try run(core.receive(message, from: sender, authenticated: authenticated), inputs)
         }
     }
 

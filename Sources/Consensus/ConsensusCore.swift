@@ -378,11 +378,18 @@ public struct ConsensusCore: Sendable {
     // MARK: Messages
 
     public mutating func receive(_ message: ConsensusMessage, from sender: ValidatorID) -> [Action] {
+        receive(message, from: sender, authenticated: false)
+    }
+
+    /// `authenticated`: `provenance` has just verified the message's own signature (the
+    /// chain machine passes it on, so a message is verified once); module-internal, so
+    /// no caller outside can skip a check.
+    mutating func receive(_ message: ConsensusMessage, from sender: ValidatorID, authenticated: Bool) -> [Action] {
         guard finishedEpoch == nil, diverged == nil else { return [] }
         switch message {
-        case .proposal(let p): return processProposal(p, from: sender)
-        case .vote(let v): return processVote(v, from: sender)
-        case .timeout(let t): return processTimeout(t, from: sender)
+        case .proposal(let p): return processProposal(p, from: sender, authenticated: authenticated)
+        case .vote(let v): return processVote(v, from: sender, signedHere: authenticated)
+        case .timeout(let t): return processTimeout(t, from: sender, authenticated: authenticated)
         case .blockRequest(let id):
             guard let block = blocks[id] else { return [.serveCommittedBlock(id, to: sender)] }
             return [.send(to: sender, .blockResponse(block))]
@@ -391,10 +398,12 @@ public struct ConsensusCore: Sendable {
         }
     }
 
-    private mutating func processProposal(_ p: ProposalMsg, from sender: ValidatorID) -> [Action] {
+    private mutating func processProposal(_ p: ProposalMsg, from sender: ValidatorID, authenticated: Bool) -> [Action] {
         let block = p.block
         guard block.epoch == config.epoch, block.author == sender, config.validators.contains(sender),
-            sender.isValidSignature(p.signature, for: domain.message("proposal", epoch: config.epoch, block.id.bytes)),
+            authenticated
+                || sender.isValidSignature(
+                    p.signature, for: domain.message("proposal", epoch: config.epoch, block.id.bytes)),
             verify(block.qc), verify(p.highCommitQC), verifyOptional(p.lastRoundTC)
         else { return [] }
         // Well-formedness: a TC of round - 1 exactly when the QC is not from round - 1.
@@ -497,7 +506,8 @@ public struct ConsensusCore: Sendable {
         if let waiting = waitingForParent.removeValue(forKey: id) {
             for (proposal, sender) in waiting {
                 proposals[proposal.block.round] = nil
-                actions += processProposal(proposal, from: sender)
+                // Verified when it arrived (it passed every check before it waited).
+                actions += processProposal(proposal, from: sender, authenticated: true)
             }
         }
         if let qc = pendingCommit, states[qc.voteInfo.parentID] != nil || qc.voteInfo.parentID == committedBlockID {
@@ -545,9 +555,10 @@ public struct ConsensusCore: Sendable {
         return actions
     }
 
-    /// `signedHere` only for the vote this core just signed itself: every vote from the
-    /// network is verified, one that claims this validator's own id included (a forged
-    /// "own" vote would otherwise take the real one's place in the QC).
+    /// `signedHere` only for the vote this core just signed itself, or one whose signature
+    /// `provenance` has just verified: every vote from the network is verified, one that
+    /// claims this validator's own id included (a forged "own" vote would otherwise take
+    /// the real one's place in the QC).
     private mutating func processVote(_ v: VoteMsg, from sender: ValidatorID, signedHere: Bool = false) -> [Action] {
         guard v.sender == sender, v.voteInfo.epoch == config.epoch, v.commitInfo.epoch == config.epoch,
             v.commitInfo.round == v.voteInfo.round, v.commitInfo.voteInfoHash == v.voteInfo.hash,
@@ -584,11 +595,12 @@ public struct ConsensusCore: Sendable {
         return actions + processCertificate(qc, from: me)
     }
 
-    private mutating func processTimeout(_ t: TimeoutMsg, from sender: ValidatorID) -> [Action] {
+    private mutating func processTimeout(_ t: TimeoutMsg, from sender: ValidatorID, authenticated: Bool) -> [Action] {
         let info = t.info
         guard info.sender == sender, info.epoch == config.epoch, config.validators.contains(sender),
-            sender.isValidSignature(
-                info.signature, for: timeoutSigningBytes(round: info.round, highQCRound: info.highQC.round)),
+            authenticated
+                || sender.isValidSignature(
+                    info.signature, for: timeoutSigningBytes(round: info.round, highQCRound: info.highQC.round)),
             verify(info.highQC), verify(t.highCommitQC), verifyOptional(t.lastRoundTC)
         else { return [] }
         var actions = processCertificate(info.highQC, from: sender)
@@ -788,7 +800,8 @@ public struct ConsensusCore: Sendable {
         safety.lastProposedRound = round
         let signature = key.signature(for: domain.message("proposal", epoch: config.epoch, block.id.bytes))
         let proposal = ProposalMsg(block: block, lastRoundTC: tc, highCommitQC: highCommitQC, signature: signature)
-        return [.persistSafety(safety), .broadcast(.proposal(proposal))] + processProposal(proposal, from: me)
+        return [.persistSafety(safety), .broadcast(.proposal(proposal))]
+            + processProposal(proposal, from: me, authenticated: true)
     }
 
     // MARK: Verification

@@ -181,18 +181,20 @@ struct ConsensusHost {
         return try perform(machine.start(inputs))
     }
 
-    /// A consensus message from the network; `sender` is the signer (or the peer, for
-    /// block requests and responses).
+    /// A consensus message from the network, direct from `peer` or flooded (nil): the
+    /// machine establishes whom it is from (docs/wire.md §5) and returns the verdict for
+    /// the transport with what to send.
     mutating func received(
-        _ message: ConsensusMessage, from sender: ValidatorID, dag: TransactionDAG
+        _ message: ConsensusMessage, directFrom peer: ValidatorID?, dag: TransactionDAG
     ) throws
-        -> [NetworkAction]
+        -> (verdict: ConsensusCore.Provenance, actions: [NetworkAction])
     {
         let began = Date()
         let inputs = inputs(dag)
-        let out = try perform(machine.received(message, from: sender, inputs))
+        let (verdict, actions) = try machine.received(message, directFrom: peer, inputs)
+        let out = try perform(actions)
         if case .committedRange = message { catchUpSeconds += Date().timeIntervalSince(began) }
-        return out
+        return (verdict, out)
     }
 
     /// A neighbour connected: tell it this node's height at once.

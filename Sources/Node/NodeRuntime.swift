@@ -654,15 +654,16 @@ public actor NodeRuntime: Service {
             case .direct(let payload, let from, let peer):
                 if let tag = payload.first, SyncMessage.tags.contains(tag) {
                     executeLedger(sync.directReceived(payload, from: from, source: peer.hex))
-                } else if payload.first == ConsensusHost.directTag, let host = consensus,
+                } else if payload.first == ConsensusHost.directTag, consensus != nil,
                     let message = try? ConsensusMessage.decode(Array(payload.dropFirst()))
                 {
-                    switch host.core.provenance(of: message, directFrom: peer) {
-                    case .accept(let sender), .later(let sender):
-                        runConsensus { host, dag in try host.received(message, from: sender, dag: dag) }
-                    case .stale:
-                        break
-                    case .forged(let reason):
+                    var verdict = ConsensusCore.Provenance.stale
+                    runConsensus { host, dag in
+                        let (judged, actions) = try host.received(message, directFrom: peer, dag: dag)
+                        verdict = judged
+                        return actions
+                    }
+                    if case .forged(let reason) = verdict {
                         recordEvidence(kind: "forged_message", peer: peer, detail: reason)
                         execute(
                             engine.penalize(
@@ -712,17 +713,21 @@ public actor NodeRuntime: Service {
             }
         case ConsensusHost.gossipTopic:
             guard consensus != nil else { return .ignore }  // not running consensus: do not judge, do not relay
-            guard let host = consensus, let message = try? ConsensusMessage.decode(Array(payload.dropFirst())) else {
+            guard let message = try? ConsensusMessage.decode(Array(payload.dropFirst())) else {
                 return .reject("malformed consensus message")
             }
-            switch host.core.provenance(of: message, directFrom: nil) {
-            case .accept(let signer):
-                runConsensus { host, dag in try host.received(message, from: signer, dag: dag) }
+            var verdict = ConsensusCore.Provenance.stale
+            runConsensus { host, dag in
+                let (judged, actions) = try host.received(message, directFrom: nil, dag: dag)
+                verdict = judged
+                return actions
+            }
+            switch verdict {
+            case .accept:
                 return .accept
-            case .later(let signer):
+            case .later:
                 // A later epoch's message cannot be judged before this node has seen
                 // that epoch begin: kept for then (bounded), not relayed, not punished.
-                runConsensus { host, dag in try host.received(message, from: signer, dag: dag) }
                 return .ignore
             case .stale:
                 return .ignore

@@ -578,30 +578,19 @@ struct Simulator {
         now = end
     }
 
-    /// What the node does with a consensus message from the network: the shipped
-    /// provenance check decides whom it is from, then the machine takes it.
+    /// What the node does with a consensus message from the network: the machine's
+    /// provenance check decides whom it is from (the node charges a forgery to the peer).
     mutating func deliver(_ message: ConsensusMessage, to: Int, transport from: Int, flooded: Bool) {
         guard nodes[to].alive else { return }
-        let peer = nodes[from].key.publicKey
-        switch message {
-        case .getCommitted:
-            if adversary.refuseToServe && adversary.nodes.contains(to) { return }
-            step(to) { machine, inputs in try machine.received(message, from: peer, inputs) }
-            return
-        case .chainStatus, .committedRange:
-            step(to) { machine, inputs in try machine.received(message, from: peer, inputs) }
-            return
-        default: break
+        if case .getCommitted = message, adversary.refuseToServe, adversary.nodes.contains(to) { return }
+        let peer = flooded ? nil : nodes[from].key.publicKey
+        var verdict = ConsensusCore.Provenance.stale
+        step(to) { machine, inputs in
+            let (judged, actions) = try machine.received(message, directFrom: peer, inputs)
+            verdict = judged
+            return actions
         }
-        switch nodes[to].core.provenance(of: message, directFrom: flooded ? nil : peer) {
-        case .accept(let sender), .later(let sender):
-            // The machine keeps a later epoch's messages until this node enters it.
-            step(to) { machine, inputs in try machine.received(message, from: sender, inputs) }
-        case .stale:
-            break
-        case .forged:
-            forgedRefused += 1
-        }
+        if case .forged = verdict { forgedRefused += 1 }
     }
 
     var honestIndices: [Int] { nodes.indices.filter { !byzantine.contains(nodes[$0].key.publicKey) } }
