@@ -142,6 +142,8 @@ public struct ConsensusCore: Sendable {
     private var states: [Hash32: Hash32] = [:]
     private var roundsOf: [Hash32: Round] = [:]
     private var verifiedQCs: Set<Hash32> = []
+    /// TCs verified already (every timeout and the next proposal repeat the last one).
+    private var verifiedTCs: Set<Hash32> = []
     private var votes: [Round: [LedgerCommitInfo: [ValidatorID: Ed25519.Signature]]] = [:]
     private var votedBy: [Round: [ValidatorID: LedgerCommitInfo]] = [:]
     private var qcFormed: Set<Round> = []
@@ -893,6 +895,17 @@ public struct ConsensusCore: Sendable {
     }
 
     private mutating func verify(_ tc: TimeoutCert) -> Bool {
+        var w = WireWriter()
+        tc.encode(&w)
+        let key = Hash32.of(w.bytes)
+        if verifiedTCs.contains(key) { return true }
+        guard check(tc) else { return false }
+        if verifiedTCs.count > 1_000 { verifiedTCs.removeAll() }
+        verifiedTCs.insert(key)
+        return true
+    }
+
+    private mutating func check(_ tc: TimeoutCert) -> Bool {
         // The claimed highest QC round must be the carried QC's, and that QC valid.
         guard tc.epoch == config.epoch, tc.highQC.round == tc.highestQCRound, tc.highQC.voteInfo.epoch == config.epoch,
             verify(tc.highQC)

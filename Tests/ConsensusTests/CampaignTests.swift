@@ -107,6 +107,7 @@ struct CampaignTests {
         if trace {
             print("  skew=\(sim.clockSkew) cuts=\(sim.cutLinks) loss=\(sim.loss) epochLength=\(sim.epochLength)")
         }
+        sim.printMessages = trace && ProcessInfo.processInfo.environment["SIDENODE_SIM_MESSAGES"] != nil
         sim.start()
         if trace {
             for t in 1...10 {
@@ -132,27 +133,31 @@ struct CampaignTests {
         // The crash may not have come yet: none after this point, and the victim is back.
         sim.crashAfterSafetyWrite = nil
         if !sim.nodes[victim].alive { sim.restart(victim) }
-        // Heal: a clean network for the liveness check (timeouts back off to 5 s at
-        // most, so 10 s is enough to re-synchronise and 10 s more must bring commits).
+        // Heal: a clean network for the liveness check, which counts rounds rather than
+        // seconds: a commit needs three consecutive rounds led by honest validators, which
+        // the rotation brings within two cycles of n rounds, and a failed round lasts at most
+        // the largest timeout (5 s, twice that on a clock running at half speed). Seeds that
+        // commit at once end at once.
         sim.loss = 0
         sim.duplication = 0
         sim.cutLinks = []
         sim.run(until: 30)
         let before = sim.minHonestCommits
-        if trace {
-            for t in stride(from: 31.0, through: 40, by: 1) {
-                sim.run(until: t)
+        let slowest = honest.map { sim.clockSkew[$0] ?? 1 }.max() ?? 1
+        let maxTimeout = sim.config.baseTimeout * pow(sim.config.timeoutBackoff, Double(sim.config.maxBackoffExponent))
+        let deadline = 30 + Double(2 * n + 4) * maxTimeout * max(1, slowest)
+        var t = 30.0
+        while sim.minHonestCommits <= before && t < deadline {
+            t += 1
+            sim.run(until: t)
+            if trace {
                 print(
-                    "  t=\(t) r=\(sim.nodes.map { $0.core.currentRound }) e=\(sim.nodes.map { $0.core.config.epoch }) commits=\(sim.nodes.map { $0.committed.count }) syncing=\(sim.nodes.map { $0.catchUp.syncing }) target=\(sim.nodes.map { $0.catchUp.target }) unproven=\(sim.nodes.map { $0.catchUp.unproven.count })"
+                    "  t=\(t) r=\(sim.nodes.map { $0.core.currentRound }) e=\(sim.nodes.map { $0.core.config.epoch }) commits=\(sim.nodes.map { $0.committed.count }) syncing=\(sim.nodes.map { $0.catchUp.syncing })"
                 )
             }
         }
-        sim.run(until: 40)
-        if trace {
-            print(
-                "  t=40 commits=\(sim.nodes.map { $0.committed.count }) rounds=\(sim.nodes.map { $0.core.currentRound }) syncing=\(sim.nodes.map { $0.catchUp.syncing }) alive=\(sim.nodes.map { $0.alive }) forged=\(sim.forgedRefused)"
-            )
-        }
+        // A little more, so that whatever the commit set off (catch-up, an epoch) is checked too.
+        sim.run(until: t + 5)
         if sim.forkDetected || !sim.violations.isEmpty {
             return "safety: fork=\(sim.forkDetected) \(sim.violations.prefix(2))"
         }

@@ -149,6 +149,13 @@ struct Simulator {
     var clockSkew: [Int: Double] = [:]
     /// Links cut in one direction only: [from, to].
     var cutLinks: Set<[Int]> = []
+    /// Nodes whose ledger computes other state ids than everyone else's (a bug, or a
+    /// corrupted binary): they must halt rather than commit.
+    var divergent: Set<Int> = []
+    /// Negative control of the durability oracle: carry out a step's messages before its writes.
+    var sendsBeforeWrites = false
+    /// Print every proposal, vote and timeout a node sends (campaign debugging).
+    var printMessages = false
     private let genesisLedger: ModelLedger
     /// Model states by id, for tests that execute blocks themselves (`execute(_:on:)`).
     private var modelStates: [Hash32: ModelLedger] = [:]
@@ -200,10 +207,12 @@ struct Simulator {
 
     var validatorCount: Int { config.validators.validators.count }
 
-    var execution: ModelExecution {
+    var execution: ModelExecution { execution(for: -1) }
+
+    func execution(for i: Int) -> ModelExecution {
         ModelExecution(
             chainID: config.chainID, keys: keys.map(\.publicKey), leaderElection: config.leaderElection,
-            epochLength: epochLength)
+            epochLength: epochLength, divergent: divergent.contains(i))
     }
 
     var options: Machine.Options {
@@ -225,7 +234,9 @@ struct Simulator {
             recentCommitted: disk.records.suffix(200).map(\.block).filter { $0.epoch == disk.config.epoch })
         let execution =
             execution
-            ?? ModelExecution(chainID: disk.config.chainID, keys: [], leaderElection: .roundRobin, epochLength: .max)
+            ?? ModelExecution(
+                chainID: disk.config.chainID, keys: [], leaderElection: .roundRobin, epochLength: .max, divergent: false
+            )
         return Machine(
             execution: execution, key: key,
             recovered: .init(
@@ -238,7 +249,7 @@ struct Simulator {
     mutating func start() {
         for i in nodes.indices {
             nodes[i].machine = Self.machine(
-                key: nodes[i].key, disk: nodes[i].disk, execution: execution, options: options, now: clock(i))
+                key: nodes[i].key, disk: nodes[i].disk, execution: execution(for: i), options: options, now: clock(i))
             step(i) { machine, inputs in try machine.start(inputs) }
         }
         if !adversary.nodes.isEmpty { schedule(adversary.interval, .adversaryTick) }
@@ -322,10 +333,24 @@ struct Simulator {
     /// the disk (a crash may tear them), messages to the network.
     mutating func apply(_ i: Int, _ actions: [Machine.Action]) {
         let me = nodes[i].key.publicKey
+        var actions = actions
+        if sendsBeforeWrites {
+            let messages = actions.filter {
+                switch $0 {
+                case .send, .broadcast: return true
+                default: return false
+                }
+            }
+            actions = messages + actions.filter { action in !messages.contains { $0.isSame(action) } }
+        }
         for action in actions {
             guard nodes[i].alive else { return }
             switch action {
             case .send(let to, var message, _):
+                if printMessages {
+                    print(String(format: "%8.3f", now), "node \(i) →", nodes(of: to), describe(message))
+                }
+                checkDurable(i, message)
                 observe(message, by: me)
                 if corruptServers.contains(i),
                     case .committedRange(let height, var blocks, let proof, let suffix) = message
@@ -341,6 +366,8 @@ struct Simulator {
                     if nodes[i].silentLeader { continue }
                     if p.lastRoundTC != nil { proposalsWithTC += 1 }
                 }
+                checkDurable(i, message)
+                if printMessages { print(String(format: "%8.3f", now), "node \(i) → all", describe(message)) }
                 observe(message, by: me)
                 for j in nodes.indices where j != i { send(message, from: i, to: j) }
             case .toNeighbours(let message):
@@ -374,6 +401,50 @@ struct Simulator {
             case .halt(let reason):
                 violations.append("node \(i) diverged: \(reason)")
             }
+        }
+    }
+
+    func describe(_ message: ConsensusMessage) -> String {
+        switch message {
+        case .proposal(let p):
+            return
+                "proposal r\(p.block.round) qc r\(p.block.qc.round) tc \(p.lastRoundTC.map { "r\($0.round)" } ?? "-") bytes \(p.block.payloadBytes)"
+        case .vote(let v): return "vote r\(v.voteInfo.round)"
+        case .timeout(let t): return "timeout r\(t.info.round) hqc r\(t.info.highQC.round)"
+        case .blockRequest: return "blockRequest"
+        case .blockResponse(let b): return "blockResponse r\(b.round)"
+        case .chainStatus(let h, _, _, _): return "status \(h)"
+        case .getCommitted(let h, _): return "getCommitted \(h)"
+        case .committedRange(let h, let b, _, _): return "range \(h)+\(b.count)"
+        }
+    }
+
+    /// I4: what a node signs is on its disk before it leaves — a vote is the last vote
+    /// recorded (or an older round's, re-sent), a timeout's round is covered by the
+    /// recorded highest vote round, a proposal's round by the recorded last proposed round.
+    mutating func checkDurable(_ i: Int, _ message: ConsensusMessage) {
+        let me = nodes[i].key.publicKey
+        guard !byzantine.contains(me) else { return }
+        let safety = nodes[i].disk.safety
+        func covered(_ epoch: Epoch, _ round: Round, _ recorded: (SafetyState) -> Round) -> Bool {
+            guard let safety, safety.epoch == epoch else { return false }
+            return recorded(safety) >= round
+        }
+        switch message {
+        case .vote(let v) where v.sender == me:
+            if safety?.lastVote != v && !covered(v.voteInfo.epoch, v.voteInfo.round + 1, \.highestVoteRound) {
+                violations.append("node \(i)'s vote for round \(v.voteInfo.round) left before it was on disk")
+            }
+        case .timeout(let t) where t.info.sender == me:
+            if !covered(t.info.epoch, t.info.round, \.highestVoteRound) {
+                violations.append("node \(i)'s timeout for round \(t.info.round) left before it was on disk")
+            }
+        case .proposal(let p) where p.block.author == me:
+            if !covered(p.block.epoch, p.block.round, \.lastProposedRound) {
+                violations.append("node \(i)'s proposal for round \(p.block.round) left before it was on disk")
+            }
+        default:
+            break
         }
     }
 
@@ -548,7 +619,7 @@ struct Simulator {
     /// Restarts a node from its disk only.
     mutating func restart(_ i: Int) {
         nodes[i].machine = Self.machine(
-            key: nodes[i].key, disk: nodes[i].disk, execution: execution, options: options, now: clock(i))
+            key: nodes[i].key, disk: nodes[i].disk, execution: execution(for: i), options: options, now: clock(i))
         nodes[i].alive = true
         step(i) { machine, inputs in try machine.start(inputs) }
     }
@@ -618,6 +689,8 @@ struct ModelExecution: BlockExecution {
     let keys: [ValidatorID]
     let leaderElection: LeaderElection
     let epochLength: Int
+    /// Computes other state ids than an honest ledger.
+    let divergent: Bool
 
     func execute(_ block: Block, on state: ModelLedger, pool: [[UInt8]]) -> ExecutedBlock<ModelLedger> {
         var info = state
@@ -635,6 +708,7 @@ struct ModelExecution: BlockExecution {
             info = ModelLedger(id: info.id, epoch: info.epoch + 1, blocks: 0, validators: next ?? info.validators)
         }
         bytes.append(ends ? 1 : 0)
+        if divergent { bytes.append(0xD1) }
         info.id = Hash32.of(bytes)
         return ExecutedBlock(state: info, stateID: info.id, endsEpoch: ends, failed: 0)
     }
@@ -654,5 +728,16 @@ struct ModelExecution: BlockExecution {
         -> [[UInt8]]
     {
         pool
+    }
+}
+
+extension ChainMachine.Action {
+    /// The same action (case and message), for reordering in the durability control.
+    func isSame(_ other: Self) -> Bool {
+        switch (self, other) {
+        case (.send(let a, let m, _), .send(let b, let n, _)): return a == b && m == n
+        case (.broadcast(let m), .broadcast(let n)): return m == n
+        default: return false
+        }
     }
 }
