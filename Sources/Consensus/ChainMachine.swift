@@ -182,7 +182,15 @@ public struct ChainMachine<Execution: BlockExecution>: Sendable {
     // MARK: Events
 
     public mutating func start(_ inputs: Inputs) throws -> [Action] {
-        try run(core.start(), inputs)
+        guard halted == nil else { return [] }
+        return try run(core.start(), inputs)
+    }
+
+    /// The driver could not carry out an action (a write failed): the core has moved on
+    /// past what is on disk, so the machine takes no more events — it would otherwise
+    /// re-send a vote or timeout that was never recorded.
+    public mutating func fail(_ reason: String) {
+        if halted == nil { halted = reason }
     }
 
     /// A consensus message from the network: `peer` is the validator whose direct channel
@@ -230,8 +238,13 @@ public struct ChainMachine<Execution: BlockExecution>: Sendable {
             // A probe (this node stays in consensus) replaces the core at the new tip; it
             // must then be started, as catch-up's end starts it.
             let probing = !catchUp.syncing
+            let before = committedHeight
             var out = try applyRange(blocks, proof: proof, suffix: suffix, inputs)
-            if probing && !catchUp.syncing && halted == nil { out += try run(core.start() + replayFuture(), inputs) }
+            // Only a range that was applied replaced the core; a refused one left the live
+            // core running, which must not be started again.
+            if probing && !catchUp.syncing && halted == nil && committedHeight > before {
+                out += try run(core.start() + replayFuture(), inputs)
+            }
             return out
         default:
             // The next epoch's messages (this node has not seen its epoch end yet) wait
@@ -389,6 +402,11 @@ public struct ChainMachine<Execution: BlockExecution>: Sendable {
             } else {
                 notes.append(.note(.reexecuted(block.id)))
                 let result = execution.execute(block, on: state, pool: inputs.pool)
+                // A block that ends its epoch commits only as the last of an epoch change.
+                if result.endsEpoch && (block.id != last.id || epochChange == nil) {
+                    halted = "re-executed block \(block.id.hex) ends its epoch, but the core did not end it there"
+                    return (nil, notes)
+                }
                 state = result.state
                 failed += result.failed
                 ids.append(result.stateID)
@@ -537,8 +555,11 @@ public struct ChainMachine<Execution: BlockExecution>: Sendable {
             {
                 break
             }
+            // A damaged epoch record ends what can be served (the reader says why).
+            let epochEnd: EpochChangeProof?
+            do { epochEnd = try store.epochChange(endingAt: stored.height) } catch { break }
             blocks.append(stored.block)
-            if let proof = try store.epochChange(endingAt: stored.height) {
+            if let proof = epochEnd {
                 end = (blocks.count, proof.commitQC, proof.suffix)
                 break
             }

@@ -220,6 +220,17 @@ struct ConsensusHost {
     /// messages to send. Storage errors are thrown: a node that cannot persist must stop
     /// rather than send what it could not record.
     private mutating func perform(_ actions: [Machine.Action]) throws -> [NetworkAction] {
+        do {
+            return try carryOut(actions)
+        } catch {
+            // Nothing of this step leaves, and the machine takes no more events: its core
+            // has moved past what is on disk.
+            machine.fail("\(error)")
+            throw error
+        }
+    }
+
+    private mutating func carryOut(_ actions: [Machine.Action]) throws -> [NetworkAction] {
         defer { observe() }
         var out: [NetworkAction] = []
         for action in actions {

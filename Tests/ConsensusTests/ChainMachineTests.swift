@@ -50,3 +50,53 @@ struct ChainMachineTests {
         }
     }
 }
+
+/// A chain store whose epoch record at one height is damaged.
+private struct DamagedEpochRecord: ChainStoreReader {
+    struct Damaged: Error {}
+    let base: Simulator.Disk
+    let height: UInt64
+
+    func committed(from height: UInt64, limit: Int) -> [CommittedRecord] { base.committed(from: height, limit: limit) }
+    func committed(id: Hash32) -> CommittedRecord? { base.committed(id: id) }
+    func epochChange(endingAt height: UInt64) throws -> EpochChangeProof? {
+        if height == self.height { throw Damaged() }
+        return base.epochChange(endingAt: height)
+    }
+}
+
+@Suite("Chain state machine: failure handling")
+struct ChainMachineFailureTests {
+    @Test("after a failed write the machine takes no more events (nothing unrecorded can leave)")
+    func failedWriteStopsTheMachine() throws {
+        var sim = Simulator(seed: 23, validators: 4)
+        sim.start()
+        sim.run(until: 3)
+        var machine = sim.nodes[0].machine
+        let inputs = Simulator.Machine.Inputs(now: 3, pool: [[1]], store: sim.nodes[0].disk)
+        // A vote this validator recorded: a running machine would take it.
+        let vote = try #require(sim.nodes[0].disk.safety?.lastVote)
+        machine.fail("disk full")
+        #expect(machine.halted == "disk full")
+        #expect(try machine.tick(Simulator.Machine.Inputs(now: 100, pool: [[1]], store: sim.nodes[0].disk)).isEmpty)
+        #expect(try machine.start(inputs).isEmpty)
+        #expect(try machine.received(.vote(vote), directFrom: vote.sender, inputs).actions.isEmpty)
+        #expect(machine.nextDeadline == nil)
+    }
+
+    @Test("a damaged epoch record ends a served range before it, instead of stopping the node")
+    func damagedEpochRecordEndsTheRange() throws {
+        var sim = Simulator(seed: 24, validators: 4)
+        sim.start()
+        sim.run(until: 4)
+        let disk = sim.nodes[0].disk
+        try #require(disk.records.count > 20)
+        let whole = try #require(try Simulator.Machine.committedRange(store: disk, from: 1, count: 16))
+        #expect(whole.blocks.count >= 16)
+        let cut = try Simulator.Machine.committedRange(
+            store: DamagedEpochRecord(base: disk, height: 10), from: 1, count: 16)
+        let served = try #require(cut)
+        #expect(served.blocks.count < 10, "nothing at or past the damaged record is served")
+        #expect(served.blocks.map(\.id) == Array(whole.blocks.prefix(served.blocks.count)).map(\.id))
+    }
+}
