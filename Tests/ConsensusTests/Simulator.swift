@@ -167,6 +167,8 @@ struct Simulator {
         leaderElection: LeaderElection = .roundRobin, powers: [UInt64]? = nil
     ) {
         rng = SimRNG(state: seed)
+        // All nodes share this process: each signature is verified once, not once per node.
+        SignatureMemo.enable()
         // Keys from the seed, so the same seed gives the same validators in the same order.
         var r = SimRNG(state: seed ^ 0xABCDEF)
         let keys = (0..<count + fullNodes).map { _ in (0..<32).map { _ in UInt8(truncatingIfNeeded: r.next()) } }
