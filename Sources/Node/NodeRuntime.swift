@@ -81,6 +81,8 @@ public actor NodeRuntime: Service {
     private nonisolated(unsafe) let store: TransactionStore
     private var lastSyncRound = Date.distantPast
     private var consensus: ConsensusHost?
+    /// Armed when the node starts to stop (see `ShutdownWatchdog`).
+    private var watchdog: ShutdownWatchdog?
     /// Checkpointing into Bitcoin: with a genesis that names a coin and an esplora URL.
     private var checkpoint: CheckpointHost?
     private let esplora: EsploraClient?
@@ -251,6 +253,7 @@ public actor NodeRuntime: Service {
                         group.addTask { await self.dial(address) }
                     }
                 }
+                watchdog = ShutdownWatchdog(seconds: 20, logger: self.logger)
                 group.cancelAll()
             }
         } onGracefulShutdown: {
@@ -260,6 +263,7 @@ public actor NodeRuntime: Service {
         metricsServer?.close()
         flushTransactions()
         saveState(force: true)
+        watchdog?.disarm()
         logger.info("node stopped", metadata: ["node_id": "\(keys.nodeID)"])
     }
 
@@ -1306,4 +1310,25 @@ public actor NodeRuntime: Service {
 
 public enum NodeVersion {
     public static let string = "0.1.0"
+}
+
+/// Ends the process if stopping takes longer than `seconds`: swift-corelibs-foundation's
+/// URLSession can deadlock when an esplora request is cancelled just as it completes
+/// (seen once in the multi-process tests: the node never exited on SIGTERM). Every write
+/// the node made is already durable, so exiting then is no worse than `kill -9`, which
+/// the node recovers from; a stop that finishes in time disarms it.
+final class ShutdownWatchdog: Sendable {
+    private let done = Atomic<Bool>(false)
+
+    init(seconds: Double, logger: Logger) {
+        let thread = Thread { [self] in
+            Thread.sleep(forTimeInterval: seconds)
+            guard !self.done.load(ordering: .acquiring) else { return }
+            logger.critical("the node did not stop within \(Int(seconds)) s; exiting")
+            exit(3)
+        }
+        thread.start()
+    }
+
+    func disarm() { done.store(true, ordering: .releasing) }
 }

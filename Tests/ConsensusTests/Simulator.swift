@@ -327,8 +327,11 @@ struct Simulator {
         // A hair past the deadline on the node's clock; never at the same instant again.
         let at = max(deadline * (clockSkew[i] ?? 1) + 1e-9, now + 1e-4)
         if let scheduled = nodes[i].tickAt, scheduled <= at { return }
-        nodes[i].tickAt = at
-        schedule(at - now, .tick(node: i, incarnation: nodes[i].incarnation))
+        // The event's own time, computed as `schedule` computes it: the tick handler
+        // matches on it exactly (rounding in `at - now + now` once left a node deaf).
+        let delay = at - now
+        nodes[i].tickAt = now + delay
+        schedule(delay, .tick(node: i, incarnation: nodes[i].incarnation))
     }
 
     /// Carries out node i's machine actions in order, as the node's driver does: writes to
@@ -641,9 +644,9 @@ struct Simulator {
                 adversaryTick()
                 schedule(adversary.interval, .adversaryTick)
             case .tick(let node, let incarnation):
-                guard nodes[node].alive, nodes[node].incarnation == incarnation, nodes[node].tickAt == now else {
-                    continue
-                }
+                // Only the node's pending tick runs (an earlier one may have replaced this one).
+                guard nodes[node].alive, nodes[node].incarnation == incarnation, let at = nodes[node].tickAt, at <= now
+                else { continue }
                 nodes[node].tickAt = nil
                 step(node) { machine, inputs in try machine.tick(inputs) }
             }
