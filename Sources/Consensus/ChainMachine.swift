@@ -161,8 +161,6 @@ public struct ChainMachine<Execution: BlockExecution>: Sendable {
     public var leadsCurrentRound: Bool {
         isValidator && !catchUp.syncing && core.leader(of: core.currentRound) == core.me
     }
-    /// Blocks between the commit and the highest QC whose state is held (a bound check for tests).
-    public var heldStates: Int { states.count }
 
     /// The earliest time at which `tick` has something to do (for a simulator's scheduler).
     public var nextDeadline: Double? {
