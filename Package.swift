@@ -146,6 +146,14 @@ let package = Package(
             dependencies: ["NodeCLI"],
             swiftSettings: strict
         ),
+        // The node with a test misbehaviour switched on (CheckpointFault): built for the
+        // end-to-end tests only, never installed.
+        .executableTarget(
+            name: "p2pnode-faulty",
+            dependencies: ["NodeCLI", "Node"],
+            path: "Tests/FaultyNode",
+            swiftSettings: strict
+        ),
         // Shared by the test targets: vector loading, temporary directories.
         .target(
             name: "TestSupport",

@@ -28,6 +28,31 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
         /// The final PSBT (BIP174, base64): the spent coin as witness UTXO and the witness
         /// Bitcoin carries, so anyone can audit it with another wallet.
         public var psbt: String?
+        /// Its virtual size, and the Bitcoin tip when this node first saw it in the mempool
+        /// (how long it has waited: any leader bumps it after `bump_after` blocks, also
+        /// after a restart).
+        public var vsize: Int?
+        public var firstSeenAtBitcoinHeight: Int?
+        /// The block that confirmed it (display hex): if that block leaves Bitcoin's best
+        /// chain, the checkpoint is undone (`orphaned`).
+        public var blockHash: String?
+        /// The coin it spent, to go back to if it is orphaned.
+        public var spent: Coin?
+        /// The epoch whose set output 0 pays (this one's, or the next at an epoch's end).
+        public var nextEpoch: UInt64?
+
+        /// Satoshis per virtual byte.
+        public var feeRate: Double? { vsize.map { Double(fee) / Double(max(1, $0)) } }
+    }
+
+    /// A checkpoint coin as followed: display txid, output index, value, script (hex), and
+    /// the epoch whose set locks it.
+    public struct Coin: Sendable, Equatable, Codable {
+        public var txid: String
+        public var vout: UInt32
+        public var value: UInt64
+        public var scriptHex: String
+        public var epoch: UInt64
     }
 
     /// The current coin: display txid, output index, value and script (hex).
@@ -39,8 +64,16 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
     public private(set) var coinEpoch: UInt64
     /// Confirmed checkpoints, oldest first.
     public private(set) var records: [Record] = []
-    /// A spend of the coin seen in the mempool, not confirmed yet.
+    /// A spend of the coin seen in the mempool (or in a block not yet `depth` deep).
     public private(set) var unconfirmed: Record?
+    /// Set when a spend of the coin that our rules reject is buried on Bitcoin: the coin is
+    /// gone (valid by Bitcoin's rules, not by the checkpoint rules), so checkpointing stops
+    /// until an operator acts (docs/checkpoints.md). Cleared if that spend leaves the chain.
+    public private(set) var alarm: String?
+
+    private var currentCoin: Coin {
+        Coin(txid: coinTxid, vout: coinVout, value: coinValue, scriptHex: coinScriptHex, epoch: coinEpoch)
+    }
 
     public init(coin: OutPoint, value: UInt64, script: Script, epoch: UInt64) {
         coinTxid = coin.displayTxid
@@ -65,13 +98,84 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
         case notYet(String)
     }
 
-    /// `tx` spends the current coin; `confirmedAt` is its block height if it is in one.
-    /// `coinForEpoch` gives an epoch's coin from the validator sets this node has
-    /// (nil if it does not know that epoch yet). `initiator` is the validator this node saw
-    /// ask for it, if any.
+    /// `tx` spends the current coin; `confirmedAt` is its block height if it is in one
+    /// (`blockHash` that block). It is adopted once `depth` blocks deep by `bitcoinTip`
+    /// (1: in a block). `coinForEpoch` gives an epoch's coin from the validator sets this
+    /// node has (nil if it does not know that epoch yet). `initiator` is the validator this
+    /// node saw ask for it, if any.
     public mutating func spendSeen(
         _ tx: BitcoinTransaction, confirmedAt: Int?, coinForEpoch: (UInt64) -> CheckpointCoin?,
-        initiator: String? = nil
+        initiator: String? = nil, bitcoinTip: Int? = nil, blockHash: String? = nil, depth: Int = 1
+    ) -> Outcome {
+        let deep = confirmedAt.map { height in bitcoinTip.map { $0 - height + 1 >= depth } ?? true } ?? false
+        let outcome = judgeSpend(tx, confirmedAt: confirmedAt, coinForEpoch: coinForEpoch, initiator: initiator)
+        switch outcome {
+        case .rejected(let reason) where deep:
+            // Bitcoin buried a spend the rules reject: the coin is lost to checkpointing.
+            alarm = "\(tx.displayTxid) spent the checkpoint coin \(coinTxid):\(coinVout) against the rules: \(reason)"
+            return outcome
+        case .rejected, .notYet, .adopted:
+            return outcome
+        case .inMempool(var record):
+            guard let confirmedAt else {
+                if let seen = unconfirmed, seen.txid == record.txid {
+                    // Seen before: it has waited since then.
+                    record.firstSeenAtBitcoinHeight = seen.firstSeenAtBitcoinHeight ?? bitcoinTip
+                    record.initiator = record.initiator ?? seen.initiator
+                } else {
+                    record.firstSeenAtBitcoinHeight = bitcoinTip
+                }
+                unconfirmed = record
+                return .inMempool(record)
+            }
+            record.initiator = record.initiator ?? (unconfirmed?.txid == record.txid ? unconfirmed?.initiator : nil)
+            record.bitcoinHeight = confirmedAt
+            record.blockHash = blockHash
+            guard deep else {
+                // In a block, not yet deep enough: still an attempt in flight.
+                record.firstSeenAtBitcoinHeight =
+                    unconfirmed?.txid == record.txid ? unconfirmed?.firstSeenAtBitcoinHeight : bitcoinTip
+                unconfirmed = record
+                return .inMempool(record)
+            }
+            record.spent = currentCoin
+            records.append(record)
+            unconfirmed = nil
+            coinTxid = record.txid
+            coinVout = 0
+            coinValue = tx.outputs[0].value
+            coinScriptHex = tx.outputs[0].scriptPubKey.bytes.hex
+            coinEpoch = record.nextEpoch ?? record.epoch
+            return .adopted(record)
+        }
+    }
+
+    /// The last checkpoint's block left Bitcoin's best chain (a reorg), or it is no
+    /// longer in any block: the coin goes back to the one it spent. Returns the undone record.
+    public mutating func orphaned() -> Record? {
+        guard let record = records.last, let spent = record.spent else { return nil }
+        records.removeLast()
+        coinTxid = spent.txid
+        coinVout = spent.vout
+        coinValue = spent.value
+        coinScriptHex = spent.scriptHex
+        coinEpoch = spent.epoch
+        unconfirmed = nil
+        alarm = nil
+        return record
+    }
+
+    /// The last checkpoint is in block `hash` at `height` now (re-mined after a reorg).
+    public mutating func reconfirmedLast(height: Int, hash: String) {
+        guard !records.isEmpty else { return }
+        records[records.count - 1].bitcoinHeight = height
+        records[records.count - 1].blockHash = hash
+    }
+
+    /// Verifies `tx` as the next checkpoint; a valid one comes back as `.inMempool` with
+    /// its record (the caller decides on adoption) and `nextEpoch` set.
+    private func judgeSpend(
+        _ tx: BitcoinTransaction, confirmedAt: Int?, coinForEpoch: (UInt64) -> CheckpointCoin?, initiator: String?
     ) -> Outcome {
         let step = CheckpointChain.verify(
             start: coin, startScript: coinScript, startValue: coinValue, spends: [tx],
@@ -101,24 +205,11 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
         var record = Record(
             txid: entry.txid, epoch: entry.payload.epoch, round: entry.payload.round,
             commitStateID: entry.payload.commitStateID.hex, signatures: entry.signatures,
-            fee: coinValue - tx.outputs[0].value, bitcoinHeight: confirmedAt, initiator: initiator,
-            psbt: Self.finalPSBT(tx, spent: TxOut(value: coinValue, scriptPubKey: coinScript)).base64)
-        guard let confirmedAt else {
-            if unconfirmed?.txid != record.txid || unconfirmed?.initiator == nil { unconfirmed = record }
-            return .inMempool(unconfirmed!)
-        }
-        if unconfirmed?.txid == record.txid {
-            record.initiator = record.initiator ?? unconfirmed?.initiator
-        }
-        record.bitcoinHeight = confirmedAt
-        records.append(record)
-        unconfirmed = nil
-        coinTxid = entry.txid
-        coinVout = 0
-        coinValue = tx.outputs[0].value
-        coinScriptHex = script.bytes.hex
-        coinEpoch = nextEpoch
-        return .adopted(record)
+            fee: coinValue - tx.outputs[0].value, bitcoinHeight: nil, initiator: initiator,
+            psbt: Self.finalPSBT(tx, spent: TxOut(value: coinValue, scriptPubKey: coinScript)).base64,
+            vsize: tx.virtualSize)
+        record.nextEpoch = nextEpoch
+        return .inMempool(record)
     }
 
     /// The node found the consensus height the last checkpoint anchors (it is not in
@@ -128,8 +219,12 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
         records[records.count - 1].height = height
     }
 
-    /// The coin was not spent (any more): a mempool spend was replaced or dropped.
-    public mutating func unspent() { unconfirmed = nil }
+    /// The coin was not spent (any more): a mempool spend was replaced or dropped, or a
+    /// rejected spend left the chain.
+    public mutating func unspent() {
+        unconfirmed = nil
+        alarm = nil
+    }
 
     /// The finalizer's output for `tx` (BIP174: only the UTXO and the final witness left),
     /// built from what Bitcoin carries, so every node has it, not just the initiator.

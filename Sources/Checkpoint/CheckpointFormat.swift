@@ -92,13 +92,16 @@ public struct CheckpointCoin: Sendable, Equatable {
 /// A checkpoint transaction: the current coin in, the next coin (output 0) and the
 /// OP_RETURN (output 1) out; fee = input − output 0; RBF enabled.
 public enum CheckpointTransaction {
+    /// The least a P2TR output may hold (Bitcoin Core's dust limit at 3 sat/vB relay).
+    public static let dustLimit: UInt64 = 330
+
     /// An unsigned PSBT with everything a signer needs: the witness UTXO, the leaf script
     /// and control block, the NUMS internal key and the Merkle root.
     public static func psbt(
         spending coin: OutPoint, value: UInt64, of current: CheckpointCoin, to next: CheckpointCoin,
         payload: CheckpointPayload, fee: UInt64
     ) throws(BitcoinError) -> PSBT {
-        guard value > fee, value - fee >= 330 else {
+        guard value > fee, value - fee >= dustLimit else {
             throw BitcoinError("checkpoint: the coin's \(value) sats cannot pay a fee of \(fee) and stay above dust")
         }
         let tx = BitcoinTransaction(

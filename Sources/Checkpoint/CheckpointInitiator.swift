@@ -7,7 +7,8 @@ import NodeCrypto
 /// latest commit QC, signs it, asks the validators for theirs, and with k signatures
 /// finalizes the transaction for broadcast. If the due checkpoint is not seen on Bitcoin
 /// within `timeout` of the last attempt, the leader of a later round starts again (the
-/// handoff). Conflicting spends of the coin are settled by Bitcoin: every node follows
+/// handoff); one stuck in the mempool is replaced at a higher fee by whoever leads once it
+/// has waited `bumpAfterBlocks` Bitcoin blocks. Conflicting spends of the coin are settled by Bitcoin: every node follows
 /// whichever spend it sees (`seenOnBitcoin`).
 ///
 /// Due: every `intervalBlocks` committed blocks, and always for an epoch's last block
@@ -19,20 +20,28 @@ public struct CheckpointInitiator: Sendable {
         public var intervalBlocks: UInt64
         public var timeout: Double
         public var policy: CheckpointPolicy
-        /// Bitcoin blocks a broadcast checkpoint may stay unconfirmed before its initiator
-        /// replaces it at `bumpFactor` × the fee rate (BIP125: a higher fee and rate).
-        public var bumpAfterBlocks: Int
-        public var bumpFactor: Double
 
-        public init(
-            intervalBlocks: UInt64, timeout: Double, policy: CheckpointPolicy, bumpAfterBlocks: Int = 3,
-            bumpFactor: Double = 1.5
-        ) {
+        public init(intervalBlocks: UInt64, timeout: Double, policy: CheckpointPolicy) {
             self.intervalBlocks = max(1, intervalBlocks)
             self.timeout = timeout
             self.policy = policy
-            self.bumpAfterBlocks = max(1, bumpAfterBlocks)
-            self.bumpFactor = max(1.1, bumpFactor)
+        }
+    }
+
+    /// A checkpoint of the coin waiting in the mempool (anyone's): the QC it anchors, its
+    /// fee and rate, and how many Bitcoin blocks this node has seen pass since it first saw
+    /// it. Kept by the follower, so it survives a restart.
+    public struct Stuck: Sendable, Equatable {
+        public var qc: QuorumCert
+        public var fee: UInt64
+        public var feeRate: Double
+        public var blocksWaiting: Int
+
+        public init(qc: QuorumCert, fee: UInt64, feeRate: Double, blocksWaiting: Int) {
+            self.qc = qc
+            self.fee = fee
+            self.feeRate = feeRate
+            self.blocksWaiting = blocksWaiting
         }
     }
 
@@ -79,6 +88,18 @@ public struct CheckpointInitiator: Sendable {
         dueTarget != nil
     }
 
+    /// Whether the consensus height of the last checkpoint is known here (a node that did
+    /// not see its request, and cannot find its QC, knows only its epoch and round).
+    private var anchorKnown = true
+
+    /// The first consensus height a checkpoint may anchor (other than an epoch's end), by
+    /// this node's own history: the next multiple of the interval after the last
+    /// checkpoint's height; nil where that height is not known here.
+    public var nextDueHeight: UInt64? {
+        guard anchorKnown else { return nil }
+        return (checkpointedHeight / settings.intervalBlocks + 1) * settings.intervalBlocks
+    }
+
     /// What is due: an epoch's end first; else, once the chain has passed the next
     /// multiple of the interval after the last checkpoint, the first commit at or past the
     /// latest multiple (so a chain that commits faster than Bitcoin confirms is anchored
@@ -117,46 +138,53 @@ public struct CheckpointInitiator: Sendable {
         pendingEpochEnd = (height, qc)
     }
 
-    /// The QC the next `leading` call would anchor: this node's unconfirmed checkpoint
+    /// The QC the next `leading` call would anchor: the checkpoint waiting in the mempool
     /// (for a fee bump), an epoch's end, or the latest commit. The caller builds the view's
     /// `nextCoin` for it.
-    public var nextTarget: QuorumCert? {
-        guard isDue else { return nil }
-        if let s = session, s.done { return s.request.qc }
+    public func nextTarget(stuck: Stuck?) -> QuorumCert? {
+        if let stuck { return stuck.qc }
         return dueTarget?.qc
     }
 
-    /// Another initiator's request was seen: that counts as an attempt (no handoff yet).
+    /// Another initiator's request was judged signable, or its checkpoint is in the
+    /// mempool: that counts as an attempt (no handoff yet).
     public mutating func requestSeen(now: Double) { lastAttempt = now }
 
     /// This node leads the current round: start a checkpoint if one is due and nobody
-    /// attempted it within `timeout`. `view` is what the node follows (coin, sets, heights).
+    /// attempted it within `timeout`, or replace one stuck in the mempool for
+    /// `bumpAfterBlocks` (whoever initiated it: the state comes from what Bitcoin shows).
+    /// `view` is what the node follows (coin, sets, heights).
     public mutating func leading(
-        now: Double, view: CheckpointView, key: Secp256k1.PrivateKey, feeRate: Double
+        now: Double, view: CheckpointView, key: Secp256k1.PrivateKey, feeRate: Double, stuck: Stuck? = nil
     ) -> [Action] {
+        let policy = settings.policy
+        let vsize = CheckpointTransaction.virtualSize(current: view.currentCoin, next: view.nextCoin)
+        if let stuck {
+            // In the mempool: wait for a block, or bump once it has waited long enough.
+            guard stuck.blocksWaiting >= policy.bumpAfterBlocks else { return [] }
+            let rate = policy.bumped(stuck.feeRate)
+            guard rate <= policy.maxFeeRate else { return [] }  // at the cap: wait
+            let fee = max(UInt64((rate * Double(vsize)).rounded(.up)), stuck.fee + UInt64(vsize))
+            // Asked already at this fee or more (the replacement is not in the mempool yet):
+            // asking again within the timeout would only repeat it.
+            if let s = session, s.request.qc == stuck.qc, s.fee >= fee, let last = lastAttempt,
+                now - last < settings.timeout
+            {
+                return []
+            }
+            return start(
+                now: now, view: view, key: key, target: (0, stuck.qc), fee: fee, rate: Double(fee) / Double(vsize))
+        }
         // Due, and not attempted within the timeout (by this node or another it heard of):
         // an attempt that timed out is replaced, whoever made it.
         guard isDue else { return [] }
-        // This node's checkpoint is out and unconfirmed: replace it at a higher fee once it
-        // has waited `bumpAfterBlocks` blocks (the validators judge it like any request).
-        if let s = session, s.done {
-            guard view.bitcoinHeight - s.bitcoinHeight >= settings.bumpAfterBlocks else { return [] }
-            let vsize = CheckpointTransaction.virtualSize(current: view.currentCoin, next: view.nextCoin)
-            let rate = max(s.rate * settings.bumpFactor, s.rate + 1)
-            guard rate <= settings.policy.maxFeeRate else { return [] }  // at the cap: wait
-            let fee = max(UInt64((rate * Double(vsize)).rounded(.up)), s.fee + UInt64(vsize))
-            return start(
-                now: now, view: view, key: key, target: (0, s.request.qc), fee: fee, rate: Double(fee) / Double(vsize))
-        }
         if let last = lastAttempt, now - last < settings.timeout { return [] }
-        if let last = bitcoinHeightAtLastCheckpoint, view.bitcoinHeight - last < settings.policy.minBitcoinBlocksBetween
-        {
+        if let last = bitcoinHeightAtLastCheckpoint, view.bitcoinHeight - last < policy.minBitcoinBlocksBetween {
             return []
         }
         // The epoch's last block first: its checkpoint hands the coin to the next set.
         guard let target = dueTarget else { return [] }
-        let rate = min(max(feeRate, settings.policy.minFeeRate), settings.policy.maxFeeRate)
-        let vsize = CheckpointTransaction.virtualSize(current: view.currentCoin, next: view.nextCoin)
+        let rate = min(max(feeRate, policy.minFeeRate), policy.maxFeeRate)
         return start(
             now: now, view: view, key: key, target: target, fee: UInt64((rate * Double(vsize)).rounded(.up)), rate: rate
         )
@@ -239,6 +267,7 @@ public struct CheckpointInitiator: Sendable {
                 height = max(height, event.height)
             }
         }
+        anchorKnown = height > 0
         checkpointedHeight = max(checkpointedHeight, height)
         history.removeAll { $0.height <= checkpointedHeight }
         bitcoinHeightAtLastCheckpoint = bitcoinHeight

@@ -20,11 +20,72 @@ public struct CheckpointPolicy: Sendable, Equatable {
     public var maxFeeRate: Double
     /// Bitcoin blocks that must separate two checkpoints (at least 1: never two per block).
     public var minBitcoinBlocksBetween: Int
+    /// A request's fee rate may be at most this many times the validator's own estimate
+    /// (honest estimates from different esplora servers differ; a Byzantine initiator
+    /// must not burn the coin in fees), unless it bumps a stuck checkpoint.
+    public var feeTolerance: Double
+    /// Bitcoin blocks a checkpoint may stay in the mempool before any leader may replace it
+    /// at `bumpFactor` × its rate (BIP125: at least +1 sat/vB).
+    public var bumpAfterBlocks: Int
+    public var bumpFactor: Double
+    /// A request may come from the leader of the QC's round or of a later one up to this
+    /// many rounds past the validator's own current round (views of the round differ a little).
+    public var leaderLookahead: UInt64
 
-    public init(minFeeRate: Double = 1, maxFeeRate: Double = 100, minBitcoinBlocksBetween: Int = 1) {
+    public init(
+        minFeeRate: Double = 1, maxFeeRate: Double = 100, minBitcoinBlocksBetween: Int = 1, feeTolerance: Double = 2,
+        bumpAfterBlocks: Int = 3, bumpFactor: Double = 1.5, leaderLookahead: UInt64 = 4
+    ) {
         self.minFeeRate = minFeeRate
         self.maxFeeRate = maxFeeRate
         self.minBitcoinBlocksBetween = max(1, minBitcoinBlocksBetween)
+        self.feeTolerance = max(1, feeTolerance)
+        self.bumpAfterBlocks = max(1, bumpAfterBlocks)
+        self.bumpFactor = max(1.1, bumpFactor)
+        self.leaderLookahead = leaderLookahead
+    }
+
+    /// The fee rate of a replacement for a checkpoint stuck at `rate` (BIP125: a higher
+    /// rate by at least the 1 sat/vB incremental relay fee).
+    public func bumped(_ rate: Double) -> Double { max(rate * bumpFactor, rate + 1) }
+
+    /// The highest fee rate a validator whose own estimate is `own` signs: `feeTolerance`
+    /// × that, or a bump of a checkpoint stuck in the mempool for `bumpAfterBlocks` (one
+    /// block of slack: the initiator's tip may be one ahead), within the genesis bounds.
+    public func ceiling(own: Double, pending: PendingSpend?) -> Double {
+        var ceiling = max(own, minFeeRate) * feeTolerance
+        if let pending, pending.blocksWaiting >= bumpAfterBlocks - 1 {
+            // +1: the replacement's fee is rounded up to whole satoshis.
+            ceiling = max(ceiling, bumped(pending.feeRate) + 1)
+        }
+        return min(ceiling, maxFeeRate)
+    }
+
+    /// Rounds whose leader may ask for a checkpoint of a QC of (`qcEpoch`, `qcRound`) when
+    /// this node is at (`epoch`, `round`): from the QC's round (the epoch's first round if
+    /// the QC ended an earlier epoch) to `leaderLookahead` rounds ahead; at most `span`
+    /// rounds back, beyond which every validator has led one in any case.
+    public func askingRounds(
+        qcEpoch: UInt64, qcRound: UInt64, epoch: UInt64, round: UInt64, span: UInt64
+    )
+        -> ClosedRange<UInt64>
+    {
+        let upper = round + leaderLookahead
+        var lower = qcEpoch == epoch ? qcRound : 1
+        if upper > span { lower = max(lower, upper - span) }
+        return min(lower, upper)...upper
+    }
+}
+
+/// A checkpoint spend of the coin that waits in the mempool, as this node saw it.
+public struct PendingSpend: Sendable, Equatable {
+    public var feeRate: Double
+    /// Bitcoin blocks mined since this node first saw it.
+    public var blocksWaiting: Int
+
+    public init(feeRate: Double, blocksWaiting: Int) {
+        self.feeRate = feeRate
+        self.blocksWaiting = blocksWaiting
     }
 }
 
@@ -46,11 +107,25 @@ public struct CheckpointView: Sendable {
     public let lastCheckpointHeight: Int?
     /// Epoch and round of the last checkpoint on Bitcoin: a new one must move forward.
     public let lastCheckpoint: (epoch: UInt64, round: UInt64)?
+    /// Who may ask now: the leaders of `CheckpointPolicy.askingRounds` by this node's
+    /// leader schedule.
+    public let leaders: Set<ValidatorID>
+    /// Due by this node's own history: the height of the block the QC certifies, whether
+    /// it ends its epoch, and the first height due after the last checkpoint (nil where
+    /// this node does not know the last checkpoint's height: then any is due).
+    public let certifiedHeight: UInt64?
+    public let endsEpoch: Bool
+    public let dueFromHeight: UInt64?
+    /// This node's own fee-rate estimate (sat/vB), and the checkpoint of this coin waiting
+    /// in the mempool, if any.
+    public let ownFeeRate: Double
+    public let pending: PendingSpend?
 
     public init(
         config: ConsensusConfig, committedStates: [Hash32: Hash32], coin: OutPoint, coinValue: UInt64,
         currentCoin: CheckpointCoin, nextCoin: CheckpointCoin, bitcoinHeight: Int, lastCheckpointHeight: Int?,
-        lastCheckpoint: (epoch: UInt64, round: UInt64)? = nil
+        lastCheckpoint: (epoch: UInt64, round: UInt64)? = nil, leaders: Set<ValidatorID>, certifiedHeight: UInt64?,
+        endsEpoch: Bool, dueFromHeight: UInt64?, ownFeeRate: Double, pending: PendingSpend? = nil
     ) {
         self.lastCheckpoint = lastCheckpoint
         self.config = config
@@ -61,6 +136,12 @@ public struct CheckpointView: Sendable {
         self.nextCoin = nextCoin
         self.bitcoinHeight = bitcoinHeight
         self.lastCheckpointHeight = lastCheckpointHeight
+        self.leaders = leaders
+        self.certifiedHeight = certifiedHeight
+        self.endsEpoch = endsEpoch
+        self.dueFromHeight = dueFromHeight
+        self.ownFeeRate = ownFeeRate
+        self.pending = pending
     }
 }
 
@@ -79,8 +160,15 @@ public enum CheckpointRules {
         case refuse(String)
     }
 
-    public static func judge(_ request: CheckpointRequest, view: CheckpointView, policy: CheckpointPolicy) -> Verdict {
+    public static func judge(
+        _ request: CheckpointRequest, from sender: ValidatorID, view: CheckpointView, policy: CheckpointPolicy
+    ) -> Verdict {
         let qc = request.qc
+        // 0. Only the leader of the QC's round or of a later one asks (a later one takes
+        //    over after the timeout): a validator that is not cannot ask at will.
+        guard view.leaders.contains(sender) else {
+            return .refuse("the requester leads none of the rounds from the QC's round to this node's current round")
+        }
         // 1. A valid QC of this epoch's validators that commits a state.
         guard view.config.isValid(qc), let stateID = qc.commitInfo.commitStateID else {
             return .refuse("the QC is not a valid commit QC of epoch \(view.config.epoch)")
@@ -94,6 +182,13 @@ public enum CheckpointRules {
         }
         guard own == stateID else {
             return .refuse("commit_state_id \(stateID) differs from this node's \(own) at that block")
+        }
+        // Due by this node's own committed history: at the interval after the last
+        // checkpoint, or an epoch's last block. Asking earlier spends the coin's fees for
+        // nothing.
+        if !view.endsEpoch, let height = view.certifiedHeight, let due = view.dueFromHeight, height < due {
+            return .refuse(
+                "not due: height \(height) is before \(due), the next checkpoint height by this node's chain")
         }
         let tx = request.psbt.unsignedTx
         // 3. It spends the coin this node knows as current, and only that.
@@ -129,9 +224,11 @@ public enum CheckpointRules {
         let fee = view.coinValue - tx.outputs[0].value
         let rate =
             Double(fee) / Double(CheckpointTransaction.virtualSize(current: view.currentCoin, next: view.nextCoin))
-        guard rate >= policy.minFeeRate, rate <= policy.maxFeeRate else {
+        let ceiling = policy.ceiling(own: view.ownFeeRate, pending: view.pending)
+        guard rate >= policy.minFeeRate, rate <= ceiling else {
             return .refuse(
-                "fee rate \(String(format: "%.2f", rate)) sat/vB is outside [\(policy.minFeeRate), \(policy.maxFeeRate)]"
+                "fee rate \(String(format: "%.2f", rate)) sat/vB is outside [\(policy.minFeeRate), \(String(format: "%.2f", ceiling))]"
+                    + " (own estimate \(String(format: "%.2f", view.ownFeeRate)), tolerance ×\(policy.feeTolerance))"
             )
         }
         // 6. Cadence: never more than one checkpoint per Bitcoin block (or per the
@@ -145,9 +242,10 @@ public enum CheckpointRules {
 
     /// Judges and, if every rule holds, adds this validator's BIP340 script-path signature.
     public static func cosign(
-        _ request: CheckpointRequest, view: CheckpointView, policy: CheckpointPolicy, key: Secp256k1.PrivateKey
+        _ request: CheckpointRequest, from sender: ValidatorID, view: CheckpointView, policy: CheckpointPolicy,
+        key: Secp256k1.PrivateKey
     ) -> (verdict: Verdict, psbt: PSBT?) {
-        let verdict = judge(request, view: view, policy: policy)
+        let verdict = judge(request, from: sender, view: view, policy: policy)
         guard verdict == .sign else { return (verdict, nil) }
         guard view.currentCoin.keys.contains(key.xOnlyPublicKey.rawRepresentation) else {
             return (.refuse("this node's Bitcoin key is not in the coin's script"), nil)
@@ -167,5 +265,36 @@ public enum CheckpointRules {
         } catch {
             return (.refuse("cannot sign: \(error)"), nil)
         }
+    }
+}
+
+/// Requests a validator cannot judge yet (its node has not committed the QC's block, or
+/// does not follow the coin the request spends yet), each kept for at most `limit`
+/// seconds. Bounded per sender, newest kept: an honest initiator has one request in
+/// flight (two across a fee bump), so a flood from one validator cannot push the others'
+/// requests out.
+public struct WaitingRequests<Sender: Hashable & Sendable>: Sendable {
+    public struct Entry: Sendable {
+        public let request: CheckpointRequest
+        public let sender: Sender
+        public let since: Double
+    }
+
+    public let perSender: Int
+    public private(set) var entries: [Entry] = []
+
+    public init(perSender: Int = 2) { self.perSender = max(1, perSender) }
+
+    /// Keeps `request` (first seen at `since`), dropping this sender's oldest beyond the bound.
+    public mutating func add(_ request: CheckpointRequest, from sender: Sender, since: Double) {
+        let mine = entries.indices.filter { entries[$0].sender == sender }
+        if mine.count >= perSender { entries.remove(at: mine[0]) }
+        entries.append(Entry(request: request, sender: sender, since: since))
+    }
+
+    /// Everything waiting, to judge again (what still cannot be judged is added back).
+    public mutating func takeAll() -> [Entry] {
+        defer { entries = [] }
+        return entries
     }
 }

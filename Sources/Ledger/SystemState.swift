@@ -82,6 +82,16 @@ public struct SystemState: Sendable, Equatable {
         }
         var set = next ?? validators
         let index = set.firstIndex { $0.id == change.validator }
+        // Two validators with one Bitcoin key would put it twice in the coin's script: no
+        // coin could be built for that set (and one key would count twice towards k).
+        switch change.operation {
+        case .add(_, let key), .setBitcoinKey(let key):
+            if let holder = set.first(where: { $0.bitcoinKey == key && $0.id != change.validator }) {
+                return "Bitcoin key \(key.hex.prefix(16)) is already \(holder.id.hex.prefix(16))'s"
+            }
+        case .remove:
+            break
+        }
         switch change.operation {
         case .add(let power, let key):
             guard index == nil else { return "\(change.validator.hex.prefix(16)) is already a validator" }

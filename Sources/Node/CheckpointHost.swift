@@ -5,6 +5,7 @@ import Foundation
 import Ledger
 import Logging
 import NodeCrypto
+import Synchronization
 
 /// Runs the checkpoint protocol for the node (issue 8, docs/architecture.md §Checkpoints):
 /// feeds commits and Bitcoin observations to the pure `CheckpointInitiator` and
@@ -32,6 +33,9 @@ struct CheckpointHost {
     }
 
     let settings: CheckpointInitiator.Settings
+    /// Bitcoin blocks deep a checkpoint must be before the coin moves on (config
+    /// `bitcoin.confirmations`: 1 on regtest, 3 elsewhere by default).
+    var depth = 1
     private let chainID: String
     private let identity: Ed25519.PrivateKey
     private let bitcoinKey: Secp256k1.PrivateKey
@@ -44,22 +48,15 @@ struct CheckpointHost {
     private(set) var bitcoinTip: Int?
     /// Requests seen, by txid: who sent it and the block its QC commits (for records).
     private var requests: [String: (initiator: String, block: Hash32, at: Double)] = [:]
-    /// Requests this validator could not judge yet (its node had not committed the block).
-    private var waiting: [(request: CheckpointRequest, from: ValidatorID, since: Double)] = []
+    /// Requests this validator could not judge yet (its node had not committed the block,
+    /// or does not follow the coin it spends yet), oldest first.
+    private var waiting = WaitingRequests<ValidatorID>(perSender: 2)
     /// When recent heights committed here, for the commit → broadcast figure.
     private var commitTimes: [UInt64: Double] = [:]
     private var coins: [Epoch: CheckpointCoin] = [:]
     private var lastRejection: String?
 
-    /// Misbehaviour for end-to-end tests only (`SIDENODE_CHECKPOINT_FAULT`), as CometBFT's
-    /// e2e "misbehaviors": a validator that asks, whenever a checkpoint is due, for
-    /// signatures on a wrong state id, or one that collects signatures and never
-    /// broadcasts (then is killed mid-flow).
-    enum Fault: String {
-        case wrongStateID = "wrong-state-id"
-        case withholdBroadcast = "withhold-broadcast"
-    }
-    var fault: Fault?
+    var fault: CheckpointFault?
 
     init(
         genesis: Genesis, follower: CheckpointFollower, identity: Ed25519.PrivateKey, bitcoinKey: Secp256k1.PrivateKey,
@@ -68,7 +65,9 @@ struct CheckpointHost {
         let p = genesis.checkpoint
         settings = CheckpointInitiator.Settings(
             intervalBlocks: p.interval_blocks, timeout: p.timeout_seconds,
-            policy: CheckpointPolicy(minFeeRate: Double(p.fee_rate_min), maxFeeRate: Double(p.fee_rate_max)))
+            policy: CheckpointPolicy(
+                minFeeRate: Double(p.fee_rate_min), maxFeeRate: Double(p.fee_rate_max), feeTolerance: p.feeTolerance,
+                bumpAfterBlocks: p.bumpAfterBlocks))
         chainID = genesis.chain_id
         self.follower = follower
         self.identity = identity
@@ -119,11 +118,19 @@ struct CheckpointHost {
 
     /// A transaction spending the followed coin, from esplora; `confirmedAt` its block height.
     /// Returns whether the coin moved (the caller then asks about the new coin at once).
-    mutating func spendSeen(_ tx: BitcoinTransaction, confirmedAt: Int?, chain: ConsensusHost, now: Double) -> Bool {
+    mutating func spendSeen(
+        _ tx: BitcoinTransaction, confirmedAt: Int?, blockHash: String?, chain: ConsensusHost, now: Double
+    ) -> Bool {
         let txid = tx.displayTxid
+        let hadAlarm = follower.alarm != nil
         let outcome = follower.spendSeen(
             tx, confirmedAt: confirmedAt, coinForEpoch: { Self.coin(epoch: $0, chain: chain) },
-            initiator: requests[txid]?.initiator)
+            initiator: requests[txid]?.initiator, bitcoinTip: bitcoinTip, blockHash: blockHash, depth: depth)
+        if !hadAlarm, let alarm = follower.alarm {
+            logger.critical(
+                "checkpoint coin spent against the rules: checkpointing stopped; see docs/checkpoints.md \"The coin was spent against the rules\"",
+                metadata: ["alarm": "\(alarm)"])
+        }
         switch outcome {
         case .adopted(let record):
             let anchored = anchoredHeight(record, chain: chain)
@@ -160,12 +167,46 @@ struct CheckpointHost {
     /// request's QC if this node saw it, else through the epoch records (an epoch's end).
     private func anchoredHeight(_ record: CheckpointFollower.Record, chain: ConsensusHost) -> UInt64? {
         if let end = chain.end(ofEpoch: record.epoch), end.qc.commitInfo.round == record.round { return end.height }
-        guard let request = requests[record.txid] else { return nil }
-        return chain.committed(blockID: request.block)?.height
+        if let request = requests[record.txid], let height = chain.committed(blockID: request.block)?.height {
+            return height
+        }
+        // Not seen asked for here (this node was down, or restarted): its own chain says.
+        return chain.committed(anchoring: record.epoch, round: record.round)?.height
     }
 
     /// The coin is unspent (a mempool spend was replaced or dropped).
     mutating func coinUnspent() { follower.unspent() }
+
+    /// The last checkpoint is no longer in Bitcoin's best chain (a reorg): the coin goes
+    /// back to the one it spent, and what is due is worked out again from there.
+    mutating func lastOrphaned(now: Double) {
+        guard let record = follower.orphaned() else { return }
+        logger.warning(
+            "checkpoint orphaned by a Bitcoin reorg: following the coin it spent again",
+            metadata: ["txid": "\(record.txid)", "epoch": "\(record.epoch)", "round": "\(record.round)"])
+        initiator = CheckpointInitiator(settings: settings)
+        if let last = follower.last {
+            initiator.seenOnBitcoin(
+                height: last.height ?? 0, epoch: last.epoch, round: last.round, bitcoinHeight: last.bitcoinHeight ?? 0)
+        }
+    }
+
+    /// How many more checkpoints the coin can pay for at the current fee rate (each pays
+    /// the fee out of the coin; the coin must stay above the dust limit).
+    func checkpointsLeft(chain: ConsensusHost) -> Int? {
+        guard let current = coins[follower.coinEpoch] ?? Self.coin(epoch: follower.coinEpoch, chain: chain) else {
+            return nil
+        }
+        let fee = feeRate * Double(CheckpointTransaction.virtualSize(current: current, next: current))
+        let spendable = Double(follower.coinValue) - Double(CheckpointTransaction.dustLimit)
+        return max(0, Int((spendable / max(fee, 1)).rounded(.down)))
+    }
+
+    /// The last checkpoint was mined again in another block after a reorg.
+    mutating func reconfirmed(height: Int, hash: String) { follower.reconfirmedLast(height: height, hash: hash) }
+
+    /// Whether checkpointing is stopped here: the coin was spent against the rules.
+    var halted: Bool { follower.alarm != nil }
 
     // MARK: Protocol steps
 
@@ -178,19 +219,46 @@ struct CheckpointHost {
         if follower.coinEpoch < chain.core.config.epoch, let end = chain.end(ofEpoch: follower.coinEpoch) {
             initiator.epochEndPending(height: end.height, qc: end.qc)
         }
-        let retry = waiting
-        waiting = []
-        for item in retry { out += judge(item.request, from: item.from, since: item.since, now: now, chain: chain).0 }
+        for item in waiting.takeAll() {
+            out += judge(item.request, from: item.sender, since: item.since, now: now, chain: chain).0
+        }
         // The wrong-state-id fault plays a Byzantine validator: it asks whenever one is
         // due, without waiting to lead a round.
         let leads = chain.leadsCurrentRound || (fault == .wrongStateID && chain.isValidator)
-        guard leads, let bitcoinTip, let target = initiator.nextTarget,
+        guard leads, !halted, let bitcoinTip else { return out }
+        let stuck = stuckCheckpoint(chain: chain, bitcoinHeight: bitcoinTip)
+        guard let target = initiator.nextTarget(stuck: stuck),
             let view = view(for: target, chain: chain, bitcoinHeight: bitcoinTip)
         else { return out }
-        for action in initiator.leading(now: now, view: view, key: bitcoinKey, feeRate: feeRate) {
+        for action in initiator.leading(now: now, view: view, key: bitcoinKey, feeRate: feeRate, stuck: stuck) {
             out += perform(action, now: now, chain: chain)
         }
         return out
+    }
+
+    /// The checkpoint of the followed coin waiting in the mempool, with the QC it anchors
+    /// (from this node's own chain), for a fee bump by whoever leads.
+    private func stuckCheckpoint(chain: ConsensusHost, bitcoinHeight: Int) -> CheckpointInitiator.Stuck? {
+        guard let record = follower.unconfirmed, record.bitcoinHeight == nil, let rate = record.feeRate,
+            let qc = qc(epoch: record.epoch, round: record.round, chain: chain)
+        else { return nil }
+        return CheckpointInitiator.Stuck(
+            qc: qc, fee: record.fee, feeRate: rate,
+            blocksWaiting: bitcoinHeight - (record.firstSeenAtBitcoinHeight ?? bitcoinHeight))
+    }
+
+    /// The commit QC with this epoch and round, from a request seen or the chain.
+    private func qc(epoch: Epoch, round: Round, chain: ConsensusHost) -> QuorumCert? {
+        if let end = chain.end(ofEpoch: epoch), end.qc.commitInfo.round == round { return end.qc }
+        return chain.committed(anchoring: epoch, round: round)?.qc
+    }
+
+    /// What this node would judge a bump against: the mempool spend and how long it waited.
+    private var pendingSpend: PendingSpend? {
+        guard let record = follower.unconfirmed, record.bitcoinHeight == nil, let rate = record.feeRate,
+            let tip = bitcoinTip
+        else { return nil }
+        return PendingSpend(feeRate: rate, blocksWaiting: tip - (record.firstSeenAtBitcoinHeight ?? tip))
     }
 
     private mutating func perform(_ action: CheckpointInitiator.Action, now: Double, chain: ConsensusHost) -> [Action] {
@@ -227,23 +295,34 @@ struct CheckpointHost {
     }
 
     /// What this node knows for a checkpoint of `qc`: the QC's epoch configuration, its
-    /// own state at that block, the followed coin, and where output 0 must pay.
+    /// own state at that block, the followed coin, where output 0 must pay, who may ask
+    /// (the leaders from the QC's round to a little past this node's round), whether it is
+    /// due by this node's history, and its own fee estimate.
     private mutating func view(for qc: QuorumCert, chain: ConsensusHost, bitcoinHeight: Int) -> CheckpointView? {
         let epoch = qc.commitInfo.epoch
         guard let config = chain.config(epoch: epoch), let current = coin(epoch: follower.coinEpoch, chain: chain)
         else { return nil }
         var states: [Hash32: Hash32] = [:]
         var endsEpoch = false
+        var certifiedHeight: UInt64?
         if let own = chain.committed(certifiedBy: qc) {
             states[qc.voteInfo.parentID] = own.stateID
             endsEpoch = own.endsEpoch
+            certifiedHeight = own.height
         }
         guard let next = coin(epoch: endsEpoch ? epoch + 1 : epoch, chain: chain) else { return nil }
+        let core = chain.core
+        let rounds = settings.policy.askingRounds(
+            qcEpoch: epoch, qcRound: qc.commitInfo.round, epoch: core.config.epoch, round: core.currentRound,
+            span: UInt64(4 * max(1, core.config.validators.validators.count)))
+        let leaders = Set(rounds.map { core.leader(of: $0) })
         return CheckpointView(
             config: config, committedStates: states, coin: follower.coin, coinValue: follower.coinValue,
             currentCoin: current, nextCoin: next, bitcoinHeight: bitcoinHeight,
             lastCheckpointHeight: follower.last?.bitcoinHeight,
-            lastCheckpoint: follower.last.map { ($0.epoch, $0.round) })
+            lastCheckpoint: follower.last.map { ($0.epoch, $0.round) }, leaders: leaders,
+            certifiedHeight: certifiedHeight, endsEpoch: endsEpoch, dueFromHeight: initiator.nextDueHeight,
+            ownFeeRate: feeRate, pending: pendingSpend)
     }
 
     /// A checkpoint message from the gossip layer, already authenticated (`open`).
@@ -257,11 +336,9 @@ struct CheckpointHost {
             // a later leader asks for the very same transaction).
             requests[txid] = (sender.hex, request.qc.voteInfo.parentID, now)
             if requests.count > 1_000 { requests = requests.filter { now - $0.value.at < 600 } }
-            // A refused request is not an attempt: a validator sending bad ones must not
-            // hold the others back for the timeout.
-            let (actions, refused) = judge(request, from: sender, since: now, now: now, chain: chain)
-            if !refused { initiator.requestSeen(now: now) }
-            return actions
+            // Only a request judged signable is an attempt (`settle`): one that is refused
+            // or waits must not hold the other leaders back for the timeout.
+            return judge(request, from: sender, since: now, now: now, chain: chain).0
         case .signature(let psbt):
             var out: [Action] = []
             for action in initiator.signatureReceived(psbt) { out += perform(action, now: now, chain: chain) }
@@ -285,13 +362,19 @@ struct CheckpointHost {
         guard sender != identity.publicKey, chain.isValidatorOfCurrentOrPreviousEpoch(chain.core.me) else {
             return ([], false)
         }
+        // The coin was spent against the rules: nothing more is signed until an operator acts.
+        if let alarm = follower.alarm {
+            return settle(
+                .stale("checkpointing is stopped here: \(alarm)"), request: request, signed: nil, from: sender,
+                since: since, now: now)
+        }
         // This node's poll of Bitcoin may lag the initiator's: a request spending another
         // coin (perhaps the one the last checkpoint created) waits for the follower to
         // move, as it would for a block not yet committed here.
         if request.psbt.unsignedTx.inputs.first?.previousOutput != follower.coin {
             return settle(
                 .wait("it spends another coin than \(follower.coin), the one this node follows"), request: request,
-                signed: nil, from: sender, since: since, now: now)
+                signed: nil, from: sender, since: since, now: now, blameWhenExpired: true)
         }
         guard let current = coin(epoch: follower.coinEpoch, chain: chain),
             current.keys.contains(bitcoinKey.xOnlyPublicKey.rawRepresentation)
@@ -307,7 +390,7 @@ struct CheckpointHost {
                         + "that epoch's end must be checkpointed first")
             } else {
                 (verdict, signed) = CheckpointRules.cosign(
-                    request, view: view, policy: settings.policy, key: bitcoinKey)
+                    request, from: sender, view: view, policy: settings.policy, key: bitcoinKey)
             }
         } else {
             verdict = .wait("epoch \(request.qc.commitInfo.epoch) or the Bitcoin tip is not known here yet")
@@ -315,14 +398,19 @@ struct CheckpointHost {
         return settle(verdict, request: request, signed: signed, from: sender, since: since, now: now)
     }
 
-    /// Acts on a verdict: the signature out, a bounded wait, or a refusal.
+    /// Acts on a verdict: the signature out, a bounded wait, or a refusal. A request for a
+    /// coin this node still does not follow when the wait ends is blamed
+    /// (`blameWhenExpired`): every node polls Bitcoin, so one that is 20 s behind the
+    /// initiator's view is rare, and such requests would otherwise be free to send.
     private mutating func settle(
         _ verdict: CheckpointRules.Verdict, request: CheckpointRequest, signed: PSBT?, from sender: ValidatorID,
-        since: Double, now: Double
+        since: Double, now: Double, blameWhenExpired: Bool = false
     ) -> ([Action], refused: Bool) {
         let txid = request.psbt.unsignedTx.displayTxid
         switch verdict {
         case .sign:
+            // Judged signable: an attempt in flight, so no later leader starts one now.
+            initiator.requestSeen(now: now)
             logger.info(
                 "checkpoint: signed",
                 metadata: [
@@ -332,12 +420,13 @@ struct CheckpointHost {
             return (signed.map { [.gossip(envelope(.signature($0)))] } ?? [], false)
         case .wait(let why):
             if now - since < Self.waitLimit {
-                waiting.append((request, sender, since))
-                if waiting.count > 16 { waiting.removeFirst() }
+                waiting.add(request, from: sender, since: since)
                 return ([], false)
             }
-            // Perhaps this node lags: not the initiator's fault.
-            return (refuse(txid, from: sender, reason: "waited \(Int(Self.waitLimit)) s: \(why)", blame: false), true)
+            return (
+                refuse(txid, from: sender, reason: "waited \(Int(Self.waitLimit)) s: \(why)", blame: blameWhenExpired),
+                true
+            )
         case .stale(let why):
             return (refuse(txid, from: sender, reason: why, blame: false), true)
         case .refuse(let why):
@@ -387,6 +476,26 @@ struct CheckpointHost {
         } catch {
             throw WireErrorText("malformed checkpoint message: \(error)")
         }
+    }
+}
+
+/// Misbehaviour for end-to-end tests only, as CometBFT's e2e "misbehaviors": a validator
+/// that asks, whenever a checkpoint is due, for signatures on a wrong state id, or one that
+/// collects signatures and never broadcasts (then is killed mid-flow). Only the test build
+/// of the node (`p2pnode-faulty`, Tests/FaultyNode) sets it, through `TestFaults`; the
+/// shipped `p2pnode` has no switch for it.
+public enum CheckpointFault: String, Sendable, CaseIterable {
+    case wrongStateID = "wrong-state-id"
+    case withholdBroadcast = "withhold-broadcast"
+}
+
+/// Where the test build of the node sets its misbehaviour before running the CLI.
+public enum TestFaults {
+    private static let checkpointFault = Mutex<CheckpointFault?>(nil)
+
+    public static var checkpoint: CheckpointFault? {
+        get { checkpointFault.withLock { $0 } }
+        set { checkpointFault.withLock { $0 = newValue } }
     }
 }
 

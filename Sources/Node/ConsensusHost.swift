@@ -438,6 +438,33 @@ struct ConsensusHost {
         return (end.height, state, true)
     }
 
+    /// The committed block a checkpoint of (`epoch`, `round`) anchors, and the commit QC of
+    /// that epoch and round: the highest block that QC committed. Commit QCs move forward
+    /// with height, so a binary search over the store finds it in O(log height) reads.
+    func committed(anchoring epoch: Epoch, round: Round) -> (height: UInt64, qc: QuorumCert)? {
+        func key(_ height: UInt64) -> (QuorumCert, Epoch, Round)? {
+            guard let stored = try? store.committed(height: height), let qc = try? QuorumCert.decode(stored.commitQC)
+            else { return nil }
+            return (qc, qc.commitInfo.epoch, qc.commitInfo.round)
+        }
+        // The greatest height whose commit QC is at or before (epoch, round).
+        var low: UInt64 = 1
+        var high = committedHeight
+        var found: (height: UInt64, qc: QuorumCert)?
+        while low <= high {
+            let mid = low + (high - low) / 2
+            guard let (qc, e, r) = key(mid) else { return nil }
+            if (e, r) <= (epoch, round) {
+                if (e, r) == (epoch, round) { found = (mid, qc) }
+                low = mid + 1
+            } else {
+                if mid == 0 { break }
+                high = mid - 1
+            }
+        }
+        return found
+    }
+
     /// Where an epoch ended and the QC that committed its last block.
     func end(ofEpoch epoch: Epoch) -> (height: UInt64, qc: QuorumCert)? {
         guard let record = try? store.epoch(epoch), let height = record.endHeight, let bytes = record.proof,

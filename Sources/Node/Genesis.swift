@@ -54,6 +54,14 @@ public struct Genesis: Codable, Sendable, Equatable {
         /// Optional, so files written before they existed keep their genesis block id.
         public var coin: String?
         public var coin_value: UInt64?
+        /// A validator co-signs at most this many times its own fee-rate estimate (default
+        /// 2), and any leader replaces a checkpoint stuck in the mempool for
+        /// `bump_after_blocks` Bitcoin blocks (default 3). Optional, as `coin`.
+        public var fee_tolerance: Double?
+        public var bump_after_blocks: Int?
+
+        var feeTolerance: Double { fee_tolerance ?? 2 }
+        var bumpAfterBlocks: Int { bump_after_blocks ?? 3 }
 
         /// The coin's txid (display hex) and output index, if one is set.
         public var coinOutpoint: (txid: String, vout: UInt32)? {
@@ -104,6 +112,7 @@ public struct Genesis: Codable, Sendable, Equatable {
         guard !validators.isEmpty else { throw ConfigError("\(source): at least one validator is needed") }
         guard epoch_length > 0 else { throw ConfigError("\(source): epoch_length must be positive") }
         var seen: Set<String> = []
+        var seenKeys: Set<String> = []
         for (i, v) in validators.enumerated() {
             guard let bytes = try? Hex.decode(v.node_id), (try? Ed25519.PublicKey(rawRepresentation: bytes)) != nil
             else {
@@ -114,6 +123,10 @@ public struct Genesis: Codable, Sendable, Equatable {
             guard v.power > 0 else { throw ConfigError("\(source): validators[\(i)].power must be positive") }
             guard seen.insert(v.node_id.lowercased()).inserted else {
                 throw ConfigError("\(source): validator \(v.node_id) appears twice")
+            }
+            // One key twice in the coin's script: no checkpoint coin could be built.
+            guard seenKeys.insert(v.bitcoin_xonly.lowercased()).inserted else {
+                throw ConfigError("\(source): validators[\(i)].bitcoin_xonly is another validator's key too")
             }
         }
         for account in balances.keys {
@@ -142,6 +155,9 @@ public struct Genesis: Codable, Sendable, Equatable {
         }
         guard checkpoint.fee_rate_min >= 1, checkpoint.fee_rate_min <= checkpoint.fee_rate_max else {
             throw ConfigError("\(source): checkpoint.fee_rate_min must be 1…fee_rate_max")
+        }
+        guard (1...10).contains(checkpoint.feeTolerance), (1...1_008).contains(checkpoint.bumpAfterBlocks) else {
+            throw ConfigError("\(source): checkpoint.fee_tolerance must be 1…10 and bump_after_blocks 1…1008")
         }
         guard [nil, "round-robin", "reputation"].contains(consensus.leader_election) else {
             throw ConfigError("\(source): consensus.leader_election must be \"round-robin\" or \"reputation\"")

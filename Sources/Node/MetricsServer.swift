@@ -25,6 +25,9 @@ public final class NodeMetrics: Sendable {
     let catchUpBlocks: Counter
     let bitcoinHeight: Gauge
     let checkpoints: Counter
+    let checkpointAlarm: Gauge
+    let checkpointsLeft: Gauge
+    let checkpointReorgs: Counter
 
     /// Consensus misbehaviour seen, by kind (`forged_message`, `equivocation`).
     func consensusEvidence(kind: String) -> Counter {
@@ -69,6 +72,15 @@ public final class NodeMetrics: Sendable {
             descriptor: name("checkpoint", "bitcoin_height", "", "Bitcoin tip height seen through esplora"))
         checkpoints = registry.makeCounter(
             descriptor: name("checkpoint", "confirmed", "total", "Checkpoints confirmed on Bitcoin and adopted"))
+        checkpointAlarm = registry.makeGauge(
+            descriptor: name(
+                "checkpoint", "coin_spent_against_rules", "",
+                "1 when a buried spend of the checkpoint coin breaks the checkpoint rules (checkpointing stopped)"))
+        checkpointsLeft = registry.makeGauge(
+            descriptor: name(
+                "checkpoint", "fees_left", "", "Checkpoints the coin can still pay for at the current fee rate"))
+        checkpointReorgs = registry.makeCounter(
+            descriptor: name("checkpoint", "orphaned", "total", "Adopted checkpoints undone by a Bitcoin reorg"))
         syncing = registry.makeGauge(descriptor: name("sync", "syncing", "", "1 while catching up by ranges"))
         syncTarget = registry.makeGauge(
             descriptor: name("sync", "target_height", "", "Highest committed height a neighbour reported"))

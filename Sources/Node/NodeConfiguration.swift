@@ -41,6 +41,11 @@ public struct NodeConfiguration: Sendable, Equatable {
         public var feeTarget = 2
         /// The operator's fee rate (sat/vB), instead of the estimate; clamped to the genesis bounds.
         public var feeRate: Double?
+        /// Blocks deep a checkpoint must be before the node moves on to the coin it
+        /// created (nil: 1 on regtest, 3 elsewhere). A reorg that removes it is followed back.
+        public var confirmations: Int?
+
+        public var confirmationDepth: Int { confirmations ?? (network == "regtest" ? 1 : 3) }
     }
 
     public init(dataDirectory: URL) { self.dataDirectory = dataDirectory }
@@ -51,7 +56,9 @@ public struct NodeConfiguration: Sendable, Equatable {
         "chain_id", "listen", "bootstrap", "log_level", "handshake_timeout", "dial_timeout", "max_message_size",
         "peer_queue_limit", "sync_interval", "genesis", "metrics_listen", "gossip", "bitcoin",
     ]
-    static let bitcoinKeys: Set<String> = ["network", "esplora", "poll_interval", "fee_target", "fee_rate"]
+    static let bitcoinKeys: Set<String> = [
+        "network", "esplora", "poll_interval", "fee_target", "fee_rate", "confirmations",
+    ]
     static let gossipKeys: Set<String> = [
         "outbound_target", "max_inbound", "max_connections_per_ip", "seen_ttl", "seen_capacity", "ban_threshold",
         "ban_duration", "invalid_message_penalty", "malformed_penalty", "messages_per_second", "message_burst",
@@ -165,6 +172,10 @@ public struct NodeConfiguration: Sendable, Equatable {
             if let v = try number(b, "poll_interval", "bitcoin.") { bitcoin.pollInterval = v }
             if let v = try integer(b, "fee_target", "bitcoin.", min: 1) { bitcoin.feeTarget = v }
             if let v = try number(b, "fee_rate", "bitcoin.") { bitcoin.feeRate = v }
+            if let v = try integer(b, "confirmations", "bitcoin.", min: 1) {
+                guard v <= 100 else { throw ConfigError("\(source): 'bitcoin.confirmations' must be 1…100") }
+                bitcoin.confirmations = v
+            }
         }
         try validate()
     }

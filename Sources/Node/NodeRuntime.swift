@@ -63,6 +63,7 @@ public actor NodeRuntime: Service {
     let keys: NodeKeys
     let logger: Logger
     let files: StateFiles
+    private var warnedLowFees = false
     private var engine: GossipEngine
     private var connections: [ConnectionID: PeerConnection] = [:]
     private var nextConnectionID = 1
@@ -162,13 +163,12 @@ public actor NodeRuntime: Service {
             ?? CheckpointFollower(coin: outpoint, value: value, script: script, epoch: first)
         var host = CheckpointHost(
             genesis: genesis, follower: follower, identity: keys.identity, bitcoinKey: keys.bitcoin, logger: logger)
-        host.feeRateOverride = configuration.bitcoin.feeRate
-        if let name = ProcessInfo.processInfo.environment["SIDENODE_CHECKPOINT_FAULT"] {
-            guard let fault = CheckpointHost.Fault(rawValue: name) else {
-                throw ConfigError("SIDENODE_CHECKPOINT_FAULT must be wrong-state-id or withhold-broadcast")
-            }
+        host.depth = configuration.bitcoin.confirmationDepth
+        // An override set over the admin socket outlives a restart, and wins over the config file.
+        host.feeRateOverride = try files.loadFeeRateOverride() ?? configuration.bitcoin.feeRate
+        if let fault = TestFaults.checkpoint {
             host.fault = fault
-            logger.warning("checkpoint fault injected for testing", metadata: ["fault": "\(name)"])
+            logger.warning("checkpoint fault injected for testing", metadata: ["fault": "\(fault.rawValue)"])
         }
         return (host, client)
     }
@@ -344,12 +344,14 @@ public actor NodeRuntime: Service {
                         checkpoint?.estimatedFeeRate = rate
                     }
                 }
+                try await followReorgs(esplora, tip: tip)
+                reportFeesLeft()
                 // Several checkpoints may have confirmed since the last poll (or start).
                 for _ in 0..<50 {
                     guard let coin = checkpoint?.follower.coin else { break }
                     let spend = try await esplora.outspend(txid: coin.displayTxid, vout: coin.vout)
                     guard spend.spent, let txid = spend.txid else {
-                        checkpoint?.coinUnspent()
+                        updateCheckpoint { $0.coinUnspent() }
                         break
                     }
                     let hex = try await esplora.transactionHex(txid: txid)
@@ -357,8 +359,10 @@ public actor NodeRuntime: Service {
                         logger.warning("esplora served an unparsable transaction", metadata: ["txid": "\(txid)"])
                         break
                     }
-                    let height = spend.status?.confirmed == true ? spend.status?.block_height : nil
-                    guard spendSeen(tx, confirmedAt: height) else { break }
+                    let confirmed = spend.status?.confirmed == true
+                    let height = confirmed ? spend.status?.block_height : nil
+                    guard spendSeen(tx, confirmedAt: height, blockHash: confirmed ? spend.status?.block_hash : nil)
+                    else { break }
                 }
                 lastError = ""
             } catch {
@@ -372,12 +376,66 @@ public actor NodeRuntime: Service {
         }
     }
 
-    private func spendSeen(_ tx: BitcoinTransaction, confirmedAt: Int?) -> Bool {
-        guard var host = checkpoint, let chain = consensus else { return false }
-        let moved = host.spendSeen(tx, confirmedAt: confirmedAt, chain: chain, now: now)
+    /// Checkpoints adopted in the last `reorgWindow` Bitcoin blocks are checked to still be
+    /// in the block that confirmed them: one that left the best chain is undone, newest
+    /// first (a deeper reorg than the window is not followed; see docs/checkpoints.md).
+    private func followReorgs(_ esplora: EsploraClient, tip: Int) async throws {
+        for _ in 0..<10 {
+            guard let last = checkpoint?.follower.last, let hash = last.blockHash, let height = last.bitcoinHeight,
+                tip - height < Self.reorgWindow
+            else { return }
+            let status = try await esplora.status(txid: last.txid)
+            if status.confirmed, let now = status.block_hash, let at = status.block_height {
+                guard now != hash else { return }
+                // Mined again in another block of the new best chain: still adopted.
+                updateCheckpoint { $0.reconfirmed(height: at, hash: now) }
+                return
+            }
+            metrics.checkpointReorgs.increment()
+            updateCheckpoint { $0.lastOrphaned(now: self.now) }
+        }
+    }
+    static let reorgWindow = 100
+
+    /// The checkpoints the coin can still pay for: a metric, and a warning once below 20
+    /// (top it up with `p2pnode checkpoint fund`).
+    private func reportFeesLeft() {
+        guard let host = checkpoint, let chain = consensus, let left = host.checkpointsLeft(chain: chain) else {
+            return
+        }
+        metrics.checkpointsLeft.set(Double(left))
+        if left < Self.lowFeesWarning, !warnedLowFees {
+            logger.warning(
+                "the checkpoint coin is running out: top it up with `p2pnode checkpoint fund`",
+                metadata: ["checkpoints_left": "\(left)", "coin_value": "\(host.follower.coinValue)"])
+        }
+        warnedLowFees = left < Self.lowFeesWarning
+    }
+    static let lowFeesWarning = 20
+
+    /// Changes the checkpoint host and saves what the follower keeps if it changed.
+    private func updateCheckpoint(_ change: (inout CheckpointHost) -> Void) {
+        guard var host = checkpoint else { return }
+        let before = host.follower
+        change(&host)
         checkpoint = host
-        if moved {
-            metrics.checkpoints.increment()
+        if host.follower != before {
+            do { try files.save(host.follower, genesisCoin: genesisCoin) } catch {
+                logger.error("cannot save the checkpoint record", metadata: ["error": "\(error)"])
+            }
+        }
+        metrics.checkpointAlarm.set(Double(host.halted ? 1 : 0))
+    }
+
+    private func spendSeen(_ tx: BitcoinTransaction, confirmedAt: Int?, blockHash: String?) -> Bool {
+        guard var host = checkpoint, let chain = consensus else { return false }
+        let before = host.follower
+        let moved = host.spendSeen(tx, confirmedAt: confirmedAt, blockHash: blockHash, chain: chain, now: now)
+        checkpoint = host
+        metrics.checkpointAlarm.set(Double(host.halted ? 1 : 0))
+        if moved { metrics.checkpoints.increment() }
+        // Also a new spend in the mempool: how long it has waited survives a restart.
+        if host.follower != before {
             do { try files.save(host.follower, genesisCoin: genesisCoin) } catch {
                 logger.error("cannot save the checkpoint record", metadata: ["error": "\(error)"])
             }
@@ -1099,14 +1157,21 @@ public actor NodeRuntime: Service {
                 ])
             }
             let f = host.follower
+            let left = consensus.flatMap { host.checkpointsLeft(chain: $0) }
+            let pending: [JSONValue] =
+                f.unconfirmed.map { [row($0, status: $0.bitcoinHeight == nil ? "mempool" : "confirming")] } ?? []
+            let rows: [JSONValue] = f.records.map { row($0, status: "confirmed") } + pending
             return .object([
+                // "ok", or "halted" when a buried spend broke the rules (alarm says which).
+                "status": .string(host.halted ? "halted" : "ok"),
+                "alarm": f.alarm.map { .string($0) } ?? .null,
                 "coin": .string("\(f.coinTxid):\(f.coinVout)"), "coin_value": .int(f.coinValue),
                 "coin_epoch": .int(f.coinEpoch), "bitcoin_height": tip.map { .int($0) } ?? .null,
+                "confirmations_required": .int(host.depth),
+                "checkpoints_left": left.map { .int($0) } ?? .null,
                 "fee_rate": .number(host.feeRate),
                 "fee_rate_override": host.feeRateOverride.map { .number($0) } ?? .null,
-                "checkpoints": .array(
-                    f.records.map { row($0, status: "confirmed") }
-                        + (f.unconfirmed.map { [row($0, status: "mempool")] } ?? [])),
+                "checkpoints": .array(rows),
             ])
         case "setcheckpointfeerate":
             guard var host = checkpoint else { throw AdminError.serverError("checkpointing is off here") }
@@ -1119,6 +1184,9 @@ public actor NodeRuntime: Service {
                     throw AdminError.invalidParams("rate must be a positive number of sat/vB, or null")
                 }
                 host.feeRateOverride = rate
+            }
+            do { try files.saveFeeRateOverride(host.feeRateOverride) } catch {
+                throw AdminError.serverError("cannot save the fee rate: \(error)")
             }
             checkpoint = host
             return .object([

@@ -60,6 +60,38 @@ public struct StateFiles: Sendable {
             try encoder.encode(SavedCheckpoints(genesis_coin: genesisCoin, follower: follower)), to: checkpointsURL)
     }
 
+    public var feeRateURL: URL { directory.appendingPathComponent("checkpoint-fee-rate.json") }
+
+    /// The checkpoint fee rate the operator set over the admin socket (`setcheckpointfeerate`):
+    /// `.some(nil)` when they went back to the estimate, nil when they never set one (the
+    /// config file's `bitcoin.fee_rate` then applies).
+    func loadFeeRateOverride() throws -> Double?? {
+        guard FileManager.default.fileExists(atPath: feeRateURL.path) else { return nil }
+        do {
+            let saved = try JSONDecoder().decode(SavedFeeRate.self, from: Data(contentsOf: feeRateURL))
+            if let rate = saved.override, !(rate > 0 && rate.isFinite) {
+                throw ConfigError("override \(rate) is not a positive number")
+            }
+            return .some(saved.override)
+        } catch {
+            throw ConfigError(
+                "\(feeRateURL.path) is corrupt (\(error)); remove it to use bitcoin.fee_rate or the estimate")
+        }
+    }
+
+    func saveFeeRateOverride(_ rate: Double?) throws {
+        try writeAtomically(try encoder.encode(SavedFeeRate(override: rate)), to: feeRateURL)
+    }
+
+    private struct SavedFeeRate: Codable {
+        var override: Double?
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(override, forKey: .override)  // null stays explicit: "back to the estimate"
+        }
+    }
+
     private struct SavedCheckpoints: Codable {
         var genesis_coin: String
         var follower: CheckpointFollower

@@ -1,5 +1,6 @@
 import Bitcoin
 import Checkpoint
+import Foundation
 import NodeCrypto
 import Testing
 
@@ -57,6 +58,27 @@ struct CheckpointFollowerTests {
         // The audit PSBT is BIP174-final: extracting it gives the very transaction on Bitcoin.
         let audit = try PSBT(base64: try #require(record.psbt)).validated()
         #expect(try audit.extract() == tx)
+    }
+
+    @Test(
+        "a mempool spend remembers when it was first seen, across sightings and a restart (for any leader's fee bump)")
+    func mempoolAge() throws {
+        var f = follower()
+        let tx = try checkpoint(genesis, value: 100_000, from: epoch1, to: epoch1, epoch: 1, round: 7)
+        _ = f.spendSeen(tx, confirmedAt: nil, coinForEpoch: coins, bitcoinTip: 100)
+        _ = f.spendSeen(tx, confirmedAt: nil, coinForEpoch: coins, bitcoinTip: 103)
+        let pending = try #require(f.unconfirmed)
+        #expect(pending.firstSeenAtBitcoinHeight == 100, "it has waited since the first sighting")
+        #expect(pending.vsize == tx.virtualSize && pending.feeRate == 500 / Double(tx.virtualSize))
+        // The state file round-trips it: a restarted node still knows it is stuck.
+        let restored = try JSONDecoder().decode(CheckpointFollower.self, from: JSONEncoder().encode(f))
+        #expect(restored.unconfirmed?.firstSeenAtBitcoinHeight == 100)
+        // A replacement (another txid) starts its own clock.
+        let bumped = try checkpoint(genesis, value: 100_000, from: epoch1, to: epoch1, epoch: 1, round: 7, fee: 900)
+        _ = f.spendSeen(bumped, confirmedAt: nil, coinForEpoch: coins, bitcoinTip: 104)
+        #expect(f.unconfirmed?.txid == bumped.displayTxid && f.unconfirmed?.firstSeenAtBitcoinHeight == 104)
+        f.unspent()
+        #expect(f.unconfirmed == nil)
     }
 
     @Test("an epoch's last checkpoint moves the coin to the next set, which signs the one after")
@@ -121,5 +143,67 @@ struct CheckpointFollowerTests {
             Issue.record("once epoch 2 is known it is adopted")
             return
         }
+    }
+
+    @Test(
+        "adopted only at the configured depth; a reorg that removes it returns to the coin it spent, a sibling is then adopted"
+    )
+    func depthAndReorg() throws {
+        var f = follower()
+        let a = try checkpoint(genesis, value: 100_000, from: epoch1, to: epoch1, epoch: 1, round: 7)
+        // In a block at 100, tip 101: two deep of three. Still an attempt in flight.
+        guard
+            case .inMempool(let confirming) = f.spendSeen(
+                a, confirmedAt: 100, coinForEpoch: coins, bitcoinTip: 101, blockHash: "b100", depth: 3)
+        else {
+            Issue.record("adopted before it was three blocks deep")
+            return
+        }
+        #expect(confirming.bitcoinHeight == 100 && f.coin == genesis)
+        guard
+            case .adopted(let record) = f.spendSeen(
+                a, confirmedAt: 100, coinForEpoch: coins, bitcoinTip: 102, blockHash: "b100", depth: 3)
+        else {
+            Issue.record("not adopted three blocks deep")
+            return
+        }
+        #expect(record.blockHash == "b100" && f.coin == OutPoint(txid: a.txid, vout: 0))
+        // The block leaves the best chain: back to the genesis coin, which a sibling spends.
+        let undone = f.orphaned()
+        #expect(undone?.txid == a.displayTxid && f.coin == genesis && f.coinValue == 100_000 && f.records.isEmpty)
+        let b = try checkpoint(genesis, value: 100_000, from: epoch1, to: epoch1, epoch: 1, round: 7, fee: 700)
+        guard
+            case .adopted(let sibling) = f.spendSeen(
+                b, confirmedAt: 101, coinForEpoch: coins, bitcoinTip: 103, blockHash: "b101'", depth: 3)
+        else {
+            Issue.record("the sibling was not adopted")
+            return
+        }
+        #expect(sibling.txid == b.displayTxid && f.coinValue == 99_300)
+        // Survives a restart with the block hash, so the check goes on after it.
+        let restored = try JSONDecoder().decode(CheckpointFollower.self, from: JSONEncoder().encode(f))
+        #expect(restored.last?.blockHash == "b101'" && restored.last?.spent?.value == 100_000)
+        #expect(f.orphaned()?.txid == b.displayTxid && f.orphaned() == nil, "the genesis coin has nothing before it")
+    }
+
+    @Test("a buried spend the rules reject raises the alarm (a mempool one does not); it clears if the spend goes")
+    func alarm() throws {
+        var f = follower()
+        let weak = try checkpoint(genesis, value: 100_000, from: epoch1, to: epoch1, epoch: 1, round: 7)
+        var stripped = weak
+        stripped.inputs[0].witness[0] = []
+        stripped.inputs[0].witness[1] = []
+        _ = f.spendSeen(stripped, confirmedAt: nil, coinForEpoch: coins, bitcoinTip: 100)
+        #expect(f.alarm == nil, "in the mempool: perhaps never mined")
+        _ = f.spendSeen(stripped, confirmedAt: 101, coinForEpoch: coins, bitcoinTip: 101, depth: 3)
+        #expect(f.alarm == nil, "not yet buried")
+        guard case .rejected = f.spendSeen(stripped, confirmedAt: 101, coinForEpoch: coins, bitcoinTip: 103, depth: 3)
+        else {
+            Issue.record("the spend should be rejected")
+            return
+        }
+        #expect(f.alarm?.contains(stripped.displayTxid) == true && f.coin == genesis)
+        f.unspent()
+        #expect(f.alarm == nil)
     }
 }

@@ -13,7 +13,9 @@ struct CheckpointInitiatorTests {
     }
 
     func cosigned(_ request: CheckpointRequest, by i: Int) -> PSBT? {
-        CheckpointRules.cosign(request, view: rules.view(), policy: rules.policy, key: rules.bitcoinKeys[i]).psbt
+        CheckpointRules.cosign(
+            request, from: rules.leader, view: rules.view(), policy: rules.policy, key: rules.bitcoinKeys[i]
+        ).psbt
     }
 
     @Test("honest flow: due after the interval; k signatures finalize once; duplicates, late and bad ones are ignored")
@@ -83,11 +85,11 @@ struct CheckpointInitiatorTests {
         let second = rules.qc(epoch: 2, round: 5)
         a.committed(height: 10, qc: first, endsEpoch: true, now: 0)
         a.committed(height: 15, qc: second, endsEpoch: true, now: 0)
-        #expect(a.nextTarget == first, "the coin must reach epoch 2's set before epoch 3's")
+        #expect(a.nextTarget(stuck: nil) == first, "the coin must reach epoch 2's set before epoch 3's")
         a.seenOnBitcoin(height: 10, epoch: 1, round: 12, bitcoinHeight: 100)
-        #expect(a.nextTarget != second, "the later end is not remembered here…")
+        #expect(a.nextTarget(stuck: nil) != second, "the later end is not remembered here…")
         a.epochEndPending(height: 15, qc: second)  // …the host finds it from the coin's epoch
-        #expect(a.nextTarget == second)
+        #expect(a.nextTarget(stuck: nil) == second)
     }
 
     @Test("a request that arrives before this node processed the commit still holds it back; targets agree")
@@ -108,7 +110,7 @@ struct CheckpointInitiatorTests {
             b.committed(height: height, qc: rules.qc(round: height), endsEpoch: false, now: 1)
         }
         #expect(b.leading(now: 1.2, view: rules.view(), key: rules.bitcoinKeys[1], feeRate: 2).isEmpty)
-        #expect(b.nextTarget == request.qc, "b would anchor the same QC")
+        #expect(b.nextTarget(stuck: nil) == request.qc, "b would anchor the same QC")
     }
 
     @Test("cadence: an epoch's last block forces a checkpoint; never two in one Bitcoin block")
@@ -130,32 +132,75 @@ struct CheckpointInitiatorTests {
     }
 
     @Test(
-        "fee bump: unconfirmed for bump_after blocks, the initiator replaces it at a higher fee the validators accept")
+        "fee bump: a checkpoint stuck in the mempool for bump_after blocks is replaced by whoever leads, at a fee the validators accept only then"
+    )
     func bump() throws {
         var a = CheckpointInitiator(settings: settings)
         a.committed(height: 10, qc: rules.qc(), endsEpoch: false, now: 0)
         guard
             case .requestSignatures(let first) = try #require(
-                a.leading(now: 1, view: rules.view(tip: 105), key: rules.bitcoinKeys[0], feeRate: 2).first)
+                a.leading(now: 1, view: rules.view(tip: 105), key: rules.bitcoinKeys[0], feeRate: 5).first)
         else { return }
         _ = a.signatureReceived(try #require(cosigned(first, by: 1)))
         #expect(a.signatureReceived(try #require(cosigned(first, by: 2))).count == 1, "broadcast at Bitcoin height 105")
         let firstFee = try #require(a.currentFee)
-        // Still in the mempool two blocks later: wait; three blocks later: replace.
-        #expect(a.leading(now: 2, view: rules.view(tip: 107), key: rules.bitcoinKeys[0], feeRate: 2).isEmpty)
+        let vsize = UInt64(CheckpointTransaction.virtualSize(current: rules.coin, next: rules.coin))
+        let rate = Double(firstFee) / Double(vsize)
+        // Another validator (node b, which never saw the first request: it restarted)
+        // leads later; the follower shows the spend in the mempool.
+        var b = CheckpointInitiator(settings: settings)
+        b.committed(height: 10, qc: rules.qc(), endsEpoch: false, now: 0)
+        func stuck(_ blocks: Int) -> CheckpointInitiator.Stuck {
+            .init(qc: first.qc, fee: firstFee, feeRate: rate, blocksWaiting: blocks)
+        }
+        #expect(b.nextTarget(stuck: stuck(2)) == first.qc)
+        #expect(
+            b.leading(now: 2, view: rules.view(tip: 107), key: rules.bitcoinKeys[1], feeRate: 5, stuck: stuck(2))
+                .isEmpty,
+            "two blocks in the mempool: wait")
         guard
             case .requestSignatures(let replacement) = try #require(
-                a.leading(now: 3, view: rules.view(tip: 108), key: rules.bitcoinKeys[0], feeRate: 2).first)
+                b.leading(now: 3, view: rules.view(tip: 108), key: rules.bitcoinKeys[1], feeRate: 5, stuck: stuck(3))
+                    .first)
         else { return }
-        let vsize = UInt64(CheckpointTransaction.virtualSize(current: rules.coin, next: rules.coin))
-        let newFee = try #require(a.currentFee)
+        #expect(
+            b.leading(now: 4, view: rules.view(tip: 108), key: rules.bitcoinKeys[1], feeRate: 5, stuck: stuck(3))
+                .isEmpty,
+            "asked once at that fee: not again within the timeout")
+        let newFee = try #require(b.currentFee)
         #expect(newFee >= firstFee + vsize, "BIP125: the fee rises by at least 1 sat/vB × size")
+        #expect(Double(newFee) / Double(vsize) >= rate * 1.5 - 0.01)
         #expect(replacement.psbt.unsignedTx.inputs[0].previousOutput == first.psbt.unsignedTx.inputs[0].previousOutput)
-        #expect(CheckpointRules.judge(replacement, view: rules.view(tip: 108), policy: rules.policy) == .sign)
-        _ = a.signatureReceived(try #require(cosigned(replacement, by: 1)))
-        #expect(a.signatureReceived(try #require(cosigned(replacement, by: 3))).count == 1)
+        // Validators whose own estimate is 3 sat/vB sign 1.5 × 5 only as a bump of a
+        // checkpoint they too see stuck for (nearly) bump_after blocks.
+        let stuckView = rules.view(tip: 108, pending: PendingSpend(feeRate: rate, blocksWaiting: 3))
+        #expect(CheckpointRules.judge(replacement, from: rules.leader, view: stuckView, policy: rules.policy) == .sign)
+        for fresh in [
+            rules.view(tip: 108), rules.view(tip: 108, pending: PendingSpend(feeRate: rate, blocksWaiting: 1)),
+        ] {
+            if case .refuse(let why) = CheckpointRules.judge(
+                replacement, from: rules.leader, view: fresh, policy: rules.policy)
+            {
+                #expect(why.contains("fee rate"))
+            } else {
+                Issue.record("a bump over the tolerance was accepted without a stuck checkpoint")
+            }
+        }
+        _ = b.signatureReceived(
+            try #require(
+                CheckpointRules.cosign(
+                    replacement, from: rules.leader, view: stuckView, policy: rules.policy, key: rules.bitcoinKeys[2]
+                ).psbt))
+        #expect(
+            b.signatureReceived(
+                try #require(
+                    CheckpointRules.cosign(
+                        replacement, from: rules.leader, view: stuckView, policy: rules.policy,
+                        key: rules.bitcoinKeys[3]
+                    ).psbt)
+            ).count == 1)
         // Confirmed: nothing more to do.
-        a.seenOnBitcoin(height: 10, epoch: 3, bitcoinHeight: 109)
-        #expect(a.leading(now: 4, view: rules.view(tip: 115), key: rules.bitcoinKeys[0], feeRate: 2).isEmpty)
+        b.seenOnBitcoin(height: 10, epoch: 3, round: 10, bitcoinHeight: 109)
+        #expect(b.leading(now: 40, view: rules.view(tip: 115), key: rules.bitcoinKeys[1], feeRate: 2).isEmpty)
     }
 }

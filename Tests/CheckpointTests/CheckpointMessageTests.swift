@@ -14,7 +14,9 @@ struct CheckpointMessageTests {
     func roundTrip() throws {
         let request = try rules.request()
         let signed = try #require(
-            CheckpointRules.cosign(request, view: rules.view(), policy: rules.policy, key: rules.bitcoinKeys[1]).psbt)
+            CheckpointRules.cosign(
+                request, from: rules.leader, view: rules.view(), policy: rules.policy, key: rules.bitcoinKeys[1]
+            ).psbt)
         let messages: [CheckpointMessage] = [
             .request(request), .signature(signed),
             .refusal(txid: request.psbt.unsignedTx.displayTxid, reason: "too early"),

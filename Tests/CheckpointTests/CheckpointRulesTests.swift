@@ -35,13 +35,21 @@ struct CheckpointRulesTests {
             })
     }
 
+    /// The validator that leads the rounds the requests are judged in.
+    var leader: ValidatorID { validators[0].publicKey }
+
+    /// A validator's view: the QC's block committed at `certified` (due from `dueFrom`),
+    /// `validators[0]` leading the rounds that may ask, its own estimate `ownFee` sat/vB.
     func view(
-        committed: Hash32? = nil, next: CheckpointCoin? = nil, lastCheckpoint: Int? = 100, tip: Int = 105
+        committed: Hash32? = nil, next: CheckpointCoin? = nil, lastCheckpoint: Int? = 100, tip: Int = 105,
+        leaders: Set<ValidatorID>? = nil, certified: UInt64 = 10, endsEpoch: Bool = false, dueFrom: UInt64? = 10,
+        ownFee: Double = 3, pending: PendingSpend? = nil
     ) -> CheckpointView {
         CheckpointView(
             config: config, committedStates: committed.map { [committedBlock: $0] } ?? [committedBlock: stateID],
             coin: coinOutpoint, coinValue: 100_000, currentCoin: coin, nextCoin: next ?? coin, bitcoinHeight: tip,
-            lastCheckpointHeight: lastCheckpoint)
+            lastCheckpointHeight: lastCheckpoint, leaders: leaders ?? [leader], certifiedHeight: certified,
+            endsEpoch: endsEpoch, dueFromHeight: dueFrom, ownFeeRate: ownFee, pending: pending)
     }
 
     /// The initiator's request: a checkpoint of `qc` paying to `to` with `fee`.
@@ -62,7 +70,7 @@ struct CheckpointRulesTests {
         let r = try request()
         var combined: PSBT?
         for key in bitcoinKeys.prefix(3) {
-            let (verdict, signed) = CheckpointRules.cosign(r, view: view(), policy: policy, key: key)
+            let (verdict, signed) = CheckpointRules.cosign(r, from: leader, view: view(), policy: policy, key: key)
             #expect(verdict == .sign)
             let psbt = try #require(signed)
             #expect(psbt.inputs[0].tapScriptSigs.count == 1)
@@ -79,7 +87,7 @@ struct CheckpointRulesTests {
     )
     func refusals() throws {
         func verdict(_ r: CheckpointRequest, _ v: CheckpointView? = nil) -> CheckpointRules.Verdict {
-            CheckpointRules.judge(r, view: v ?? view(), policy: policy)
+            CheckpointRules.judge(r, from: leader, view: v ?? view(), policy: policy)
         }
         func refused(_ v: CheckpointRules.Verdict, _ words: String) -> Bool {
             if case .refuse(let why) = v { return why.contains(words) }
@@ -112,10 +120,12 @@ struct CheckpointRulesTests {
         #expect(stale(verdict(try request(), view(lastCheckpoint: 105, tip: 105)), "too early"))
         let pending = CheckpointView(
             config: config, committedStates: [:], coin: coinOutpoint, coinValue: 100_000, currentCoin: coin,
-            nextCoin: coin, bitcoinHeight: 105, lastCheckpointHeight: 100)
+            nextCoin: coin, bitcoinHeight: 105, lastCheckpointHeight: 100, leaders: [leader], certifiedHeight: nil,
+            endsEpoch: false, dueFromHeight: 10, ownFeeRate: 3)
         if case .wait = verdict(try request(), pending) {} else { Issue.record("expected to wait for the commit") }
         // A validator whose Bitcoin key is not in the script cannot co-sign.
-        let (v, psbt) = CheckpointRules.cosign(try request(), view: view(), policy: policy, key: Secp256k1.PrivateKey())
+        let (v, psbt) = CheckpointRules.cosign(
+            try request(), from: leader, view: view(), policy: policy, key: Secp256k1.PrivateKey())
         #expect(psbt == nil && refused(v, "not in the coin's script"))
     }
 
@@ -134,7 +144,7 @@ struct CheckpointRulesTests {
                 return p
             }(), qc: r.qc)
         for key in bitcoinKeys {
-            let (verdict, signed) = CheckpointRules.cosign(r, view: view(), policy: policy, key: key)
+            let (verdict, signed) = CheckpointRules.cosign(r, from: leader, view: view(), policy: policy, key: key)
             #expect(signed == nil, "signed under sighash 0x\(String(type, radix: 16))")
             guard case .refuse(let why) = verdict else {
                 Issue.record("expected a blamed refusal, got \(verdict)")
@@ -152,7 +162,8 @@ struct CheckpointRulesTests {
         var explicit = honest.psbt
         explicit.inputs[0].sighashType = 0
         let (verdict, signed) = CheckpointRules.cosign(
-            CheckpointRequest(psbt: explicit, qc: honest.qc), view: view(), policy: policy, key: bitcoinKeys[0])
+            CheckpointRequest(psbt: explicit, qc: honest.qc), from: leader, view: view(), policy: policy,
+            key: bitcoinKeys[0])
         #expect(verdict == .sign)
         let sigs = try #require(signed).inputs[0].tapScriptSigs
         #expect(sigs.count == 1 && sigs.values.allSatisfy { $0.count == 64 })
@@ -161,7 +172,7 @@ struct CheckpointRulesTests {
         tagged.inputs[0].tapScriptSigs[bitcoinKeys[1].xOnlyPublicKey.rawRepresentation + coin.leaf.hash] =
             [UInt8](repeating: 7, count: 64) + [0x82]
         if case .refuse = CheckpointRules.judge(
-            CheckpointRequest(psbt: tagged, qc: honest.qc), view: view(), policy: policy)
+            CheckpointRequest(psbt: tagged, qc: honest.qc), from: leader, view: view(), policy: policy)
         {
         } else {
             Issue.record("a request with a 65-byte signature was not refused")
@@ -170,7 +181,7 @@ struct CheckpointRulesTests {
         var keyPath = honest.psbt
         keyPath.inputs[0].tapKeySig = [UInt8](repeating: 7, count: 64)
         if case .refuse = CheckpointRules.judge(
-            CheckpointRequest(psbt: keyPath, qc: honest.qc), view: view(), policy: policy)
+            CheckpointRequest(psbt: keyPath, qc: honest.qc), from: leader, view: view(), policy: policy)
         {
         } else {
             Issue.record("a request with a key-path signature was not refused")
@@ -182,8 +193,8 @@ struct CheckpointRulesTests {
         let nextSet = try CheckpointCoin(
             keys: (bitcoinKeys.dropFirst() + [Secp256k1.PrivateKey()]).map(\.xOnlyPublicKey.rawRepresentation))
         let ending = view(next: nextSet)
-        #expect(CheckpointRules.judge(try request(to: nextSet), view: ending, policy: policy) == .sign)
-        if case .refuse = CheckpointRules.judge(try request(to: coin), view: ending, policy: policy) {
+        #expect(CheckpointRules.judge(try request(to: nextSet), from: leader, view: ending, policy: policy) == .sign)
+        if case .refuse = CheckpointRules.judge(try request(to: coin), from: leader, view: ending, policy: policy) {
         } else {
             Issue.record("a checkpoint keeping the old set past its epoch was signed")
         }

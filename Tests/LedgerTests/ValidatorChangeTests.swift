@@ -9,13 +9,17 @@ struct ValidatorChangeTests {
     let submitter = Ed25519.PrivateKey()
     let newcomer = Ed25519.PrivateKey()
     let bitcoinKey = Secp256k1.PrivateKey().xOnlyPublicKey.rawRepresentation
+    /// The validators' own keys (one each: a key twice could not build a coin).
+    let bitcoinKeys = (0..<4).map { _ in Secp256k1.PrivateKey().xOnlyPublicKey.rawRepresentation }
 
     func genesis(epochLength: UInt64 = 1_000) -> LedgerState {
         LedgerState(
             chainID: "c", balances: [submitter.publicKey: 100],
             system: SystemState(
                 epoch: 1, epochLength: epochLength,
-                validators: validators.map { .init(id: $0.publicKey, power: 1, bitcoinKey: bitcoinKey) }))
+                validators: validators.enumerated().map {
+                    .init(id: $0.element.publicKey, power: 1, bitcoinKey: bitcoinKeys[$0.offset])
+                }))
     }
 
     func changeTx(
@@ -98,6 +102,29 @@ struct ValidatorChangeTests {
         w.u8(9)
         w.fixed([UInt8](repeating: 1, count: 32))
         #expect(throws: WireError.self) { try ValidatorChange.decode(w.bytes) }
+    }
+
+    @Test("a Bitcoin key another validator holds is refused (add and set-btc-key): the coin could not be built")
+    func duplicateBitcoinKey() throws {
+        var state = genesis()
+        let taken = bitcoinKeys[1]
+        let add = changeTx(
+            ValidatorChange(epoch: 1, validator: newcomer.publicKey, operation: .add(power: 5, bitcoinKey: taken)),
+            approvers: Array(validators.prefix(3)), seq: 1)
+        let set = changeTx(
+            ValidatorChange(epoch: 1, validator: validators[0].publicKey, operation: .setBitcoinKey(taken)),
+            approvers: Array(validators.prefix(3)), seq: 2)
+        // Setting one's own key again is no conflict.
+        let same = changeTx(
+            ValidatorChange(epoch: 1, validator: validators[1].publicKey, operation: .setBitcoinKey(taken)),
+            approvers: Array(validators.prefix(3)), seq: 3)
+        let (receipts, _) = state.executeBlock(
+            [add.encoded, set.encoded, same.encoded], proposer: validators[0].publicKey)
+        #expect(receipts[0].failure?.contains("already") == true, "\(receipts[0])")
+        #expect(receipts[1].failure?.contains("already") == true, "\(receipts[1])")
+        #expect(receipts[2].failure == nil)
+        let system = try #require(state.system)
+        #expect(system.validators.count == 4 && Set(system.validators.map(\.bitcoinKey)).count == 4)
     }
 
     @Test("remove and set-btc-key; two changes in one block both apply; epochs also end by length")

@@ -37,7 +37,7 @@ struct CheckpointNetworkTests {
                 ["checkpoint", "fund", "--genesis", genesis, "--from", dave, "--amount", "500000", "--write", "--wait"]
                     + flags)
             #expect(funded.status == 0, "\(funded.output)")
-            for i in 0..<4 { try net.start(i, environment: faults[i].map { ["SIDENODE_CHECKPOINT_FAULT": $0] } ?? [:]) }
+            for i in 0..<4 { try net.start(i, checkpointFault: faults[i]) }
             for i in 0..<4 { try net.waitReady(i) }
             return (net, chain)
         } catch {

@@ -95,16 +95,16 @@ final class LocalTestnet: @unchecked Sendable {
     }
 
     /// The p2pnode built beside the test bundle (swift build --build-tests builds both).
-    static func findBinary() throws -> URL {
+    static func findBinary(_ name: String = "p2pnode") throws -> URL {
         let besideTests = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         let candidates = [
-            besideTests.appendingPathComponent("p2pnode"),
-            besideTests.deletingLastPathComponent().appendingPathComponent("p2pnode"),
+            besideTests.appendingPathComponent(name),
+            besideTests.deletingLastPathComponent().appendingPathComponent(name),
             URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-                .deletingLastPathComponent().appendingPathComponent(".build/debug/p2pnode"),
+                .deletingLastPathComponent().appendingPathComponent(".build/debug/\(name)"),
         ]
         guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-            throw TestnetError("p2pnode binary not found beside the tests; run `swift build --build-tests` first")
+            throw TestnetError("\(name) binary not found beside the tests; run `swift build --build-tests` first")
         }
         return found
     }
@@ -120,9 +120,17 @@ final class LocalTestnet: @unchecked Sendable {
     /// another test could hold the port.
     func metricsPort(_ i: Int) -> Int { basePort - 10_000 + i }
 
-    func start(_ i: Int, bootstrap: Bool = true, environment: [String: String] = [:]) throws {
+    /// Starts node `i`; with `checkpointFault`, as the test build that misbehaves (`p2pnode-faulty`).
+    func start(
+        _ i: Int, bootstrap: Bool = true, environment: [String: String] = [:], checkpointFault: String? = nil
+    ) throws {
         let process = Process()
         process.executableURL = binary
+        var environment = environment
+        if let checkpointFault {
+            process.executableURL = try Self.findBinary("p2pnode-faulty")
+            environment["SIDENODE_TEST_CHECKPOINT_FAULT"] = checkpointFault
+        }
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }

@@ -106,4 +106,26 @@ struct GenesisLimitTests {
             #expect(error?.description.contains("max_block_bytes") == true)
         }
     }
+
+    @Test("a Bitcoin key twice, a fee tolerance or bump delay out of range: an error naming the field")
+    func checkpointFields() throws {
+        var twice = genesis(maxBlockBytes: nil)
+        twice.validators.append(
+            .init(
+                node_id: Ed25519.PrivateKey().publicKey.hex, power: 1, bitcoin_xonly: twice.validators[0].bitcoin_xonly)
+        )
+        let error = #expect(throws: ConfigError.self) { try twice.validate() }
+        #expect(error?.description.contains("bitcoin_xonly") == true)
+        for (tolerance, bump) in [(0.5, 3), (.nan, 3), (11, 3), (2, 0), (2, 5_000)] as [(Double, Int)] {
+            var g = genesis(maxBlockBytes: nil)
+            g.checkpoint.fee_tolerance = tolerance
+            g.checkpoint.bump_after_blocks = bump
+            let error = #expect(throws: ConfigError.self) { try g.validate() }
+            #expect(error?.description.contains("fee_tolerance") == true)
+        }
+        var fine = genesis(maxBlockBytes: nil)
+        fine.checkpoint.fee_tolerance = 3
+        fine.checkpoint.bump_after_blocks = 6
+        try fine.validate()
+    }
 }

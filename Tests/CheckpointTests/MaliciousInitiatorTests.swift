@@ -1,0 +1,139 @@
+import Bitcoin
+import Checkpoint
+import NodeCrypto
+import Testing
+
+@testable import Consensus
+
+/// Issue 15 §2–3: what a Byzantine validator acting as initiator tries, and what the
+/// honest validators' rules give it: no signature, and the blame where it is earned.
+@Suite("Checkpoint: a malicious initiator gets no signature")
+struct MaliciousInitiatorTests {
+    let rules = CheckpointRulesTests()
+
+    func verdict(
+        _ r: CheckpointRequest, from: ValidatorID? = nil, _ view: CheckpointView? = nil
+    )
+        -> CheckpointRules.Verdict
+    {
+        CheckpointRules.judge(r, from: from ?? rules.leader, view: view ?? rules.view(), policy: rules.policy)
+    }
+
+    /// Refused with blame, with `words` in the reason; and `cosign` signs nothing.
+    func expectBlamed(
+        _ r: CheckpointRequest, from: ValidatorID? = nil, _ view: CheckpointView? = nil, because words: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        let v = verdict(r, from: from, view)
+        guard case .refuse(let why) = v else {
+            Issue.record("expected a blamed refusal (\(words)), got \(v)", sourceLocation: sourceLocation)
+            return
+        }
+        #expect(why.contains(words), "\(why)", sourceLocation: sourceLocation)
+        for key in rules.bitcoinKeys {
+            let signed = CheckpointRules.cosign(
+                r, from: from ?? rules.leader, view: view ?? rules.view(), policy: rules.policy, key: key
+            ).psbt
+            #expect(signed == nil, sourceLocation: sourceLocation)
+        }
+    }
+
+    func tampered(_ r: CheckpointRequest, _ change: (inout BitcoinTransaction) -> Void) -> CheckpointRequest {
+        var tx = r.psbt.unsignedTx
+        change(&tx)
+        var psbt = PSBT(unsignedTx: tx)
+        psbt.inputs[0] = r.psbt.inputs[0]
+        if psbt.inputs.count > 1 { psbt.inputs[1].witnessUtxo = r.psbt.inputs[0].witnessUtxo }
+        return CheckpointRequest(psbt: psbt, qc: r.qc)
+    }
+
+    @Test("the honest request passes every new rule (the control for this suite)")
+    func control() throws {
+        #expect(verdict(try rules.request()) == .sign)
+    }
+
+    @Test("a validator that leads none of the rounds from the QC's round on is refused, with blame")
+    func notLeader() throws {
+        let other = rules.validators[2].publicKey
+        expectBlamed(try rules.request(), from: other, because: "leads none of the rounds")
+        // The same request from a later round's leader (the handoff) is signed.
+        #expect(verdict(try rules.request(), from: other, rules.view(leaders: [rules.leader, other])) == .sign)
+    }
+
+    @Test("the leader window: the QC's round to a few rounds past this node's, capped; an earlier epoch's QC")
+    func askingRounds() {
+        let policy = CheckpointPolicy(leaderLookahead: 4)
+        #expect(policy.askingRounds(qcEpoch: 3, qcRound: 10, epoch: 3, round: 12, span: 16) == 10...16)
+        #expect(policy.askingRounds(qcEpoch: 3, qcRound: 10, epoch: 3, round: 100, span: 16) == 88...104)
+        #expect(policy.askingRounds(qcEpoch: 2, qcRound: 90, epoch: 3, round: 2, span: 16) == 1...6)
+        // A QC from a round this node has not reached: only rounds ahead (not below 0).
+        #expect(policy.askingRounds(qcEpoch: 3, qcRound: 30, epoch: 3, round: 2, span: 16) == 6...6)
+    }
+
+    @Test("not due by this node's chain: refused with blame; an epoch's last block is always due")
+    func notDue() throws {
+        expectBlamed(try rules.request(), rules.view(certified: 9, dueFrom: 10), because: "not due")
+        #expect(verdict(try rules.request(), rules.view(certified: 9, endsEpoch: true, dueFrom: 10)) == .sign)
+        // Where the last checkpoint's height is not known here, any committed block is due.
+        #expect(verdict(try rules.request(), rules.view(certified: 9, dueFrom: nil)) == .sign)
+    }
+
+    @Test("a fee far above this node's own estimate is refused; within the tolerance it is signed")
+    func feeBurn() throws {
+        let vsize = Double(CheckpointTransaction.virtualSize(current: rules.coin, next: rules.coin))
+        let own = 3.0
+        let atTolerance = UInt64((own * 2 * vsize).rounded(.down))
+        #expect(verdict(try rules.request(fee: atTolerance), rules.view(ownFee: own)) == .sign)
+        expectBlamed(try rules.request(fee: UInt64(own * 2.5 * vsize)), rules.view(ownFee: own), because: "fee rate")
+        // Up to the genesis cap (50 here) is no longer enough.
+        expectBlamed(try rules.request(fee: UInt64(45 * vsize)), rules.view(ownFee: own), because: "fee rate")
+        // A stuck checkpoint at 10 sat/vB for 2 blocks (bump_after 3, one block of slack)
+        // allows 1.5 × 10 + 1.
+        let stuck = rules.view(ownFee: own, pending: PendingSpend(feeRate: 10, blocksWaiting: 2))
+        #expect(verdict(try rules.request(fee: UInt64(15 * vsize)), stuck) == .sign)
+        expectBlamed(try rules.request(fee: UInt64(17 * vsize)), stuck, because: "fee rate")
+    }
+
+    @Test("an extra input, an extra output, a changed output or lock time: refused with blame")
+    func shape() throws {
+        let honest = try rules.request()
+        expectBlamed(
+            tampered(honest) {
+                $0.inputs.append(TxIn(previousOutput: OutPoint(txid: [UInt8](repeating: 5, count: 32), vout: 1)))
+            }, because: "exactly one input")
+        expectBlamed(
+            tampered(honest) { $0.outputs.append(TxOut(value: 1_000, scriptPubKey: Script(bytes: [0x51]))) },
+            because: "the outputs are not")
+        expectBlamed(
+            tampered(honest) { $0.outputs[0] = TxOut(value: $0.outputs[0].value, scriptPubKey: Script(bytes: [0x51])) },
+            because: "the outputs are not")
+        expectBlamed(
+            tampered(honest) { $0.outputs.swapAt(0, 1) }, because: "the outputs are not")
+        expectBlamed(tampered(honest) { $0.lockTime = 800_000 }, because: "lock time")
+        // More value out of the coin than the fee rule allows: a higher fee, refused.
+        expectBlamed(tampered(honest) { $0.outputs[0].value -= 20_000 }, because: "fee rate")
+    }
+
+    @Test("requests from a non-leader every Bitcoin block: never signed, every one blamed")
+    func everyBlock() throws {
+        let byzantine = rules.validators[3].publicKey
+        for tip in 101...110 {
+            expectBlamed(
+                try rules.request(), from: byzantine, rules.view(lastCheckpoint: tip - 1, tip: tip),
+                because: "leads none")
+        }
+    }
+
+    @Test("waiting requests are bounded per sender: a flood keeps the sender's newest two, others' stay")
+    func waitingFlood() throws {
+        var waiting = WaitingRequests<Int>(perSender: 2)
+        let honest = try rules.request()
+        waiting.add(honest, from: 0, since: 1)
+        for i in 0..<1_000 { waiting.add(try rules.request(fee: 600 + UInt64(i)), from: 7, since: Double(i)) }
+        let kept = waiting.takeAll()
+        #expect(kept.count == 3)
+        #expect(kept.contains { $0.sender == 0 && $0.request == honest }, "the honest request survived the flood")
+        #expect(kept.filter { $0.sender == 7 }.map(\.since) == [998, 999], "the flooder's newest two")
+        #expect(waiting.takeAll().isEmpty)
+    }
+}
