@@ -84,6 +84,17 @@ final class RegtestChain: @unchecked Sendable {
         return try #require(object?["txid"] as? String)
     }
 
+    /// Replaces the last `depth` blocks with a longer branch (Bitcoin Core's engine switches
+    /// to it); `replace` puts a conflicting transaction (hex) in place of a txid.
+    func reorg(depth: Int, replace: [String: String] = [:], drop: [String] = []) async throws -> [String] {
+        let body = try JSONSerialization.data(withJSONObject: [
+            "depth": depth, "replace": replace, "drop": drop,
+        ])
+        let data = try await client.request("regtest/reorg", method: "POST", body: body, retry: false)
+        let object = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+        return try #require(object?["hashes"] as? [String])
+    }
+
     func stop() {
         guard process.isRunning else { return }
         process.terminate()

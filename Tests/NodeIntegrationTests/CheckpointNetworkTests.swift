@@ -1,3 +1,5 @@
+import Bitcoin
+import Checkpoint
 import Foundation
 import Node
 import NodeCrypto
@@ -224,5 +226,57 @@ struct CheckpointNetworkTests {
             $0.contains("refused to sign") && $0.contains(String(node1.prefix(16)))
         }
         #expect(refusal?.contains("outputs are not") == true, "\(refusal ?? "")")
+    }
+
+    /// Issue 15 §8: a reorg replaces the block holding the first checkpoint with a branch
+    /// carrying a conflicting sibling (the same checkpoint at another fee, signed by three
+    /// validators' keys). Every node undoes the orphaned one, adopts the sibling, and the
+    /// chain of checkpoints goes on from the sibling's coin.
+    @Test("a reorg orphans a checkpoint; its sibling confirms; every node follows the right coin and goes on")
+    func reorg() async throws {
+        let (net, chain) = try await start(nodes: 4, epochLength: 1_000, interval: 10, timeout: 10)
+        defer {
+            net.shutdown()
+            chain.stop()
+        }
+        try waitUntil(timeout: 120, "a confirmed checkpoint") { !records(net, 0).isEmpty }
+        let first = try #require(records(net, 0).first)
+        let orphan = try #require(first["txid"]?.stringValue)
+        let tx = try BitcoinTransaction(hex: try await chain.client.transactionHex(txid: orphan))
+
+        // The sibling: the same checkpoint paying 100 sats more fee, signed by nodes 0–2.
+        let genesis = try Genesis.load(
+            Data(contentsOf: net.root.appendingPathComponent("genesis.json")), source: "genesis")
+        let keys = try (0..<4).map { try KeyStore(directory: net.dataDir($0)).load().bitcoin }
+        let coin = try CheckpointCoin(keys: keys.map(\.xOnlyPublicKey.rawRepresentation))
+        let value = try #require(genesis.checkpoint.coin_value)
+        let payload = try CheckpointPayload(script: tx.outputs[1].scriptPubKey)
+        var sibling = try CheckpointTransaction.psbt(
+            spending: tx.inputs[0].previousOutput, value: value, of: coin, to: coin, payload: payload,
+            fee: value - tx.outputs[0].value + 100
+        ).validated()
+        for key in keys.prefix(3) { try sibling.sign(with: key) }
+        try sibling.finalize()
+        let replacement = try sibling.extract()
+
+        let tip = try await chain.client.tipHeight()
+        let height = try #require(try await chain.client.status(txid: orphan).block_height)
+        _ = try await chain.reorg(depth: tip - height + 1, replace: [orphan: replacement.hex])
+        #expect(try await chain.client.status(txid: replacement.displayTxid).confirmed)
+
+        for i in 0..<4 {
+            try waitUntil(timeout: 60, "node \(i) to adopt the sibling") {
+                records(net, i).first?["txid"] == .string(replacement.displayTxid)
+            }
+            #expect(records(net, i).allSatisfy { $0["txid"] != .string(orphan) })
+        }
+        #expect(net.log(0).contains("checkpoint orphaned by a Bitcoin reorg"))
+        // Checkpointing goes on from the sibling's coin, and the light client agrees.
+        try waitUntil(timeout: 120, "a checkpoint after the sibling") { records(net, 1).count >= 2 }
+        let flags = ["--network", "regtest", "--esplora", "http://127.0.0.1:\(chain.port)"]
+        let verified = try net.cli(
+            ["checkpoint", "verify", "--genesis", net.root.appendingPathComponent("genesis.json").path] + flags)
+        #expect(verified.status == 0, "\(verified.output)")
+        #expect(verified.output.contains(replacement.displayTxid), "\(verified.output)")
     }
 }

@@ -4,7 +4,8 @@
 Every block is validated by Bitcoin Core's own validation engine (libbitcoinkernel,
 through py-bitcoinkernel). The node mines a block every --block-interval seconds and on
 request, keeps a mempool with basic policy, and serves the esplora HTTP API on
-127.0.0.1 (plus POST /regtest/mine and POST /regtest/faucet).
+127.0.0.1 (plus POST /regtest/mine, POST /regtest/faucet and POST /regtest/reorg, which
+replaces the last blocks with a longer branch that may carry a conflicting transaction).
 
 A submitted transaction is checked first against policy (standard outputs, one
 OP_RETURN of at most 83 bytes, dust, 1 sat/vB, conflicts and replacement by a higher
@@ -16,6 +17,7 @@ with Core's own reason (which libbitcoinkernel reports only through its log).
 """
 
 import argparse
+import copy
 import hashlib
 import json
 import os
@@ -259,7 +261,7 @@ class Node:
     def tip_internal(self):
         return self.genesis_hash_internal if self.height == 0 else bytes.fromhex(self.block_info[-1]["hash"])[::-1]
 
-    def build_block(self, txs, coinbase_spk, prev_internal, height, fees):
+    def build_block(self, txs, coinbase_spk, prev_internal, height, fees, prev_time=None):
         subsidy = (50 * COIN) >> (height // 150)
         height_push = bytes([0x50 + height]) if 1 <= height <= 16 else self._script_num(height)
         coinbase_outputs = [(subsidy + fees, coinbase_spk)]
@@ -281,7 +283,8 @@ class Node:
         cb = Tx(coinbase)
         all_txs = [cb] + txs
         merkle = self._merkle([bytes.fromhex(t.txid)[::-1] for t in all_txs])
-        prev_time = self.block_info[-1]["time"] if prev_internal == self.tip_internal() else int(time.time())
+        if prev_time is None:
+            prev_time = self.block_info[-1]["time"] if prev_internal == self.tip_internal() else int(time.time())
         timestamp = max(int(time.time()), prev_time + 1)
         header_base = struct.pack("<i", 0x20000000) + prev_internal + merkle + struct.pack("<I", timestamp) + struct.pack("<I", 0x207FFFFF)
         target = 0x7FFFFF << (8 * (0x20 - 3))
@@ -349,6 +352,79 @@ class Node:
             for n, o in enumerate(t.vout):
                 if o["spk"][:1] != b"\x6a":
                     self.utxos[(t.txid, n)] = {"value": o["value"], "spk": o["spk"], "height": height, "coinbase": t.coinbase}
+
+    def reorg(self, depth, replace=None, drop=()):
+        """Replaces the last `depth` blocks with a branch one block longer, mined on the
+        block before them, which Bitcoin Core's engine then switches to (a reorg). The
+        disconnected transactions go back in, except `drop` (txids); `replace` maps a txid
+        to a conflicting transaction (raw bytes) mined in its place. Returns the new
+        branch's block hashes; on any failure nothing changes."""
+        replace = replace or {}
+        with self.lock:
+            if not 1 <= depth <= min(self.height - 1, 100):
+                raise Rejected(f"depth must be 1…{min(self.height - 1, 100)}")
+            saved = copy.deepcopy((self.blocks, self.block_info, self.tx_height, self.utxos, self.spent, self.mempool))
+            known = dict(self.txs)
+            try:
+                fork = self.height - depth
+                returned = []
+                for h in range(self.height, fork, -1):
+                    block_txs = [self.txs[t] for t in self.block_info[h]["txids"]]
+                    for t in reversed(block_txs):
+                        self.tx_height.pop(t.txid, None)
+                        for n in range(len(t.vout)):
+                            self.utxos.pop((t.txid, n), None)
+                        if t.coinbase:
+                            continue
+                        for i in t.vin:
+                            key = (i["txid"], i["vout"])
+                            self.spent.pop(key, None)
+                            prev = self.txs[i["txid"]]
+                            if i["txid"] in self.tx_height:
+                                o = prev.vout[i["vout"]]
+                                self.utxos[key] = {"value": o["value"], "spk": o["spk"], "height": self.tx_height[i["txid"]], "coinbase": prev.coinbase}
+                        returned.insert(0, t)
+                    self.blocks.pop()
+                    self.block_info.pop()
+                old_mempool = [e["tx"] for e in self.mempool.values()]
+                self.mempool = {}
+                for t in [Tx(replace[t.txid]) if t.txid in replace else t for t in returned if t.txid not in drop] + old_mempool:
+                    if t.txid in self.mempool or any(self.spent_in_mempool((i["txid"], i["vout"])) for i in t.vin):
+                        continue  # a conflict of something already back in
+                    found = [self.prevout(i["txid"], i["vout"]) for i in t.vin]
+                    if any(f is None for f in found):
+                        continue  # its parent was dropped
+                    self.txs[t.txid] = t
+                    fee = sum(f[0] for f in found) - sum(o["value"] for o in t.vout)
+                    self.mempool[t.txid] = {"tx": t, "fee": fee, "time": int(time.time())}
+                built = []
+                prev = self.tip_internal()
+                # Later than the blocks it replaces (median-time-past stays behind it).
+                prev_time = max(b["time"] for b in saved[1][fork:])
+                for k in range(depth + 1):
+                    txs = [e["tx"] for e in self.mempool.values()] if k == 0 else []
+                    fees = sum(e["fee"] for e in self.mempool.values()) if k == 0 else 0
+                    raw, all_txs, info = self.build_block(txs, self.faucet_spk, prev, fork + 1 + k, fees, prev_time)
+                    built.append((raw, all_txs, info))
+                    prev = bytes.fromhex(info["hash"])[::-1]
+                    prev_time = info["time"]
+                before = self.chain.height
+                for raw, _, _ in built:
+                    try:
+                        self.chain.chainman.process_block(pbk.Block(raw))
+                    except pbk.ProcessBlockException as e:
+                        raise Rejected(f"Bitcoin Core refused a block of the new branch (code {e}): {KernelChain.reason()}")
+                if self.chain.height != before + 1:
+                    raise Rejected(f"Bitcoin Core did not switch to the new branch: {KernelChain.reason()}")
+                for k, (raw, all_txs, info) in enumerate(built):
+                    self.connect(raw, all_txs, info, fork + 1 + k)
+            except Exception:
+                self.blocks, self.block_info, self.tx_height, self.utxos, self.spent, self.mempool = saved
+                self.txs = known
+                raise
+            finally:
+                self._drop_scratch()
+            return [info["hash"] for _, _, info in built]
 
     # Mempool
 
@@ -637,6 +713,13 @@ class Handler(BaseHTTPRequestHandler):
                     return self.reply(400, "blocks must be 1…1000")
                 spk = escript.address_to_scriptpubkey(args["address"]).data if args.get("address") else None
                 return self.reply(200, {"hashes": n.mine(count, spk), "height": n.height})
+            if p == ["regtest", "reorg"]:
+                # {"depth": D, "replace": {txid: hex}, "drop": [txid]}: a longer branch
+                # from D blocks back, validated by Bitcoin Core, which switches to it.
+                args = json.loads(body or b"{}")
+                replace = {t: bytes.fromhex(h) for t, h in (args.get("replace") or {}).items()}
+                hashes = n.reorg(int(args.get("depth", 1)), replace, set(args.get("drop") or []))
+                return self.reply(200, {"hashes": hashes, "height": n.height})
             if p == ["regtest", "faucet"]:
                 args = json.loads(body or b"{}")
                 txid = n.faucet(args["address"], int(args["sats"]))
