@@ -60,7 +60,21 @@ public enum Descriptor {
 
     /// `tr(NUMS,multi_a(k,K1,…,Kn))`: the checkpoint coin — no key path, one k-of-n leaf.
     public static func multiA(threshold: Int, keys: [[UInt8]]) -> String {
-        withChecksum(
-            "tr(\(TaprootOutput.unspendableKey.hex),multi_a(\(threshold),\(keys.map(\.hex).joined(separator: ","))))")
+        checkpointCoin(threshold: threshold, keys: keys, recovery: nil)
+    }
+
+    /// The checkpoint coin: `tr(NUMS,multi_a(k,…))`, or with a recovery leaf
+    /// `tr(NUMS,{multi_a(k,…),and_v(v:older(T),multi_a(k',…))})` (keys in script order).
+    public static func checkpointCoin(
+        threshold: Int, keys: [[UInt8]], recovery: (threshold: Int, blocks: UInt32)?
+    )
+        -> String
+    {
+        let list = keys.map(\.hex).joined(separator: ",")
+        let main = "multi_a(\(threshold),\(list))"
+        guard let recovery else { return withChecksum("tr(\(TaprootOutput.unspendableKey.hex),\(main))") }
+        return withChecksum(
+            "tr(\(TaprootOutput.unspendableKey.hex),{\(main),and_v(v:older(\(recovery.blocks)),multi_a(\(recovery.threshold),\(list)))})"
+        )
     }
 }

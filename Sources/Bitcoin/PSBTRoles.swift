@@ -301,24 +301,26 @@ public struct ValidatedPSBT: Sendable, Equatable {
         return Array(sigs.prefix(threshold))
     }
 
-    /// Key path if signed; else the first `multi_a` leaf with enough signatures: one
-    /// witness element per key in reverse script order (empty where a key did not sign),
-    /// then the leaf script and its control block.
+    /// Key path if signed; else the first threshold leaf (`multi_a`, or weighted: see
+    /// `ThresholdScript`) with enough signatures: one witness element per key in reverse
+    /// script order (empty where a key did not sign), then the leaf script and its control
+    /// block.
     private func taprootWitness(_ i: Int) throws(PSBTError) -> [[UInt8]] {
         let input = psbt.inputs[i]
         if let sig = input.tapKeySig { return [sig] }
         for (control, value) in input.tapLeafScripts.sorted(by: { $0.key.count < $1.key.count }) {
             let leaf = TapLeaf(script: Script(bytes: Array(value.dropLast())), version: value.last!)
-            guard let (threshold, keys) = leaf.script.multiA else { continue }
-            let sigs = keys.map { input.tapScriptSigs[$0 + leaf.hash] }
-            guard sigs.compactMap({ $0 }).count >= threshold else { continue }
-            // Exactly the threshold: extra signatures would make OP_NUMEQUAL fail.
-            var used = 0
-            let chosen = sigs.map { sig -> [UInt8] in
-                guard let sig, used < threshold else { return [] }
-                used += 1
+            guard let threshold = ThresholdScript(script: leaf.script) else { continue }
+            let sigs = threshold.keys.map { input.tapScriptSigs[$0 + leaf.hash] }
+            // `multi_a` needs exactly the threshold (extra signatures fail OP_NUMEQUAL); a
+            // weighted leaf takes signatures in key order until their weight reaches it.
+            var weight: UInt64 = 0
+            let chosen = sigs.enumerated().map { index, sig -> [UInt8] in
+                guard let sig, weight < threshold.threshold else { return [] }
+                weight += threshold.weight(ofKeyAt: index)
                 return sig
             }
+            guard weight >= threshold.threshold else { continue }
             return chosen.reversed() + [leaf.script.bytes, control]
         }
         throw .finalize(input: i, "no taproot key-path signature and no leaf with enough signatures")

@@ -25,6 +25,14 @@ public struct Script: Sendable, Hashable, CustomStringConvertible {
         public static let checkSig: UInt8 = 0xAC
         public static let checkSigAdd: UInt8 = 0xBA
         public static let numEqual: UInt8 = 0x9C
+        public static let `if`: UInt8 = 0x63
+        public static let `else`: UInt8 = 0x67
+        public static let endIf: UInt8 = 0x68
+        public static let verify: UInt8 = 0x69
+        public static let swap: UInt8 = 0x7C
+        public static let add: UInt8 = 0x93
+        public static let greaterThanOrEqual: UInt8 = 0xA2
+        public static let checkSequenceVerify: UInt8 = 0xB2
     }
 
     /// The shortest push of `data` (minimal push rules, as policy requires).

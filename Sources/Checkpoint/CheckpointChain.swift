@@ -2,26 +2,33 @@ import Bitcoin
 import NodeCrypto
 
 /// The light client's check of the checkpoint chain (`p2pnode checkpoint verify`): from
-/// the genesis coin, each checkpoint spends the previous one's output 0, reveals a
-/// `multi_a` leaf over sorted keys with k = ⌊2n/3⌋ + 1 that commits to the spent output,
-/// and carries a payload whose (epoch, round) moves forward. Where the epoch's validator
-/// keys are known (the genesis file; a node's `getepoch`), the revealed keys must be them.
+/// the genesis coin, each checkpoint spends the previous one's output 0 through the main
+/// leaf of the coin (NUMS internal key; `multi_a` with k = ⌊2n/3⌋ + 1 over sorted keys, or
+/// the weighted leaf with more than two thirds of the weight) with enough valid
+/// signatures, and carries a payload whose (epoch, round) moves forward. Where an epoch's
+/// coin is known (the genesis file; a node's `getepoch`), the spent output must be exactly
+/// that coin. A spend through the recovery leaf (a relative timelock) ends the walk: the
+/// coin has left checkpointing, and the entry says so.
 public enum CheckpointChain {
     public struct Entry: Sendable, Equatable {
         public let txid: String
-        public let payload: CheckpointPayload
+        /// nil for a recovery spend (it carries no checkpoint).
+        public let payload: CheckpointPayload?
         /// Keys of the coin this checkpoint spent, and how many signed.
         public let keys: [[UInt8]]
         public let signatures: Int
+        /// Spent through the recovery leaf after `recoveryBlocks` blocks.
+        public var recoveryBlocks: UInt32?
     }
 
     /// Walks `spends` (in order) from `start`, the genesis coin's outpoint, whose output
     /// is `startScript` holding `startValue`. Every signature is verified (BIP340, script
-    /// path). Returns the verified entries and, if the walk stopped, why (the entries
-    /// before it are still verified).
+    /// path). `coinForEpoch` gives the coin an epoch's validators lock, where known.
+    /// Returns the verified entries and, if the walk stopped, why (the entries before it
+    /// are still verified).
     public static func verify(
         start: OutPoint, startScript: Script, startValue: UInt64, spends: [BitcoinTransaction],
-        keysForEpoch: (UInt64) -> [[UInt8]]?
+        coinForEpoch: (UInt64) -> CheckpointCoin?
     ) -> (entries: [Entry], problem: String?) {
         var coin = start
         var coinScript = startScript
@@ -38,19 +45,16 @@ public enum CheckpointChain {
                 return (entries, "\(txid): not a script-path spend")
             }
             let leaf = Script(bytes: witness[witness.count - 2])
-            guard let (threshold, keys) = leaf.multiA else { return (entries, "\(txid): the leaf is not multi_a") }
+            guard let script = ThresholdScript(script: leaf) else {
+                return (entries, "\(txid): the leaf is not a threshold script (multi_a or weighted)")
+            }
             guard let outputKey = coinScript.witnessProgram?.program, coinScript.isP2TR,
                 TaprootOutput.verify(controlBlock: control, leaf: leaf, outputKey: outputKey),
                 Array(control[1..<33]) == TaprootOutput.unspendableKey
             else { return (entries, "\(txid): the leaf is not committed in the coin, or the key path is spendable") }
-            guard keys == keys.sorted(by: { $0.lexicographicallyPrecedes($1) }),
-                threshold == CheckpointCoin.threshold(validators: keys.count)
-            else {
-                return (entries, "\(txid): threshold \(threshold) of \(keys.count) is not ⌊2n/3⌋+1 over sorted keys")
-            }
-            let signatures = witness.dropLast(2).filter { !$0.isEmpty }.count
-            guard signatures >= threshold, witness.count - 2 == keys.count else {
-                return (entries, "\(txid): \(signatures) signatures for a threshold of \(threshold)")
+            let keys = script.keys
+            guard keys == keys.sorted(by: { $0.lexicographicallyPrecedes($1) }), witness.count - 2 == keys.count else {
+                return (entries, "\(txid): the keys are not sorted, or the witness does not match them")
             }
             // The witness lists signatures in reverse key order.
             guard
@@ -58,18 +62,38 @@ public enum CheckpointChain {
                     index: 0, spent: [TxOut(value: coinValue, scriptPubKey: coinScript)], type: .default,
                     scriptSpend: .init(leafHash: TapLeaf(script: leaf, version: control[0] & 0xFE).hash))
             else { return (entries, "\(txid): cannot compute its signature hash") }
-            for (key, signature) in zip(keys, witness.dropLast(2).reversed()) where !signature.isEmpty {
-                guard isDefaultSchnorrSignature(signature, by: key, over: digest) else {
-                    return (entries, "\(txid): an invalid signature by \(key.hex.prefix(16))")
+            var signatures = 0
+            var weight: UInt64 = 0
+            for (index, signature) in witness.dropLast(2).reversed().enumerated() where !signature.isEmpty {
+                guard isDefaultSchnorrSignature(signature, by: keys[index], over: digest) else {
+                    return (entries, "\(txid): an invalid signature by \(keys[index].hex.prefix(16))")
                 }
+                signatures += 1
+                weight += script.weight(ofKeyAt: index)
+            }
+            guard weight >= script.threshold else {
+                return (entries, "\(txid): signatures of weight \(weight) for a threshold of \(script.threshold)")
+            }
+            if let blocks = script.olderBlocks {
+                // The recovery leaf: more than a third, after the coin sat unspent for `blocks`.
+                guard script.threshold == CheckpointCoin.recoveryThreshold(total: script.totalWeight) else {
+                    return (entries, "\(txid): a timelocked leaf whose threshold is not more than a third")
+                }
+                entries.append(
+                    Entry(txid: txid, payload: nil, keys: keys, signatures: signatures, recoveryBlocks: blocks))
+                return (entries, nil)
+            }
+            guard script.threshold == CheckpointCoin.threshold(total: script.totalWeight) else {
+                return (
+                    entries,
+                    "\(txid): threshold \(script.threshold) of \(script.totalWeight) is not more than two thirds"
+                )
             }
             guard tx.outputs.count == 2, let payload = try? CheckpointPayload(script: tx.outputs[1].scriptPubKey) else {
                 return (entries, "\(txid): output 1 is not a checkpoint payload")
             }
-            if let expected = keysForEpoch(payload.epoch),
-                expected.sorted(by: { $0.lexicographicallyPrecedes($1) }) != keys
-            {
-                return (entries, "\(txid): the coin's keys are not epoch \(payload.epoch)'s validators")
+            if let expected = coinForEpoch(payload.epoch), expected.scriptPubKey != coinScript {
+                return (entries, "\(txid): the coin it spends is not epoch \(payload.epoch)'s validators' coin")
             }
             if let last, (payload.epoch, payload.round) <= (last.epoch, last.round) {
                 return (entries, "\(txid): epoch \(payload.epoch) round \(payload.round) does not follow \(last)")

@@ -178,33 +178,38 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
         _ tx: BitcoinTransaction, confirmedAt: Int?, coinForEpoch: (UInt64) -> CheckpointCoin?, initiator: String?
     ) -> Outcome {
         let step = CheckpointChain.verify(
-            start: coin, startScript: coinScript, startValue: coinValue, spends: [tx],
-            keysForEpoch: { coinForEpoch($0)?.keys })
+            start: coin, startScript: coinScript, startValue: coinValue, spends: [tx], coinForEpoch: coinForEpoch)
         guard let entry = step.entries.first else { return .rejected(step.problem ?? "not a checkpoint") }
-        if let last, (entry.payload.epoch, entry.payload.round) <= (last.epoch, last.round) {
+        guard let payload = entry.payload else {
+            // Valid, but the coin has left checkpointing (its keys' recovery path).
             return .rejected(
-                "\(entry.txid): epoch \(entry.payload.epoch) round \(entry.payload.round) does not follow the last checkpoint"
+                "\(entry.txid) moved the coin through the recovery leaf (\(entry.signatures) keys, after \(entry.recoveryBlocks ?? 0) blocks)"
             )
         }
-        guard let own = coinForEpoch(entry.payload.epoch) else {
-            return .notYet("epoch \(entry.payload.epoch)'s validators are not known here yet")
+        if let last, (payload.epoch, payload.round) <= (last.epoch, last.round) {
+            return .rejected(
+                "\(entry.txid): epoch \(payload.epoch) round \(payload.round) does not follow the last checkpoint"
+            )
+        }
+        guard let own = coinForEpoch(payload.epoch) else {
+            return .notYet("epoch \(payload.epoch)'s validators are not known here yet")
         }
         // Output 0 is the same epoch's coin, or the next epoch's when the epoch ended.
         let script = tx.outputs[0].scriptPubKey
         let nextEpoch: UInt64
-        if let next = coinForEpoch(entry.payload.epoch + 1), next.scriptPubKey == script {
-            nextEpoch = entry.payload.epoch + 1
+        if let next = coinForEpoch(payload.epoch + 1), next.scriptPubKey == script {
+            nextEpoch = payload.epoch + 1
         } else if own.scriptPubKey == script {
-            nextEpoch = entry.payload.epoch
-        } else if coinForEpoch(entry.payload.epoch + 1) == nil {
-            return .notYet("output 0 is not epoch \(entry.payload.epoch)'s coin; the next epoch is not known here yet")
+            nextEpoch = payload.epoch
+        } else if coinForEpoch(payload.epoch + 1) == nil {
+            return .notYet("output 0 is not epoch \(payload.epoch)'s coin; the next epoch is not known here yet")
         } else {
             return .rejected(
-                "\(entry.txid): output 0 pays neither epoch \(entry.payload.epoch)'s nor the next epoch's coin")
+                "\(entry.txid): output 0 pays neither epoch \(payload.epoch)'s nor the next epoch's coin")
         }
         var record = Record(
-            txid: entry.txid, epoch: entry.payload.epoch, round: entry.payload.round,
-            commitStateID: entry.payload.commitStateID.hex, signatures: entry.signatures,
+            txid: entry.txid, epoch: payload.epoch, round: payload.round,
+            commitStateID: payload.commitStateID.hex, signatures: entry.signatures,
             fee: coinValue - tx.outputs[0].value, bitcoinHeight: nil, initiator: initiator,
             psbt: Self.finalPSBT(tx, spent: TxOut(value: coinValue, scriptPubKey: coinScript)).base64,
             vsize: tx.virtualSize)

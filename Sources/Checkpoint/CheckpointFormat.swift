@@ -55,37 +55,122 @@ public struct CheckpointPayload: Sendable, Equatable {
 }
 
 /// The checkpoint coin of an epoch: a P2TR output with the unspendable internal key H
-/// (BIP341's NUMS point) and one leaf `multi_a(k, X1 … Xn)` over the epoch's validators'
-/// x-only Bitcoin keys, sorted ascending (as `sortedmulti_a`), k = ⌊2n/3⌋ + 1.
+/// (BIP341's NUMS point) and a script tree over the epoch's validators' x-only Bitcoin
+/// keys, sorted ascending (as `sortedmulti_a`):
 ///
-/// The threshold counts keys, not voting power: `multi_a` cannot weigh signatures, and a
-/// weighted script (Nomic's) is 10–15 % larger. With equal powers — as the genesis and
-/// `p2pnode validator add` default to — it is exactly the consensus quorum.
+/// - the main leaf, more than two thirds of the voting power: `multi_a(k, …)` with
+///   k = ⌊2n/3⌋ + 1 when every power is equal, else a weighted leaf (`ThresholdScript`)
+///   where each signing key adds its power and the sum must reach ⌊2W/3⌋ + 1 (`multi_a`
+///   counts keys: with unequal powers k low-power keys could move the coin);
+/// - optionally (genesis `checkpoint.recovery_blocks`), a recovery leaf: the same keys
+///   with more than a third of the power, after the coin has been unspent for that many
+///   blocks (`and_v(v:older(T), multi_a(⌊n/3⌋+1, …))`, or weighted). Only the epoch's own
+///   validators can move the coin, as the design says; the recovery leaf keeps it from
+///   being locked forever when too many of them lose their keys or go silent
+///   (Nomic's emergency disbursal is the anchor).
+///
+/// Powers are weights in the script; if they add up to 2^31 or more they are scaled down
+/// by a power of two (each at least 1) so that every `OP_ADD` takes 4-byte numbers.
 public struct CheckpointCoin: Sendable, Equatable {
+    /// The recovery leaf and its relative timelock.
+    public struct Recovery: Sendable, Equatable {
+        public let script: ThresholdScript
+        public let leaf: TapLeaf
+        public var blocks: UInt32 { script.olderBlocks ?? 0 }
+    }
+
+    /// Sorted x-only keys; `weights` aligned with them (nil: equal powers, `multi_a`).
     public let keys: [[UInt8]]
-    public let threshold: Int
+    public let weights: [UInt64]?
+    public let main: ThresholdScript
     public let leaf: TapLeaf
+    public let recovery: Recovery?
 
     public static func threshold(validators n: Int) -> Int { 2 * n / 3 + 1 }
+    /// More than two thirds of `total`; more than a third for the recovery leaf.
+    public static func threshold(total: UInt64) -> UInt64 { 2 * total / 3 + 1 }
+    public static func recoveryThreshold(total: UInt64) -> UInt64 { total / 3 + 1 }
 
-    public init(keys unsorted: [[UInt8]]) throws(BitcoinError) {
-        let keys = unsorted.sorted { $0.lexicographicallyPrecedes($1) }
+    /// Equal powers.
+    public init(keys: [[UInt8]], recoveryBlocks: UInt32? = nil) throws(BitcoinError) {
+        try self.init(validators: keys.map { ($0, 1) }, recoveryBlocks: recoveryBlocks)
+    }
+
+    public init(validators: [(key: [UInt8], power: UInt64)], recoveryBlocks: UInt32? = nil) throws(BitcoinError) {
+        let sorted = validators.sorted { $0.key.lexicographicallyPrecedes($1.key) }
+        let keys = sorted.map(\.key)
         guard Set(keys).count == keys.count else { throw BitcoinError("checkpoint coin: a key appears twice") }
+        guard sorted.allSatisfy({ $0.power >= 1 }) else { throw BitcoinError("checkpoint coin: a power of 0") }
         self.keys = keys
-        threshold = Self.threshold(validators: keys.count)
-        leaf = TapLeaf(script: try Script.multiA(threshold: threshold, keys: keys))
+        let powers = sorted.map(\.power)
+        if Set(powers).count <= 1 {
+            weights = nil
+        } else {
+            var shift: UInt64 = 0
+            func scaled() -> [UInt64] { powers.map { max(1, $0 >> shift) } }
+            while scaled().reduce(0, { $0 &+ $1 }) > ThresholdScript.maxTotalWeight
+                || scaled().contains(where: { $0 > ThresholdScript.maxTotalWeight })
+            {
+                shift += 1
+            }
+            weights = scaled()
+        }
+        let total = weights?.reduce(0, +) ?? UInt64(keys.count)
+        main = try ThresholdScript(keys: keys, weights: weights, threshold: Self.threshold(total: total))
+        leaf = TapLeaf(script: main.script)
+        if let recoveryBlocks {
+            let script = try ThresholdScript(
+                keys: keys, weights: weights, threshold: Self.recoveryThreshold(total: total),
+                olderBlocks: recoveryBlocks)
+            recovery = Recovery(script: script, leaf: TapLeaf(script: script.script))
+        } else {
+            recovery = nil
+        }
+    }
+
+    /// The main leaf's threshold: signatures for `multi_a`, power for a weighted leaf.
+    public var threshold: Int { Int(main.threshold) }
+
+    /// Whether these keys' signatures reach the main leaf's threshold.
+    public func isSatisfied(by signers: Set<[UInt8]>) -> Bool {
+        keys.indices.filter { signers.contains(keys[$0]) }.reduce(0) { $0 + main.weight(ofKeyAt: $1) }
+            >= main.threshold
+    }
+
+    /// The most signatures the main leaf may need: the fewest keys whose weight reaches the
+    /// threshold, taking the lightest first (the witness size the fee must cover).
+    public var signaturesNeeded: Int {
+        var weight: UInt64 = 0
+        var count = 0
+        for w in keys.indices.map({ main.weight(ofKeyAt: $0) }).sorted() where weight < main.threshold {
+            weight += w
+            count += 1
+        }
+        return count
+    }
+
+    public var tree: TapTree {
+        guard let recovery else { return .leaf(leaf) }
+        return .branch(.leaf(leaf), .leaf(recovery.leaf))
     }
 
     public var output: TaprootOutput {
-        // Both keys are valid by construction (NUMS is a curve point; the leaf hashes).
+        // Both keys are valid by construction (NUMS is a curve point; the leaves hash).
         try! TaprootOutput(
-            internalKey: try! Secp256k1.XOnlyPublicKey(rawRepresentation: TaprootOutput.unspendableKey),
-            tree: .leaf(leaf))
+            internalKey: try! Secp256k1.XOnlyPublicKey(rawRepresentation: TaprootOutput.unspendableKey), tree: tree)
     }
 
     public var scriptPubKey: Script { output.scriptPubKey }
     public var controlBlock: [UInt8] { output.controlBlock(for: leaf)! }
-    public var descriptor: String { Descriptor.multiA(threshold: threshold, keys: keys) }
+    public var recoveryControlBlock: [UInt8]? { recovery.flatMap { output.controlBlock(for: $0.leaf) } }
+    /// The output descriptor (BIP386 `tr` with miniscript leaves, BIP380 checksum); nil for
+    /// a weighted coin, which no descriptor can express.
+    public var descriptor: String? {
+        guard weights == nil else { return nil }
+        return Descriptor.checkpointCoin(
+            threshold: threshold, keys: keys,
+            recovery: recovery.map { (Int($0.script.threshold), $0.blocks) })
+    }
     public func address(_ network: Network) -> String { output.address(network).description }
 }
 
@@ -118,8 +203,52 @@ public enum CheckpointTransaction {
         return psbt
     }
 
-    /// The virtual size once signed by exactly k keys: the witness holds k 64-byte
-    /// signatures and n − k empty items, the leaf script and the control block.
+    /// The recovery spend (`p2pnode checkpoint recover`): the whole coin less `fee` to
+    /// `destination` through the recovery leaf. Version 2 and nSequence = the leaf's
+    /// blocks (BIP68), so Bitcoin accepts it only once the coin has been unspent that long.
+    public static func recoveryPSBT(
+        spending coin: OutPoint, value: UInt64, of current: CheckpointCoin, to destination: Script, fee: UInt64
+    ) throws(BitcoinError) -> PSBT {
+        guard let recovery = current.recovery, let control = current.recoveryControlBlock else {
+            throw BitcoinError("checkpoint: this coin has no recovery leaf (genesis checkpoint.recovery_blocks)")
+        }
+        guard value > fee, value - fee >= dustLimit else {
+            throw BitcoinError("checkpoint: the coin's \(value) sats cannot pay a fee of \(fee) and stay above dust")
+        }
+        let tx = BitcoinTransaction(
+            version: 2, inputs: [TxIn(previousOutput: coin, sequence: recovery.blocks)],
+            outputs: [TxOut(value: value - fee, scriptPubKey: destination)])
+        var psbt = PSBT(unsignedTx: tx)
+        psbt.inputs[0].witnessUtxo = TxOut(value: value, scriptPubKey: current.scriptPubKey)
+        psbt.inputs[0].tapInternalKey = TaprootOutput.unspendableKey
+        psbt.inputs[0].tapMerkleRoot = current.output.merkleRoot
+        psbt.inputs[0].tapLeafScripts[control] = recovery.leaf.script.bytes + [recovery.leaf.version]
+        return psbt
+    }
+
+    /// The virtual size of a recovery spend to a P2TR address with the most signatures the
+    /// recovery leaf may need.
+    public static func recoveryVirtualSize(_ current: CheckpointCoin) -> Int {
+        guard let recovery = current.recovery, let control = current.recoveryControlBlock else { return 0 }
+        var tx = BitcoinTransaction(
+            version: 2,
+            inputs: [TxIn(previousOutput: OutPoint(txid: [UInt8](repeating: 0, count: 32), vout: 0))],
+            outputs: [TxOut(value: 0, scriptPubKey: .p2tr(outputKey: [UInt8](repeating: 0, count: 32)))])
+        var weight: UInt64 = 0
+        let weights = current.keys.indices.map { recovery.script.weight(ofKeyAt: $0) }
+        var needed = 0
+        for w in weights.sorted() where weight < recovery.script.threshold {
+            weight += w
+            needed += 1
+        }
+        let signatures = (0..<current.keys.count).map { $0 < needed ? [UInt8](repeating: 1, count: 64) : [] }
+        tx.inputs[0].witness = signatures + [recovery.leaf.script.bytes, control]
+        return tx.virtualSize
+    }
+
+    /// The virtual size once signed by k keys (for a weighted leaf, the most it may take:
+    /// `signaturesNeeded`): the witness holds k 64-byte signatures and n − k empty items,
+    /// the leaf script and the control block.
     public static func virtualSize(current: CheckpointCoin, next: CheckpointCoin) -> Int {
         var tx = BitcoinTransaction(
             version: 2,
@@ -128,7 +257,8 @@ public enum CheckpointTransaction {
                 TxOut(value: 0, scriptPubKey: next.scriptPubKey),
                 TxOut(value: 0, scriptPubKey: .opReturn([UInt8](repeating: 0, count: CheckpointPayload.size))),
             ])
-        let signatures = (0..<current.keys.count).map { $0 < current.threshold ? [UInt8](repeating: 1, count: 64) : [] }
+        let needed = current.signaturesNeeded
+        let signatures = (0..<current.keys.count).map { $0 < needed ? [UInt8](repeating: 1, count: 64) : [] }
         tx.inputs[0].witness = signatures + [current.leaf.script.bytes, current.controlBlock]
         return tx.virtualSize
     }

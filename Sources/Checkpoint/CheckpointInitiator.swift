@@ -244,7 +244,7 @@ public struct CheckpointInitiator: Sendable {
     }
 
     private mutating func finishIfComplete() -> [Action] {
-        guard var s = session, !s.done, s.signers.count >= s.coin.threshold,
+        guard var s = session, !s.done, s.coin.isSatisfied(by: s.signers),
             var validated = try? s.psbt.validated(), (try? validated.finalize()) != nil,
             let tx = try? validated.extract(),
             let payload = try? CheckpointPayload(script: tx.outputs[1].scriptPubKey)

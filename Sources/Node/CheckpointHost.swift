@@ -84,7 +84,7 @@ struct CheckpointHost {
     /// An epoch's coin, from its validators' Bitcoin keys (nil if the epoch is unknown here).
     static func coin(epoch: Epoch, chain: ConsensusHost) -> CheckpointCoin? {
         guard let system = chain.system(epoch: epoch) else { return nil }
-        return try? CheckpointCoin(keys: system.validators.map(\.bitcoinKey))
+        return try? chain.genesis.checkpointCoin(validators: system.validators.map { ($0.bitcoinKey, $0.power) })
     }
 
     private mutating func coin(epoch: Epoch, chain: ConsensusHost) -> CheckpointCoin? {

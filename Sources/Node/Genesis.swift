@@ -1,3 +1,4 @@
+import Checkpoint
 import Consensus
 import Foundation
 import Ledger
@@ -59,6 +60,10 @@ public struct Genesis: Codable, Sendable, Equatable {
         /// `bump_after_blocks` Bitcoin blocks (default 3). Optional, as `coin`.
         public var fee_tolerance: Double?
         public var bump_after_blocks: Int?
+        /// Blocks (relative, BIP68) after which more than a third of an epoch's power may
+        /// move its coin through the recovery leaf (`p2pnode checkpoint recover`). Absent:
+        /// no recovery leaf (files written before it existed keep their coin's script).
+        public var recovery_blocks: UInt32?
 
         var feeTolerance: Double { fee_tolerance ?? 2 }
         var bumpAfterBlocks: Int { bump_after_blocks ?? 3 }
@@ -156,6 +161,9 @@ public struct Genesis: Codable, Sendable, Equatable {
         guard checkpoint.fee_rate_min >= 1, checkpoint.fee_rate_min <= checkpoint.fee_rate_max else {
             throw ConfigError("\(source): checkpoint.fee_rate_min must be 1…fee_rate_max")
         }
+        if let blocks = checkpoint.recovery_blocks, !(1...0xFFFF).contains(blocks) {
+            throw ConfigError("\(source): checkpoint.recovery_blocks must be 1…65535 (BIP68 blocks)")
+        }
         guard (1...10).contains(checkpoint.feeTolerance), (1...1_008).contains(checkpoint.bumpAfterBlocks) else {
             throw ConfigError("\(source): checkpoint.fee_tolerance must be 1…10 and bump_after_blocks 1…1008")
         }
@@ -221,5 +229,19 @@ public struct Genesis: Codable, Sendable, Equatable {
         config.maxBlockTransactions = consensus.max_block_transactions
         config.maxBlockBytes = consensus.maxBlockBytes
         return config
+    }
+}
+
+extension Genesis {
+    /// The checkpoint coin a validator set locks: its Bitcoin keys weighted by power, with
+    /// the genesis recovery leaf if one is configured.
+    public func checkpointCoin(validators: [(bitcoinKey: [UInt8], power: UInt64)]) throws -> CheckpointCoin {
+        try CheckpointCoin(
+            validators: validators.map { ($0.bitcoinKey, $0.power) }, recoveryBlocks: checkpoint.recovery_blocks)
+    }
+
+    /// Epoch 1's coin: the genesis validators.
+    public func firstCheckpointCoin() throws -> CheckpointCoin {
+        try checkpointCoin(validators: validators.map { (try Hex.decode($0.bitcoin_xonly), $0.power) })
     }
 }

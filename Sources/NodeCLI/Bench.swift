@@ -230,20 +230,31 @@ struct CatchUpBench: AsyncParsableCommand {
 struct CheckpointBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "checkpoint",
-        abstract: "Checkpoint transaction sizes and fees by validator count (k = ⌊2n/3⌋+1 signatures).")
+        abstract:
+            "Checkpoint transaction sizes and fees by validator count: multi_a (equal powers), weighted (unequal), each with and without the recovery leaf."
+    )
 
     @Option(help: "Validator counts.") var validators: [Int] = [4, 7, 20, 50]
+    @Option(name: .customLong("recovery-blocks"), help: "The recovery leaf's timelock.") var recoveryBlocks: UInt32 =
+        2_016
 
     func run() async throws {
-        print("    n    k  leaf script  vsize   fee @1      @2     @10 sat/vB")
+        print("multi_a = equal powers (k = ⌊2n/3⌋+1 signatures, the size optimum for k of n Schnorr keys);")
+        print("weighted = powers 1…n (each signer adds its power; the fee covers the most signatures it may take);")
+        print("+recovery = a second leaf, its 32-byte branch hash in every control block.")
+        print("    n    k  multi_a  +recovery  weighted  +recovery   fee @2 sat/vB (multi_a+recovery)")
         for n in validators {
-            let coin = try CheckpointCoin(
-                keys: (0..<n).map { _ in Secp256k1.PrivateKey().xOnlyPublicKey.rawRepresentation })
-            let vsize = CheckpointTransaction.virtualSize(current: coin, next: coin)
+            let keys = (0..<n).map { _ in Secp256k1.PrivateKey().xOnlyPublicKey.rawRepresentation }
+            func size(_ coin: CheckpointCoin) -> Int { CheckpointTransaction.virtualSize(current: coin, next: coin) }
+            let plain = try CheckpointCoin(keys: keys)
+            let recovering = try CheckpointCoin(keys: keys, recoveryBlocks: recoveryBlocks)
+            let powers = keys.enumerated().map { ($0.element, UInt64($0.offset + 1)) }
+            let weighted = try CheckpointCoin(validators: powers)
+            let weightedRecovering = try CheckpointCoin(validators: powers, recoveryBlocks: recoveryBlocks)
             print(
                 String(
-                    format: "%5d %4d %8d B %6d vB %7d %7d %7d", n, coin.threshold, coin.leaf.script.bytes.count, vsize,
-                    vsize, 2 * vsize, 10 * vsize))
+                    format: "%5d %4d %5d vB %7d vB %6d vB %7d vB %10d sats", n, plain.threshold, size(plain),
+                    size(recovering), size(weighted), size(weightedRecovering), 2 * size(recovering)))
         }
     }
 }

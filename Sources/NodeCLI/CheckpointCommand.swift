@@ -12,7 +12,7 @@ struct CheckpointCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "checkpoint",
         abstract: "The Bitcoin checkpoint coin: address, fund, verify.",
-        subcommands: [Address.self, Fund.self, Verify.self]
+        subcommands: [Address.self, Fund.self, Verify.self, Recover.self]
     )
 
     struct GenesisOption: ParsableArguments {
@@ -31,7 +31,7 @@ struct CheckpointCommand: AsyncParsableCommand {
 
     /// Epoch 1's coin: the genesis validators' Bitcoin keys.
     static func firstCoin(_ genesis: Genesis) throws -> CheckpointCoin {
-        do { return try CheckpointCoin(keys: genesis.validators.map { try Hex.decode($0.bitcoin_xonly) }) } catch {
+        do { return try genesis.firstCheckpointCoin() } catch {
             throw CLIError("genesis validators' Bitcoin keys: \(error)")
         }
     }
@@ -46,8 +46,19 @@ struct CheckpointCommand: AsyncParsableCommand {
             let coin = try CheckpointCommand.firstCoin(try genesis.load())
             let (net, _) = try network.resolve()
             print(coin.address(net))
-            print("descriptor: \(coin.descriptor)")
-            print("threshold:  \(coin.threshold) of \(coin.keys.count) validators")
+            if let descriptor = coin.descriptor {
+                print("descriptor: \(descriptor)")
+                print("threshold:  \(coin.threshold) of \(coin.keys.count) validators")
+            } else {
+                // No descriptor expresses a weighted leaf: the script itself.
+                print("weighted leaf: \(coin.leaf.script.hex)")
+                print("threshold:  power \(coin.threshold) of \(coin.main.totalWeight)")
+            }
+            if let recovery = coin.recovery {
+                print(
+                    "recovery:   \(recovery.script.threshold) of \(recovery.script.totalWeight) after \(recovery.blocks) blocks unspent"
+                )
+            }
         }
     }
 
@@ -145,31 +156,45 @@ struct CheckpointCommand: AsyncParsableCommand {
             } catch let error as BitcoinError {
                 throw CLIError("\(error)")
             }
-            var epochKeys: [UInt64: [[UInt8]]] = [1: coin.keys]
+            var epochCoins: [UInt64: CheckpointCoin] = [1: coin]
             var epochs: [UInt64: JSONValue] = [:]
             if let admin {
                 // The node's validator sets for every epoch the checkpoints name.
-                let named = Set(spends.compactMap { try? CheckpointPayload(script: $0.outputs[1].scriptPubKey).epoch })
+                let named = Set(
+                    spends.compactMap {
+                        $0.outputs.count > 1 ? try? CheckpointPayload(script: $0.outputs[1].scriptPubKey).epoch : nil
+                    })
                 for epoch in named.sorted() {
                     let info = try admin.call("getepoch", .object(["epoch": .int(epoch)]))
                     epochs[epoch] = info
-                    epochKeys[epoch] = (info["validators"]?.arrayValue ?? []).compactMap {
-                        $0["bitcoin_xonly"]?.stringValue.flatMap { try? Hex.decode($0) }
+                    let set: [(bitcoinKey: [UInt8], power: UInt64)] = (info["validators"]?.arrayValue ?? []).compactMap
+                    {
+                        guard let key = $0["bitcoin_xonly"]?.stringValue.flatMap({ try? Hex.decode($0) }),
+                            let power = $0["power"]?.numberValue, power >= 1
+                        else { return nil }
+                        return (key, UInt64(power))
                     }
+                    epochCoins[epoch] = try? file.checkpointCoin(validators: set)
                 }
             }
-            let known = epochKeys
+            let known = epochCoins
             var (entries, problem) = CheckpointChain.verify(
                 start: try OutPoint(displayTxid: txid, vout: vout), startScript: coin.scriptPubKey, startValue: value,
-                spends: spends, keysForEpoch: { known[$0] })
+                spends: spends, coinForEpoch: { known[$0] })
             if let admin, problem == nil {
                 problem = try Self.crossCheck(entries, node: admin, epochs: epochs)
             }
             print(
                 "epoch    round  commit_state_id                                                   signers  conf  txid")
             for e in entries {
+                guard let payload = e.payload else {
+                    print(
+                        "RECOVERY: \(e.txid) moved the coin through the recovery leaf (\(e.signatures) of \(e.keys.count) keys, "
+                            + "after \(e.recoveryBlocks ?? 0) blocks): checkpointing ended there")
+                    continue
+                }
                 print(
-                    String(format: "%5d %8d  ", e.payload.epoch, e.payload.round) + e.payload.commitStateID.hex
+                    String(format: "%5d %8d  ", payload.epoch, payload.round) + payload.commitStateID.hex
                         + String(format: "  %3d/%-3d %5d  ", e.signatures, e.keys.count, confirmations[e.txid] ?? 0)
                         + e.txid)
             }
@@ -190,7 +215,8 @@ struct CheckpointCommand: AsyncParsableCommand {
             let top = Int(try node.call("getstatus")["committed_height"]?.numberValue ?? 0)
             var states: [UInt64: [UInt64: String]] = [:]  // epoch → round → state id
             for entry in entries {
-                let epoch = entry.payload.epoch
+                guard let payload = entry.payload else { continue }  // a recovery spend: no state
+                let epoch = payload.epoch
                 if states[epoch] == nil {
                     var rounds: [UInt64: String] = [:]
                     let first = Int(epochs[epoch]?["first_height"]?.numberValue ?? 1)
@@ -210,15 +236,139 @@ struct CheckpointCommand: AsyncParsableCommand {
                     }
                     states[epoch] = rounds
                 }
-                guard entry.payload.round >= 1, let own = states[epoch]?[entry.payload.round - 1] else {
+                guard payload.round >= 1, let own = states[epoch]?[payload.round - 1] else {
                     return "\(entry.txid): the node has no committed block of epoch \(epoch) at round "
-                        + "\(entry.payload.round - 1) (behind, or not this chain)"
+                        + "\(payload.round - 1) (behind, or not this chain)"
                 }
-                guard own == entry.payload.commitStateID.hex else {
-                    return "\(entry.txid): state id \(entry.payload.commitStateID.hex) is not the node's \(own)"
+                guard own == payload.commitStateID.hex else {
+                    return "\(entry.txid): state id \(payload.commitStateID.hex) is not the node's \(own)"
                 }
             }
             return nil
+        }
+    }
+
+    struct Recover: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Move the checkpoint coin through its recovery leaf (more than a third of its keys, after the timelock).",
+            discussion: """
+                For when too many of an epoch's validators have lost their keys or gone silent for \
+                checkpoints to go on: once the coin has been unspent for the genesis \
+                checkpoint.recovery_blocks, keys holding more than a third of the coin's power can \
+                send it to an address they agree on. Each operator runs this with their key \
+                directory: the first without --psbt builds the spend and prints a PSBT with their \
+                signature; the next passes it with --psbt to add theirs; with --broadcast the PSBT \
+                is finalized and sent once it has enough signatures. Bitcoin refuses it before the \
+                timelock ("non-BIP68-final"). The coin is then outside checkpointing: every node \
+                raises its alarm (docs/checkpoints.md).
+                """)
+        @OptionGroup var genesis: GenesisOption
+        @Option(help: "Key directory name or path of a signer of the coin.") var key: String
+        @Option(help: "Where the coin goes (an address).") var to: String
+        @Option(help: "A PSBT (base64) another signer printed: add this key's signature to it.") var psbt: String?
+        @Option(
+            help: ArgumentHelp(
+                "A node's admin socket: the coin it follows and that epoch's validators.", valueName: "SOCKET"))
+        var node: String?
+        @Option(name: .customLong("fee-rate"), help: "sat/vB (default: the server's estimate).") var feeRate: Double?
+        @Flag(help: "Finalize and broadcast once the PSBT has enough signatures.") var broadcast = false
+        @OptionGroup var network: BtcCommand.NetworkOptions
+
+        func run() async throws {
+            let file = try genesis.load()
+            let (net, client) = try network.client()
+            let wallet = try BtcCommand.Wallet(key)
+            var partial: PSBT
+            if let psbt {
+                do { partial = try PSBT(base64: psbt) } catch { throw CLIError("--psbt: \(error)") }
+            } else {
+                let (coin, value, current) = try await followedCoin(file, client: client)
+                let destination: Script
+                do { destination = try SegwitAddress(to, network: net).scriptPubKey } catch {
+                    throw CLIError("--to \(to): \(error)")
+                }
+                let rate: Double
+                if let feeRate {
+                    rate = feeRate
+                } else {
+                    do { rate = try await client.feeRate(target: 6) } catch { rate = 2 }
+                }
+                do {
+                    let fee = UInt64(
+                        (max(rate, 1) * Double(CheckpointTransaction.recoveryVirtualSize(current))).rounded(.up))
+                    partial = try CheckpointTransaction.recoveryPSBT(
+                        spending: coin, value: value, of: current, to: destination, fee: fee)
+                } catch { throw CLIError("\(error)") }
+            }
+            guard let leaf = partial.inputs.first?.tapLeafScripts.values.first,
+                let script = ThresholdScript(script: Script(bytes: Array(leaf.dropLast()))), script.olderBlocks != nil,
+                partial.inputs.count == 1
+            else { throw CLIError("the PSBT does not spend a checkpoint coin through its recovery leaf") }
+            guard script.keys.contains(wallet.key.xOnlyPublicKey.rawRepresentation) else {
+                throw CLIError("\(key)'s Bitcoin key is not one of the coin's keys")
+            }
+            var validated: ValidatedPSBT
+            do {
+                validated = try partial.validated()
+                _ = try validated.sign(with: wallet.key)
+            } catch { throw CLIError("cannot sign: \(error)") }
+            let signed = Set(validated.psbt.inputs[0].tapScriptSigs.keys.map { Array($0.prefix(32)) })
+            let weight = script.keys.indices.filter { signed.contains(script.keys[$0]) }
+                .reduce(0) { $0 + script.weight(ofKeyAt: $1) }
+            print("psbt: \(validated.psbt.base64)")
+            print(
+                "signatures: weight \(weight) of the \(script.threshold) needed; timelock \(script.olderBlocks!) blocks"
+            )
+            guard broadcast else { return }
+            guard weight >= script.threshold else {
+                throw CLIError("not enough signatures to broadcast yet: pass the PSBT to the next signer")
+            }
+            do {
+                try validated.finalize()
+                let tx = try validated.extract()
+                let txid = try await client.broadcast(hex: tx.hex)
+                print("broadcast \(txid)")
+            } catch let error as EsploraError {
+                throw CLIError("broadcast refused: \(error)")
+            } catch { throw CLIError("\(error)") }
+        }
+
+        /// The coin to recover: the one the node follows (its epoch's validators from the
+        /// node), or, without a node, the genesis coin if no checkpoint has moved it.
+        func followedCoin(_ file: Genesis, client: EsploraClient) async throws -> (OutPoint, UInt64, CheckpointCoin) {
+            if let node {
+                let admin = AdminClient(socketPath: node)
+                let followed = try admin.call("getcheckpoints")
+                guard let text = followed["coin"]?.stringValue, let value = followed["coin_value"]?.numberValue,
+                    let epoch = followed["coin_epoch"]?.numberValue
+                else { throw CLIError("the node at \(node) does not follow a checkpoint coin") }
+                let parts = text.split(separator: ":")
+                guard parts.count == 2, let vout = UInt32(parts[1]),
+                    let outpoint = try? OutPoint(displayTxid: String(parts[0]), vout: vout)
+                else { throw CLIError("the node's coin \(text) is not TXID:VOUT") }
+                let info = try admin.call("getepoch", .object(["epoch": .int(Int(epoch))]))
+                let set: [(bitcoinKey: [UInt8], power: UInt64)] = (info["validators"]?.arrayValue ?? []).compactMap {
+                    guard let key = $0["bitcoin_xonly"]?.stringValue.flatMap({ try? Hex.decode($0) }),
+                        let power = $0["power"]?.numberValue, power >= 1
+                    else { return nil }
+                    return (key, UInt64(power))
+                }
+                return (outpoint, UInt64(value), try file.checkpointCoin(validators: set))
+            }
+            guard let (txid, vout) = file.checkpoint.coinOutpoint, let value = file.checkpoint.coin_value else {
+                throw CLIError("\(genesis.genesis) names no checkpoint coin (checkpoint.coin)")
+            }
+            do {
+                let spend = try await client.outspend(txid: txid, vout: vout)
+                if spend.spent {
+                    throw CLIError(
+                        "checkpoints have moved the genesis coin: pass --node SOCKET to recover the current one")
+                }
+            } catch let error as EsploraError {
+                throw CLIError("\(error)")
+            }
+            return (try OutPoint(displayTxid: txid, vout: vout), value, try CheckpointCommand.firstCoin(file))
         }
     }
 }

@@ -44,6 +44,14 @@ struct GenesisCommand: AsyncParsableCommand {
         help: "Seconds before a later leader takes over a checkpoint not seen on Bitcoin.")
     var checkpointTimeout: Double = 120
 
+    @Option(
+        name: .customLong("recovery-blocks"),
+        help: ArgumentHelp(
+            "Bitcoin blocks a checkpoint coin must sit unspent before more than a third of its power may move it (0: no recovery leaf).",
+            discussion:
+                "The coin's second tapleaf (docs/checkpoints.md); 2016 blocks is about two weeks. At most 65535."))
+    var recoveryBlocks: UInt32 = 2_016
+
     @Flag(help: "Overwrite an existing output file.")
     var force = false
 
@@ -81,6 +89,7 @@ struct GenesisCommand: AsyncParsableCommand {
         }
         genesis.checkpoint.interval_blocks = checkpointInterval
         genesis.checkpoint.timeout_seconds = checkpointTimeout
+        genesis.checkpoint.recovery_blocks = recoveryBlocks == 0 ? nil : recoveryBlocks
         do { try genesis.validate(source: validators) } catch { throw CLIError("\(error)") }
         if FileManager.default.fileExists(atPath: out) && !force {
             throw CLIError("\(out) exists; pass --force to overwrite")

@@ -38,17 +38,17 @@ struct CheckpointChainTests {
         return out
     }
 
-    func keys(_ epoch: UInt64) -> [[UInt8]]? {
-        (epoch == 1 ? epoch1 : epoch == 2 ? epoch2 : []).map(\.xOnlyPublicKey.rawRepresentation)
+    func keys(_ epoch: UInt64) -> CheckpointCoin? {
+        epoch == 1 ? coin(epoch1) : epoch == 2 ? coin(epoch2) : nil
     }
 
     @Test("a valid chain with an epoch handover verifies in full")
     func valid() throws {
         let (entries, problem) = CheckpointChain.verify(
             start: genesis, startScript: coin(epoch1).scriptPubKey, startValue: 100_000, spends: try chain(),
-            keysForEpoch: keys)
+            coinForEpoch: keys)
         #expect(problem == nil)
-        #expect(entries.map(\.payload.round) == [5, 9, 3])
+        #expect(entries.map(\.payload?.round) == [5, 9, 3])
         #expect(entries[2].keys.count == 5 && entries[2].signatures == 4)
     }
 
@@ -60,19 +60,19 @@ struct CheckpointChainTests {
         #expect(
             CheckpointChain.verify(
                 start: genesis, startScript: coin(other).scriptPubKey, startValue: 100_000, spends: spends,
-                keysForEpoch: keys
+                coinForEpoch: keys
             )
             .problem != nil)
         #expect(
             CheckpointChain.verify(
                 start: OutPoint(txid: [UInt8](repeating: 5, count: 32), vout: 1),
                 startScript: coin(epoch1).scriptPubKey, startValue: 100_000,
-                spends: spends, keysForEpoch: keys
+                spends: spends, coinForEpoch: keys
             ).problem != nil)
         // The node says epoch 2 has other validators.
         let (entries, problem) = CheckpointChain.verify(
             start: genesis, startScript: coin(epoch1).scriptPubKey, startValue: 100_000, spends: spends,
-            keysForEpoch: { $0 == 2 ? other.map(\.xOnlyPublicKey.rawRepresentation) : keys($0) })
+            coinForEpoch: { $0 == 2 ? coin(other) : keys($0) })
         #expect(entries.count == 2 && problem?.contains("epoch 2") == true)
         // A corrupted signature (the chain as a server might lie about it).
         var forged = spends
@@ -80,14 +80,14 @@ struct CheckpointChainTests {
         forged[1].inputs[0].witness[signed][7] ^= 1
         let corrupted = CheckpointChain.verify(
             start: genesis, startScript: coin(epoch1).scriptPubKey, startValue: 100_000, spends: forged,
-            keysForEpoch: keys)
+            coinForEpoch: keys)
         #expect(corrupted.entries.count == 1 && corrupted.problem?.contains("invalid signature") == true)
         // Out of order.
         #expect(
             CheckpointChain.verify(
                 start: genesis, startScript: coin(epoch1).scriptPubKey, startValue: 100_000,
                 spends: [spends[0], spends[0]],
-                keysForEpoch: keys
+                coinForEpoch: keys
             ).problem != nil)
     }
 }

@@ -84,6 +84,15 @@ final class RegtestChain: @unchecked Sendable {
         return try #require(object?["txid"] as? String)
     }
 
+    /// Mines `blocks` blocks now.
+    @discardableResult
+    func mine(_ blocks: Int = 1) async throws -> Int {
+        let body = try JSONSerialization.data(withJSONObject: ["blocks": blocks])
+        let data = try await client.request("regtest/mine", method: "POST", body: body, retry: false)
+        let object = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+        return try #require(object?["height"] as? Int)
+    }
+
     /// Replaces the last `depth` blocks with a longer branch (Bitcoin Core's engine switches
     /// to it); `replace` puts a conflicting transaction (hex) in place of a txid.
     func reorg(depth: Int, replace: [String: String] = [:], drop: [String] = []) async throws -> [String] {
