@@ -19,6 +19,8 @@ public enum CheckpointChain {
         public let signatures: Int
         /// Spent through the recovery leaf after `recoveryBlocks` blocks.
         public var recoveryBlocks: UInt32?
+        /// Sats it swept in from top-ups.
+        public var toppedUp: UInt64 = 0
     }
 
     /// Walks `spends` (in order) from `start`, the genesis coin's outpoint, whose output
@@ -26,9 +28,13 @@ public enum CheckpointChain {
     /// path). `coinForEpoch` gives the coin an epoch's validators lock, where known.
     /// Returns the verified entries and, if the walk stopped, why (the entries before it
     /// are still verified).
+    ///
+    /// A checkpoint may sweep top-ups (outputs paid to the coin's script) in as extra
+    /// inputs; their outputs come from `prevouts` (BIP341 signatures commit to every spent
+    /// output, so they are needed to check the coin's signatures at all).
     public static func verify(
         start: OutPoint, startScript: Script, startValue: UInt64, spends: [BitcoinTransaction],
-        coinForEpoch: (UInt64) -> CheckpointCoin?
+        coinForEpoch: (UInt64) -> CheckpointCoin?, prevouts: [OutPoint: TxOut] = [:]
     ) -> (entries: [Entry], problem: String?) {
         var coin = start
         var coinScript = startScript
@@ -37,8 +43,18 @@ public enum CheckpointChain {
         var last: (epoch: UInt64, round: UInt64)?
         for tx in spends {
             let txid = tx.displayTxid
-            guard tx.inputs.count == 1, tx.inputs[0].previousOutput == coin else {
+            guard !tx.inputs.isEmpty, tx.inputs[0].previousOutput == coin else {
                 return (entries, "\(txid) does not spend the checkpoint coin \(coin)")
+            }
+            var spent = [TxOut(value: coinValue, scriptPubKey: coinScript)]
+            for input in tx.inputs.dropFirst() {
+                guard let prevout = prevouts[input.previousOutput] else {
+                    return (entries, "\(txid): the output its input \(input.previousOutput) spends is not known here")
+                }
+                guard prevout.scriptPubKey == coinScript else {
+                    return (entries, "\(txid): an extra input that is not a top-up of the coin")
+                }
+                spent.append(prevout)
             }
             let witness = tx.inputs[0].witness
             guard witness.count >= 3, let control = witness.last else {
@@ -59,7 +75,7 @@ public enum CheckpointChain {
             // The witness lists signatures in reverse key order.
             guard
                 let digest = try? tx.taprootSighash(
-                    index: 0, spent: [TxOut(value: coinValue, scriptPubKey: coinScript)], type: .default,
+                    index: 0, spent: spent, type: .default,
                     scriptSpend: .init(leafHash: TapLeaf(script: leaf, version: control[0] & 0xFE).hash))
             else { return (entries, "\(txid): cannot compute its signature hash") }
             var signatures = 0
@@ -99,7 +115,9 @@ public enum CheckpointChain {
                 return (entries, "\(txid): epoch \(payload.epoch) round \(payload.round) does not follow \(last)")
             }
             last = (payload.epoch, payload.round)
-            entries.append(Entry(txid: txid, payload: payload, keys: keys, signatures: signatures))
+            var entry = Entry(txid: txid, payload: payload, keys: keys, signatures: signatures)
+            entry.toppedUp = spent.dropFirst().reduce(0) { $0 &+ $1.value }
+            entries.append(entry)
             coin = OutPoint(txid: tx.txid, vout: 0)
             coinScript = tx.outputs[0].scriptPubKey
             coinValue = tx.outputs[0].value

@@ -105,10 +105,12 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
     /// node saw ask for it, if any.
     public mutating func spendSeen(
         _ tx: BitcoinTransaction, confirmedAt: Int?, coinForEpoch: (UInt64) -> CheckpointCoin?,
-        initiator: String? = nil, bitcoinTip: Int? = nil, blockHash: String? = nil, depth: Int = 1
+        initiator: String? = nil, bitcoinTip: Int? = nil, blockHash: String? = nil, depth: Int = 1,
+        prevouts: [OutPoint: TxOut] = [:]
     ) -> Outcome {
         let deep = confirmedAt.map { height in bitcoinTip.map { $0 - height + 1 >= depth } ?? true } ?? false
-        let outcome = judgeSpend(tx, confirmedAt: confirmedAt, coinForEpoch: coinForEpoch, initiator: initiator)
+        let outcome = judgeSpend(
+            tx, confirmedAt: confirmedAt, coinForEpoch: coinForEpoch, initiator: initiator, prevouts: prevouts)
         switch outcome {
         case .rejected(let reason) where deep:
             // Bitcoin buried a spend the rules reject: the coin is lost to checkpointing.
@@ -175,10 +177,12 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
     /// Verifies `tx` as the next checkpoint; a valid one comes back as `.inMempool` with
     /// its record (the caller decides on adoption) and `nextEpoch` set.
     private func judgeSpend(
-        _ tx: BitcoinTransaction, confirmedAt: Int?, coinForEpoch: (UInt64) -> CheckpointCoin?, initiator: String?
+        _ tx: BitcoinTransaction, confirmedAt: Int?, coinForEpoch: (UInt64) -> CheckpointCoin?, initiator: String?,
+        prevouts: [OutPoint: TxOut]
     ) -> Outcome {
         let step = CheckpointChain.verify(
-            start: coin, startScript: coinScript, startValue: coinValue, spends: [tx], coinForEpoch: coinForEpoch)
+            start: coin, startScript: coinScript, startValue: coinValue, spends: [tx], coinForEpoch: coinForEpoch,
+            prevouts: prevouts)
         guard let entry = step.entries.first else { return .rejected(step.problem ?? "not a checkpoint") }
         guard let payload = entry.payload else {
             // Valid, but the coin has left checkpointing (its keys' recovery path).
@@ -207,11 +211,19 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
             return .rejected(
                 "\(entry.txid): output 0 pays neither epoch \(payload.epoch)'s nor the next epoch's coin")
         }
+        // Saturating: the top-ups' values come from an esplora server, which may lie.
+        let spent = coinValue.addingReportingOverflow(entry.toppedUp)
+        let fee =
+            spent.overflow || spent.partialValue < tx.outputs[0].value ? 0 : spent.partialValue - tx.outputs[0].value
         var record = Record(
             txid: entry.txid, epoch: payload.epoch, round: payload.round,
             commitStateID: payload.commitStateID.hex, signatures: entry.signatures,
-            fee: coinValue - tx.outputs[0].value, bitcoinHeight: nil, initiator: initiator,
-            psbt: Self.finalPSBT(tx, spent: TxOut(value: coinValue, scriptPubKey: coinScript)).base64,
+            fee: fee, bitcoinHeight: nil, initiator: initiator,
+            psbt: Self.finalPSBT(
+                tx,
+                spent: [TxOut(value: coinValue, scriptPubKey: coinScript)]
+                    + tx.inputs.dropFirst().compactMap { prevouts[$0.previousOutput] }
+            ).base64,
             vsize: tx.virtualSize)
         record.nextEpoch = nextEpoch
         return .inMempool(record)
@@ -233,12 +245,14 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
 
     /// The finalizer's output for `tx` (BIP174: only the UTXO and the final witness left),
     /// built from what Bitcoin carries, so every node has it, not just the initiator.
-    static func finalPSBT(_ tx: BitcoinTransaction, spent: TxOut) -> PSBT {
+    static func finalPSBT(_ tx: BitcoinTransaction, spent: [TxOut]) -> PSBT {
         var unsigned = tx
-        unsigned.inputs[0].witness = []
+        for i in unsigned.inputs.indices { unsigned.inputs[i].witness = [] }
         var psbt = PSBT(unsignedTx: unsigned)
-        psbt.inputs[0].witnessUtxo = spent
-        psbt.inputs[0].finalScriptWitness = tx.inputs[0].witness
+        for (i, output) in spent.enumerated() where i < psbt.inputs.count {
+            psbt.inputs[i].witnessUtxo = output
+            psbt.inputs[i].finalScriptWitness = tx.inputs[i].witness
+        }
         return psbt
     }
 }

@@ -174,32 +174,51 @@ public struct CheckpointCoin: Sendable, Equatable {
     public func address(_ network: Network) -> String { output.address(network).description }
 }
 
-/// A checkpoint transaction: the current coin in, the next coin (output 0) and the
-/// OP_RETURN (output 1) out; fee = input − output 0; RBF enabled.
+/// A checkpoint transaction: the current coin in (then any top-ups paid to its script),
+/// the next coin (output 0) and the OP_RETURN (output 1) out; fee = inputs − output 0;
+/// RBF enabled.
 public enum CheckpointTransaction {
     /// The least a P2TR output may hold (Bitcoin Core's dust limit at 3 sat/vB relay).
     public static let dustLimit: UInt64 = 330
 
+    /// At most this many top-ups are swept into one checkpoint (each adds an input signed
+    /// by k keys; the rest wait for the next one).
+    public static let maxTopUps = 10
+
+    /// Top-ups in the order a checkpoint spends them (after the coin): by txid, then
+    /// output index, so every validator builds the same transaction.
+    public static func ordered(_ topUps: [OutPoint: UInt64]) -> [(OutPoint, UInt64)] {
+        topUps.sorted {
+            $0.key.txid == $1.key.txid ? $0.key.vout < $1.key.vout : $0.key.txid.lexicographicallyPrecedes($1.key.txid)
+        }.prefix(maxTopUps).map { ($0.key, $0.value) }
+    }
+
     /// An unsigned PSBT with everything a signer needs: the witness UTXO, the leaf script
-    /// and control block, the NUMS internal key and the Merkle root.
+    /// and control block, the NUMS internal key and the Merkle root. `topUps` (outputs
+    /// someone paid to the coin's script) are swept in as extra inputs, in `ordered` order,
+    /// and their value joins output 0.
     public static func psbt(
         spending coin: OutPoint, value: UInt64, of current: CheckpointCoin, to next: CheckpointCoin,
-        payload: CheckpointPayload, fee: UInt64
+        payload: CheckpointPayload, fee: UInt64, topUps: [(OutPoint, UInt64)] = []
     ) throws(BitcoinError) -> PSBT {
-        guard value > fee, value - fee >= dustLimit else {
-            throw BitcoinError("checkpoint: the coin's \(value) sats cannot pay a fee of \(fee) and stay above dust")
+        let total = topUps.reduce(value) { $0 &+ $1.1 }
+        guard total >= value, total > fee, total - fee >= dustLimit else {
+            throw BitcoinError("checkpoint: the coin's \(total) sats cannot pay a fee of \(fee) and stay above dust")
         }
+        let spent = [(coin, value)] + topUps
         let tx = BitcoinTransaction(
-            version: 2, inputs: [TxIn(previousOutput: coin, sequence: TxIn.rbfSequence)],
+            version: 2, inputs: spent.map { TxIn(previousOutput: $0.0, sequence: TxIn.rbfSequence) },
             outputs: [
-                TxOut(value: value - fee, scriptPubKey: next.scriptPubKey),
+                TxOut(value: total - fee, scriptPubKey: next.scriptPubKey),
                 TxOut(value: 0, scriptPubKey: payload.script),
             ])
         var psbt = PSBT(unsignedTx: tx)
-        psbt.inputs[0].witnessUtxo = TxOut(value: value, scriptPubKey: current.scriptPubKey)
-        psbt.inputs[0].tapInternalKey = TaprootOutput.unspendableKey
-        psbt.inputs[0].tapMerkleRoot = current.output.merkleRoot
-        psbt.inputs[0].tapLeafScripts[current.controlBlock] = current.leaf.script.bytes + [current.leaf.version]
+        for (i, input) in spent.enumerated() {
+            psbt.inputs[i].witnessUtxo = TxOut(value: input.1, scriptPubKey: current.scriptPubKey)
+            psbt.inputs[i].tapInternalKey = TaprootOutput.unspendableKey
+            psbt.inputs[i].tapMerkleRoot = current.output.merkleRoot
+            psbt.inputs[i].tapLeafScripts[current.controlBlock] = current.leaf.script.bytes + [current.leaf.version]
+        }
         return psbt
     }
 
@@ -249,17 +268,21 @@ public enum CheckpointTransaction {
     /// The virtual size once signed by k keys (for a weighted leaf, the most it may take:
     /// `signaturesNeeded`): the witness holds k 64-byte signatures and n − k empty items,
     /// the leaf script and the control block.
-    public static func virtualSize(current: CheckpointCoin, next: CheckpointCoin) -> Int {
+    public static func virtualSize(current: CheckpointCoin, next: CheckpointCoin, topUps: Int = 0) -> Int {
         var tx = BitcoinTransaction(
             version: 2,
-            inputs: [TxIn(previousOutput: OutPoint(txid: [UInt8](repeating: 0, count: 32), vout: 0))],
+            inputs: (0...topUps).map { _ in
+                TxIn(previousOutput: OutPoint(txid: [UInt8](repeating: 0, count: 32), vout: 0))
+            },
             outputs: [
                 TxOut(value: 0, scriptPubKey: next.scriptPubKey),
                 TxOut(value: 0, scriptPubKey: .opReturn([UInt8](repeating: 0, count: CheckpointPayload.size))),
             ])
         let needed = current.signaturesNeeded
         let signatures = (0..<current.keys.count).map { $0 < needed ? [UInt8](repeating: 1, count: 64) : [] }
-        tx.inputs[0].witness = signatures + [current.leaf.script.bytes, current.controlBlock]
+        for i in tx.inputs.indices {
+            tx.inputs[i].witness = signatures + [current.leaf.script.bytes, current.controlBlock]
+        }
         return tx.virtualSize
     }
 }

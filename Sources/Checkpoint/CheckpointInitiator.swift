@@ -158,7 +158,9 @@ public struct CheckpointInitiator: Sendable {
         now: Double, view: CheckpointView, key: Secp256k1.PrivateKey, feeRate: Double, stuck: Stuck? = nil
     ) -> [Action] {
         let policy = settings.policy
-        let vsize = CheckpointTransaction.virtualSize(current: view.currentCoin, next: view.nextCoin)
+        let vsize = CheckpointTransaction.virtualSize(
+            current: view.currentCoin, next: view.nextCoin,
+            topUps: CheckpointTransaction.ordered(view.topUps).count)
         if let stuck {
             // In the mempool: wait for a block, or bump once it has waited long enough.
             guard stuck.blocksWaiting >= policy.bumpAfterBlocks else { return [] }
@@ -200,8 +202,8 @@ public struct CheckpointInitiator: Sendable {
                 epoch: target.1.commitInfo.epoch, round: target.1.commitInfo.round, commitStateID: state.bytes),
             let psbt = try? CheckpointTransaction.psbt(
                 spending: view.coin, value: view.coinValue, of: view.currentCoin, to: view.nextCoin, payload: payload,
-                fee: fee),
-            var validated = try? psbt.validated(), (try? validated.sign(with: key)) == 1
+                fee: fee, topUps: CheckpointTransaction.ordered(view.topUps)),
+            var validated = try? psbt.validated(), (try? validated.sign(with: key)) == psbt.inputs.count
         else { return [] }
         lastAttempt = now
         let request = CheckpointRequest(psbt: validated.psbt, qc: target.1)
@@ -215,17 +217,27 @@ public struct CheckpointInitiator: Sendable {
     public var currentFee: UInt64? { session?.fee }
 
     /// A validator's co-signed PSBT. Signatures for another transaction, from keys not in
-    /// the script, or already counted are ignored; late ones after completion too.
+    /// the script, already counted, or missing or invalid on any input are ignored; late
+    /// ones after completion too.
     public mutating func signatureReceived(_ psbt: PSBT) -> [Action] {
-        guard var s = session, !s.done, psbt.unsignedTx == s.psbt.unsignedTx else { return [] }
+        guard var s = session, !s.done, psbt.unsignedTx == s.psbt.unsignedTx, psbt.inputs.count == s.psbt.inputs.count
+        else { return [] }
         let leafHash = s.coin.leaf.hash
         var added = false
-        for (key, signature) in psbt.inputs[0].tapScriptSigs {
-            let xonly = Array(key.prefix(32))
-            guard Array(key.suffix(32)) == leafHash, s.coin.keys.contains(xonly), !s.signers.contains(xonly),
-                Self.verify(signature, key: xonly, psbt: s.psbt, leafHash: leafHash)
+        for (slot, _) in psbt.inputs[0].tapScriptSigs {
+            let xonly = Array(slot.prefix(32))
+            guard Array(slot.suffix(32)) == leafHash, s.coin.keys.contains(xonly), !s.signers.contains(xonly) else {
+                continue
+            }
+            // A key counts only with a valid signature on every input.
+            let signatures = psbt.inputs.map { $0.tapScriptSigs[slot] }
+            guard
+                signatures.indices.allSatisfy({ i in
+                    signatures[i].map { Self.verify($0, key: xonly, psbt: s.psbt, input: i, leafHash: leafHash) }
+                        ?? false
+                })
             else { continue }
-            s.psbt.inputs[0].tapScriptSigs[key] = signature
+            for i in signatures.indices { s.psbt.inputs[i].tapScriptSigs[slot] = signatures[i] }
             s.signers.insert(xonly)
             added = true
         }
@@ -235,10 +247,11 @@ public struct CheckpointInitiator: Sendable {
 
     /// A signature must verify: a bad one from a peer would make the finalized
     /// transaction invalid.
-    static func verify(_ signature: [UInt8], key: [UInt8], psbt: PSBT, leafHash: [UInt8]) -> Bool {
-        guard let utxo = psbt.inputs[0].witnessUtxo,
+    static func verify(_ signature: [UInt8], key: [UInt8], psbt: PSBT, input: Int, leafHash: [UInt8]) -> Bool {
+        let spent = psbt.inputs.compactMap(\.witnessUtxo)
+        guard spent.count == psbt.inputs.count,
             let digest = try? psbt.unsignedTx.taprootSighash(
-                index: 0, spent: [utxo], type: .default, scriptSpend: .init(leafHash: leafHash))
+                index: input, spent: spent, type: .default, scriptSpend: .init(leafHash: leafHash))
         else { return false }
         return isDefaultSchnorrSignature(signature, by: key, over: digest)
     }

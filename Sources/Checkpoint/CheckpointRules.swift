@@ -120,13 +120,18 @@ public struct CheckpointView: Sendable {
     /// in the mempool, if any.
     public let ownFeeRate: Double
     public let pending: PendingSpend?
+    /// Outputs paying the current coin's script that this node sees confirmed (value by
+    /// outpoint): a checkpoint may sweep them in.
+    public let topUps: [OutPoint: UInt64]
 
     public init(
         config: ConsensusConfig, committedStates: [Hash32: Hash32], coin: OutPoint, coinValue: UInt64,
         currentCoin: CheckpointCoin, nextCoin: CheckpointCoin, bitcoinHeight: Int, lastCheckpointHeight: Int?,
         lastCheckpoint: (epoch: UInt64, round: UInt64)? = nil, leaders: Set<ValidatorID>, certifiedHeight: UInt64?,
-        endsEpoch: Bool, dueFromHeight: UInt64?, ownFeeRate: Double, pending: PendingSpend? = nil
+        endsEpoch: Bool, dueFromHeight: UInt64?, ownFeeRate: Double, pending: PendingSpend? = nil,
+        topUps: [OutPoint: UInt64] = [:]
     ) {
+        self.topUps = topUps
         self.lastCheckpoint = lastCheckpoint
         self.config = config
         self.committedStates = committedStates
@@ -191,22 +196,62 @@ public enum CheckpointRules {
                 "not due: height \(height) is before \(due), the next checkpoint height by this node's chain")
         }
         let tx = request.psbt.unsignedTx
-        // 3. It spends the coin this node knows as current, and only that.
-        guard tx.inputs.count == 1 else { return .refuse("a checkpoint has exactly one input") }
+        // 3. It spends the coin this node knows as current, then any top-ups (outputs paid
+        //    to the coin's script that this node sees confirmed), in the canonical order.
+        guard !tx.inputs.isEmpty, tx.inputs.count <= 1 + CheckpointTransaction.maxTopUps,
+            tx.inputs.count == request.psbt.inputs.count
+        else {
+            return .refuse("a checkpoint spends the coin and at most \(CheckpointTransaction.maxTopUps) top-ups")
+        }
         guard tx.inputs[0].previousOutput == view.coin else {
             return .stale("the input is not the current checkpoint coin \(view.coin)")
         }
-        // A signature under any other sighash type commits to less than the whole
-        // transaction (NONE and ANYONECANPAY let anyone repay the coin elsewhere), so only
-        // SIGHASH_DEFAULT is ever signed, and a request asking for another type is a rule break.
-        if let type = request.psbt.inputs[0].sighashType, type != SighashType.default.rawValue {
-            return .refuse("sighash type 0x\(String(type, radix: 16)) is not SIGHASH_DEFAULT")
+        let coinScript = view.currentCoin.scriptPubKey
+        var topUps: [OutPoint: UInt64] = [:]
+        for i in tx.inputs.indices.dropFirst() {
+            let outpoint = tx.inputs[i].previousOutput
+            guard outpoint != view.coin, topUps[outpoint] == nil else { return .refuse("an input appears twice") }
+            guard let utxo = request.psbt.inputs[i].witnessUtxo, utxo.scriptPubKey == coinScript else {
+                return .refuse("input \(i) is not a top-up: it does not pay the coin's script")
+            }
+            guard let value = view.topUps[outpoint] else {
+                return .stale("input \(i) (\(outpoint)) is a top-up this node has not seen confirmed")
+            }
+            guard utxo.value == value else {
+                return .refuse("input \(i) claims \(utxo.value) sats; this node sees \(value)")
+            }
+            topUps[outpoint] = value
         }
-        guard request.psbt.inputs[0].tapScriptSigs.values.allSatisfy({ $0.count == 64 }),
-            request.psbt.inputs[0].tapKeySig == nil
-        else { return .refuse("a signature in the request is not a 64-byte SIGHASH_DEFAULT script-path signature") }
+        guard tx.inputs.dropFirst().map(\.previousOutput) == CheckpointTransaction.ordered(topUps).map(\.0) else {
+            return .refuse("the top-ups are not in the canonical order (by txid, then output index)")
+        }
+        for (i, input) in request.psbt.inputs.enumerated() {
+            // A signature under any other sighash type commits to less than the whole
+            // transaction (NONE and ANYONECANPAY let anyone repay the coin elsewhere), so
+            // only SIGHASH_DEFAULT is ever signed, and a request asking for another type is
+            // a rule break.
+            if let type = input.sighashType, type != SighashType.default.rawValue {
+                return .refuse("sighash type 0x\(String(type, radix: 16)) is not SIGHASH_DEFAULT")
+            }
+            guard input.tapScriptSigs.values.allSatisfy({ $0.count == 64 }), input.tapKeySig == nil else {
+                return .refuse("a signature in the request is not a 64-byte SIGHASH_DEFAULT script-path signature")
+            }
+            // Only the main leaf is signed: a request naming the recovery leaf (or any
+            // other) would collect signatures for a path it has no business with.
+            guard
+                input.tapLeafScripts
+                    == [
+                        view.currentCoin.controlBlock: view.currentCoin.leaf.script.bytes + [
+                            view.currentCoin.leaf.version
+                        ]
+                    ]
+            else { return .refuse("input \(i) names a leaf other than the coin's main leaf") }
+            guard tx.inputs[i].sequence == TxIn.rbfSequence else {
+                return .refuse("version, lock time or sequence differ from the checkpoint format")
+            }
+        }
         guard let utxo = request.psbt.inputs[0].witnessUtxo,
-            utxo == TxOut(value: view.coinValue, scriptPubKey: view.currentCoin.scriptPubKey)
+            utxo == TxOut(value: view.coinValue, scriptPubKey: coinScript)
         else { return .refuse("the witness UTXO is not the current coin's script and value") }
         // 4. Exactly the outputs the rule gives: the next coin, then the payload.
         guard
@@ -216,14 +261,16 @@ public enum CheckpointRules {
         guard tx.outputs.count == 2, tx.outputs[0].scriptPubKey == view.nextCoin.scriptPubKey,
             tx.outputs[1] == TxOut(value: 0, scriptPubKey: payload.script)
         else { return .refuse("the outputs are not [next coin, OP_RETURN of this QC's epoch, round and state]") }
-        guard tx.version == 2, tx.lockTime == 0, tx.inputs[0].sequence == TxIn.rbfSequence else {
+        guard tx.version == 2, tx.lockTime == 0 else {
             return .refuse("version, lock time or sequence differ from the checkpoint format")
         }
         // 5. A fee rate within the bounds, measured on the signed size.
-        guard view.coinValue > tx.outputs[0].value else { return .refuse("no fee") }
-        let fee = view.coinValue - tx.outputs[0].value
-        let rate =
-            Double(fee) / Double(CheckpointTransaction.virtualSize(current: view.currentCoin, next: view.nextCoin))
+        let spent = topUps.values.reduce(view.coinValue, +)
+        guard spent > tx.outputs[0].value else { return .refuse("no fee") }
+        let fee = spent - tx.outputs[0].value
+        let vsize = CheckpointTransaction.virtualSize(
+            current: view.currentCoin, next: view.nextCoin, topUps: tx.inputs.count - 1)
+        let rate = Double(fee) / Double(vsize)
         let ceiling = policy.ceiling(own: view.ownFeeRate, pending: view.pending)
         guard rate >= policy.minFeeRate, rate <= ceiling else {
             return .refuse(
@@ -254,12 +301,11 @@ public enum CheckpointRules {
             // Sign with SIGHASH_DEFAULT whatever the PSBT says (judge refuses any other
             // type; this keeps the signer's own guarantee independent of that check).
             var unsigned = request.psbt
-            unsigned.inputs[0].sighashType = nil
+            for i in unsigned.inputs.indices { unsigned.inputs[i].sighashType = nil }
             var validated = try unsigned.validated()
-            guard try validated.sign(with: key) == 1,
-                let own = validated.psbt.inputs[0].tapScriptSigs[
-                    key.xOnlyPublicKey.rawRepresentation + view.currentCoin.leaf.hash],
-                own.count == 64
+            let slot = key.xOnlyPublicKey.rawRepresentation + view.currentCoin.leaf.hash
+            guard try validated.sign(with: key) == unsigned.inputs.count,
+                validated.psbt.inputs.allSatisfy({ $0.tapScriptSigs[slot]?.count == 64 })
             else { return (.refuse("nothing to sign"), nil) }
             return (.sign, validated.psbt)
         } catch {

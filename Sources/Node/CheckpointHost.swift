@@ -46,6 +46,9 @@ struct CheckpointHost {
     var estimatedFeeRate: Double?
     var feeRateOverride: Double?
     private(set) var bitcoinTip: Int?
+    /// Confirmed outputs paying the current coin's script (not the coin itself), by
+    /// outpoint: the next checkpoint sweeps them in (`p2pnode checkpoint fund --node`).
+    var topUps: [OutPoint: UInt64] = [:]
     /// Requests seen, by txid: who sent it and the block its QC commits (for records).
     private var requests: [String: (initiator: String, block: Hash32, at: Double)] = [:]
     /// Requests this validator could not judge yet (its node had not committed the block,
@@ -119,13 +122,15 @@ struct CheckpointHost {
     /// A transaction spending the followed coin, from esplora; `confirmedAt` its block height.
     /// Returns whether the coin moved (the caller then asks about the new coin at once).
     mutating func spendSeen(
-        _ tx: BitcoinTransaction, confirmedAt: Int?, blockHash: String?, chain: ConsensusHost, now: Double
+        _ tx: BitcoinTransaction, confirmedAt: Int?, blockHash: String?, prevouts: [OutPoint: TxOut] = [:],
+        chain: ConsensusHost, now: Double
     ) -> Bool {
         let txid = tx.displayTxid
         let hadAlarm = follower.alarm != nil
         let outcome = follower.spendSeen(
             tx, confirmedAt: confirmedAt, coinForEpoch: { Self.coin(epoch: $0, chain: chain) },
-            initiator: requests[txid]?.initiator, bitcoinTip: bitcoinTip, blockHash: blockHash, depth: depth)
+            initiator: requests[txid]?.initiator, bitcoinTip: bitcoinTip, blockHash: blockHash, depth: depth,
+            prevouts: prevouts)
         if !hadAlarm, let alarm = follower.alarm {
             logger.critical(
                 "checkpoint coin spent against the rules: checkpointing stopped; see docs/checkpoints.md \"The coin was spent against the rules\"",
@@ -322,7 +327,7 @@ struct CheckpointHost {
             lastCheckpointHeight: follower.last?.bitcoinHeight,
             lastCheckpoint: follower.last.map { ($0.epoch, $0.round) }, leaders: leaders,
             certifiedHeight: certifiedHeight, endsEpoch: endsEpoch, dueFromHeight: initiator.nextDueHeight,
-            ownFeeRate: feeRate, pending: pendingSpend)
+            ownFeeRate: feeRate, pending: pendingSpend, topUps: topUps)
     }
 
     /// A checkpoint message from the gossip layer, already authenticated (`open`).

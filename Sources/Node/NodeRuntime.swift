@@ -345,6 +345,7 @@ public actor NodeRuntime: Service {
                     }
                 }
                 try await followReorgs(esplora, tip: tip)
+                try await followTopUps(esplora, tip: tip)
                 reportFeesLeft()
                 // Several checkpoints may have confirmed since the last poll (or start).
                 for _ in 0..<50 {
@@ -361,7 +362,19 @@ public actor NodeRuntime: Service {
                     }
                     let confirmed = spend.status?.confirmed == true
                     let height = confirmed ? spend.status?.block_height : nil
-                    guard spendSeen(tx, confirmedAt: height, blockHash: confirmed ? spend.status?.block_hash : nil)
+                    // A checkpoint that swept top-ups: their outputs, to check its signatures.
+                    var prevouts: [OutPoint: TxOut] = [:]
+                    for input in tx.inputs.dropFirst().prefix(CheckpointTransaction.maxTopUps) {
+                        let parent = try BitcoinTransaction(
+                            hex: try await esplora.transactionHex(txid: input.previousOutput.displayTxid))
+                        if Int(input.previousOutput.vout) < parent.outputs.count {
+                            prevouts[input.previousOutput] = parent.outputs[Int(input.previousOutput.vout)]
+                        }
+                    }
+                    guard
+                        spendSeen(
+                            tx, confirmedAt: height, blockHash: confirmed ? spend.status?.block_hash : nil,
+                            prevouts: prevouts)
                     else { break }
                 }
                 lastError = ""
@@ -397,6 +410,24 @@ public actor NodeRuntime: Service {
     }
     static let reorgWindow = 100
 
+    /// Outputs someone paid to the current coin's script, confirmed `confirmations` deep:
+    /// the next checkpoint sweeps them in (the coin never runs dry while someone tops it up).
+    private func followTopUps(_ esplora: EsploraClient, tip: Int) async throws {
+        guard let host = checkpoint, let network = Bitcoin.Network(rawValue: configuration.bitcoin.network),
+            let address = SegwitAddress(scriptPubKey: host.follower.coinScript, network: network)
+        else { return }
+        let coin = host.follower.coin
+        let depth = host.depth
+        var found: [OutPoint: UInt64] = [:]
+        for utxo in try await esplora.utxos(address: address.description) {
+            guard let height = utxo.status.block_height, tip - height + 1 >= depth,
+                let outpoint = try? OutPoint(displayTxid: utxo.txid, vout: utxo.vout), outpoint != coin
+            else { continue }
+            found[outpoint] = utxo.value
+        }
+        checkpoint?.topUps = found
+    }
+
     /// The checkpoints the coin can still pay for: a metric, and a warning once below 20
     /// (top it up with `p2pnode checkpoint fund`).
     private func reportFeesLeft() {
@@ -427,10 +458,13 @@ public actor NodeRuntime: Service {
         metrics.checkpointAlarm.set(Double(host.halted ? 1 : 0))
     }
 
-    private func spendSeen(_ tx: BitcoinTransaction, confirmedAt: Int?, blockHash: String?) -> Bool {
+    private func spendSeen(
+        _ tx: BitcoinTransaction, confirmedAt: Int?, blockHash: String?, prevouts: [OutPoint: TxOut]
+    ) -> Bool {
         guard var host = checkpoint, let chain = consensus else { return false }
         let before = host.follower
-        let moved = host.spendSeen(tx, confirmedAt: confirmedAt, blockHash: blockHash, chain: chain, now: now)
+        let moved = host.spendSeen(
+            tx, confirmedAt: confirmedAt, blockHash: blockHash, prevouts: prevouts, chain: chain, now: now)
         checkpoint = host
         metrics.checkpointAlarm.set(Double(host.halted ? 1 : 0))
         if moved { metrics.checkpoints.increment() }

@@ -29,6 +29,32 @@ struct CheckpointCommand: AsyncParsableCommand {
         }
     }
 
+    /// The coin the node at `node` follows, its value, and the script its epoch's
+    /// validators lock it with.
+    static func followedCoin(_ file: Genesis, node: String) throws -> (OutPoint, UInt64, CheckpointCoin) {
+        let admin = AdminClient(socketPath: node)
+        let followed = try admin.call("getcheckpoints")
+        guard let text = followed["coin"]?.stringValue, let value = followed["coin_value"]?.numberValue,
+            let epoch = followed["coin_epoch"]?.numberValue
+        else { throw CLIError("the node at \(node) does not follow a checkpoint coin") }
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, let vout = UInt32(parts[1]),
+            let outpoint = try? OutPoint(displayTxid: String(parts[0]), vout: vout)
+        else { throw CLIError("the node's coin \(text) is not TXID:VOUT") }
+        let info = try admin.call("getepoch", .object(["epoch": .int(Int(epoch))]))
+        let set: [(bitcoinKey: [UInt8], power: UInt64)] = (info["validators"]?.arrayValue ?? []).compactMap {
+            guard let key = $0["bitcoin_xonly"]?.stringValue.flatMap({ try? Hex.decode($0) }),
+                let power = $0["power"]?.numberValue, power >= 1
+            else { return nil }
+            return (key, UInt64(power))
+        }
+        let coin: CheckpointCoin
+        do { coin = try file.checkpointCoin(validators: set) } catch {
+            throw CLIError("epoch \(Int(epoch))'s validators from the node: \(error)")
+        }
+        return (outpoint, UInt64(value), coin)
+    }
+
     /// Epoch 1's coin: the genesis validators' Bitcoin keys.
     static func firstCoin(_ genesis: Genesis) throws -> CheckpointCoin {
         do { return try genesis.firstCheckpointCoin() } catch {
@@ -64,29 +90,41 @@ struct CheckpointCommand: AsyncParsableCommand {
 
     struct Fund: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Create the first checkpoint coin at epoch 1's script from NAME's wallet.",
+            abstract: "Create the first checkpoint coin at epoch 1's script, or top up a running chain's coin.",
             discussion: """
                 Prints the coin's outpoint; with --write it goes into the genesis file \
                 (checkpoint.coin and coin_value), which changes the genesis block id: fund \
-                before the chain starts.
+                before the chain starts. With --node SOCKET it pays the script of the coin that \
+                node follows instead: a top-up, which the next checkpoint sweeps into the coin \
+                once it is confirmed (`getcheckpoints` shows checkpoints_left).
                 """)
         @OptionGroup var genesis: GenesisOption
         @Option(help: "Key directory name or path that pays.") var from: String
         @Option(help: "Sats in the coin (its checkpoints' fees come out of it).") var amount: UInt64
         @Option(name: .customLong("fee-rate"), help: "sat/vB (default: the server's estimate).") var feeRate: Double?
         @Flag(help: "Write the outpoint into the genesis file.") var write = false
+        @Option(
+            help: ArgumentHelp(
+                "A running node's admin socket: top up the coin it follows.", valueName: "SOCKET"))
+        var node: String?
         @Flag(help: "Wait until the funding transaction confirms.") var wait = false
         @OptionGroup var network: BtcCommand.NetworkOptions
 
         func run() async throws {
             var file = try genesis.load()
-            let coin = try CheckpointCommand.firstCoin(file)
+            if node != nil, write {
+                throw CLIError("--write names the first coin; a top-up (--node) changes no genesis")
+            }
+            let coin =
+                try node.map { try CheckpointCommand.followedCoin(file, node: $0).2 }
+                ?? CheckpointCommand.firstCoin(file)
             let (net, client) = try network.client()
             let wallet = try BtcCommand.Wallet(from)
             do {
                 let (txid, _, _) = try await wallet.pay(
                     amount: amount, to: coin.scriptPubKey, feeRate: feeRate, target: 6, network: net, client: client)
-                print("coin \(txid):0 value \(amount) sats at \(coin.address(net))")
+                print(
+                    "\(node == nil ? "coin" : "top-up") \(txid):0 value \(amount) sats at \(coin.address(net))")
                 if write {
                     file.checkpoint.coin = "\(txid):0"
                     file.checkpoint.coin_value = amount
@@ -130,6 +168,7 @@ struct CheckpointCommand: AsyncParsableCommand {
             let coin = try CheckpointCommand.firstCoin(file)
             let (_, client) = try network.client()
             var spends: [BitcoinTransaction] = []
+            var prevouts: [OutPoint: TxOut] = [:]
             var confirmations: [String: Int] = [:]
             do {
                 let tip = try await client.tipHeight()
@@ -147,7 +186,16 @@ struct CheckpointCommand: AsyncParsableCommand {
                 while true {
                     let spend = try await client.outspend(txid: current.txid, vout: current.vout)
                     guard spend.spent, let next = spend.txid else { break }
-                    spends.append(try BitcoinTransaction(hex: try await client.transactionHex(txid: next)))
+                    let tx = try BitcoinTransaction(hex: try await client.transactionHex(txid: next))
+                    spends.append(tx)
+                    // Swept-in top-ups: their outputs (every signature commits to them).
+                    for input in tx.inputs.dropFirst().prefix(CheckpointTransaction.maxTopUps) {
+                        let parent = try BitcoinTransaction(
+                            hex: try await client.transactionHex(txid: input.previousOutput.displayTxid))
+                        if Int(input.previousOutput.vout) < parent.outputs.count {
+                            prevouts[input.previousOutput] = parent.outputs[Int(input.previousOutput.vout)]
+                        }
+                    }
                     if let height = spend.status?.block_height { confirmations[next] = tip - height + 1 }
                     current = (next, 0)
                 }
@@ -180,7 +228,7 @@ struct CheckpointCommand: AsyncParsableCommand {
             let known = epochCoins
             var (entries, problem) = CheckpointChain.verify(
                 start: try OutPoint(displayTxid: txid, vout: vout), startScript: coin.scriptPubKey, startValue: value,
-                spends: spends, coinForEpoch: { known[$0] })
+                spends: spends, coinForEpoch: { known[$0] }, prevouts: prevouts)
             if let admin, problem == nil {
                 problem = try Self.crossCheck(entries, node: admin, epochs: epochs)
             }
@@ -337,25 +385,7 @@ struct CheckpointCommand: AsyncParsableCommand {
         /// The coin to recover: the one the node follows (its epoch's validators from the
         /// node), or, without a node, the genesis coin if no checkpoint has moved it.
         func followedCoin(_ file: Genesis, client: EsploraClient) async throws -> (OutPoint, UInt64, CheckpointCoin) {
-            if let node {
-                let admin = AdminClient(socketPath: node)
-                let followed = try admin.call("getcheckpoints")
-                guard let text = followed["coin"]?.stringValue, let value = followed["coin_value"]?.numberValue,
-                    let epoch = followed["coin_epoch"]?.numberValue
-                else { throw CLIError("the node at \(node) does not follow a checkpoint coin") }
-                let parts = text.split(separator: ":")
-                guard parts.count == 2, let vout = UInt32(parts[1]),
-                    let outpoint = try? OutPoint(displayTxid: String(parts[0]), vout: vout)
-                else { throw CLIError("the node's coin \(text) is not TXID:VOUT") }
-                let info = try admin.call("getepoch", .object(["epoch": .int(Int(epoch))]))
-                let set: [(bitcoinKey: [UInt8], power: UInt64)] = (info["validators"]?.arrayValue ?? []).compactMap {
-                    guard let key = $0["bitcoin_xonly"]?.stringValue.flatMap({ try? Hex.decode($0) }),
-                        let power = $0["power"]?.numberValue, power >= 1
-                    else { return nil }
-                    return (key, UInt64(power))
-                }
-                return (outpoint, UInt64(value), try file.checkpointCoin(validators: set))
-            }
+            if let node { return try CheckpointCommand.followedCoin(file, node: node) }
             guard let (txid, vout) = file.checkpoint.coinOutpoint, let value = file.checkpoint.coin_value else {
                 throw CLIError("\(genesis.genesis) names no checkpoint coin (checkpoint.coin)")
             }

@@ -203,4 +203,38 @@ struct CheckpointInitiatorTests {
         b.seenOnBitcoin(height: 10, epoch: 3, round: 10, bitcoinHeight: 109)
         #expect(b.leading(now: 40, view: rules.view(tip: 115), key: rules.bitcoinKeys[1], feeRate: 2).isEmpty)
     }
+
+    @Test("top-ups are swept in; a co-signer counts only with a valid signature on every input")
+    func sweepsTopUps() throws {
+        let attack = MaliciousInitiatorTests()
+        let view = attack.seeing([attack.topUpA: 20_000, attack.topUpB: 5_000], rules: rules)
+        var a = CheckpointInitiator(settings: settings)
+        a.committed(height: 10, qc: rules.qc(), endsEpoch: false, now: 0)
+        guard
+            case .requestSignatures(let request) = try #require(
+                a.leading(now: 1, view: view, key: rules.bitcoinKeys[0], feeRate: 2).first)
+        else { return }
+        #expect(request.psbt.unsignedTx.inputs.count == 3)
+        let one = try #require(
+            CheckpointRules.cosign(
+                request, from: rules.leader, view: view, policy: rules.policy, key: rules.bitcoinKeys[1]
+            )
+            .psbt)
+        // Only input 0 signed: ignored (the transaction could not be finalized with it).
+        var partial = one
+        for i in 1..<partial.inputs.count { partial.inputs[i].tapScriptSigs = [:] }
+        #expect(a.signatureReceived(partial).isEmpty)
+        #expect(a.signatureReceived(one).isEmpty, "2 of 3")
+        let two = try #require(
+            CheckpointRules.cosign(
+                request, from: rules.leader, view: view, policy: rules.policy, key: rules.bitcoinKeys[2]
+            )
+            .psbt)
+        guard case .broadcast(let tx, _) = try #require(a.signatureReceived(two).first) else {
+            Issue.record("not finalized")
+            return
+        }
+        #expect(tx.inputs.count == 3 && tx.inputs.allSatisfy { $0.witness.count == 4 + 2 })
+        #expect(tx.outputs[0].value > 100_000, "the top-ups joined the coin")
+    }
 }

@@ -97,10 +97,17 @@ struct MaliciousInitiatorTests {
     @Test("an extra input, an extra output, a changed output or lock time: refused with blame")
     func shape() throws {
         let honest = try rules.request()
-        expectBlamed(
-            tampered(honest) {
-                $0.inputs.append(TxIn(previousOutput: OutPoint(txid: [UInt8](repeating: 5, count: 32), vout: 1)))
-            }, because: "exactly one input")
+        // An extra input: one claiming to pay the coin's script that this node has not seen
+        // is stale (a top-up it may not have seen yet: nothing signed, nobody blamed); one
+        // paying anything else is refused with blame.
+        var extra = tampered(honest) {
+            $0.inputs.append(TxIn(previousOutput: OutPoint(txid: [UInt8](repeating: 5, count: 32), vout: 1)))
+        }
+        if case .stale = verdict(extra) {} else { Issue.record("an unseen top-up should be stale, not signed") }
+        var psbt = extra.psbt
+        psbt.inputs[1].witnessUtxo = TxOut(value: 1_000, scriptPubKey: Script(bytes: [0x51]))
+        extra = CheckpointRequest(psbt: psbt, qc: extra.qc)
+        expectBlamed(extra, because: "not a top-up")
         expectBlamed(
             tampered(honest) { $0.outputs.append(TxOut(value: 1_000, scriptPubKey: Script(bytes: [0x51]))) },
             because: "the outputs are not")
@@ -135,5 +142,96 @@ struct MaliciousInitiatorTests {
         #expect(kept.contains { $0.sender == 0 && $0.request == honest }, "the honest request survived the flood")
         #expect(kept.filter { $0.sender == 7 }.map(\.since) == [998, 999], "the flooder's newest two")
         #expect(waiting.takeAll().isEmpty)
+    }
+
+    // MARK: Top-ups (issue 15 §10)
+
+    let topUpA = OutPoint(txid: [UInt8](repeating: 0x21, count: 32), vout: 0)
+    let topUpB = OutPoint(txid: [UInt8](repeating: 0x22, count: 32), vout: 3)
+
+    /// The honest sweep: the coin, then both top-ups in canonical order, k signatures each.
+    func sweep(fee: UInt64 = 900, topUps: [(OutPoint, UInt64)]? = nil) throws -> CheckpointRequest {
+        let q = rules.qc()
+        let payload = try CheckpointPayload(epoch: 3, round: 10, commitStateID: q.commitInfo.commitStateID!.bytes)
+        let psbt = try CheckpointTransaction.psbt(
+            spending: rules.coinOutpoint, value: 100_000, of: rules.coin, to: rules.coin, payload: payload, fee: fee,
+            topUps: topUps ?? CheckpointTransaction.ordered([topUpA: 20_000, topUpB: 5_000]))
+        return CheckpointRequest(psbt: psbt, qc: q)
+    }
+
+    func seeing(_ topUps: [OutPoint: UInt64], rules: CheckpointRulesTests? = nil) -> CheckpointView {
+        let v = (rules ?? self.rules).view()
+        return CheckpointView(
+            config: v.config, committedStates: v.committedStates, coin: v.coin, coinValue: v.coinValue,
+            currentCoin: v.currentCoin, nextCoin: v.nextCoin, bitcoinHeight: v.bitcoinHeight,
+            lastCheckpointHeight: v.lastCheckpointHeight, leaders: v.leaders, certifiedHeight: v.certifiedHeight,
+            endsEpoch: v.endsEpoch, dueFromHeight: v.dueFromHeight, ownFeeRate: v.ownFeeRate, topUps: topUps)
+    }
+
+    @Test("top-ups: an honest sweep is signed on every input and finalizes; output 0 holds coin + top-ups − fee")
+    func honestSweep() throws {
+        let view = seeing([topUpA: 20_000, topUpB: 5_000])
+        let request = try sweep()
+        var combined: PSBT?
+        for key in rules.bitcoinKeys.prefix(3) {
+            let (verdict, signed) = CheckpointRules.cosign(
+                request, from: rules.leader, view: view, policy: rules.policy, key: key)
+            #expect(verdict == .sign)
+            let psbt = try #require(signed)
+            #expect(psbt.inputs.allSatisfy { $0.tapScriptSigs.count == 1 }, "one signature per input")
+            if combined == nil { combined = psbt } else { try combined!.combine(with: psbt) }
+        }
+        var final = try #require(combined).validated()
+        try final.finalize()
+        let tx = try final.extract()
+        #expect(tx.inputs.count == 3 && tx.outputs[0].value == 125_000 - 900)
+        // The light client needs the top-ups' outputs (BIP341 signs every spent output).
+        let prevouts = [
+            topUpA: TxOut(value: 20_000, scriptPubKey: rules.coin.scriptPubKey),
+            topUpB: TxOut(value: 5_000, scriptPubKey: rules.coin.scriptPubKey),
+        ]
+        let walk = CheckpointChain.verify(
+            start: rules.coinOutpoint, startScript: rules.coin.scriptPubKey, startValue: 100_000, spends: [tx],
+            coinForEpoch: { _ in nil }, prevouts: prevouts)
+        #expect(walk.problem == nil && walk.entries.first?.toppedUp == 25_000, "\(walk.problem ?? "")")
+        #expect(
+            CheckpointChain.verify(
+                start: rules.coinOutpoint, startScript: rules.coin.scriptPubKey, startValue: 100_000, spends: [tx],
+                coinForEpoch: { _ in nil }
+            ).problem?.contains("not known") == true)
+    }
+
+    @Test("top-ups: foreign script, a value this node does not see, a wrong order, a duplicate: refused; unseen: stale")
+    func maliciousSweep() throws {
+        let view = seeing([topUpA: 20_000, topUpB: 5_000])
+        // An input paying another script: the initiator's own coin or someone else's.
+        var foreign = try sweep().psbt
+        foreign.inputs[1].witnessUtxo = TxOut(
+            value: 20_000, scriptPubKey: Script(bytes: [0x51, 0x20] + [UInt8](repeating: 1, count: 32)))
+        expectBlamed(CheckpointRequest(psbt: foreign, qc: rules.qc()), view, because: "not a top-up")
+        // A claimed value above what this node sees (the fee check would count it).
+        let inflated = try sweep(topUps: CheckpointTransaction.ordered([topUpA: 90_000, topUpB: 5_000]))
+        expectBlamed(inflated, view, because: "this node sees")
+        // Not the canonical order.
+        let reordered = try sweep(topUps: [(topUpB, 5_000), (topUpA, 20_000)])
+        expectBlamed(reordered, view, because: "canonical order")
+        // One input twice.
+        let twice = try sweep(topUps: [(topUpA, 20_000), (topUpA, 20_000)])
+        expectBlamed(twice, view, because: "appears twice")
+        // A top-up this node has not seen confirmed: not blamed, views differ.
+        if case .stale = verdict(try sweep(), seeing([topUpA: 20_000])) {
+        } else {
+            Issue.record("an unseen top-up should be stale")
+        }
+    }
+
+    @Test("a request naming the recovery leaf (or any other) collects no signature for it")
+    func otherLeaf() throws {
+        let keys = rules.bitcoinKeys.map(\.xOnlyPublicKey.rawRepresentation)
+        let recovering = try CheckpointCoin(keys: keys, recoveryBlocks: 10)
+        var psbt = try rules.request().psbt
+        let control = try #require(recovering.recoveryControlBlock)
+        psbt.inputs[0].tapLeafScripts[control] = recovering.recovery!.leaf.script.bytes + [0xC0]
+        expectBlamed(CheckpointRequest(psbt: psbt, qc: rules.qc()), because: "names a leaf other than")
     }
 }

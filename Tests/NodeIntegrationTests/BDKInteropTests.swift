@@ -1,4 +1,5 @@
 import Bitcoin
+import Checkpoint
 import Foundation
 import NodeCrypto
 import Testing
@@ -50,6 +51,10 @@ struct BDKInteropTests {
             ),
             (Descriptor.multiA(threshold: 3, keys: xonly), coin.address(.regtest).description),
         ]
+        // The checkpoint coin with its recovery leaf: BDK's miniscript compiles
+        // and_v(v:older(T),multi_a(…)) to our very leaf, so it derives our address.
+        let recovering = try CheckpointCoin(keys: xonly, recoveryBlocks: 2_016)
+        let coinCases = [(try #require(recovering.descriptor), recovering.address(.regtest))]
         // PSBTs: an unsigned spend of the coin with taproot fields, and a wallet payment.
         let funding = BitcoinTransaction(
             inputs: [TxIn(previousOutput: OutPoint(txid: [UInt8](repeating: 3, count: 32), vout: 1))],
@@ -68,11 +73,13 @@ struct BDKInteropTests {
         var signed = try psbt.validated()
         for key in keys.prefix(3) { try signed.sign(with: key) }
         let result = try bdk([
-            "network": "regtest", "descriptors": cases.map(\.0), "psbts": [psbt.base64, signed.psbt.base64],
+            "network": "regtest", "descriptors": (cases + coinCases).map(\.0),
+            "psbts": [psbt.base64, signed.psbt.base64],
         ])
 
         let descriptors = try #require(result["descriptors"] as? [[String: Any]])
-        for ((descriptor, address), answer) in zip(cases, descriptors) {
+        #expect(descriptors.count == cases.count + coinCases.count)
+        for ((descriptor, address), answer) in zip(cases + coinCases, descriptors) {
             #expect(answer["error"] == nil, "\(descriptor): \(answer["error"] ?? "")")
             #expect(answer["canonical"] as? String == descriptor, "BDK's checksum and form equal ours")
             #expect(answer["address"] as? String == address, "\(descriptor)")

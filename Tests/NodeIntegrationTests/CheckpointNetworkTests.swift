@@ -285,4 +285,42 @@ struct CheckpointNetworkTests {
         #expect(verified.status == 0, "\(verified.output)")
         #expect(verified.output.contains(replacement.displayTxid), "\(verified.output)")
     }
+
+    /// Issue 15 §10: `checkpoint fund --node` tops up the running chain's coin; the next
+    /// checkpoint sweeps the top-up in (validators check it pays the coin's script, value
+    /// from their own Bitcoin view), the coin grows, and the light client still verifies.
+    @Test("a top-up paid to the coin is swept into the next checkpoint; checkpoints_left grows; verify passes")
+    func topUp() async throws {
+        let (net, chain) = try await start(nodes: 4, epochLength: 1_000, interval: 10, timeout: 10)
+        defer {
+            net.shutdown()
+            chain.stop()
+        }
+        try waitUntil(timeout: 120, "a confirmed checkpoint") { !records(net, 0).isEmpty }
+        let before = try net.admin(0).call("getcheckpoints")
+        let valueBefore = try #require(before["coin_value"]?.numberValue)
+        let leftBefore = try #require(before["checkpoints_left"]?.numberValue)
+        let flags = ["--network", "regtest", "--esplora", "http://127.0.0.1:\(chain.port)"]
+        let socket = net.dataDir(1).appendingPathComponent("admin.sock").path
+        let dave = net.root.appendingPathComponent("dave").path
+        let genesis = net.root.appendingPathComponent("genesis.json").path
+        let funded = try net.cli(
+            ["checkpoint", "fund", "--genesis", genesis, "--from", dave, "--amount", "300000", "--node", socket] + flags
+        )
+        #expect(funded.status == 0, "\(funded.output)")
+        #expect(funded.output.hasPrefix("top-up "), "\(funded.output)")
+        try waitUntil(timeout: 120, "a checkpoint that sweeps the top-up in") {
+            (try? net.admin(2).call("getcheckpoints")["coin_value"]?.numberValue).map { $0 > valueBefore + 250_000 }
+                ?? false
+        }
+        let swept = try #require(
+            records(net, 2).first { record in
+                (record["psbt"]?.stringValue).flatMap { try? PSBT(base64: $0) }.map { $0.inputs.count == 2 } ?? false
+            })
+        #expect(swept["fee"]?.numberValue.map { $0 < 10_000 } == true, "the fee is the fee, not the top-up: \(swept)")
+        let after = try net.admin(2).call("getcheckpoints")
+        #expect(try #require(after["checkpoints_left"]?.numberValue) > leftBefore)
+        let verified = try net.cli(["checkpoint", "verify", "--genesis", genesis] + flags)
+        #expect(verified.status == 0, "\(verified.output)")
+    }
 }
