@@ -5,9 +5,10 @@ import NodeCrypto
 /// the genesis coin, each checkpoint spends the previous one's output 0 through the main
 /// leaf of the coin (NUMS internal key; `multi_a` with k = ⌊2n/3⌋ + 1 over sorted keys, or
 /// the weighted leaf with more than two thirds of the weight) with enough valid
-/// signatures, and carries a payload whose (epoch, round) moves forward. Where an epoch's
-/// coin is known (the genesis file; a node's `getepoch`), the spent output must be exactly
-/// that coin. A spend through the recovery leaf (a relative timelock) ends the walk: the
+/// signatures, and carries a payload whose (epoch, round) moves forward and whose epoch is
+/// not before the coin's. Where an epoch's coin is known (the genesis file; a node's
+/// `getepoch`), the spent output must be exactly the coin of the epoch the walk has
+/// reached (output 0 pays the payload epoch's set, or the next one's at an epoch's end). A spend through the recovery leaf (a relative timelock) ends the walk: the
 /// coin has left checkpointing, and the entry says so.
 public enum CheckpointChain {
     public struct Entry: Sendable, Equatable {
@@ -33,9 +34,12 @@ public enum CheckpointChain {
     /// inputs; their outputs come from `prevouts` (BIP341 signatures commit to every spent
     /// output, so they are needed to check the coin's signatures at all).
     public static func verify(
-        start: OutPoint, startScript: Script, startValue: UInt64, spends: [BitcoinTransaction],
-        coinForEpoch: (UInt64) -> CheckpointCoin?, prevouts: [OutPoint: TxOut] = [:]
+        start: OutPoint, startScript: Script, startValue: UInt64, startEpoch: UInt64 = 1,
+        spends: [BitcoinTransaction], coinForEpoch: (UInt64) -> CheckpointCoin?, prevouts: [OutPoint: TxOut] = [:]
     ) -> (entries: [Entry], problem: String?) {
+        // The epoch whose set locks the coin (nil once it cannot be told: an epoch whose
+        // validators are not known here).
+        var coinEpoch: UInt64? = startEpoch
         var coin = start
         var coinScript = startScript
         var coinValue = startValue
@@ -108,11 +112,27 @@ public enum CheckpointChain {
             guard tx.outputs.count == 2, let payload = try? CheckpointPayload(script: tx.outputs[1].scriptPubKey) else {
                 return (entries, "\(txid): output 1 is not a checkpoint payload")
             }
-            if let expected = coinForEpoch(payload.epoch), expected.scriptPubKey != coinScript {
-                return (entries, "\(txid): the coin it spends is not epoch \(payload.epoch)'s validators' coin")
+            // The coin's set checkpoints its own epoch or a later one (a set that fell behind
+            // hands the coin straight to the latest set), never an earlier one.
+            if let epoch = coinEpoch {
+                if let expected = coinForEpoch(epoch), expected.scriptPubKey != coinScript {
+                    return (entries, "\(txid): the coin it spends is not epoch \(epoch)'s validators' coin")
+                }
+                guard payload.epoch >= epoch else {
+                    return (entries, "\(txid): epoch \(payload.epoch) is before the coin's epoch \(epoch)")
+                }
             }
             if let last, (payload.epoch, payload.round) <= (last.epoch, last.round) {
                 return (entries, "\(txid): epoch \(payload.epoch) round \(payload.round) does not follow \(last)")
+            }
+            // Output 0 pays the payload epoch's set, or the next one's at an epoch's end.
+            let candidates = [payload.epoch + 1, payload.epoch]
+            let next = candidates.first { coinForEpoch($0)?.scriptPubKey == tx.outputs[0].scriptPubKey }
+            if next == nil, candidates.allSatisfy({ coinForEpoch($0) != nil }) {
+                return (
+                    entries,
+                    "\(txid): output 0 pays neither epoch \(payload.epoch)'s nor epoch \(payload.epoch + 1)'s coin"
+                )
             }
             last = (payload.epoch, payload.round)
             var entry = Entry(txid: txid, payload: payload, keys: keys, signatures: signatures)
@@ -121,6 +141,7 @@ public enum CheckpointChain {
             coin = OutPoint(txid: tx.txid, vout: 0)
             coinScript = tx.outputs[0].scriptPubKey
             coinValue = tx.outputs[0].value
+            coinEpoch = next
         }
         return (entries, nil)
     }

@@ -181,8 +181,8 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
         prevouts: [OutPoint: TxOut]
     ) -> Outcome {
         let step = CheckpointChain.verify(
-            start: coin, startScript: coinScript, startValue: coinValue, spends: [tx], coinForEpoch: coinForEpoch,
-            prevouts: prevouts)
+            start: coin, startScript: coinScript, startValue: coinValue, startEpoch: coinEpoch, spends: [tx],
+            coinForEpoch: coinForEpoch, prevouts: prevouts)
         guard let entry = step.entries.first else { return .rejected(step.problem ?? "not a checkpoint") }
         guard let payload = entry.payload else {
             // Valid, but the coin has left checkpointing (its keys' recovery path).

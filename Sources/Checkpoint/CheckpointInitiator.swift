@@ -123,18 +123,20 @@ public struct CheckpointInitiator: Sendable {
         guard qc.commitInfo.commitStateID != nil, height > (history.last?.height ?? 0) else { return }
         history.append((height, qc))
         if history.count > Self.historyLimit { history.removeFirst(history.count - Self.historyLimit) }
-        // An earlier epoch's end still waiting goes first: the coin must reach each set in
-        // turn (the later end is found again once the coin has moved, `epochEndPending`).
-        if endsEpoch, pendingEpochEnd == nil { pendingEpochEnd = (height, qc) }
+        // The latest epoch end goes first: its checkpoint hands the coin straight to the
+        // newest set, however many epochs the coin is behind.
+        if endsEpoch { pendingEpochEnd = (height, qc) }
         // `lastAttempt` is not reset when it becomes due: another validator's request for
         // it may have arrived before this node processed the commit, and starting too
         // would race that initiator.
     }
 
-    /// An epoch ended at `height` (committed by `qc`) and its checkpoint has not been seen
-    /// on Bitcoin: after a restart, or when this node caught up past it. It goes first.
+    /// An epoch ended at `height` (committed by `qc`) and the coin has not reached the
+    /// next set: after a restart, or when this node caught up past it. It goes first (a
+    /// later end replaces an earlier one).
     public mutating func epochEndPending(height: UInt64, qc: QuorumCert) {
-        guard height > checkpointedHeight, pendingEpochEnd == nil, qc.commitInfo.commitStateID != nil else { return }
+        guard height > checkpointedHeight, height > pendingEpochEnd?.height ?? 0, qc.commitInfo.commitStateID != nil
+        else { return }
         pendingEpochEnd = (height, qc)
     }
 
@@ -203,12 +205,15 @@ public struct CheckpointInitiator: Sendable {
             let psbt = try? CheckpointTransaction.psbt(
                 spending: view.coin, value: view.coinValue, of: view.currentCoin, to: view.nextCoin, payload: payload,
                 fee: fee, topUps: CheckpointTransaction.ordered(view.topUps)),
-            var validated = try? psbt.validated(), (try? validated.sign(with: key)) == psbt.inputs.count
+            var validated = try? psbt.validated(), let own = try? validated.sign(with: key),
+            own == 0 || own == psbt.inputs.count
         else { return [] }
+        // A leader whose key is not in the coin (the set rotated since the coin's epoch)
+        // still asks: the coin's key holders sign.
         lastAttempt = now
         let request = CheckpointRequest(psbt: validated.psbt, qc: target.1)
         session = Session(
-            request: request, psbt: validated.psbt, signers: [key.xOnlyPublicKey.rawRepresentation],
+            request: request, psbt: validated.psbt, signers: own == 0 ? [] : [key.xOnlyPublicKey.rawRepresentation],
             coin: view.currentCoin, fee: fee, rate: rate, bitcoinHeight: view.bitcoinHeight)
         return [.requestSignatures(request)] + finishIfComplete()
     }

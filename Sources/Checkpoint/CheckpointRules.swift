@@ -34,7 +34,7 @@ public struct CheckpointPolicy: Sendable, Equatable {
 
     public init(
         minFeeRate: Double = 1, maxFeeRate: Double = 100, minBitcoinBlocksBetween: Int = 1, feeTolerance: Double = 2,
-        bumpAfterBlocks: Int = 3, bumpFactor: Double = 1.5, leaderLookahead: UInt64 = 4
+        bumpAfterBlocks: Int = 3, bumpFactor: Double = 1.5, leaderLookahead: UInt64 = 2
     ) {
         self.minFeeRate = minFeeRate
         self.maxFeeRate = maxFeeRate

@@ -210,6 +210,12 @@ struct CheckpointHost {
     /// The last checkpoint was mined again in another block after a reorg.
     mutating func reconfirmed(height: Int, hash: String) { follower.reconfirmedLast(height: height, hash: hash) }
 
+    /// Node ids of the coin's key holders: the validators of the epoch whose set locks it
+    /// (their checkpoint messages are heard even once they have left the set).
+    func coinHolders(chain: ConsensusHost) -> Set<ValidatorID> {
+        Set(chain.system(epoch: follower.coinEpoch)?.validators.map(\.id) ?? [])
+    }
+
     /// Whether checkpointing is stopped here: the coin was spent against the rules.
     var halted: Bool { follower.alarm != nil }
 
@@ -221,7 +227,8 @@ struct CheckpointHost {
         var out: [Action] = []
         // An epoch ended after the coin's epoch began and its checkpoint is not on Bitcoin
         // (after a restart, or a node that caught up past it): it goes first.
-        if follower.coinEpoch < chain.core.config.epoch, let end = chain.end(ofEpoch: follower.coinEpoch) {
+        let epoch = chain.core.config.epoch
+        if follower.coinEpoch < epoch, let end = chain.end(ofEpoch: epoch - 1) {
             initiator.epochEndPending(height: end.height, qc: end.qc)
         }
         for item in waiting.takeAll() {
@@ -363,10 +370,9 @@ struct CheckpointHost {
     private mutating func judge(
         _ request: CheckpointRequest, from sender: ValidatorID, since: Double, now: Double, chain: ConsensusHost
     ) -> ([Action], refused: Bool) {
-        // Only a validator of this or the previous epoch can hold a key of the coin.
-        guard sender != identity.publicKey, chain.isValidatorOfCurrentOrPreviousEpoch(chain.core.me) else {
-            return ([], false)
-        }
+        // Any holder of one of the coin's keys judges (a validator of the coin's epoch, even
+        // one that has left the set since: `isSigner`, checked below once the coin is known).
+        guard sender != identity.publicKey else { return ([], false) }
         // The coin was spent against the rules: nothing more is signed until an operator acts.
         if let alarm = follower.alarm {
             return settle(
@@ -387,12 +393,10 @@ struct CheckpointHost {
         let verdict: CheckpointRules.Verdict
         var signed: PSBT?
         if let bitcoinTip, let view = view(for: request.qc, chain: chain, bitcoinHeight: bitcoinTip) {
-            if let qcCoin = coin(epoch: request.qc.commitInfo.epoch, chain: chain),
-                qcCoin.scriptPubKey != current.scriptPubKey
-            {
+            if request.qc.commitInfo.epoch < follower.coinEpoch {
                 verdict = .stale(
-                    "the coin is locked by epoch \(follower.coinEpoch)'s set, not epoch \(request.qc.commitInfo.epoch)'s: "
-                        + "that epoch's end must be checkpointed first")
+                    "the coin is already locked by epoch \(follower.coinEpoch)'s set, past epoch \(request.qc.commitInfo.epoch)"
+                )
             } else {
                 (verdict, signed) = CheckpointRules.cosign(
                     request, from: sender, view: view, policy: settings.policy, key: bitcoinKey)

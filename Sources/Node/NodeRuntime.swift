@@ -843,7 +843,9 @@ public actor NodeRuntime: Service {
             // Signers of the coin may be the previous epoch's validators (its last checkpoint).
             // Validly signed, so not garbage: perhaps a validator of an epoch this node has
             // not reached. Not relayed, and the peer that relayed it is not punished.
-            guard chain.isValidatorOfCurrentOrPreviousEpoch(sender) else { return .ignore }
+            guard
+                chain.isValidatorOfCurrentOrPreviousEpoch(sender) || host.coinHolders(chain: chain).contains(sender)
+            else { return .ignore }
             let actions = host.received(message, from: sender, now: now, chain: chain)
             checkpoint = host
             executeCheckpoint(actions)

@@ -73,7 +73,7 @@ struct CheckpointChainTests {
         let (entries, problem) = CheckpointChain.verify(
             start: genesis, startScript: coin(epoch1).scriptPubKey, startValue: 100_000, spends: spends,
             coinForEpoch: { $0 == 2 ? coin(other) : keys($0) })
-        #expect(entries.count == 2 && problem?.contains("epoch 2") == true)
+        #expect(entries.count == 1 && problem?.contains("epoch 2") == true, "\(problem ?? "")")
         // A corrupted signature (the chain as a server might lie about it).
         var forged = spends
         let signed = try #require(forged[1].inputs[0].witness.dropLast(2).firstIndex { !$0.isEmpty })
@@ -89,5 +89,49 @@ struct CheckpointChainTests {
                 spends: [spends[0], spends[0]],
                 coinForEpoch: keys
             ).problem != nil)
+    }
+
+    @Test("a coin two epochs behind is handed straight to the latest set by its own keys; going back is refused")
+    func directHandover() throws {
+        let epoch3 = (0..<4).map { _ in Secp256k1.PrivateKey() }
+        let coins: (UInt64) -> CheckpointCoin? = { [self] in
+            $0 == 1 ? coin(epoch1) : $0 == 2 ? coin(epoch2) : $0 == 3 ? coin(epoch3) : nil
+        }
+        func spend(
+            _ from: [Secp256k1.PrivateKey], _ outpoint: OutPoint, _ value: UInt64, to: [Secp256k1.PrivateKey],
+            epoch: UInt64, round: UInt64
+        )
+            throws -> BitcoinTransaction
+        {
+            let payload = try CheckpointPayload(
+                epoch: epoch, round: round, commitStateID: [UInt8](repeating: UInt8(round), count: 32))
+            var psbt = try CheckpointTransaction.psbt(
+                spending: outpoint, value: value, of: coin(from), to: coin(to), payload: payload, fee: 500
+            ).validated()
+            for key in from.prefix(coin(from).threshold) { try psbt.sign(with: key) }
+            try psbt.finalize()
+            return try psbt.extract()
+        }
+        // Epoch 1's keys sign epoch 2's end, paying epoch 3's coin; then epoch 3's keys go on.
+        let handover = try spend(epoch1, genesis, 100_000, to: epoch3, epoch: 2, round: 40)
+        let next = try spend(epoch3, OutPoint(txid: handover.txid, vout: 0), 99_500, to: epoch3, epoch: 3, round: 2)
+        let walk = CheckpointChain.verify(
+            start: genesis, startScript: coin(epoch1).scriptPubKey, startValue: 100_000, spends: [handover, next],
+            coinForEpoch: coins)
+        #expect(walk.problem == nil && walk.entries.count == 2, "\(walk.problem ?? "")")
+        // The follower adopts it and follows epoch 3's coin.
+        var follower = CheckpointFollower(coin: genesis, value: 100_000, script: coin(epoch1).scriptPubKey, epoch: 1)
+        guard case .adopted = follower.spendSeen(handover, confirmedAt: 10, coinForEpoch: coins) else {
+            Issue.record("the direct handover was not adopted")
+            return
+        }
+        #expect(follower.coinEpoch == 3)
+        // Epoch 3's coin cannot checkpoint epoch 2 (it is past it).
+        let back = try spend(epoch3, OutPoint(txid: handover.txid, vout: 0), 99_500, to: epoch3, epoch: 2, round: 41)
+        guard case .rejected(let why) = follower.spendSeen(back, confirmedAt: 11, coinForEpoch: coins) else {
+            Issue.record("a checkpoint of an epoch before the coin's was adopted")
+            return
+        }
+        #expect(why.contains("before the coin's epoch"), "\(why)")
     }
 }

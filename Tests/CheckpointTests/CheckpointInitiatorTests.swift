@@ -78,18 +78,22 @@ struct CheckpointInitiatorTests {
         #expect(done.count == 1, "the later leader completes the checkpoint")
     }
 
-    @Test("two epochs ending before the first end is on Bitcoin: the earlier end goes first, the later one after")
-    func epochEndsInTurn() throws {
+    @Test("two epochs ending before the first end is on Bitcoin: the latest end goes first (a direct handover)")
+    func epochEndsHandOverDirectly() throws {
         var a = CheckpointInitiator(settings: settings)
         let first = rules.qc(epoch: 1, round: 12)
         let second = rules.qc(epoch: 2, round: 5)
         a.committed(height: 10, qc: first, endsEpoch: true, now: 0)
         a.committed(height: 15, qc: second, endsEpoch: true, now: 0)
-        #expect(a.nextTarget(stuck: nil) == first, "the coin must reach epoch 2's set before epoch 3's")
-        a.seenOnBitcoin(height: 10, epoch: 1, round: 12, bitcoinHeight: 100)
-        #expect(a.nextTarget(stuck: nil) != second, "the later end is not remembered here…")
-        a.epochEndPending(height: 15, qc: second)  // …the host finds it from the coin's epoch
-        #expect(a.nextTarget(stuck: nil) == second)
+        #expect(a.nextTarget(stuck: nil) == second, "the coin goes from epoch 1's set straight to epoch 3's")
+        a.epochEndPending(height: 10, qc: first)
+        #expect(a.nextTarget(stuck: nil) == second, "an earlier end never replaces a later one")
+        a.seenOnBitcoin(height: 15, epoch: 2, round: 5, bitcoinHeight: 100)
+        #expect(a.nextTarget(stuck: nil) == nil)
+        // After a restart the host finds the latest end from the chain.
+        var restarted = CheckpointInitiator(settings: settings)
+        restarted.epochEndPending(height: 15, qc: second)
+        #expect(restarted.nextTarget(stuck: nil) == second)
     }
 
     @Test("a request that arrives before this node processed the commit still holds it back; targets agree")

@@ -19,9 +19,10 @@ struct CheckpointNetworkTests {
     /// `epochLength` blocks, a checkpoint every `interval`), the coin funded into the
     /// genesis, and the validators started (with the given test faults).
     func start(
-        nodes: Int, epochLength: UInt64, interval: UInt64, timeout: Double, faults: [Int: String] = [:]
+        nodes: Int, epochLength: UInt64, interval: UInt64, timeout: Double, faults: [Int: String] = [:],
+        blockInterval: Double = 1
     ) async throws -> (LocalTestnet, RegtestChain) {
-        let chain = try RegtestChain(blockInterval: 1)
+        let chain = try RegtestChain(blockInterval: blockInterval)
         try await chain.waitReady()
         let net = try LocalTestnet(nodes: nodes, basePort: 26_000 + Int.random(in: 0..<39) * 10)
         do {
@@ -34,11 +35,15 @@ struct CheckpointNetworkTests {
             let address = try #require(
                 try net.cli(["btc", "address", dave] + flags).output.split(separator: "\n").first)
             _ = try await chain.faucet(String(address), sats: 1_000_000)
+            // A chain that mines only on request: the test mines (--wait would wait forever).
+            let manual = blockInterval == 0
+            if manual { try await chain.mine() }
             let genesis = net.root.appendingPathComponent("genesis.json").path
             let funded = try net.cli(
-                ["checkpoint", "fund", "--genesis", genesis, "--from", dave, "--amount", "500000", "--write", "--wait"]
-                    + flags)
+                ["checkpoint", "fund", "--genesis", genesis, "--from", dave, "--amount", "500000", "--write"]
+                    + (manual ? [] : ["--wait"]) + flags)
             #expect(funded.status == 0, "\(funded.output)")
+            if manual { try await chain.mine() }
             for i in 0..<4 { try net.start(i, checkpointFault: faults[i]) }
             for i in 0..<4 { try net.waitReady(i) }
             return (net, chain)
@@ -321,6 +326,72 @@ struct CheckpointNetworkTests {
         let after = try net.admin(2).call("getcheckpoints")
         #expect(try #require(after["checkpoints_left"]?.numberValue) > leftBefore)
         let verified = try net.cli(["checkpoint", "verify", "--genesis", genesis] + flags)
+        #expect(verified.status == 0, "\(verified.output)")
+    }
+
+    /// Issue 15 §5: the coin falls two epochs behind (Bitcoin mines nothing while the set
+    /// changes twice: node 4 joins, node 0 leaves). Once blocks come again, epoch 1's keys
+    /// — node 0's among them, though it is no longer a validator — sign epoch 2's end,
+    /// paying epoch 3's coin directly; the coin never passes through epoch 2's set.
+    @Test("a coin two epochs behind is handed straight to the latest set by its own key holders")
+    func handoverTwoEpochsBehind() async throws {
+        let (net, chain) = try await start(
+            nodes: 5, epochLength: 1_000, interval: 10, timeout: 10, blockInterval: 0)
+        defer {
+            net.shutdown()
+            chain.stop()
+        }
+        try net.start(4)
+        try net.waitReady(4)
+        func status(_ i: Int) -> JSONValue? { try? net.admin(i).call("getcheckpoints") }
+        // A checkpoint of epoch 1 waits in the mempool (no blocks are mined).
+        try waitUntil(timeout: 90, "a checkpoint in the mempool") {
+            status(1)?["checkpoints"]?.arrayValue?.contains { $0["status"] == .string("mempool") } == true
+        }
+        let keys4 = try KeyStore(directory: net.dataDir(4)).load()
+        let node0 = try KeyStore(directory: net.dataDir(0)).load().nodeID
+        func sockets(_ nodes: [Int]) -> [String] {
+            nodes.flatMap { ["--socket", net.dataDir($0).appendingPathComponent("admin.sock").path] }
+        }
+        let added = try net.cli(
+            ["validator", "add", keys4.nodeID, "--bitcoin-key", keys4.bitcoin.xOnlyPublicKey.hex] + sockets([0, 1, 2]))
+        #expect(added.status == 0, "\(added.output)")
+        try waitUntil(timeout: 60, "epoch 2") {
+            (try? net.admin(1).call("getstatus")["epoch"]?.numberValue).map { $0 >= 2 } ?? false
+        }
+        let removed = try net.cli(["validator", "remove", node0] + sockets([1, 2, 3, 4]))
+        #expect(removed.status == 0, "\(removed.output)")
+        try waitUntil(timeout: 60, "epoch 3 without node 0") {
+            (try? net.admin(1).call("getstatus")["epoch"]?.numberValue).map { $0 >= 3 } ?? false
+        }
+        #expect((try? net.admin(0).call("getstatus")["validator"]) == .bool(false))
+        #expect(status(1)?["coin_epoch"] == .int(1), "the coin is still epoch 1's")
+
+        // Blocks again: the waiting checkpoint confirms, then epoch 2's end moves the coin.
+        let deadline = Date().addingTimeInterval(150)
+        while Date() < deadline, status(1)?["coin_epoch"] != .int(3) {
+            try await chain.mine()
+            try await Task.sleep(for: .milliseconds(700))
+        }
+        #expect(status(1)?["coin_epoch"] == .int(3), "\(String(describing: status(1)))")
+        let confirmed = records(net, 1)
+        let handover = try #require(confirmed.first { $0["epoch"] == .int(2) }, "\(confirmed)")
+        #expect(handover["signatures"] == .int(3), "k = 3 of epoch 1's 4 keys")
+        // One step from epoch 1's set to epoch 3's: epoch 1's end was never checkpointed on
+        // its own (stepping through each set would have paid epoch 2's coin first).
+        #expect(confirmed.filter { $0["epoch"] == .int(1) }.count == 1, "\(confirmed)")
+        #expect(confirmed.last?["txid"] == handover["txid"])
+        // Node 0 signed it as a holder of the coin's key, not as a validator.
+        #expect(net.log(0).contains("checkpoint: signed"))
+        // The light client walks it with every epoch's keys from a node.
+        let flags = ["--network", "regtest", "--esplora", "http://127.0.0.1:\(chain.port)"]
+        let socket = net.dataDir(1).appendingPathComponent("admin.sock").path
+        let verified = try net.cli(
+            [
+                "checkpoint", "verify", "--genesis", net.root.appendingPathComponent("genesis.json").path, "--node",
+                socket,
+            ]
+                + flags)
         #expect(verified.status == 0, "\(verified.output)")
     }
 }
