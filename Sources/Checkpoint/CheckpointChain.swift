@@ -126,7 +126,9 @@ public enum CheckpointChain {
                 return (entries, "\(txid): epoch \(payload.epoch) round \(payload.round) does not follow \(last)")
             }
             // Output 0 pays the payload epoch's set, or the next one's at an epoch's end.
-            let candidates = [payload.epoch + 1, payload.epoch]
+            // The payload's own epoch first: an unchanged set locks both with one script, and
+            // the coin must not be taken to be ahead of the epochs it may still checkpoint.
+            let candidates = [payload.epoch, payload.epoch + 1]
             let next = candidates.first { coinForEpoch($0)?.scriptPubKey == tx.outputs[0].scriptPubKey }
             if next == nil, candidates.allSatisfy({ coinForEpoch($0) != nil }) {
                 return (

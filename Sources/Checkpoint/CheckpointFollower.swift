@@ -201,10 +201,11 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
         // Output 0 is the same epoch's coin, or the next epoch's when the epoch ended.
         let script = tx.outputs[0].scriptPubKey
         let nextEpoch: UInt64
-        if let next = coinForEpoch(payload.epoch + 1), next.scriptPubKey == script {
-            nextEpoch = payload.epoch + 1
-        } else if own.scriptPubKey == script {
+        // The payload's own epoch first: an unchanged set locks both epochs with one script.
+        if own.scriptPubKey == script {
             nextEpoch = payload.epoch
+        } else if let next = coinForEpoch(payload.epoch + 1), next.scriptPubKey == script {
+            nextEpoch = payload.epoch + 1
         } else if coinForEpoch(payload.epoch + 1) == nil {
             return .notYet("output 0 is not epoch \(payload.epoch)'s coin; the next epoch is not known here yet")
         } else {

@@ -234,10 +234,10 @@ struct CheckpointHost {
         for item in waiting.takeAll() {
             out += judge(item.request, from: item.sender, since: item.since, now: now, chain: chain).0
         }
-        // The wrong-state-id fault plays a Byzantine validator: it asks whenever one is
-        // due, without waiting to lead a round.
-        let leads = chain.leadsCurrentRound || (fault == .wrongStateID && chain.isValidator)
-        guard leads, !halted, let bitcoinTip else { return out }
+        // The wrong-state-id fault plays a Byzantine validator: whenever it leads a round
+        // and one is due, it asks, whatever attempts it has seen.
+        if fault == .wrongStateID { initiator.requestSeen(now: -.greatestFiniteMagnitude) }
+        guard chain.leadsCurrentRound, !halted, let bitcoinTip else { return out }
         let stuck = stuckCheckpoint(chain: chain, bitcoinHeight: bitcoinTip)
         guard let target = initiator.nextTarget(stuck: stuck),
             let view = view(for: target, chain: chain, bitcoinHeight: bitcoinTip)
@@ -489,7 +489,8 @@ struct CheckpointHost {
 }
 
 /// Misbehaviour for end-to-end tests only, as CometBFT's e2e "misbehaviors": a validator
-/// that asks, whenever a checkpoint is due, for signatures on a wrong state id, or one that
+/// that asks, whenever it leads a round while a checkpoint is due, for signatures on a wrong
+/// state id, or one that
 /// collects signatures and never broadcasts (then is killed mid-flow). Only the test build
 /// of the node (`p2pnode-faulty`, Tests/FaultyNode) sets it, through `TestFaults`; the
 /// shipped `p2pnode` has no switch for it.

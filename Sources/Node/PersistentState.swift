@@ -65,7 +65,7 @@ public struct StateFiles: Sendable {
     /// The checkpoint fee rate the operator set over the admin socket (`setcheckpointfeerate`):
     /// `.some(nil)` when they went back to the estimate, nil when they never set one (the
     /// config file's `bitcoin.fee_rate` then applies).
-    func loadFeeRateOverride() throws -> Double?? {
+    public func loadFeeRateOverride() throws -> Double?? {
         guard FileManager.default.fileExists(atPath: feeRateURL.path) else { return nil }
         do {
             let saved = try JSONDecoder().decode(SavedFeeRate.self, from: Data(contentsOf: feeRateURL))
@@ -79,7 +79,7 @@ public struct StateFiles: Sendable {
         }
     }
 
-    func saveFeeRateOverride(_ rate: Double?) throws {
+    public func saveFeeRateOverride(_ rate: Double?) throws {
         try writeAtomically(try encoder.encode(SavedFeeRate(override: rate)), to: feeRateURL)
     }
 

@@ -134,4 +134,35 @@ struct CheckpointChainTests {
         }
         #expect(why.contains("before the coin's epoch"), "\(why)")
     }
+
+    @Test("an unchanged set locks two epochs with one script: the coin is not taken to be ahead of its epoch")
+    func unchangedSet() throws {
+        let same: (UInt64) -> CheckpointCoin? = { [self] in $0 <= 3 ? coin(epoch1) : nil }
+        func spend(_ outpoint: OutPoint, _ value: UInt64, epoch: UInt64, round: UInt64) throws -> BitcoinTransaction {
+            let payload = try CheckpointPayload(
+                epoch: epoch, round: round, commitStateID: [UInt8](repeating: UInt8(round), count: 32))
+            var psbt = try CheckpointTransaction.psbt(
+                spending: outpoint, value: value, of: coin(epoch1), to: coin(epoch1), payload: payload, fee: 500
+            ).validated()
+            for key in epoch1.prefix(3) { try psbt.sign(with: key) }
+            try psbt.finalize()
+            return try psbt.extract()
+        }
+        // Two checkpoints of epoch 1 (the second its end), then one of epoch 2.
+        let a = try spend(genesis, 100_000, epoch: 1, round: 5)
+        let b = try spend(OutPoint(txid: a.txid, vout: 0), 99_500, epoch: 1, round: 9)
+        let c = try spend(OutPoint(txid: b.txid, vout: 0), 99_000, epoch: 2, round: 2)
+        let walk = CheckpointChain.verify(
+            start: genesis, startScript: coin(epoch1).scriptPubKey, startValue: 100_000, spends: [a, b, c],
+            coinForEpoch: same)
+        #expect(walk.problem == nil && walk.entries.count == 3, "\(walk.problem ?? "")")
+        var follower = CheckpointFollower(coin: genesis, value: 100_000, script: coin(epoch1).scriptPubKey, epoch: 1)
+        for tx in [a, b, c] {
+            guard case .adopted = follower.spendSeen(tx, confirmedAt: 10, coinForEpoch: same) else {
+                Issue.record("\(tx.displayTxid) was not adopted (coin epoch \(follower.coinEpoch))")
+                return
+            }
+        }
+        #expect(follower.coinEpoch == 2)
+    }
 }

@@ -220,9 +220,8 @@ struct CheckpointNetworkTests {
         }
         #expect((1..<4).contains { !lines($0, "checkpoint broadcast").filter { $0.contains(completed) }.isEmpty })
 
-        // Node 1 asks whenever a checkpoint is due, leader or not, for a state id that is not
-        // the QC's: its requests are refused with blame (for the outputs while it leads a
-        // round that may ask; as a non-leader otherwise), and none is signed.
+        // Node 1 asks whenever it leads a round while a checkpoint is due, for a state id
+        // that is not the QC's: its requests are refused with blame, and none is signed.
         func refusals() -> [Substring] {
             [2, 3].map { net.log($0) }.joined(separator: "\n").split(separator: "\n").filter {
                 $0.contains("refused to sign") && $0.contains(String(node1.prefix(16)))

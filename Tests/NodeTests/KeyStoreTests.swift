@@ -63,3 +63,25 @@ struct KeyStoreTests {
         #expect(missing?.message.contains("p2pnode init") == true)
     }
 }
+
+@Suite("Node state files")
+struct StateFileTests {
+    @Test(
+        "the checkpoint fee override survives a restart: a rate, back to the estimate, or never set; garbage is an error"
+    )
+    func feeRateOverride() throws {
+        let directory = try makeTemporaryDirectory("fee-override")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let files = StateFiles(directory: directory)
+        #expect(try files.loadFeeRateOverride() == nil, "never set: the config file's bitcoin.fee_rate applies")
+        try files.saveFeeRateOverride(7.5)
+        #expect(try files.loadFeeRateOverride() == .some(7.5))
+        try files.saveFeeRateOverride(nil)
+        #expect(try files.loadFeeRateOverride() == .some(nil), "back to the estimate, also after a restart")
+        for bad in [#"{"override": -1}"#, #"{"override": "fast"}"#, "not json"] {
+            try Data(bad.utf8).write(to: files.feeRateURL)
+            let error = #expect(throws: ConfigError.self) { try files.loadFeeRateOverride() }
+            #expect(error?.description.contains("checkpoint-fee-rate.json") == true)
+        }
+    }
+}
