@@ -112,6 +112,10 @@ public enum CheckpointChain {
             guard tx.outputs.count == 2, let payload = try? CheckpointPayload(script: tx.outputs[1].scriptPubKey) else {
                 return (entries, "\(txid): output 1 is not a checkpoint payload")
             }
+            // No chain reaches the last epoch number; refusing it keeps `epoch + 1` below.
+            guard payload.epoch < UInt64.max else {
+                return (entries, "\(txid): epoch \(payload.epoch) is out of range")
+            }
             // The coin's set checkpoints its own epoch or a later one (a set that fell behind
             // hands the coin straight to the latest set), never an earlier one.
             if let epoch = coinEpoch {

@@ -152,6 +152,12 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
         }
     }
 
+    /// The node found the adopted checkpoint at odds with its own chain (another state id
+    /// for that QC): checkpointing stops here as for a spend against the rules.
+    public mutating func raiseAlarm(_ reason: String) {
+        if alarm == nil { alarm = reason }
+    }
+
     /// The last checkpoint's block left Bitcoin's best chain (a reorg), or it is no
     /// longer in any block: the coin goes back to the one it spent. Returns the undone record.
     public mutating func orphaned() -> Record? {

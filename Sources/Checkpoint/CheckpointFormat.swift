@@ -185,6 +185,14 @@ public enum CheckpointTransaction {
     /// by k keys; the rest wait for the next one).
     public static let maxTopUps = 10
 
+    /// The least a top-up must hold to be swept in: what its own input costs at the
+    /// genesis fee cap (each swept input carries a full k-signature witness). Dust paid
+    /// to the coin's script would otherwise cost the coin more than it brings.
+    public static func minimumTopUp(_ coin: CheckpointCoin, maxFeeRate: Double) -> UInt64 {
+        let marginal = virtualSize(current: coin, next: coin, topUps: 1) - virtualSize(current: coin, next: coin)
+        return UInt64((Double(marginal) * maxFeeRate).rounded(.up))
+    }
+
     /// Top-ups in the order a checkpoint spends them (after the coin): by txid, then
     /// output index, so every validator builds the same transaction.
     public static func ordered(_ topUps: [OutPoint: UInt64]) -> [(OutPoint, UInt64)] {

@@ -55,13 +55,11 @@ public struct CheckpointInitiator: Sendable {
     /// The checkpoint being collected by this node.
     struct Session: Sendable {
         let request: CheckpointRequest
-        var psbt: PSBT
-        var signers: Set<[UInt8]>
-        let coin: CheckpointCoin
+        var collector: CheckpointCollector
         let fee: UInt64
         let rate: Double
         let bitcoinHeight: Int
-        var done = false
+        var done: Bool { collector.done }
     }
 
     public let settings: Settings
@@ -160,14 +158,14 @@ public struct CheckpointInitiator: Sendable {
         now: Double, view: CheckpointView, key: Secp256k1.PrivateKey, feeRate: Double, stuck: Stuck? = nil
     ) -> [Action] {
         let policy = settings.policy
+        let topUps = Self.sweepable(view, policy: policy)
         let vsize = CheckpointTransaction.virtualSize(
-            current: view.currentCoin, next: view.nextCoin,
-            topUps: CheckpointTransaction.ordered(view.topUps).count)
+            current: view.currentCoin, next: view.nextCoin, topUps: topUps.count)
         if let stuck {
             // In the mempool: wait for a block, or bump once it has waited long enough.
-            guard stuck.blocksWaiting >= policy.bumpAfterBlocks else { return [] }
-            let rate = policy.bumped(stuck.feeRate)
-            guard rate <= policy.maxFeeRate else { return [] }  // at the cap: wait
+            guard stuck.blocksWaiting >= policy.bumpAfterBlocks,
+                let rate = policy.replacementRate(stuck: stuck.feeRate, own: feeRate)
+            else { return [] }  // not yet, or already at the cap: wait
             let fee = max(UInt64((rate * Double(vsize)).rounded(.up)), stuck.fee + UInt64(vsize))
             // Asked already at this fee or more (the replacement is not in the mempool yet):
             // asking again within the timeout would only repeat it.
@@ -204,7 +202,7 @@ public struct CheckpointInitiator: Sendable {
                 epoch: target.1.commitInfo.epoch, round: target.1.commitInfo.round, commitStateID: state.bytes),
             let psbt = try? CheckpointTransaction.psbt(
                 spending: view.coin, value: view.coinValue, of: view.currentCoin, to: view.nextCoin, payload: payload,
-                fee: fee, topUps: CheckpointTransaction.ordered(view.topUps)),
+                fee: fee, topUps: Self.sweepable(view, policy: settings.policy)),
             var validated = try? psbt.validated(), let own = try? validated.sign(with: key),
             own == 0 || own == psbt.inputs.count
         else { return [] }
@@ -213,61 +211,31 @@ public struct CheckpointInitiator: Sendable {
         lastAttempt = now
         let request = CheckpointRequest(psbt: validated.psbt, qc: target.1)
         session = Session(
-            request: request, psbt: validated.psbt, signers: own == 0 ? [] : [key.xOnlyPublicKey.rawRepresentation],
-            coin: view.currentCoin, fee: fee, rate: rate, bitcoinHeight: view.bitcoinHeight)
+            request: request,
+            collector: CheckpointCollector(request: request, coin: view.currentCoin),
+            fee: fee, rate: rate, bitcoinHeight: view.bitcoinHeight)
         return [.requestSignatures(request)] + finishIfComplete()
+    }
+
+    /// The top-ups a checkpoint sweeps in: those worth more than their own input at the
+    /// fee cap, never the coin itself, in canonical order.
+    static func sweepable(_ view: CheckpointView, policy: CheckpointPolicy) -> [(OutPoint, UInt64)] {
+        let least = CheckpointTransaction.minimumTopUp(view.currentCoin, maxFeeRate: policy.maxFeeRate)
+        return CheckpointTransaction.ordered(view.topUps.filter { $0.key != view.coin && $0.value >= least })
     }
 
     /// The fee of this node's current checkpoint attempt, if any.
     public var currentFee: UInt64? { session?.fee }
 
-    /// A validator's co-signed PSBT. Signatures for another transaction, from keys not in
-    /// the script, already counted, or missing or invalid on any input are ignored; late
-    /// ones after completion too.
+    /// A validator's co-signed PSBT (see `CheckpointCollector`).
     public mutating func signatureReceived(_ psbt: PSBT) -> [Action] {
-        guard var s = session, !s.done, psbt.unsignedTx == s.psbt.unsignedTx, psbt.inputs.count == s.psbt.inputs.count
-        else { return [] }
-        let leafHash = s.coin.leaf.hash
-        var added = false
-        for (slot, _) in psbt.inputs[0].tapScriptSigs {
-            let xonly = Array(slot.prefix(32))
-            guard Array(slot.suffix(32)) == leafHash, s.coin.keys.contains(xonly), !s.signers.contains(xonly) else {
-                continue
-            }
-            // A key counts only with a valid signature on every input.
-            let signatures = psbt.inputs.map { $0.tapScriptSigs[slot] }
-            guard
-                signatures.indices.allSatisfy({ i in
-                    signatures[i].map { Self.verify($0, key: xonly, psbt: s.psbt, input: i, leafHash: leafHash) }
-                        ?? false
-                })
-            else { continue }
-            for i in signatures.indices { s.psbt.inputs[i].tapScriptSigs[slot] = signatures[i] }
-            s.signers.insert(xonly)
-            added = true
-        }
+        guard var s = session, s.collector.add(psbt) else { return [] }
         session = s
-        return added ? finishIfComplete() : []
-    }
-
-    /// A signature must verify: a bad one from a peer would make the finalized
-    /// transaction invalid.
-    static func verify(_ signature: [UInt8], key: [UInt8], psbt: PSBT, input: Int, leafHash: [UInt8]) -> Bool {
-        let spent = psbt.inputs.compactMap(\.witnessUtxo)
-        guard spent.count == psbt.inputs.count,
-            let digest = try? psbt.unsignedTx.taprootSighash(
-                index: input, spent: spent, type: .default, scriptSpend: .init(leafHash: leafHash))
-        else { return false }
-        return isDefaultSchnorrSignature(signature, by: key, over: digest)
+        return finishIfComplete()
     }
 
     private mutating func finishIfComplete() -> [Action] {
-        guard var s = session, !s.done, s.coin.isSatisfied(by: s.signers),
-            var validated = try? s.psbt.validated(), (try? validated.finalize()) != nil,
-            let tx = try? validated.extract(),
-            let payload = try? CheckpointPayload(script: tx.outputs[1].scriptPubKey)
-        else { return [] }
-        s.done = true
+        guard var s = session, let (tx, payload) = s.collector.finish() else { return [] }
         session = s
         return [.broadcast(tx, payload)]
     }
@@ -292,5 +260,79 @@ public struct CheckpointInitiator: Sendable {
         if let end = pendingEpochEnd, end.height <= height || epoch > end.qc.commitInfo.epoch { pendingEpochEnd = nil }
         session = nil
         lastAttempt = nil
+    }
+}
+
+/// The co-signatures of one checkpoint request, gathered until they reach the coin's
+/// threshold. The initiator keeps one for its own request; every validator keeps one for
+/// each request it judged signable, so that a fully signed checkpoint is broadcast even
+/// if its initiator withholds it (co-signatures are flooded to every node).
+public struct CheckpointCollector: Sendable {
+    public let request: CheckpointRequest
+    public private(set) var psbt: PSBT
+    public private(set) var signers: Set<[UInt8]>
+    public let coin: CheckpointCoin
+    /// Finalized once (later signatures are ignored).
+    public private(set) var done = false
+
+    public init(request: CheckpointRequest, coin: CheckpointCoin) {
+        self.request = request
+        self.coin = coin
+        signers = []
+        // The request's own signatures (the initiator's) count only if they verify.
+        var unsigned = request.psbt
+        for i in unsigned.inputs.indices { unsigned.inputs[i].tapScriptSigs = [:] }
+        psbt = unsigned
+        _ = add(request.psbt)
+    }
+
+    /// Adds the signatures of a co-signed copy. Those for another transaction, from keys
+    /// not in the script, already counted, or missing or invalid on any input are
+    /// ignored. Returns whether a key was added.
+    public mutating func add(_ signed: PSBT) -> Bool {
+        guard !done, signed.unsignedTx == psbt.unsignedTx, signed.inputs.count == psbt.inputs.count else {
+            return false
+        }
+        let leafHash = coin.leaf.hash
+        var added = false
+        for (slot, _) in signed.inputs[0].tapScriptSigs {
+            let xonly = Array(slot.prefix(32))
+            guard slot.count == 64, Array(slot.suffix(32)) == leafHash, coin.keys.contains(xonly),
+                !signers.contains(xonly)
+            else { continue }
+            // A key counts only with a valid signature on every input.
+            let signatures = signed.inputs.map { $0.tapScriptSigs[slot] }
+            guard
+                signatures.indices.allSatisfy({ i in
+                    signatures[i].map { Self.verify($0, key: xonly, psbt: psbt, input: i, leafHash: leafHash) } ?? false
+                })
+            else { continue }
+            for i in signatures.indices { psbt.inputs[i].tapScriptSigs[slot] = signatures[i] }
+            signers.insert(xonly)
+            added = true
+        }
+        return added
+    }
+
+    /// The finalized transaction and its payload, once the signatures reach the threshold
+    /// (only the first time).
+    public mutating func finish() -> (BitcoinTransaction, CheckpointPayload)? {
+        guard !done, coin.isSatisfied(by: signers), var validated = try? psbt.validated(),
+            (try? validated.finalize()) != nil, let tx = try? validated.extract(), tx.outputs.count > 1,
+            let payload = try? CheckpointPayload(script: tx.outputs[1].scriptPubKey)
+        else { return nil }
+        done = true
+        return (tx, payload)
+    }
+
+    /// A signature must verify: a bad one from a peer would make the finalized
+    /// transaction invalid.
+    static func verify(_ signature: [UInt8], key: [UInt8], psbt: PSBT, input: Int, leafHash: [UInt8]) -> Bool {
+        let spent = psbt.inputs.compactMap(\.witnessUtxo)
+        guard spent.count == psbt.inputs.count,
+            let digest = try? psbt.unsignedTx.taprootSighash(
+                index: input, spent: spent, type: .default, scriptSpend: .init(leafHash: leafHash))
+        else { return false }
+        return isDefaultSchnorrSignature(signature, by: key, over: digest)
     }
 }

@@ -49,6 +49,13 @@ public struct CheckpointPolicy: Sendable, Equatable {
     /// rate by at least the 1 sat/vB incremental relay fee).
     public func bumped(_ rate: Double) -> Double { max(rate * bumpFactor, rate + 1) }
 
+    /// The rate a leader replaces a stuck checkpoint at: the bump, or this node's own
+    /// estimate if higher, at most the cap (nil if even the cap is not a BIP125 bump).
+    public func replacementRate(stuck rate: Double, own: Double) -> Double? {
+        let target = min(max(bumped(rate), own), maxFeeRate)
+        return target >= rate + 1 ? target : nil
+    }
+
     /// The highest fee rate a validator whose own estimate is `own` signs: `feeTolerance`
     /// × that, or a bump of a checkpoint stuck in the mempool for `bumpAfterBlocks` (one
     /// block of slack: the initiator's tip may be one ahead), within the genesis bounds.
@@ -56,7 +63,7 @@ public struct CheckpointPolicy: Sendable, Equatable {
         var ceiling = max(own, minFeeRate) * feeTolerance
         if let pending, pending.blocksWaiting >= bumpAfterBlocks - 1 {
             // +1: the replacement's fee is rounded up to whole satoshis.
-            ceiling = max(ceiling, bumped(pending.feeRate) + 1)
+            ceiling = max(ceiling, bumped(pending.feeRate) + 1, min(own, maxFeeRate) + 1)
         }
         return min(ceiling, maxFeeRate)
     }
@@ -110,6 +117,10 @@ public struct CheckpointView: Sendable {
     /// Who may ask now: the leaders of `CheckpointPolicy.askingRounds` by this node's
     /// leader schedule.
     public let leaders: Set<ValidatorID>
+    /// Whether `leaders` covers every round from the QC's on (false when the window was
+    /// capped: a requester outside it may have led an earlier round, e.g. a replayed
+    /// request, so it is not blamed).
+    public let leadersComplete: Bool
     /// Due by this node's own history: the height of the block the QC certifies, whether
     /// it ends its epoch, and the first height due after the last checkpoint (nil where
     /// this node does not know the last checkpoint's height: then any is due).
@@ -129,9 +140,10 @@ public struct CheckpointView: Sendable {
         currentCoin: CheckpointCoin, nextCoin: CheckpointCoin, bitcoinHeight: Int, lastCheckpointHeight: Int?,
         lastCheckpoint: (epoch: UInt64, round: UInt64)? = nil, leaders: Set<ValidatorID>, certifiedHeight: UInt64?,
         endsEpoch: Bool, dueFromHeight: UInt64?, ownFeeRate: Double, pending: PendingSpend? = nil,
-        topUps: [OutPoint: UInt64] = [:]
+        topUps: [OutPoint: UInt64] = [:], leadersComplete: Bool = true
     ) {
         self.topUps = topUps
+        self.leadersComplete = leadersComplete
         self.lastCheckpoint = lastCheckpoint
         self.config = config
         self.committedStates = committedStates
@@ -172,7 +184,8 @@ public enum CheckpointRules {
         // 0. Only the leader of the QC's round or of a later one asks (a later one takes
         //    over after the timeout): a validator that is not cannot ask at will.
         guard view.leaders.contains(sender) else {
-            return .refuse("the requester leads none of the rounds from the QC's round to this node's current round")
+            let why = "the requester leads none of the rounds from the QC's round to this node's current round"
+            return view.leadersComplete ? .refuse(why) : .stale(why + " (of those this node checks)")
         }
         // 1. A valid QC of this epoch's validators that commits a state.
         guard view.config.isValid(qc), let stateID = qc.commitInfo.commitStateID else {
@@ -220,6 +233,10 @@ public enum CheckpointRules {
             guard utxo.value == value else {
                 return .refuse("input \(i) claims \(utxo.value) sats; this node sees \(value)")
             }
+            let least = CheckpointTransaction.minimumTopUp(view.currentCoin, maxFeeRate: policy.maxFeeRate)
+            guard value >= least else {
+                return .refuse("input \(i) sweeps \(value) sats, less than its own fee at the cap (\(least))")
+            }
             topUps[outpoint] = value
         }
         guard tx.inputs.dropFirst().map(\.previousOutput) == CheckpointTransaction.ordered(topUps).map(\.0) else {
@@ -265,13 +282,25 @@ public enum CheckpointRules {
             return .refuse("version, lock time or sequence differ from the checkpoint format")
         }
         // 5. A fee rate within the bounds, measured on the signed size.
-        let spent = topUps.values.reduce(view.coinValue, +)
+        let (spent, overflow) = topUps.values.reduce((view.coinValue, false)) {
+            let sum = $0.0.addingReportingOverflow($1)
+            return (sum.partialValue, $0.1 || sum.overflow)
+        }
+        guard !overflow else { return .refuse("the inputs add up to more than 2^64 sats") }
         guard spent > tx.outputs[0].value else { return .refuse("no fee") }
         let fee = spent - tx.outputs[0].value
         let vsize = CheckpointTransaction.virtualSize(
             current: view.currentCoin, next: view.nextCoin, topUps: tx.inputs.count - 1)
         let rate = Double(fee) / Double(vsize)
         let ceiling = policy.ceiling(own: view.ownFeeRate, pending: view.pending)
+        // Far below this node's own estimate: it would sit in the mempool and hold every
+        // other attempt back for blocks. Not signed; not blamed (estimates differ).
+        let floor = max(policy.minFeeRate, min(view.ownFeeRate, policy.maxFeeRate) / policy.feeTolerance)
+        if rate < floor, rate >= policy.minFeeRate {
+            return .stale(
+                "fee rate \(String(format: "%.2f", rate)) sat/vB is below \(String(format: "%.2f", floor)), this node's estimate ÷ \(policy.feeTolerance)"
+            )
+        }
         guard rate >= policy.minFeeRate, rate <= ceiling else {
             return .refuse(
                 "fee rate \(String(format: "%.2f", rate)) sat/vB is outside [\(policy.minFeeRate), \(String(format: "%.2f", ceiling))]"

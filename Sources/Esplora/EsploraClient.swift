@@ -30,11 +30,31 @@ public struct EsploraClient: Sendable {
         base = url
     }
 
+    /// Block heights a server may report: anything else is a lie that arithmetic on
+    /// heights must never see (Bitcoin is far below 10^8 blocks).
+    public static let heights = 0...100_000_000
+
     public struct Status: Sendable, Equatable, Decodable {
         public let confirmed: Bool
         public let block_height: Int?
         public let block_hash: String?
         public let block_time: Int?
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            confirmed = try c.decode(Bool.self, forKey: .confirmed)
+            block_height = try c.decodeIfPresent(Int.self, forKey: .block_height)
+            block_hash = try c.decodeIfPresent(String.self, forKey: .block_hash)
+            block_time = try c.decodeIfPresent(Int.self, forKey: .block_time)
+            if let height = block_height, !EsploraClient.heights.contains(height) {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .block_height, in: c, debugDescription: "block height \(height) out of range")
+            }
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case confirmed, block_height, block_hash, block_time
+        }
     }
 
     public struct UTXO: Sendable, Equatable, Decodable {
@@ -53,7 +73,9 @@ public struct EsploraClient: Sendable {
 
     public func tipHeight() async throws(EsploraError) -> Int {
         let text = try await string("blocks/tip/height")
-        guard let height = Int(text) else { throw .decode("tip height: \(text.prefix(80))") }
+        guard let height = Int(text), Self.heights.contains(height) else {
+            throw .decode("tip height: \(text.prefix(80))")
+        }
         return height
     }
 

@@ -51,6 +51,15 @@ struct CheckpointHost {
     var topUps: [OutPoint: UInt64] = [:]
     /// Requests seen, by txid: who sent it and the block its QC commits (for records).
     private var requests: [String: (initiator: String, block: Hash32, at: Double)] = [:]
+    /// (sender, txid) of requests refused with blame, and when.
+    private var blamed: [String: Double] = [:]
+    /// Others' requests this node signed, gathering the flooded co-signatures: a fully
+    /// signed checkpoint its initiator has not put in the mempool `bystanderDelay` seconds
+    /// later is broadcast from here (a withholding initiator cannot stall checkpoints).
+    private var watching:
+        [(collector: CheckpointCollector, finished: (BitcoinTransaction, CheckpointPayload, Double)?)] =
+            []
+    static let bystanderDelay: Double = 5
     /// Requests this validator could not judge yet (its node had not committed the block,
     /// or does not follow the coin it spends yet), oldest first.
     private var waiting = WaitingRequests<ValidatorID>(perSender: 2)
@@ -138,6 +147,17 @@ struct CheckpointHost {
         }
         switch outcome {
         case .adopted(let record):
+            // k keys of the coin certified a state this chain never committed for that QC.
+            if let own = chain.committed(anchoring: record.epoch, round: record.round),
+                let state = own.qc.commitInfo.commitStateID, state.bytes.hex != record.commitStateID
+            {
+                follower.raiseAlarm(
+                    "\(record.txid) anchors state \(record.commitStateID.prefix(16)) for epoch \(record.epoch) round \(record.round); this chain committed \(state.bytes.hex.prefix(16))"
+                )
+                logger.critical(
+                    "checkpoint on Bitcoin contradicts this node's chain: checkpointing stopped; see docs/checkpoints.md",
+                    metadata: ["alarm": "\(follower.alarm ?? "")"])
+            }
             let anchored = anchoredHeight(record, chain: chain)
             initiator.seenOnBitcoin(
                 height: anchored ?? 0, epoch: record.epoch, round: record.round, bitcoinHeight: confirmedAt ?? 0)
@@ -234,6 +254,17 @@ struct CheckpointHost {
         for item in waiting.takeAll() {
             out += judge(item.request, from: item.sender, since: item.since, now: now, chain: chain).0
         }
+        // Fully signed checkpoints of others that are still not in the mempool: broadcast.
+        watching.removeAll { $0.collector.request.psbt.unsignedTx.inputs.first?.previousOutput != follower.coin }
+        for i in watching.indices {
+            guard let (tx, payload, at) = watching[i].finished, now - at >= Self.bystanderDelay else { continue }
+            watching[i].finished = nil
+            if follower.unconfirmed?.txid == tx.displayTxid { continue }
+            logger.notice(
+                "checkpoint: fully signed but not in the mempool after \(Int(Self.bystanderDelay)) s: broadcasting it here",
+                metadata: ["txid": "\(tx.displayTxid)"])
+            out.append(.broadcast(tx, payload, sinceCommit: nil))
+        }
         // The wrong-state-id fault plays a Byzantine validator: whenever it leads a round
         // and one is due, it asks, whatever attempts it has seen.
         if fault == .wrongStateID { initiator.requestSeen(now: -.greatestFiniteMagnitude) }
@@ -328,13 +359,14 @@ struct CheckpointHost {
             qcEpoch: epoch, qcRound: qc.commitInfo.round, epoch: core.config.epoch, round: core.currentRound,
             span: UInt64(4 * max(1, core.config.validators.validators.count)))
         let leaders = Set(rounds.map { core.leader(of: $0) })
+        let complete = rounds.lowerBound <= (epoch == core.config.epoch ? qc.commitInfo.round : 1)
         return CheckpointView(
             config: config, committedStates: states, coin: follower.coin, coinValue: follower.coinValue,
             currentCoin: current, nextCoin: next, bitcoinHeight: bitcoinHeight,
             lastCheckpointHeight: follower.last?.bitcoinHeight,
             lastCheckpoint: follower.last.map { ($0.epoch, $0.round) }, leaders: leaders,
             certifiedHeight: certifiedHeight, endsEpoch: endsEpoch, dueFromHeight: initiator.nextDueHeight,
-            ownFeeRate: feeRate, pending: pendingSpend, topUps: topUps)
+            ownFeeRate: feeRate, pending: pendingSpend, topUps: topUps, leadersComplete: complete)
     }
 
     /// A checkpoint message from the gossip layer, already authenticated (`open`).
@@ -344,16 +376,21 @@ struct CheckpointHost {
         switch message {
         case .request(let request):
             let txid = request.psbt.unsignedTx.displayTxid
-            // The latest requester of a txid is the one still driving it (after a handoff,
-            // a later leader asks for the very same transaction).
-            requests[txid] = (sender.hex, request.qc.voteInfo.parentID, now)
-            if requests.count > 1_000 { requests = requests.filter { now - $0.value.at < 600 } }
+            // A request refused with blame is not judged again for that sender: a replay (the
+            // gossip layer forgets after its seen-TTL) must not charge the validator twice.
+            // Others are judged again (a re-ask after the timeout may be signable now).
+            if blamed["\(sender.hex)/\(txid)"] != nil { return [] }
             // Only a request judged signable is an attempt (`settle`): one that is refused
             // or waits must not hold the other leaders back for the timeout.
             return judge(request, from: sender, since: now, now: now, chain: chain).0
         case .signature(let psbt):
             var out: [Action] = []
             for action in initiator.signatureReceived(psbt) { out += perform(action, now: now, chain: chain) }
+            // Requests this node signed: with k signatures, the checkpoint is broadcast here
+            // too if its initiator withholds it (`tick`).
+            for i in watching.indices where watching[i].collector.add(psbt) {
+                if let (tx, payload) = watching[i].collector.finish() { watching[i].finished = (tx, payload, now) }
+            }
             return out
         case .refusal(let txid, let reason):
             if requests[txid]?.initiator == identity.publicKey.hex {
@@ -378,6 +415,17 @@ struct CheckpointHost {
             return settle(
                 .stale("checkpointing is stopped here: \(alarm)"), request: request, signed: nil, from: sender,
                 since: since, now: now)
+        }
+        // A checkpoint of a QC no later than the last one on Bitcoin (a replay, or a view
+        // that lags): not signed, nobody blamed.
+        if let last = follower.last,
+            (request.qc.commitInfo.epoch, request.qc.commitInfo.round) <= (last.epoch, last.round)
+        {
+            return settle(
+                .stale(
+                    "epoch \(request.qc.commitInfo.epoch) round \(request.qc.commitInfo.round) is not after the last checkpoint"
+                ),
+                request: request, signed: nil, from: sender, since: since, now: now)
         }
         // This node's poll of Bitcoin may lag the initiator's: a request spending another
         // coin (perhaps the one the last checkpoint created) waits for the follower to
@@ -420,6 +468,18 @@ struct CheckpointHost {
         case .sign:
             // Judged signable: an attempt in flight, so no later leader starts one now.
             initiator.requestSeen(now: now)
+            // The latest signable requester of a txid is the one driving it (after a handoff,
+            // a later leader asks for the very same transaction).
+            requests[txid] = (sender.hex, request.qc.voteInfo.parentID, now)
+            if requests.count > 1_000 { requests = requests.filter { now - $0.value.at < 600 } }
+            if let signed, let coin = coins[follower.coinEpoch],
+                !watching.contains(where: { $0.collector.request.psbt.unsignedTx == request.psbt.unsignedTx })
+            {
+                var collector = CheckpointCollector(request: request, coin: coin)
+                _ = collector.add(signed)
+                watching.append((collector, nil))
+                if watching.count > 8 { watching.removeFirst() }
+            }
             logger.info(
                 "checkpoint: signed",
                 metadata: [
@@ -432,6 +492,9 @@ struct CheckpointHost {
                 waiting.add(request, from: sender, since: since)
                 return ([], false)
             }
+            if blameWhenExpired {
+                blamed["\(sender.hex)/\(txid)"] = now
+            }
             return (
                 refuse(txid, from: sender, reason: "waited \(Int(Self.waitLimit)) s: \(why)", blame: blameWhenExpired),
                 true
@@ -439,6 +502,8 @@ struct CheckpointHost {
         case .stale(let why):
             return (refuse(txid, from: sender, reason: why, blame: false), true)
         case .refuse(let why):
+            blamed["\(sender.hex)/\(txid)"] = now
+            if blamed.count > 4_096 { blamed = blamed.filter { now - $0.value < 3_600 } }
             return (refuse(txid, from: sender, reason: why, blame: true), true)
         }
     }

@@ -345,8 +345,6 @@ public actor NodeRuntime: Service {
                     }
                 }
                 try await followReorgs(esplora, tip: tip)
-                try await followTopUps(esplora, tip: tip)
-                reportFeesLeft()
                 // Several checkpoints may have confirmed since the last poll (or start).
                 for _ in 0..<50 {
                     guard let coin = checkpoint?.follower.coin else { break }
@@ -377,6 +375,14 @@ public actor NodeRuntime: Service {
                             prevouts: prevouts)
                     else { break }
                 }
+                // After the spend loop (a confirmed, not yet adopted checkpoint's output is
+                // not a top-up), and not fatal: an esplora that will not list the address's
+                // outputs (too many) must not stop the coin being followed.
+                do { try await followTopUps(esplora, tip: tip) } catch {
+                    checkpoint?.topUps = [:]
+                    logger.debug("cannot list top-ups of the checkpoint coin", metadata: ["error": "\(error)"])
+                }
+                reportFeesLeft()
                 lastError = ""
             } catch {
                 // Logged once per kind of failure: esplora may be down for a while.
@@ -418,9 +424,12 @@ public actor NodeRuntime: Service {
         else { return }
         let coin = host.follower.coin
         let depth = host.depth
+        // Outputs of checkpoints themselves are coins, never top-ups.
+        let checkpoints = Set(host.follower.records.map(\.txid) + [host.follower.unconfirmed?.txid].compactMap { $0 })
         var found: [OutPoint: UInt64] = [:]
         for utxo in try await esplora.utxos(address: address.description) {
-            guard let height = utxo.status.block_height, tip - height + 1 >= depth,
+            guard let height = utxo.status.block_height, height <= tip, tip - height + 1 >= depth,
+                !checkpoints.contains(utxo.txid),
                 let outpoint = try? OutPoint(displayTxid: utxo.txid, vout: utxo.vout), outpoint != coin
             else { continue }
             found[outpoint] = utxo.value

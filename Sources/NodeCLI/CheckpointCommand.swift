@@ -212,8 +212,12 @@ struct CheckpointCommand: AsyncParsableCommand {
                     spends.compactMap {
                         $0.outputs.count > 1 ? try? CheckpointPayload(script: $0.outputs[1].scriptPubKey).epoch : nil
                     })
-                for epoch in named.sorted() {
-                    let info = try admin.call("getepoch", .object(["epoch": .int(epoch)]))
+                // Each named epoch and the next (an epoch-end checkpoint pays the next set's coin).
+                for epoch in Set(named.flatMap { $0 < UInt64.max ? [$0, $0 + 1] : [$0] }).sorted() {
+                    guard let info = try? admin.call("getepoch", .object(["epoch": .int(epoch)])) else {
+                        if named.contains(epoch) { throw CLIError("the node does not know epoch \(epoch)") }
+                        continue  // the next epoch has not begun
+                    }
                     epochs[epoch] = info
                     let set: [(bitcoinKey: [UInt8], power: UInt64)] = (info["validators"]?.arrayValue ?? []).compactMap
                     {
@@ -320,6 +324,11 @@ struct CheckpointCommand: AsyncParsableCommand {
                 "A node's admin socket: the coin it follows and that epoch's validators.", valueName: "SOCKET"))
         var node: String?
         @Option(name: .customLong("fee-rate"), help: "sat/vB (default: the server's estimate).") var feeRate: Double?
+        @Option(
+            name: .customLong("max-fee-rate"),
+            help:
+                "The most sat/vB this signer lets the spend pay (a PSBT from another operator above it is not signed).")
+        var maxFeeRate: Double = 50
         @Flag(help: "Finalize and broadcast once the PSBT has enough signatures.") var broadcast = false
         @OptionGroup var network: BtcCommand.NetworkOptions
 
@@ -327,15 +336,41 @@ struct CheckpointCommand: AsyncParsableCommand {
             let file = try genesis.load()
             let (net, client) = try network.client()
             let wallet = try BtcCommand.Wallet(key)
+            // Every signer builds what it expects from its own view — the coin (from the node
+            // or the genesis), --to, the recovery leaf — and signs a PSBT from another
+            // operator only if it is exactly that, at a fee within --max-fee-rate: another
+            // key holder cannot slip in another destination, leaf or sighash type.
+            let (coin, value, current) = try await followedCoin(file, client: client)
+            guard let recovery = current.recovery, let control = current.recoveryControlBlock else {
+                throw CLIError("this coin has no recovery leaf (genesis checkpoint.recovery_blocks)")
+            }
+            let destination: Script
+            do { destination = try SegwitAddress(to, network: net).scriptPubKey } catch {
+                throw CLIError("--to \(to): \(error)")
+            }
+            let vsize = CheckpointTransaction.recoveryVirtualSize(current)
             var partial: PSBT
             if let psbt {
                 do { partial = try PSBT(base64: psbt) } catch { throw CLIError("--psbt: \(error)") }
-            } else {
-                let (coin, value, current) = try await followedCoin(file, client: client)
-                let destination: Script
-                do { destination = try SegwitAddress(to, network: net).scriptPubKey } catch {
-                    throw CLIError("--to \(to): \(error)")
+                let tx = partial.unsignedTx
+                guard partial.inputs.count == 1, tx.inputs.count == 1, tx.inputs[0].previousOutput == coin,
+                    tx.inputs[0].sequence == recovery.blocks, tx.version == 2, tx.lockTime == 0,
+                    tx.outputs.count == 1, tx.outputs[0].scriptPubKey == destination, tx.outputs[0].value < value,
+                    partial.inputs[0].witnessUtxo == TxOut(value: value, scriptPubKey: current.scriptPubKey),
+                    partial.inputs[0].tapLeafScripts == [control: recovery.leaf.script.bytes + [recovery.leaf.version]],
+                    partial.inputs[0].sighashType ?? 0 == 0, partial.inputs[0].tapKeySig == nil
+                else {
+                    throw CLIError(
+                        "the PSBT is not the recovery spend of coin \(coin) to \(to) through its recovery leaf: not signed"
+                    )
                 }
+                let rate = Double(value - tx.outputs[0].value) / Double(max(vsize, 1))
+                guard rate <= maxFeeRate else {
+                    throw CLIError(
+                        "the PSBT pays \(String(format: "%.1f", rate)) sat/vB, above --max-fee-rate \(maxFeeRate): not signed"
+                    )
+                }
+            } else {
                 let rate: Double
                 if let feeRate {
                     rate = feeRate
@@ -343,27 +378,35 @@ struct CheckpointCommand: AsyncParsableCommand {
                     do { rate = try await client.feeRate(target: 6) } catch { rate = 2 }
                 }
                 do {
-                    let fee = UInt64(
-                        (max(rate, 1) * Double(CheckpointTransaction.recoveryVirtualSize(current))).rounded(.up))
+                    let fee = UInt64((min(max(rate, 1), maxFeeRate) * Double(vsize)).rounded(.up))
                     partial = try CheckpointTransaction.recoveryPSBT(
                         spending: coin, value: value, of: current, to: destination, fee: fee)
                 } catch { throw CLIError("\(error)") }
             }
-            guard let leaf = partial.inputs.first?.tapLeafScripts.values.first,
-                let script = ThresholdScript(script: Script(bytes: Array(leaf.dropLast()))), script.olderBlocks != nil,
-                partial.inputs.count == 1
-            else { throw CLIError("the PSBT does not spend a checkpoint coin through its recovery leaf") }
+            let script = recovery.script
             guard script.keys.contains(wallet.key.xOnlyPublicKey.rawRepresentation) else {
                 throw CLIError("\(key)'s Bitcoin key is not one of the coin's keys")
             }
+            print(
+                "spend: coin \(coin) (\(value) sats) to \(to): \(partial.unsignedTx.outputs[0].value) sats, fee \(value - partial.unsignedTx.outputs[0].value) sats"
+            )
             var validated: ValidatedPSBT
             do {
                 validated = try partial.validated()
                 _ = try validated.sign(with: wallet.key)
             } catch { throw CLIError("cannot sign: \(error)") }
-            let signed = Set(validated.psbt.inputs[0].tapScriptSigs.keys.map { Array($0.prefix(32)) })
-            let weight = script.keys.indices.filter { signed.contains(script.keys[$0]) }
-                .reduce(0) { $0 + script.weight(ofKeyAt: $1) }
+            // Only signatures that verify count (another operator's PSBT may carry junk).
+            let leafHash = recovery.leaf.hash
+            let digest = try? validated.psbt.unsignedTx.taprootSighash(
+                index: 0, spent: [TxOut(value: value, scriptPubKey: current.scriptPubKey)], type: .default,
+                scriptSpend: .init(leafHash: leafHash))
+            let weight = script.keys.indices.filter { i in
+                guard let digest, let signature = validated.psbt.inputs[0].tapScriptSigs[script.keys[i] + leafHash],
+                    let xonly = try? Secp256k1.XOnlyPublicKey(rawRepresentation: script.keys[i]),
+                    let schnorr = try? Secp256k1.SchnorrSignature(rawRepresentation: signature)
+                else { return false }
+                return xonly.isValidSchnorrSignature(schnorr, for: digest)
+            }.reduce(0) { $0 + script.weight(ofKeyAt: $1) }
             print("psbt: \(validated.psbt.base64)")
             print(
                 "signatures: weight \(weight) of the \(script.threshold) needed; timelock \(script.olderBlocks!) blocks"

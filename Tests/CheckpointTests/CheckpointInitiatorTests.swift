@@ -211,7 +211,7 @@ struct CheckpointInitiatorTests {
     @Test("top-ups are swept in; a co-signer counts only with a valid signature on every input")
     func sweepsTopUps() throws {
         let attack = MaliciousInitiatorTests()
-        let view = attack.seeing([attack.topUpA: 20_000, attack.topUpB: 5_000], rules: rules)
+        let view = attack.seeing([attack.topUpA: 20_000, attack.topUpB: 8_000], rules: rules)
         var a = CheckpointInitiator(settings: settings)
         a.committed(height: 10, qc: rules.qc(), endsEpoch: false, now: 0)
         guard
@@ -240,5 +240,38 @@ struct CheckpointInitiatorTests {
         }
         #expect(tx.inputs.count == 3 && tx.inputs.allSatisfy { $0.witness.count == 4 + 2 })
         #expect(tx.outputs[0].value > 100_000, "the top-ups joined the coin")
+    }
+
+    @Test("a withholding initiator: any validator collects the flooded co-signatures and can broadcast the checkpoint")
+    func bystanderCompletes() throws {
+        var initiator = CheckpointInitiator(settings: settings)
+        initiator.committed(height: 10, qc: rules.qc(), endsEpoch: false, now: 0)
+        guard
+            case .requestSignatures(let request) = try #require(
+                initiator.leading(now: 1, view: rules.view(), key: rules.bitcoinKeys[0], feeRate: 2).first)
+        else { return }
+        // Validator 3 judged it signable and watches it; validators 1 and 2 flood theirs.
+        var watch = CheckpointCollector(request: request, coin: rules.coin)
+        #expect(watch.signers.count == 1, "the initiator's own signature, verified")
+        let early = watch.finish()
+        #expect(early == nil)
+        let one = try #require(cosigned(request, by: 1))
+        let first = watch.add(one)
+        let again = watch.add(one)
+        #expect(first && !again, "counted once")
+        var forged = try #require(cosigned(request, by: 2))
+        for (slot, _) in forged.inputs[0].tapScriptSigs {
+            forged.inputs[0].tapScriptSigs[slot] = [UInt8](repeating: 3, count: 64)
+        }
+        let forgedAdded = watch.add(forged)
+        #expect(!forgedAdded, "an invalid signature is not counted")
+        let two = try #require(cosigned(request, by: 2))
+        let second = watch.add(two)
+        #expect(second)
+        let finished = watch.finish()
+        let (tx, payload) = try #require(finished, "k signatures: finalized without the initiator")
+        #expect(payload.round == 10 && tx.inputs[0].witness.count == 6)
+        let twice = watch.finish()
+        #expect(twice == nil, "only once")
     }
 }

@@ -155,7 +155,7 @@ struct MaliciousInitiatorTests {
         let payload = try CheckpointPayload(epoch: 3, round: 10, commitStateID: q.commitInfo.commitStateID!.bytes)
         let psbt = try CheckpointTransaction.psbt(
             spending: rules.coinOutpoint, value: 100_000, of: rules.coin, to: rules.coin, payload: payload, fee: fee,
-            topUps: topUps ?? CheckpointTransaction.ordered([topUpA: 20_000, topUpB: 5_000]))
+            topUps: topUps ?? CheckpointTransaction.ordered([topUpA: 20_000, topUpB: 8_000]))
         return CheckpointRequest(psbt: psbt, qc: q)
     }
 
@@ -170,7 +170,7 @@ struct MaliciousInitiatorTests {
 
     @Test("top-ups: an honest sweep is signed on every input and finalizes; output 0 holds coin + top-ups − fee")
     func honestSweep() throws {
-        let view = seeing([topUpA: 20_000, topUpB: 5_000])
+        let view = seeing([topUpA: 20_000, topUpB: 8_000])
         let request = try sweep()
         var combined: PSBT?
         for key in rules.bitcoinKeys.prefix(3) {
@@ -184,16 +184,16 @@ struct MaliciousInitiatorTests {
         var final = try #require(combined).validated()
         try final.finalize()
         let tx = try final.extract()
-        #expect(tx.inputs.count == 3 && tx.outputs[0].value == 125_000 - 900)
+        #expect(tx.inputs.count == 3 && tx.outputs[0].value == 128_000 - 900)
         // The light client needs the top-ups' outputs (BIP341 signs every spent output).
         let prevouts = [
             topUpA: TxOut(value: 20_000, scriptPubKey: rules.coin.scriptPubKey),
-            topUpB: TxOut(value: 5_000, scriptPubKey: rules.coin.scriptPubKey),
+            topUpB: TxOut(value: 8_000, scriptPubKey: rules.coin.scriptPubKey),
         ]
         let walk = CheckpointChain.verify(
             start: rules.coinOutpoint, startScript: rules.coin.scriptPubKey, startValue: 100_000, spends: [tx],
             coinForEpoch: { _ in nil }, prevouts: prevouts)
-        #expect(walk.problem == nil && walk.entries.first?.toppedUp == 25_000, "\(walk.problem ?? "")")
+        #expect(walk.problem == nil && walk.entries.first?.toppedUp == 28_000, "\(walk.problem ?? "")")
         #expect(
             CheckpointChain.verify(
                 start: rules.coinOutpoint, startScript: rules.coin.scriptPubKey, startValue: 100_000, spends: [tx],
@@ -203,21 +203,25 @@ struct MaliciousInitiatorTests {
 
     @Test("top-ups: foreign script, a value this node does not see, a wrong order, a duplicate: refused; unseen: stale")
     func maliciousSweep() throws {
-        let view = seeing([topUpA: 20_000, topUpB: 5_000])
+        let view = seeing([topUpA: 20_000, topUpB: 8_000])
         // An input paying another script: the initiator's own coin or someone else's.
         var foreign = try sweep().psbt
         foreign.inputs[1].witnessUtxo = TxOut(
             value: 20_000, scriptPubKey: Script(bytes: [0x51, 0x20] + [UInt8](repeating: 1, count: 32)))
         expectBlamed(CheckpointRequest(psbt: foreign, qc: rules.qc()), view, because: "not a top-up")
         // A claimed value above what this node sees (the fee check would count it).
-        let inflated = try sweep(topUps: CheckpointTransaction.ordered([topUpA: 90_000, topUpB: 5_000]))
+        let inflated = try sweep(topUps: CheckpointTransaction.ordered([topUpA: 90_000, topUpB: 8_000]))
         expectBlamed(inflated, view, because: "this node sees")
         // Not the canonical order.
-        let reordered = try sweep(topUps: [(topUpB, 5_000), (topUpA, 20_000)])
+        let reordered = try sweep(topUps: [(topUpB, 8_000), (topUpA, 20_000)])
         expectBlamed(reordered, view, because: "canonical order")
         // One input twice.
         let twice = try sweep(topUps: [(topUpA, 20_000), (topUpA, 20_000)])
         expectBlamed(twice, view, because: "appears twice")
+        // Dust paid to the coin's script: its input would cost more than it brings.
+        let dustPoint = OutPoint(txid: [UInt8](repeating: 0x23, count: 32), vout: 0)
+        let dust = try sweep(topUps: [(dustPoint, 400)])
+        expectBlamed(dust, seeing([dustPoint: 400]), because: "less than its own fee at the cap")
         // A top-up this node has not seen confirmed: not blamed, views differ.
         if case .stale = verdict(try sweep(), seeing([topUpA: 20_000])) {
         } else {

@@ -138,6 +138,24 @@ struct CheckpointCoinTests {
                     "--to", String(destination), "--psbt", psbt, "--broadcast",
                 ] + flags)
         }
+        // A PSBT paying elsewhere (operator 0's own address): operator 3, who agreed on
+        // the funder's address, does not sign it.
+        let elsewhere = try #require(
+            try cli.cli(["btc", "address", root.appendingPathComponent("v0").path] + flags).output
+                .split(separator: "\n").first)
+        let sneaky = try cli.cli(
+            [
+                "checkpoint", "recover", "--genesis", genesisPath, "--key", root.appendingPathComponent("v0").path,
+                "--to", String(elsewhere),
+            ] + flags)
+        let sneakyPSBT = try #require(
+            sneaky.output.split(separator: "\n").first { $0.hasPrefix("psbt: ") }.map { String($0.dropFirst(6)) })
+        let refused = try cli.cli(
+            [
+                "checkpoint", "recover", "--genesis", genesisPath, "--key", root.appendingPathComponent("v3").path,
+                "--to", String(destination), "--psbt", sneakyPSBT,
+            ] + flags)
+        #expect(refused.status != 0 && refused.output.contains("not signed"), "\(refused.output)")
         // Tip fundedAt + 3: the next block is 4 past the coin's block (one early).
         try await chain.mine(3)
         let early = try second()
