@@ -172,7 +172,7 @@ struct CheckpointNetworkTests {
     }
 
     @Test(
-        "kill -9 of an initiator holding a fully signed checkpoint: a later leader completes it after the timeout; a validator proposing a wrong state id gets no signatures"
+        "kill -9 of an initiator withholding a fully signed checkpoint: the validators that signed it broadcast it; a validator proposing a wrong state id gets no signatures"
     )
     func handoffAndWrongStateID() async throws {
         let (net, chain) = try await start(
@@ -201,24 +201,16 @@ struct CheckpointNetworkTests {
             return !elsewhere && Date().timeIntervalSince(heldSince) >= 1
         }
         net.kill9(0)
-        let before = records(net, 2).count
-        try waitUntil(timeout: 90, "a later leader to complete a checkpoint") { records(net, 2).count > before }
-        let completed = try #require(records(net, 2)[before]["txid"]?.stringValue)
-        // The live validators held back for the timeout (6 s) after node 0's request; then
-        // the leader of a later round asked for a checkpoint of its latest commit and
-        // broadcast it.
-        func second(_ line: Substring) -> Date? {
-            let formatter = ISO8601DateFormatter()
-            return line.split(separator: " ").first.flatMap { formatter.date(from: String($0)) }
+        // The validators that signed it gathered the flooded co-signatures too: one of them
+        // broadcasts the withheld checkpoint itself (after 5 s), and it confirms.
+        try waitUntil(timeout: 90, "the withheld checkpoint to confirm anyway") {
+            records(net, 2).contains { $0["txid"] == .string(held) }
         }
-        let asked = try #require(lines(0, "asking the validators to sign").last { $0.contains(held) }.flatMap(second))
-        let taken = (1..<4).flatMap { lines($0, "asking the validators to sign").filter { $0.contains(completed) } }
-        #expect(!taken.isEmpty, "a live validator asked for \(completed)")
-        for line in taken {
-            let at = try #require(second(line))
-            #expect(at.timeIntervalSince(asked) >= 5, "after the 6 s timeout (log times are whole seconds): \(line)")
+        let bystanders = (1..<4).filter { i in
+            lines(i, "fully signed but not in the mempool").contains { $0.contains(held) }
         }
-        #expect((1..<4).contains { !lines($0, "checkpoint broadcast").filter { $0.contains(completed) }.isEmpty })
+        #expect(!bystanders.isEmpty, "a live validator broadcast \(held)")
+        #expect(!lines(0, "checkpoint broadcast").contains { $0.contains(held) }, "node 0 never broadcast it")
 
         // Node 1 asks whenever it leads a round while a checkpoint is due, for a state id
         // that is not the QC's: its requests are refused with blame, and none is signed.
