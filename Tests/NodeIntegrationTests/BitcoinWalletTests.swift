@@ -297,7 +297,9 @@ struct BitcoinWalletTests {
         #expect(file.checkpoint.coin_value == 100_000)
 
         // Two checkpoints by three of the four validators (the node will do this; here by hand).
-        let coin = try CheckpointCoin(keys: bitcoinKeys.map(\.xOnlyPublicKey.rawRepresentation))
+        // The genesis's coin: `p2pnode genesis` gives it a recovery leaf (2016 blocks) by default.
+        let coin = try file.firstCheckpointCoin()
+        #expect(coin.recovery?.blocks == 2_016 && coin.keys.count == bitcoinKeys.count)
         var outpoint = try OutPoint(displayTxid: txid, vout: vout)
         var value: UInt64 = 100_000
         for round in [UInt64(7), 12] {
