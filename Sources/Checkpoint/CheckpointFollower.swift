@@ -69,7 +69,13 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
     /// Set when a spend of the coin that our rules reject is buried on Bitcoin: the coin is
     /// gone (valid by Bitcoin's rules, not by the checkpoint rules), so checkpointing stops
     /// until an operator acts (docs/checkpoints.md). Cleared if that spend leaves the chain.
-    public private(set) var alarm: String?
+    public private(set) var spendAlarm: String?
+    /// Set when an adopted checkpoint contradicts this node's own chain; cleared only if
+    /// that checkpoint is orphaned.
+    public private(set) var chainAlarm: String?
+
+    /// Why checkpointing is stopped here, if it is.
+    public var alarm: String? { chainAlarm ?? spendAlarm }
 
     private var currentCoin: Coin {
         Coin(txid: coinTxid, vout: coinVout, value: coinValue, scriptHex: coinScriptHex, epoch: coinEpoch)
@@ -114,7 +120,8 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
         switch outcome {
         case .rejected(let reason) where deep:
             // Bitcoin buried a spend the rules reject: the coin is lost to checkpointing.
-            alarm = "\(tx.displayTxid) spent the checkpoint coin \(coinTxid):\(coinVout) against the rules: \(reason)"
+            spendAlarm =
+                "\(tx.displayTxid) spent the checkpoint coin \(coinTxid):\(coinVout) against the rules: \(reason)"
             return outcome
         case .rejected, .notYet, .adopted:
             return outcome
@@ -155,7 +162,7 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
     /// The node found the adopted checkpoint at odds with its own chain (another state id
     /// for that QC): checkpointing stops here as for a spend against the rules.
     public mutating func raiseAlarm(_ reason: String) {
-        if alarm == nil { alarm = reason }
+        if chainAlarm == nil { chainAlarm = reason }
     }
 
     /// The last checkpoint's block left Bitcoin's best chain (a reorg), or it is no
@@ -169,7 +176,8 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
         coinScriptHex = spent.scriptHex
         coinEpoch = spent.epoch
         unconfirmed = nil
-        alarm = nil
+        spendAlarm = nil
+        chainAlarm = nil
         return record
     }
 
@@ -247,7 +255,7 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
     /// rejected spend left the chain.
     public mutating func unspent() {
         unconfirmed = nil
-        alarm = nil
+        spendAlarm = nil
     }
 
     /// The finalizer's output for `tx` (BIP174: only the UTXO and the final witness left),

@@ -190,7 +190,7 @@ public enum CheckpointTransaction {
     /// to the coin's script would otherwise cost the coin more than it brings.
     public static func minimumTopUp(_ coin: CheckpointCoin, maxFeeRate: Double) -> UInt64 {
         let marginal = virtualSize(current: coin, next: coin, topUps: 1) - virtualSize(current: coin, next: coin)
-        return UInt64((Double(marginal) * maxFeeRate).rounded(.up))
+        return UInt64(min((Double(marginal) * maxFeeRate).rounded(.up), Double(UInt64.max / 2)))
     }
 
     /// Top-ups in the order a checkpoint spends them (after the coin): by txid, then

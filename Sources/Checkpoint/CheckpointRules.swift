@@ -293,12 +293,11 @@ public enum CheckpointRules {
             current: view.currentCoin, next: view.nextCoin, topUps: tx.inputs.count - 1)
         let rate = Double(fee) / Double(vsize)
         let ceiling = policy.ceiling(own: view.ownFeeRate, pending: view.pending)
-        // Far below this node's own estimate: it would sit in the mempool and hold every
-        // other attempt back for blocks. Not signed; not blamed (estimates differ).
-        let floor = max(policy.minFeeRate, min(view.ownFeeRate, policy.maxFeeRate) / policy.feeTolerance)
-        if rate < floor, rate >= policy.minFeeRate {
+        // Above this node's own ceiling but within the genesis bounds: honest estimates may
+        // differ that much, so not signed and not blamed (the fee burn is bounded either way).
+        if rate >= policy.minFeeRate, rate <= policy.maxFeeRate, rate > ceiling {
             return .stale(
-                "fee rate \(String(format: "%.2f", rate)) sat/vB is below \(String(format: "%.2f", floor)), this node's estimate ÷ \(policy.feeTolerance)"
+                "fee rate \(String(format: "%.2f", rate)) sat/vB is above \(String(format: "%.2f", ceiling)) (own estimate \(String(format: "%.2f", view.ownFeeRate)) × \(policy.feeTolerance))"
             )
         }
         guard rate >= policy.minFeeRate, rate <= ceiling else {

@@ -57,9 +57,14 @@ struct CheckpointHost {
     /// signed checkpoint its initiator has not put in the mempool `bystanderDelay` seconds
     /// later is broadcast from here (a withholding initiator cannot stall checkpoints).
     private var watching:
-        [(collector: CheckpointCollector, finished: (BitcoinTransaction, CheckpointPayload, Double)?)] =
+        [(
+            sender: ValidatorID, collector: CheckpointCollector,
+            finished: (BitcoinTransaction, CheckpointPayload, Double)?
+        )] =
             []
-    static let bystanderDelay: Double = 5
+    /// Seconds a fully signed checkpoint may stay out of the mempool before a bystander
+    /// broadcasts it: two Bitcoin polls (the runtime sets it), so that it is rarely sent twice.
+    var bystanderDelay: Double = 10
     /// Requests this validator could not judge yet (its node had not committed the block,
     /// or does not follow the coin it spends yet), oldest first.
     private var waiting = WaitingRequests<ValidatorID>(perSender: 2)
@@ -257,11 +262,11 @@ struct CheckpointHost {
         // Fully signed checkpoints of others that are still not in the mempool: broadcast.
         watching.removeAll { $0.collector.request.psbt.unsignedTx.inputs.first?.previousOutput != follower.coin }
         for i in watching.indices {
-            guard let (tx, payload, at) = watching[i].finished, now - at >= Self.bystanderDelay else { continue }
+            guard let (tx, payload, at) = watching[i].finished, now - at >= bystanderDelay else { continue }
             watching[i].finished = nil
             if follower.unconfirmed?.txid == tx.displayTxid { continue }
             logger.notice(
-                "checkpoint: fully signed but not in the mempool after \(Int(Self.bystanderDelay)) s: broadcasting it here",
+                "checkpoint: fully signed but not in the mempool after \(Int(bystanderDelay)) s: broadcasting it here",
                 metadata: ["txid": "\(tx.displayTxid)"])
             out.append(.broadcast(tx, payload, sinceCommit: nil))
         }
@@ -427,6 +432,22 @@ struct CheckpointHost {
                 ),
                 request: request, signed: nil, from: sender, since: since, now: now)
         }
+        // A coin the checkpoints have already moved on from: a replay, not a lag.
+        if let input = request.psbt.unsignedTx.inputs.first?.previousOutput,
+            follower.records.contains(where: { $0.spent?.txid == input.displayTxid && $0.spent?.vout == input.vout })
+        {
+            return settle(
+                .stale("it spends \(input), a coin already checkpointed past"), request: request, signed: nil,
+                from: sender, since: since, now: now)
+        }
+        // A QC of an earlier epoch that did not end it is no longer due (a replay).
+        if request.qc.commitInfo.epoch < chain.core.config.epoch,
+            chain.end(ofEpoch: request.qc.commitInfo.epoch)?.qc.commitInfo != request.qc.commitInfo
+        {
+            return settle(
+                .stale("epoch \(request.qc.commitInfo.epoch) is over and this is not its last QC"), request: request,
+                signed: nil, from: sender, since: since, now: now)
+        }
         // This node's poll of Bitcoin may lag the initiator's: a request spending another
         // coin (perhaps the one the last checkpoint created) waits for the follower to
         // move, as it would for a block not yet committed here.
@@ -477,8 +498,12 @@ struct CheckpointHost {
             {
                 var collector = CheckpointCollector(request: request, coin: coin)
                 _ = collector.add(signed)
-                watching.append((collector, nil))
-                if watching.count > 8 { watching.removeFirst() }
+                // At most two per sender (an honest initiator has one in flight, two across
+                // a bump): a sender streaming variants cannot push others' out.
+                let mine = watching.indices.filter { watching[$0].sender == sender }
+                if mine.count >= 2 { watching.remove(at: mine[0]) }
+                watching.append((sender, collector, nil))
+                if watching.count > 64 { watching.removeFirst() }
             }
             logger.info(
                 "checkpoint: signed",
@@ -492,9 +517,7 @@ struct CheckpointHost {
                 waiting.add(request, from: sender, since: since)
                 return ([], false)
             }
-            if blameWhenExpired {
-                blamed["\(sender.hex)/\(txid)"] = now
-            }
+            if blameWhenExpired { remember(blame: "\(sender.hex)/\(txid)", now: now) }
             return (
                 refuse(txid, from: sender, reason: "waited \(Int(Self.waitLimit)) s: \(why)", blame: blameWhenExpired),
                 true
@@ -502,10 +525,18 @@ struct CheckpointHost {
         case .stale(let why):
             return (refuse(txid, from: sender, reason: why, blame: false), true)
         case .refuse(let why):
-            blamed["\(sender.hex)/\(txid)"] = now
-            if blamed.count > 4_096 { blamed = blamed.filter { now - $0.value < 3_600 } }
+            remember(blame: "\(sender.hex)/\(txid)", now: now)
             return (refuse(txid, from: sender, reason: why, blame: true), true)
         }
+    }
+
+    /// Bounded: past 4,096 entries the older half goes (a sender over budget is scored
+    /// down by the gossip layer long before).
+    private mutating func remember(blame key: String, now: Double) {
+        blamed[key] = now
+        guard blamed.count > 4_096 else { return }
+        let cutoff = blamed.values.sorted()[blamed.count / 2]
+        blamed = blamed.filter { $0.value > cutoff }
     }
 
     /// Tells the initiator why; a request that breaks a rule no honest view breaks also

@@ -158,8 +158,11 @@ public struct Genesis: Codable, Sendable, Equatable {
         guard checkpoint.interval_blocks >= 1, checkpoint.timeout_seconds > 0 else {
             throw ConfigError("\(source): checkpoint.interval_blocks must be ≥ 1 and timeout_seconds positive")
         }
-        guard checkpoint.fee_rate_min >= 1, checkpoint.fee_rate_min <= checkpoint.fee_rate_max else {
-            throw ConfigError("\(source): checkpoint.fee_rate_min must be 1…fee_rate_max")
+        guard checkpoint.fee_rate_min >= 1, checkpoint.fee_rate_min <= checkpoint.fee_rate_max,
+            checkpoint.fee_rate_max <= 100_000
+        else {
+            throw ConfigError(
+                "\(source): checkpoint.fee_rate_min must be 1…fee_rate_max, and fee_rate_max at most 100000")
         }
         if let blocks = checkpoint.recovery_blocks, !(1...0xFFFF).contains(blocks) {
             throw ConfigError("\(source): checkpoint.recovery_blocks must be 1…65535 (BIP68 blocks)")

@@ -164,6 +164,7 @@ public actor NodeRuntime: Service {
         var host = CheckpointHost(
             genesis: genesis, follower: follower, identity: keys.identity, bitcoinKey: keys.bitcoin, logger: logger)
         host.depth = configuration.bitcoin.confirmationDepth
+        host.bystanderDelay = max(5, 2 * configuration.bitcoin.pollInterval)
         // An override set over the admin socket outlives a restart, and wins over the config file.
         host.feeRateOverride = try files.loadFeeRateOverride() ?? configuration.bitcoin.feeRate
         if let fault = TestFaults.checkpoint {

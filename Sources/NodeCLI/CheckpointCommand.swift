@@ -358,7 +358,8 @@ struct CheckpointCommand: AsyncParsableCommand {
                     tx.outputs.count == 1, tx.outputs[0].scriptPubKey == destination, tx.outputs[0].value < value,
                     partial.inputs[0].witnessUtxo == TxOut(value: value, scriptPubKey: current.scriptPubKey),
                     partial.inputs[0].tapLeafScripts == [control: recovery.leaf.script.bytes + [recovery.leaf.version]],
-                    partial.inputs[0].sighashType ?? 0 == 0, partial.inputs[0].tapKeySig == nil
+                    partial.inputs[0].sighashType ?? 0 == 0, partial.inputs[0].tapKeySig == nil,
+                    partial.inputs[0].finalScriptWitness == nil, partial.inputs[0].partialSigs.isEmpty
                 else {
                     throw CLIError(
                         "the PSBT is not the recovery spend of coin \(coin) to \(to) through its recovery leaf: not signed"
@@ -369,6 +370,25 @@ struct CheckpointCommand: AsyncParsableCommand {
                     throw CLIError(
                         "the PSBT pays \(String(format: "%.1f", rate)) sat/vB, above --max-fee-rate \(maxFeeRate): not signed"
                     )
+                }
+                // Rebuilt from this signer's own view, with only the other operators'
+                // signatures that verify (junk would make the final witness invalid).
+                let leafHash = recovery.leaf.hash
+                let theirs = partial.inputs[0].tapScriptSigs
+                do {
+                    partial = try CheckpointTransaction.recoveryPSBT(
+                        spending: coin, value: value, of: current, to: destination, fee: value - tx.outputs[0].value)
+                } catch { throw CLIError("\(error)") }
+                let digest = try? partial.unsignedTx.taprootSighash(
+                    index: 0, spent: [TxOut(value: value, scriptPubKey: current.scriptPubKey)], type: .default,
+                    scriptSpend: .init(leafHash: leafHash))
+                for key in recovery.script.keys {
+                    guard let digest, let signature = theirs[key + leafHash],
+                        let xonly = try? Secp256k1.XOnlyPublicKey(rawRepresentation: key),
+                        let schnorr = try? Secp256k1.SchnorrSignature(rawRepresentation: signature),
+                        xonly.isValidSchnorrSignature(schnorr, for: digest)
+                    else { continue }
+                    partial.inputs[0].tapScriptSigs[key + leafHash] = signature
                 }
             } else {
                 let rate: Double

@@ -205,5 +205,14 @@ struct CheckpointFollowerTests {
         #expect(f.alarm?.contains(stripped.displayTxid) == true && f.coin == genesis)
         f.unspent()
         #expect(f.alarm == nil)
+        // An adopted checkpoint contradicting the node's chain: the next poll finding the
+        // new coin unspent does not clear it; only that checkpoint's orphaning does.
+        let honest = try checkpoint(genesis, value: 100_000, from: epoch1, to: epoch1, epoch: 1, round: 8)
+        _ = f.spendSeen(honest, confirmedAt: 102, coinForEpoch: coins, bitcoinTip: 102, blockHash: "h")
+        f.raiseAlarm("contradicts this chain")
+        f.unspent()
+        #expect(f.alarm == "contradicts this chain")
+        _ = f.orphaned()
+        #expect(f.alarm == nil)
     }
 }

@@ -84,14 +84,31 @@ struct MaliciousInitiatorTests {
         let own = 3.0
         let atTolerance = UInt64((own * 2 * vsize).rounded(.down))
         #expect(verdict(try rules.request(fee: atTolerance), rules.view(ownFee: own)) == .sign)
-        expectBlamed(try rules.request(fee: UInt64(own * 2.5 * vsize)), rules.view(ownFee: own), because: "fee rate")
-        // Up to the genesis cap (50 here) is no longer enough.
-        expectBlamed(try rules.request(fee: UInt64(45 * vsize)), rules.view(ownFee: own), because: "fee rate")
+        // Above the tolerance but within the genesis bounds: never signed, and not blamed
+        // (honest estimates may differ that much); above the genesis cap (50): blamed.
+        for fee in [UInt64(own * 2.5 * vsize), UInt64(45 * vsize)] {
+            let r = try rules.request(fee: fee)
+            if case .stale(let why) = verdict(r, rules.view(ownFee: own)) {
+                #expect(why.contains("above"))
+            } else {
+                Issue.record("a fee above the tolerance was not refused as stale")
+            }
+            for key in rules.bitcoinKeys {
+                #expect(
+                    CheckpointRules.cosign(
+                        r, from: rules.leader, view: rules.view(ownFee: own), policy: rules.policy, key: key
+                    ).psbt == nil)
+            }
+        }
+        expectBlamed(try rules.request(fee: UInt64(60 * vsize)), rules.view(ownFee: own), because: "fee rate")
         // A stuck checkpoint at 10 sat/vB for 2 blocks (bump_after 3, one block of slack)
         // allows 1.5 × 10 + 1.
         let stuck = rules.view(ownFee: own, pending: PendingSpend(feeRate: 10, blocksWaiting: 2))
         #expect(verdict(try rules.request(fee: UInt64(15 * vsize)), stuck) == .sign)
-        expectBlamed(try rules.request(fee: UInt64(17 * vsize)), stuck, because: "fee rate")
+        if case .stale = verdict(try rules.request(fee: UInt64(17 * vsize)), stuck) {
+        } else {
+            Issue.record("a bump beyond 1.5 × + 1 was signed")
+        }
     }
 
     @Test("an extra input, an extra output, a changed output or lock time: refused with blame")
