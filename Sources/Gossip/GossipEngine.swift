@@ -25,6 +25,15 @@ public struct Ban: Sendable, Equatable, Codable {
         self.reason = reason
     }
 
+    /// The longest ban (ten years): operators and files may ask for more, and a time far
+    /// beyond it (or not finite) is no date a node can print or compare safely.
+    public static let maxDuration: Double = 10 * 365 * 24 * 3_600
+    /// The latest `until` any ban can have: `Int(latest)` never traps.
+    public static let latest: Double = 4_102_444_800 + maxDuration  // 2100-01-01 + 10 years
+
+    /// `until` within [0, latest] (NaN: 0, already expired).
+    static func clamp(_ until: Double) -> Double { until.isNaN ? 0 : min(max(until, 0), latest) }
+
     static func key(id: PeerID) -> String { "id:\(id.hex)" }
     static func key(host: String) -> String { "ip:\(host)" }
 }
@@ -102,7 +111,10 @@ public struct GossipEngine: Sendable {
         self.agent = agent
         self.addressBook = addressBook
         self.rng = SplitMix64(seed: seed)
-        for ban in bans { self.bans[ban.target] = ban }
+        for var ban in bans {
+            ban.until = Ban.clamp(ban.until)
+            self.bans[ban.target] = ban
+        }
     }
 
     // MARK: Queries
@@ -337,7 +349,8 @@ public struct GossipEngine: Sendable {
 
     /// Bans a node id (`id:HEX`) or address (`ip:HOST`) and drops matching connections.
     public mutating func ban(target: String, duration: Double, reason: String, now: Double) -> [Action] {
-        bans[target] = Ban(target: target, until: now + duration, reason: reason)
+        let duration = duration.isNaN ? 0 : min(max(duration, 0), Ban.maxDuration)
+        bans[target] = Ban(target: target, until: Ban.clamp(now + duration), reason: reason)
         var actions: [Action] = [.bansChanged]
         for (connection, peer) in peers.sorted(by: { $0.key < $1.key })
         where Ban.key(id: peer.nodeID) == target || Ban.key(host: peer.host) == target {

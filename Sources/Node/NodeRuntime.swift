@@ -63,6 +63,8 @@ public actor NodeRuntime: Service {
     let keys: NodeKeys
     let logger: Logger
     let files: StateFiles
+    /// Held while the node runs (`DataDirectoryLock`).
+    private let directoryLock: DataDirectoryLock
     private var warnedLowFees = false
     private var engine: GossipEngine
     private var connections: [ConnectionID: PeerConnection] = [:]
@@ -101,6 +103,8 @@ public actor NodeRuntime: Service {
         self.configuration = configuration
         self.keys = keys
         self.logger = logger
+        // First: one node per data directory (its socket, its stores, its validator key).
+        directoryLock = try DataDirectoryLock(directory: configuration.dataDirectory)
         files = StateFiles(directory: configuration.dataDirectory)
         let book = try files.loadAddressBook()
         let bans = try files.loadBans()
@@ -1022,7 +1026,9 @@ public actor NodeRuntime: Service {
             return .object(["disconnected": .string(id.hex)])
         case "setban":
             let seconds = params["seconds"]?.numberValue ?? configuration.gossip.banDuration
-            guard seconds > 0 else { throw AdminError.invalidParams("seconds must be positive") }
+            guard seconds > 0, seconds.isFinite else {
+                throw AdminError.invalidParams("seconds must be a positive number (at most ten years is applied)")
+            }
             let target: String
             if params["node_id"] != nil {
                 target = "id:\(try nodeIDParam(params).hex)"
@@ -1033,7 +1039,8 @@ public actor NodeRuntime: Service {
             }
             let reason = params["reason"]?.stringValue ?? "banned by operator"
             execute(engine.ban(target: target, duration: seconds, reason: reason, now: now))
-            return .object(["banned": .string(target), "until": .int(Int(now + seconds))])
+            let until = engine.activeBans(now: now).first { $0.target == target }?.until ?? now
+            return .object(["banned": .string(target), "until": .int(Int(until))])
         case "listbanned":
             return .array(
                 engine.activeBans(now: now).map {

@@ -113,3 +113,28 @@ public func writeAtomically(_ data: Data, to url: URL) throws {
         throw KeyStoreError("cannot replace \(url.path): \(String(cString: strerror(errno)))")
     }
 }
+
+/// An exclusive lock on a data directory (`LOCK`, flock), held for the process's life:
+/// a second node on the same directory would take over its admin socket and sign with
+/// the same validator key (a double vote).
+public final class DataDirectoryLock: Sendable {
+    private let descriptor: Int32
+    public let path: String
+
+    public init(directory: URL) throws {
+        path = directory.appendingPathComponent("LOCK").path
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw ConfigError("cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw ConfigError(
+                "another p2pnode is running on \(directory.path) (\(path) is locked); stop it, or use another --data-dir"
+            )
+        }
+        descriptor = fd
+    }
+
+    deinit { close(descriptor) }  // closing releases the lock
+}

@@ -357,3 +357,31 @@ struct AddressBookTests {
         #expect(restored == book)
     }
 }
+
+@Suite("Bans: any duration an operator or a file gives is clamped")
+struct BanClampTests {
+    @Test("setban with 1e308, infinity or NaN seconds, or a saved 1e308 until: clamped, printable, never a trap")
+    func hugeDurations() {
+        var engine = makeEngine(port: 9901)
+        let now = 1_800_000_000.0
+        for (i, seconds) in [1e308, .infinity, -.infinity, .nan, Ban.maxDuration * 2].enumerated() {
+            _ = engine.ban(target: "ip:10.0.0.\(i)", duration: seconds, reason: "test", now: now)
+        }
+        for ban in engine.bans.values {
+            #expect(ban.until.isFinite && ban.until <= Ban.latest, "\(ban)")
+            _ = Int(ban.until)  // what listbanned prints: must not trap
+        }
+        #expect(engine.isBanned(host: "10.0.0.0", now: now + Ban.maxDuration - 1))
+        #expect(!engine.isBanned(host: "10.0.0.2", now: now + 1), "a negative duration bans nobody")
+        // A ban list saved (or hand-edited) with an absurd time loads clamped.
+        let loaded = GossipEngine(
+            localID: Ed25519.PrivateKey().publicKey, configuration: testConfig(), listenPort: 9902, agent: "test",
+            bans: [
+                Ban(target: "ip:1.2.3.4", until: 1e308, reason: "old"),
+                Ban(target: "ip:5.6.7.8", until: .nan, reason: "x"),
+            ],
+            seed: 1)
+        #expect(loaded.bans["ip:1.2.3.4"]?.until == Ban.latest)
+        #expect(loaded.bans["ip:5.6.7.8"]?.until == 0)
+    }
+}

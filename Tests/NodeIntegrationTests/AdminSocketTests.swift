@@ -1,4 +1,5 @@
 import Foundation
+import Gossip
 import Node
 import Testing
 
@@ -38,6 +39,10 @@ struct AdminSocketTests {
         #expect(listed.contains { $0["target"] == .string("ip:10.9.8.7") })
         let banFile = try String(contentsOf: net.dataDir(0).appendingPathComponent("banlist.json"), encoding: .utf8)
         #expect(banFile.contains("ip:10.9.8.7"))
+        // A ban of 1e308 seconds is clamped to ten years: no crash now, none when listed.
+        let huge = try client.call("setban", .object(["ip": .string("10.9.8.6"), "seconds": .number(1e308)]))
+        #expect((huge["until"]?.numberValue ?? 0) <= Ban.latest)
+        #expect(try client.call("listbanned").arrayValue?.contains { $0["target"] == .string("ip:10.9.8.6") } == true)
         _ = try client.call("clearbanned")
         #expect(try client.call("listbanned").arrayValue?.isEmpty == true)
         let totals = try client.call("getnettotals")
@@ -71,5 +76,22 @@ struct AdminSocketTests {
         try waitUntil(timeout: 15, "node to exit") { !(net.processes[0]?.isRunning ?? false) }
         #expect(net.processes[0]?.terminationStatus != 0)
         #expect(net.log(0).contains("'listen' must be a string"))
+    }
+}
+
+@Suite("One node per data directory")
+struct DataDirectoryLockTests {
+    @Test("a second run on the same data directory stops at once with a clear error; the first keeps serving")
+    func secondRunRefused() throws {
+        let net = try LocalTestnet(nodes: 1, basePort: 27_000 + Int.random(in: 0..<90) * 10)
+        defer { net.shutdown() }
+        try net.start(0, bootstrap: false)
+        try net.waitReady(0)
+        let second = try CLIRunner().cli(
+            ["run", "--data-dir", net.dataDir(0).path, "--config", net.configFile(0).path])
+        #expect(second.status != 0)
+        #expect(second.output.contains("another p2pnode is running"), "\(second.output)")
+        // The first node still answers on its own socket.
+        #expect(try net.admin(0).call("getinfo")["chain_id"] != nil)
     }
 }
