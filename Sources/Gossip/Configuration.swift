@@ -42,6 +42,9 @@ public struct GossipConfiguration: Sendable, Equatable, Codable {
     /// A node short of outbound peers asks one peer for addresses this often, seconds;
     /// a peer asking more often than half this is ignored.
     public var addressRefreshInterval: Double = 30
+    /// Whether opaque test messages (topic 0, admin `publish`) are accepted and relayed.
+    /// Off by default: a payload no application validates must not reach a real network.
+    public var testMessages = false
 
     public init() {}
 }

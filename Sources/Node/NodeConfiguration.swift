@@ -63,7 +63,7 @@ public struct NodeConfiguration: Sendable, Equatable {
         "outbound_target", "max_inbound", "max_connections_per_ip", "seen_ttl", "seen_capacity", "ban_threshold",
         "ban_duration", "invalid_message_penalty", "malformed_penalty", "messages_per_second", "message_burst",
         "addresses_per_second", "address_burst", "ping_interval", "peer_timeout", "reconnect_base", "reconnect_max",
-        "max_addresses_per_group", "max_addresses", "address_reply_size", "address_refresh_interval",
+        "max_addresses_per_group", "max_addresses", "address_reply_size", "address_refresh_interval", "test_messages",
     ]
 
     /// Applies a TOML document. Unknown keys and wrong types are errors that name the key,
@@ -149,6 +149,12 @@ public struct NodeConfiguration: Sendable, Equatable {
             if let v = try integer(g, "max_addresses", p, min: 1) { gossip.maxAddresses = v }
             if let v = try integer(g, "address_reply_size", p) { gossip.addressReplySize = v }
             if let v = try number(g, "address_refresh_interval", p) { gossip.addressRefreshInterval = v }
+            if let v = g["test_messages"] {
+                guard let flag = v.bool else {
+                    throw ConfigError("\(source): 'gossip.test_messages' must be true or false")
+                }
+                gossip.testMessages = flag
+            }
         }
         if let value = table["bitcoin"] {
             guard let b = value.table else { throw ConfigError("\(source): [bitcoin] must be a table") }

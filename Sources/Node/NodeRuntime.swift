@@ -802,6 +802,10 @@ public actor NodeRuntime: Service {
         guard let topic = payload.first else { return .reject("empty payload") }
         switch topic {
         case Self.testTopic:
+            // Opaque test messages only where the operator turned them on: elsewhere they
+            // are neither kept nor relayed (the peer is not charged: a node configured for
+            // tests may have relayed it in good faith).
+            guard configuration.gossip.testMessages else { return .ignore }
             recordDelivery(id)
             return .accept
         case LedgerSync.transactionTopic, LedgerSync.batchTopic:
@@ -1060,6 +1064,9 @@ public actor NodeRuntime: Service {
                 "time": .int(Int(now)),
             ])
         case "publish":
+            guard configuration.gossip.testMessages else {
+                throw AdminError.serverError("test messages are off here ([gossip] test_messages = true turns them on)")
+            }
             guard let hex = params["payload_hex"]?.stringValue, let raw = try? Hex.decode(hex) else {
                 throw AdminError.invalidParams("publish needs {\"payload_hex\": HEX}")
             }

@@ -76,3 +76,27 @@ struct GossipMeshTests {
         #expect(bansAfter.contains { $0["target"]?.stringValue == "id:\(evilIdentity.publicKey.hex)" })
     }
 }
+
+@Suite("Test messages only where turned on", .serialized)
+struct TestTopicTests {
+    @Test("a node without test_messages neither delivers nor relays topic-0 payloads, and refuses publish")
+    func offByDefault() throws {
+        let net = try LocalTestnet(nodes: 3, basePort: 25_000 + Int.random(in: 0..<90) * 10)
+        defer { net.shutdown() }
+        // Node 1 sits between 0 and 2 (2 bootstraps from 1) with the default: off.
+        let config = try String(contentsOf: net.configFile(1), encoding: .utf8)
+        try config.replacingOccurrences(of: "test_messages = true\n", with: "").write(
+            to: net.configFile(1), atomically: true, encoding: .utf8)
+        for i in 0..<3 { try net.start(i) }
+        for i in 0..<3 { try net.waitReady(i) }
+        try waitUntil(timeout: 20, "node 1 connected") {
+            (try? net.admin(1).call("getpeerinfo").arrayValue?.count ?? 0) ?? 0 >= 1
+        }
+        _ = try net.admin(0).call("publish", .object(["payload_hex": .string("0badc0de")]))
+        Thread.sleep(forTimeInterval: 1.5)
+        #expect(try net.admin(1).call("getgossipinfo")["delivered"]?.numberValue == 0, "not delivered on node 1")
+        #expect(throws: (any Error).self) {
+            try net.admin(1).call("publish", .object(["payload_hex": .string("00")]))
+        }
+    }
+}

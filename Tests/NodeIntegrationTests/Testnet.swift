@@ -83,6 +83,7 @@ final class LocalTestnet: @unchecked Sendable {
                 metrics_listen = "127.0.0.1:\(metricsPort(i))"
                 sync_interval = 1
                 [gossip]
+                test_messages = true
                 max_connections_per_ip = 64
                 address_refresh_interval = 2
                 reconnect_max = 5

@@ -29,13 +29,17 @@ struct ConfigurationTests {
                 ping_interval = 5
                 peer_timeout = 15
                 address_refresh_interval = 2
+                test_messages = true
                 [bitcoin]
                 network = "regtest"
                 esplora = "http://127.0.0.1:3002"
                 poll_interval = 0.5
                 fee_target = 6
                 fee_rate = 2.5
+                confirmations = 2
                 """, source: "node.toml")
+        #expect(c.gossip.testMessages && config().gossip.testMessages == false, "off unless turned on")
+        #expect(c.bitcoin.confirmationDepth == 2 && config().bitcoin.confirmationDepth == 3)
         #expect(c.chainID == "testnet-7")
         #expect(c.listen == HostPort(host: "127.0.0.1", port: 4000))
         #expect(c.bootstrapFile == "peers.txt")
