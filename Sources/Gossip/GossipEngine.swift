@@ -189,9 +189,12 @@ public struct GossipEngine: Sendable {
     }
 
     /// A transport-level failure on an authenticated connection (bad MAC, framing
-    /// violation): the peer's fault, scored as malformed.
+    /// violation): the connection goes, but nobody is scored down — anyone on the path can
+    /// flip a bit, and banning the peer for it would let an on-path attacker make honest
+    /// nodes ban each other. The peer may reconnect (a fresh handshake, fresh keys).
     public mutating func transportViolation(_ connection: ConnectionID, reason: String, now: Double) -> [Action] {
-        penalize(connection, configuration.malformedPenalty, reason: reason, now: now)
+        guard peers[connection] != nil else { return [] }
+        return [.disconnect(connection, reason: reason)]
     }
 
     // MARK: Messages

@@ -385,3 +385,24 @@ struct BanClampTests {
         #expect(loaded.bans["ip:5.6.7.8"]?.until == 0)
     }
 }
+
+@Suite("Transport failures on a live channel")
+struct TransportViolationTests {
+    @Test("a bad MAC or frame on an established channel disconnects without scoring or banning the peer")
+    func noPenalty() {
+        var net = SimulatedNetwork()
+        let a = makeEngine(port: 9501)
+        let b = makeEngine(port: 9502)
+        net.add(a)
+        net.add(b)
+        net.run(a.localID, net.engines[a.localID]!.connect(to: net.address(of: b.localID), now: net.now))
+        let conn = net.engines[b.localID]!.peer(a.localID)!.connection
+        for _ in 0..<20 {
+            let actions = net.engines[b.localID]!.transportViolation(conn, reason: "bad MAC", now: net.now)
+            #expect(!actions.contains(.bansChanged))
+            #expect(actions.allSatisfy { if case .disconnect = $0 { true } else { false } })
+        }
+        #expect(!net.engines[b.localID]!.isBanned(id: a.localID, now: net.now), "an on-path bit flip bans nobody")
+        #expect(net.engines[b.localID]!.bans.isEmpty)
+    }
+}
