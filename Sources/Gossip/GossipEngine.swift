@@ -28,6 +28,8 @@ public struct Ban: Sendable, Equatable, Codable {
     /// The longest ban (ten years): operators and files may ask for more, and a time far
     /// beyond it (or not finite) is no date a node can print or compare safely.
     public static let maxDuration: Double = 10 * 365 * 24 * 3_600
+    /// The most bans kept (the list is written to disk whole).
+    public static let maxEntries = 10_000
     /// The latest `until` any ban can have: `Int(latest)` never traps.
     public static let latest: Double = 4_102_444_800 + maxDuration  // 2100-01-01 + 10 years
 
@@ -354,6 +356,12 @@ public struct GossipEngine: Sendable {
     public mutating func ban(target: String, duration: Double, reason: String, now: Double) -> [Action] {
         let duration = duration.isNaN ? 0 : min(max(duration, 0), Ban.maxDuration)
         bans[target] = Ban(target: target, until: Ban.clamp(now + duration), reason: reason)
+        // Bounded: identities are free, so past the limit the bans ending soonest go first.
+        if bans.count > Ban.maxEntries {
+            for (key, _) in bans.sorted(by: { $0.value.until < $1.value.until }).prefix(bans.count - Ban.maxEntries) {
+                bans[key] = nil
+            }
+        }
         var actions: [Action] = [.bansChanged]
         for (connection, peer) in peers.sorted(by: { $0.key < $1.key })
         where Ban.key(id: peer.nodeID) == target || Ban.key(host: peer.host) == target {

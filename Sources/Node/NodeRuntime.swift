@@ -66,6 +66,8 @@ public actor NodeRuntime: Service {
     /// Held while the node runs (`DataDirectoryLock`).
     private let directoryLock: DataDirectoryLock
     private var warnedLowFees = false
+    /// The ban list changed since it was last written.
+    private var bansDirty = false
     private var engine: GossipEngine
     private var connections: [ConnectionID: PeerConnection] = [:]
     private var nextConnectionID = 1
@@ -295,6 +297,7 @@ public actor NodeRuntime: Service {
             do { try await Task.sleep(for: .seconds(1)) } catch { return }
             execute(engine.tick(now: now))
             saveState(force: false)
+            if bansDirty { saveBans() }
             metrics.peers.set(Double(engine.peers.count))
             metrics.dagTransactions.set(Double(sync.dag.count))
             if Date().timeIntervalSince(lastSyncRound) >= configuration.syncInterval, let peer = engine.randomPeer() {
@@ -577,7 +580,15 @@ public actor NodeRuntime: Service {
         execute(engine.penalize(peer: state.connection, points: points, reason: reason, now: now))
     }
 
+    private func saveBans() {
+        bansDirty = false
+        do { try files.save(engine.activeBans(now: now)) } catch {
+            logger.error("cannot save the ban list", metadata: ["error": "\(error)"])
+        }
+    }
+
     private func saveState(force: Bool) {
+        if force, bansDirty { saveBans() }
         guard force || Date().timeIntervalSince(lastBookSave) >= 30 else { return }
         lastBookSave = Date()
         guard engine.addressBook != savedBook || force else { return }
@@ -786,11 +797,9 @@ public actor NodeRuntime: Service {
                             now: now))
                 }
             case .bansChanged:
-                do {
-                    try files.save(engine.activeBans(now: now))
-                } catch {
-                    logger.error("cannot save the ban list", metadata: ["error": "\(error)"])
-                }
+                // Written by the once-a-second tick, not here: a burst of bans (Sybil ids
+                // misbehaving at once) must not rewrite and fsync the file each time.
+                bansDirty = true
             }
         }
     }
@@ -1043,6 +1052,7 @@ public actor NodeRuntime: Service {
             }
             let reason = params["reason"]?.stringValue ?? "banned by operator"
             execute(engine.ban(target: target, duration: seconds, reason: reason, now: now))
+            saveBans()
             let until = engine.activeBans(now: now).first { $0.target == target }?.until ?? now
             return .object(["banned": .string(target), "until": .int(Int(until))])
         case "listbanned":
@@ -1052,7 +1062,7 @@ public actor NodeRuntime: Service {
                 })
         case "clearbanned":
             engine.clearBans()
-            execute([.bansChanged])
+            saveBans()  // an operator's change is on disk when the call returns
             return .object(["cleared": .bool(true)])
         case "getnettotals":
             let live = connections.values.map { $0.counters.withLock { $0 } }

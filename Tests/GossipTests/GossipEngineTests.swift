@@ -386,6 +386,19 @@ struct BanClampTests {
     }
 }
 
+@Suite("Bans: bounded")
+struct BanLimitTests {
+    @Test("free identities cannot grow the ban list without bound: past 10,000 the bans ending soonest go")
+    func bounded() {
+        var engine = makeEngine(port: 9903)
+        for i in 0..<(Ban.maxEntries + 50) {
+            _ = engine.ban(target: "id:\(i)", duration: 3_600 + Double(i), reason: "sybil", now: 0)
+        }
+        #expect(engine.bans.count == Ban.maxEntries)
+        #expect(engine.bans["id:0"] == nil && engine.bans["id:\(Ban.maxEntries + 49)"] != nil)
+    }
+}
+
 @Suite("Transport failures on a live channel")
 struct TransportViolationTests {
     @Test("a bad MAC or frame on an established channel disconnects without scoring or banning the peer")
