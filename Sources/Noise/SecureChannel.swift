@@ -241,6 +241,7 @@ public struct SecureChannel: Sendable {
                 }
             }
             guard ok else { return fail(.decryptFailed, "transport frame failed authentication") }
+            if receive.nonce % Self.rekeyInterval == 0 { receive.rekey() }
             state = .established(send: send, receive: receive, peer: peer)
             if partial.data.count == partial.expected { return [.deliver(partial.data)] }
             reassembly = partial
@@ -251,6 +252,7 @@ public struct SecureChannel: Sendable {
             plain.withUnsafeMutableBytes { out in (try? receive.decrypt(sealed, into: out)) != nil }
         }
         guard ok else { return fail(.decryptFailed, "transport frame failed authentication") }
+        if receive.nonce % Self.rekeyInterval == 0 { receive.rekey() }
         state = .established(send: send, receive: receive, peer: peer)
         return reassemble(plain)
     }
@@ -343,6 +345,7 @@ public struct SecureChannel: Sendable {
                 o[written + 1] = UInt8(length & 0xff)
                 let target = UnsafeMutableRawBufferPointer(rebasing: o[(written + 2)..<(written + 2 + length)])
                 try! send.encrypt(plaintext, into: target)  // key present and nonce checked above
+                if send.nonce % Self.rekeyInterval == 0 { send.rekey() }
                 written += 2 + length
             }
             first.withUnsafeBytes { frame($0) }
@@ -366,6 +369,12 @@ public struct SecureChannel: Sendable {
         inbound = FrameBuffer()
         return [.close(SecureChannelError(kind, detail))]
     }
+
+    /// Each direction's key is replaced (Noise §11.3 REKEY) after every this many frames,
+    /// as lnd does (BOLT 8: every 1,000 messages): a key compromised later does not open
+    /// earlier traffic of a long-lived connection. Both sides count frames, so no message
+    /// announces it.
+    public static let rekeyInterval: UInt64 = 1_000
 
     static func frame(_ message: [UInt8]) -> [UInt8] {
         [UInt8(message.count >> 8), UInt8(message.count & 0xff)] + message

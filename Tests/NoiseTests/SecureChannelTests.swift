@@ -113,6 +113,24 @@ struct SecureChannelTests {
         #expect(drip.delivered.b == messages)
     }
 
+    @Test("keys are replaced every 1,000 frames in each direction, also inside a multi-frame message")
+    func rekeysInStep() throws {
+        var pair = ChannelPair(
+            SecureChannel(role: .initiator(expectedPeer: nil), configuration: config()),
+            SecureChannel(role: .responder, configuration: config()))
+        pair.handshake()
+        // 3-frame messages: frame 1,000 falls inside one, so both sides must rekey between
+        // a message's frames exactly where the other does.
+        let big = SecureRandom.bytes(131_039)
+        for i in 0..<800 {
+            try pair.sendFromA(i % 2 == 0 ? big : [UInt8(i & 0xff)])
+            try pair.sendFromB([UInt8(i & 0xff), 1])
+        }
+        #expect(pair.closed.a == nil && pair.closed.b == nil)
+        #expect(pair.delivered.b.count == 800 && pair.delivered.b[798] == big)
+        #expect(pair.delivered.a.count == 800)
+    }
+
     @Test func wrongChainIDFailsTheHandshake() {
         var pair = ChannelPair(
             SecureChannel(role: .initiator(expectedPeer: nil), configuration: config("chain-a")),
