@@ -161,8 +161,14 @@ public struct CatchUp: Sendable {
         // Start when clearly behind, or at once when a peer ahead has entered a later
         // epoch (this node missed the end of its epoch: the old epoch's validators have
         // moved on and will not finish it here); once syncing, go on until level.
-        let laterEpoch = peerHeights.contains { $0.value > localHeight && (peerEpochs[$0.key] ?? 0) > localEpoch }
-        syncing = syncing ? target > localHeight : target > localHeight + Self.lagThreshold || laterEpoch
+        // A peer a few blocks ahead in a later epoch is asked for a range without leaving
+        // consensus (a probe): if the set has moved on, that range takes this node into
+        // the new epoch; if the peer does not serve (a Byzantine peer that withheld the
+        // epoch's last commit QC and refuses ranges), the honest validators here can still
+        // finish the epoch themselves. Leaving consensus for it let two such peers keep
+        // five honest validators out of consensus for good (campaign seed 405757).
+        let laterEpoch = peerHeights.filter { $0.value > localHeight && (peerEpochs[$0.key] ?? 0) > localEpoch }
+        syncing = syncing ? target > localHeight : target > localHeight + Self.lagThreshold
         // A probe never holds up a sync that proofs have started.
         if syncing, inFlight?.probe == true { inFlight = nil }
         guard inFlight == nil else { return [] }
@@ -170,7 +176,7 @@ public struct CatchUp: Sendable {
             heights.filter { $0.value > localHeight && (excludedUntil[$0.key] ?? 0) <= now }
                 .keys.sorted { $0.rawRepresentation.lexicographicallyPrecedes($1.rawRepresentation) }
         }
-        let candidates = syncing ? eligible(peerHeights) : eligible(unproven)
+        let candidates = syncing ? eligible(peerHeights) : eligible(unproven.merging(laterEpoch) { max($0, $1) })
         guard !candidates.isEmpty else {
             // Nobody ahead can be asked now: follow consensus rather than wait out of it.
             if syncing && eligible(peerHeights).isEmpty { syncing = false }
@@ -179,7 +185,7 @@ public struct CatchUp: Sendable {
         // Rotate, so consecutive ranges come from different peers.
         rotation += 1
         let peer = candidates[rotation % candidates.count]
-        let claimed = syncing ? peerHeights[peer]! : unproven[peer]!
+        let claimed = syncing ? peerHeights[peer]! : max(unproven[peer] ?? 0, laterEpoch[peer] ?? 0)
         let count = UInt16(min(UInt64(Self.maxRangeBlocks), claimed - localHeight))
         inFlight = (peer, localHeight + 1, now, !syncing)
         return [.request(peer: peer, height: localHeight + 1, count: count)]

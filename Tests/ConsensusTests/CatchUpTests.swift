@@ -182,6 +182,24 @@ struct CatchUpTests {
             ).isEmpty)
     }
 
+    @Test("a peer a block ahead in a later epoch is probed while this node stays in consensus (seed 405757)")
+    func laterEpochSmallGapProbes() throws {
+        let (config, qc, proven) = try Self.proof()
+        let byzantine = Ed25519.PrivateKey().publicKey
+        var catchUp = CatchUp()
+        catchUp.enteredEpoch(config.epoch)
+        // The peer proves its tip with a commit QC of this epoch and says it is in the next.
+        let asked = catchUp.statusReceived(
+            from: byzantine, height: 20, epoch: config.epoch + 1, proof: qc, localHeight: 19,
+            localRound: proven - 1, config: config, now: 0)
+        #expect(!catchUp.syncing, "one block behind: consensus goes on (the honest set can finish the epoch)")
+        #expect(asked == [.request(peer: byzantine, height: 20, count: 1)], "a probe for the missing block")
+        // It never serves: discouraged, and this node never left consensus.
+        let after = catchUp.tick(localHeight: 19, now: CatchUp.requestTimeout)
+        #expect(after.first == .discourage(peer: byzantine, reason: "did not serve the committed range it claimed"))
+        #expect(!catchUp.syncing)
+    }
+
     @Test("a later epoch's unverifiable claim: one probe range while staying in consensus; silence is discouraged")
     func laterEpochProbe() throws {
         let (config, qc, _) = try Self.proof()
