@@ -91,45 +91,18 @@ public struct Script: Sendable, Hashable, CustomStringConvertible {
     public static func opReturn(_ data: [UInt8]) -> Script { Script(bytes: [Op.return] + push(data)) }
 
     /// The BIP342 k-of-n leaf `<K1> OP_CHECKSIG <K2> OP_CHECKSIGADD … <Kn> OP_CHECKSIGADD <k> OP_NUMEQUAL`
-    /// (the `multi_a` descriptor), keys in the given order.
+    /// (the `multi_a` descriptor), keys in the given order: `ThresholdScript`'s counted form.
     public static func multiA(threshold: Int, keys: [[UInt8]]) throws(BitcoinError) -> Script {
-        guard !keys.isEmpty, keys.count <= 999 else { throw BitcoinError("multi_a: 1…999 keys, not \(keys.count)") }
-        guard threshold >= 1, threshold <= keys.count else {
-            throw BitcoinError("multi_a: threshold \(threshold) of \(keys.count) keys")
-        }
-        guard keys.allSatisfy({ $0.count == 32 }) else { throw BitcoinError("multi_a: keys must be x-only (32 bytes)") }
-        var bytes: [UInt8] = []
-        for (i, key) in keys.enumerated() {
-            bytes += [0x20] + key + [i == 0 ? Op.checkSig : Op.checkSigAdd]
-        }
-        bytes += pushNumber(threshold) + [Op.numEqual]
-        return Script(bytes: bytes)
+        guard threshold >= 1 else { throw BitcoinError("multi_a: threshold \(threshold) of \(keys.count) keys") }
+        return try ThresholdScript(keys: keys, threshold: UInt64(threshold)).script
     }
 
     /// The keys and threshold of a `multiA` leaf, if it is exactly one.
     public var multiA: (threshold: Int, keys: [[UInt8]])? {
-        var keys: [[UInt8]] = []
-        var i = 0
-        while i + 34 <= bytes.count, bytes[i] == 0x20 {
-            let op = bytes[i + 33]
-            guard op == (keys.isEmpty ? Op.checkSig : Op.checkSigAdd) else { return nil }
-            keys.append(Array(bytes[i + 1..<i + 33]))
-            i += 34
-        }
-        guard !keys.isEmpty, i < bytes.count, bytes.last == Op.numEqual else { return nil }
-        let number = Array(bytes[i..<bytes.count - 1])
-        let threshold: Int
-        if number.count == 1, number[0] >= Op.one, number[0] <= Op.sixteen {
-            threshold = Int(number[0] - Op.one + 1)
-        } else if number.count >= 2, Int(number[0]) == number.count - 1, number[0] <= 4 {
-            threshold = number.dropFirst().reversed().reduce(0) { $0 << 8 | Int($1) }
-        } else {
+        guard let parsed = ThresholdScript(script: self), parsed.weights == nil, parsed.olderBlocks == nil else {
             return nil
         }
-        guard let canonical = try? Script.multiA(threshold: threshold, keys: keys), canonical == self else {
-            return nil
-        }
-        return (threshold, keys)
+        return (Int(parsed.threshold), parsed.keys)
     }
 
     // MARK: Classification

@@ -54,6 +54,23 @@ public struct ThresholdScript: Sendable, Equatable {
 
     public func weight(ofKeyAt index: Int) -> UInt64 { weights?[index] ?? 1 }
 
+    /// The weight of the signatures of these keys.
+    public func weight(of signers: Set<[UInt8]>) -> UInt64 {
+        keys.indices.filter { signers.contains(keys[$0]) }.reduce(0) { $0 + weight(ofKeyAt: $1) }
+    }
+
+    /// The most signatures the leaf may need: the fewest keys whose weight reaches the
+    /// threshold, taking the lightest first (the witness size a fee must cover).
+    public var signaturesNeeded: Int {
+        var reached: UInt64 = 0
+        var count = 0
+        for w in keys.indices.map({ weight(ofKeyAt: $0) }).sorted() where reached < threshold {
+            reached += w
+            count += 1
+        }
+        return count
+    }
+
     public var script: Script {
         typealias Op = Script.Op
         var bytes: [UInt8] = []

@@ -132,22 +132,10 @@ public struct CheckpointCoin: Sendable, Equatable {
     public var threshold: Int { Int(main.threshold) }
 
     /// Whether these keys' signatures reach the main leaf's threshold.
-    public func isSatisfied(by signers: Set<[UInt8]>) -> Bool {
-        keys.indices.filter { signers.contains(keys[$0]) }.reduce(0) { $0 + main.weight(ofKeyAt: $1) }
-            >= main.threshold
-    }
+    public func isSatisfied(by signers: Set<[UInt8]>) -> Bool { main.weight(of: signers) >= main.threshold }
 
-    /// The most signatures the main leaf may need: the fewest keys whose weight reaches the
-    /// threshold, taking the lightest first (the witness size the fee must cover).
-    public var signaturesNeeded: Int {
-        var weight: UInt64 = 0
-        var count = 0
-        for w in keys.indices.map({ main.weight(ofKeyAt: $0) }).sorted() where weight < main.threshold {
-            weight += w
-            count += 1
-        }
-        return count
-    }
+    /// The most signatures the main leaf may need (`ThresholdScript.signaturesNeeded`).
+    public var signaturesNeeded: Int { main.signaturesNeeded }
 
     public var tree: TapTree {
         guard let recovery else { return .leaf(leaf) }
@@ -257,47 +245,41 @@ public enum CheckpointTransaction {
     /// recovery leaf may need.
     public static func recoveryVirtualSize(_ current: CheckpointCoin) -> Int {
         guard let recovery = current.recovery, let control = current.recoveryControlBlock else { return 0 }
-        var tx = BitcoinTransaction(
-            version: 2,
-            inputs: [TxIn(previousOutput: OutPoint(txid: [UInt8](repeating: 0, count: 32), vout: 0))],
-            outputs: [TxOut(value: 0, scriptPubKey: .p2tr(outputKey: [UInt8](repeating: 0, count: 32)))])
-        var weight: UInt64 = 0
-        let weights = current.keys.indices.map { recovery.script.weight(ofKeyAt: $0) }
-        var needed = 0
-        for w in weights.sorted() where weight < recovery.script.threshold {
-            weight += w
-            needed += 1
-        }
-        let signatures = (0..<current.keys.count).map { $0 < needed ? [UInt8](repeating: 1, count: 64) : [] }
-        tx.inputs[0].witness = signatures + [recovery.leaf.script.bytes, control]
-        return tx.virtualSize
+        return signedSize(
+            inputs: 1, outputs: [TxOut(value: 0, scriptPubKey: .p2tr(outputKey: [UInt8](repeating: 0, count: 32)))],
+            script: recovery.script, leaf: recovery.leaf, control: control)
     }
 
     /// The virtual size once signed by k keys (for a weighted leaf, the most it may take:
     /// `signaturesNeeded`): the witness holds k 64-byte signatures and n − k empty items,
     /// the leaf script and the control block.
     public static func virtualSize(current: CheckpointCoin, next: CheckpointCoin, topUps: Int = 0) -> Int {
-        var tx = BitcoinTransaction(
-            version: 2,
-            inputs: (0...topUps).map { _ in
-                TxIn(previousOutput: OutPoint(txid: [UInt8](repeating: 0, count: 32), vout: 0))
-            },
+        signedSize(
+            inputs: 1 + topUps,
             outputs: [
                 TxOut(value: 0, scriptPubKey: next.scriptPubKey),
                 TxOut(value: 0, scriptPubKey: .opReturn([UInt8](repeating: 0, count: CheckpointPayload.size))),
-            ])
-        let needed = current.signaturesNeeded
-        let signatures = (0..<current.keys.count).map { $0 < needed ? [UInt8](repeating: 1, count: 64) : [] }
-        for i in tx.inputs.indices {
-            tx.inputs[i].witness = signatures + [current.leaf.script.bytes, current.controlBlock]
-        }
-        return tx.virtualSize
+            ], script: current.main, leaf: current.leaf, control: current.controlBlock)
+    }
+
+    /// A stand-in spending `inputs` coins through `leaf`, each witness with the most
+    /// signatures `script` may need, to measure its size.
+    private static func signedSize(
+        inputs: Int, outputs: [TxOut], script: ThresholdScript, leaf: TapLeaf, control: [UInt8]
+    ) -> Int {
+        let needed = script.signaturesNeeded
+        let signatures = (0..<script.keys.count).map { $0 < needed ? [UInt8](repeating: 1, count: 64) : [] }
+        let input = TxIn(
+            previousOutput: OutPoint(txid: [UInt8](repeating: 0, count: 32), vout: 0),
+            witness: signatures + [leaf.script.bytes, control])
+        return BitcoinTransaction(version: 2, inputs: Array(repeating: input, count: inputs), outputs: outputs)
+            .virtualSize
     }
 }
 
 /// Whether `signature` is a 64-byte BIP340 signature (SIGHASH_DEFAULT: checkpoints sign
 /// nothing else) by the x-only `key` over `digest`.
-func isDefaultSchnorrSignature(_ signature: [UInt8], by key: [UInt8], over digest: [UInt8]) -> Bool {
+public func isDefaultSchnorrSignature(_ signature: [UInt8], by key: [UInt8], over digest: [UInt8]) -> Bool {
     guard signature.count == 64, let xonly = try? Secp256k1.XOnlyPublicKey(rawRepresentation: key),
         let sig = try? Secp256k1.SchnorrSignature(rawRepresentation: signature)
     else { return false }

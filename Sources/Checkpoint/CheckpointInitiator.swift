@@ -54,8 +54,8 @@ public struct CheckpointInitiator: Sendable {
 
     /// The checkpoint being collected by this node.
     struct Session: Sendable {
-        let request: CheckpointRequest
         var collector: CheckpointCollector
+        var request: CheckpointRequest { collector.request }
         let fee: UInt64
         let rate: Double
         let bitcoinHeight: Int
@@ -211,7 +211,6 @@ public struct CheckpointInitiator: Sendable {
         lastAttempt = now
         let request = CheckpointRequest(psbt: validated.psbt, qc: target.1)
         session = Session(
-            request: request,
             collector: CheckpointCollector(request: request, coin: view.currentCoin),
             fee: fee, rate: rate, bitcoinHeight: view.bitcoinHeight)
         return [.requestSignatures(request)] + finishIfComplete()

@@ -384,9 +384,7 @@ struct CheckpointCommand: AsyncParsableCommand {
                     scriptSpend: .init(leafHash: leafHash))
                 for key in recovery.script.keys {
                     guard let digest, let signature = theirs[key + leafHash],
-                        let xonly = try? Secp256k1.XOnlyPublicKey(rawRepresentation: key),
-                        let schnorr = try? Secp256k1.SchnorrSignature(rawRepresentation: signature),
-                        xonly.isValidSchnorrSignature(schnorr, for: digest)
+                        isDefaultSchnorrSignature(signature, by: key, over: digest)
                     else { continue }
                     partial.inputs[0].tapScriptSigs[key + leafHash] = signature
                 }
@@ -420,16 +418,17 @@ struct CheckpointCommand: AsyncParsableCommand {
             let digest = try? validated.psbt.unsignedTx.taprootSighash(
                 index: 0, spent: [TxOut(value: value, scriptPubKey: current.scriptPubKey)], type: .default,
                 scriptSpend: .init(leafHash: leafHash))
-            let weight = script.keys.indices.filter { i in
-                guard let digest, let signature = validated.psbt.inputs[0].tapScriptSigs[script.keys[i] + leafHash],
-                    let xonly = try? Secp256k1.XOnlyPublicKey(rawRepresentation: script.keys[i]),
-                    let schnorr = try? Secp256k1.SchnorrSignature(rawRepresentation: signature)
-                else { return false }
-                return xonly.isValidSchnorrSignature(schnorr, for: digest)
-            }.reduce(0) { $0 + script.weight(ofKeyAt: $1) }
+            let verified = Set(
+                script.keys.filter { key in
+                    guard let digest, let signature = validated.psbt.inputs[0].tapScriptSigs[key + leafHash] else {
+                        return false
+                    }
+                    return isDefaultSchnorrSignature(signature, by: key, over: digest)
+                })
+            let weight = script.weight(of: verified)
             print("psbt: \(validated.psbt.base64)")
             print(
-                "signatures: weight \(weight) of the \(script.threshold) needed; timelock \(script.olderBlocks!) blocks"
+                "signatures: weight \(weight) of the \(script.threshold) needed; timelock \(recovery.blocks) blocks"
             )
             guard broadcast else { return }
             guard weight >= script.threshold else {
