@@ -7,7 +7,7 @@ import Testing
 struct AdminSocketTests {
     @Test("JSON-RPC errors are clear; the socket is mode 0600; keys and state files are private")
     func errorsAndPermissions() throws {
-        let net = try LocalTestnet(nodes: 1, basePort: 29_600 + Int.random(in: 0..<200) * 2)
+        let net = try LocalTestnet(nodes: 1)
         defer { net.shutdown() }
         try net.start(0, bootstrap: false)
         try net.waitReady(0)
@@ -55,7 +55,7 @@ struct AdminSocketTests {
 
     @Test("a connection that never completes the handshake is closed after handshake_timeout")
     func handshakeTimeout() throws {
-        let net = try LocalTestnet(nodes: 1, basePort: 29_800 + Int.random(in: 0..<50) * 2)
+        let net = try LocalTestnet(nodes: 1)
         defer { net.shutdown() }
         try "listen = \"127.0.0.1:\(net.port(0))\"\nhandshake_timeout = 1\n".write(
             to: net.configFile(0), atomically: true, encoding: .utf8)
@@ -69,7 +69,7 @@ struct AdminSocketTests {
     }
 
     @Test func aBadConfigStopsStartUpWithAClearMessage() throws {
-        let net = try LocalTestnet(nodes: 1, basePort: 29_900)
+        let net = try LocalTestnet(nodes: 1)
         defer { net.shutdown() }
         try "listen = 5\n".write(to: net.configFile(0), atomically: true, encoding: .utf8)
         try net.start(0, bootstrap: false)
@@ -83,7 +83,7 @@ struct AdminSocketTests {
 struct DataDirectoryLockTests {
     @Test("a second run on the same data directory stops at once with a clear error; the first keeps serving")
     func secondRunRefused() throws {
-        let net = try LocalTestnet(nodes: 1, basePort: 27_000 + Int.random(in: 0..<90) * 10)
+        let net = try LocalTestnet(nodes: 1)
         defer { net.shutdown() }
         try net.start(0, bootstrap: false)
         try net.waitReady(0)

@@ -49,7 +49,7 @@ final class RegtestChain: @unchecked Sendable {
     }
 
     init(blockInterval: Double = 1) throws {
-        port = 29_100 + Int.random(in: 0..<400)
+        port = TestPorts.single()
         let python = Self.repository.appendingPathComponent(".venv/bin/python")
         guard FileManager.default.isExecutableFile(atPath: python.path) else {
             throw TestnetError("no .venv: scripts/test.sh creates it (pip install -r tools/regtest/requirements.txt)")
@@ -70,6 +70,8 @@ final class RegtestChain: @unchecked Sendable {
 
     func waitReady() async throws {
         for _ in 0..<100 {
+            // A server that could not start must not be mistaken for another test's.
+            guard process.isRunning else { break }
             if let height = try? await client.tipHeight(), height >= 101 { return }
             try await Task.sleep(for: .milliseconds(200))
         }

@@ -24,7 +24,7 @@ struct CheckpointNetworkTests {
     ) async throws -> (LocalTestnet, RegtestChain) {
         let chain = try RegtestChain(blockInterval: blockInterval)
         try await chain.waitReady()
-        let net = try LocalTestnet(nodes: nodes, basePort: 26_000 + Int.random(in: 0..<39) * 10)
+        let net = try LocalTestnet(nodes: nodes)
         do {
             let esplora = "http://127.0.0.1:\(chain.port)"
             try net.enableConsensus(validators: 4, epochLength: epochLength)

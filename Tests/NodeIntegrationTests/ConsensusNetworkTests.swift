@@ -23,7 +23,7 @@ struct ConsensusNetworkTests {
     /// changes. Each suite has its own port range, so suites running in parallel never
     /// collide.
     func startValidators(nodes: Int) throws -> LocalTestnet {
-        let net = try LocalTestnet(nodes: nodes, basePort: 28_600 + Int.random(in: 0..<40) * 10)
+        let net = try LocalTestnet(nodes: nodes)
         do {
             let funder = try KeyStore(directory: net.dataDir(0)).load()
             try net.enableConsensus(validators: 4, balances: [funder.nodeID: 1_000_000], epochLength: 25)

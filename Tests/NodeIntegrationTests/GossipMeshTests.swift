@@ -10,7 +10,7 @@ struct GossipMeshTests {
     @Test("8 nodes from one bootstrap entry: discovery, exactly-once delivery, a banned garbage peer, restart")
     func mesh() throws {
         // Each suite has its own port range, so suites running in parallel never collide.
-        let net = try LocalTestnet(nodes: 8, basePort: 27_000 + Int.random(in: 0..<90) * 10)
+        let net = try LocalTestnet(nodes: 8)
         defer { net.shutdown() }
         for i in 0..<8 { try net.start(i) }
         for i in 0..<8 { try net.waitReady(i) }
@@ -81,7 +81,7 @@ struct GossipMeshTests {
 struct TestTopicTests {
     @Test("a node without test_messages neither delivers nor relays topic-0 payloads, and refuses publish")
     func offByDefault() throws {
-        let net = try LocalTestnet(nodes: 3, basePort: 25_000 + Int.random(in: 0..<90) * 10)
+        let net = try LocalTestnet(nodes: 3)
         defer { net.shutdown() }
         // Node 1 sits between 0 and 2 (2 bootstraps from 1) with the default: off.
         let config = try String(contentsOf: net.configFile(1), encoding: .utf8)

@@ -16,7 +16,7 @@ struct LedgerMeshTests {
     @Test("1,000 transactions round-robin to 4 nodes converge; a node restarted mid-load catches up")
     func convergenceUnderLoad() throws {
         // Each suite has its own port range, so suites running in parallel never collide.
-        let net = try LocalTestnet(nodes: 4, basePort: 28_000 + Int.random(in: 0..<40) * 10)
+        let net = try LocalTestnet(nodes: 4)
         defer { net.shutdown() }
         for i in 0..<4 { try net.start(i) }
         for i in 0..<4 { try net.waitReady(i) }
@@ -83,7 +83,7 @@ struct LedgerMeshTests {
 
     @Test("a Byzantine sender is banned; orphan floods stay bounded")
     func byzantineSender() throws {
-        let net = try LocalTestnet(nodes: 1, basePort: 28_400 + Int.random(in: 0..<25) * 4)
+        let net = try LocalTestnet(nodes: 1)
         defer { net.shutdown() }
         try net.start(0, bootstrap: false)
         try net.waitReady(0)

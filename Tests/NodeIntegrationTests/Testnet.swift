@@ -67,10 +67,10 @@ final class LocalTestnet: @unchecked Sendable {
         process.waitUntilExit()
     }
 
-    init(nodes: Int, basePort: Int) throws {
+    init(nodes: Int, basePort: Int? = nil) throws {
         root = FileManager.default.temporaryDirectory.appendingPathComponent(
             "sidenode-it-\(UUID().uuidString.prefix(8))")
-        self.basePort = basePort
+        self.basePort = basePort ?? TestPorts.block(nodes)
         nodeCount = nodes
         binary = try Self.findBinary()
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
@@ -78,7 +78,7 @@ final class LocalTestnet: @unchecked Sendable {
             try KeyStore(directory: dataDir(i)).create()
             let config = """
                 chain_id = "sidenode-it"
-                listen = "127.0.0.1:\(basePort + i)"
+                listen = "127.0.0.1:\(self.basePort + i)"
                 log_level = "info"
                 metrics_listen = "127.0.0.1:\(metricsPort(i))"
                 sync_interval = 1
@@ -91,7 +91,7 @@ final class LocalTestnet: @unchecked Sendable {
             try config.write(to: configFile(i), atomically: true, encoding: .utf8)
         }
         let node0 = try KeyStore(directory: dataDir(0)).load()
-        try "# node0 only\n\(node0.nodeID)@127.0.0.1:\(basePort)\n".write(
+        try "# node0 only\n\(node0.nodeID)@127.0.0.1:\(self.basePort)\n".write(
             to: bootstrapFile, atomically: true, encoding: .utf8)
     }
 
@@ -235,15 +235,7 @@ final class RawTCPClient {
 
     init(port: Int) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
+        let rc = TestPorts.withLoopback(port) { connect(fd, $0, $1) }
         guard rc == 0 else { throw TestnetError("connect to \(port) failed") }
         var tv = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
