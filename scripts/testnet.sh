@@ -88,6 +88,9 @@ log_level = "info"
 [gossip]
 # Every node is on 127.0.0.1, so per-IP limits must allow the whole testnet.
 max_connections_per_ip = 64
+max_pending_per_host = 64
+# Loopback addresses are kept and shared (off on a public network).
+allow_local_addresses = true
 address_refresh_interval = 5
 
 [bitcoin]

@@ -13,9 +13,10 @@ public struct GossipConfiguration: Sendable, Equatable, Codable {
     public var seenTTL: Double = 120
     /// Seen-cache entries at most; the oldest go first.
     public var seenCapacity = 200_000
-    /// Misbehaviour score at which a peer is banned.
+    /// Misbehaviour score at which a peer is discouraged (its id, and its host unless
+    /// local, refused for `banDuration`).
     public var banThreshold = 100
-    /// Ban length, seconds (Bitcoin Core: 24 h).
+    /// Discouragement length, and the default `setban` length, seconds (Bitcoin Core: 24 h).
     public var banDuration: Double = 86_400
     /// Penalty for a message the validator rejects.
     public var invalidMessagePenalty = 20
@@ -33,18 +34,48 @@ public struct GossipConfiguration: Sendable, Equatable, Codable {
     /// Reconnect backoff: base × 2^failures, capped, seconds.
     public var reconnectBase: Double = 1
     public var reconnectMax: Double = 300
-    /// Addresses per network group in the address book (anti-eclipse).
-    public var maxAddressesPerGroup = 64
-    /// Address book size.
-    public var maxAddresses = 4_096
     /// Addresses returned to one getaddr.
     public var addressReplySize = 100
     /// A node short of outbound peers asks one peer for addresses this often, seconds;
     /// a peer asking more often than half this is ignored.
     public var addressRefreshInterval: Double = 30
+    /// Inbound connections still in their handshake, at most, and from one host (an IPv4
+    /// address or an IPv6 /64; never above `maxConnectionsPerIP`).
+    public var maxPendingHandshakes = 64
+    public var maxPendingPerHost = 4
+    /// Seconds an inbound connection may take to authenticate; past half the pending cap
+    /// new ones get `pressureHandshakeTimeout`.
+    public var handshakeTimeout: Double = 10
+    public var pressureHandshakeTimeout: Double = 2
+    /// Bytes queued for one peer at most; a peer that does not read them is dropped.
+    public var maxSendQueueBytes = 16 * 1024 * 1024
+    /// Inbound peers spared from eviction: by network group, by ping, by recent useful
+    /// messages (Bitcoin Core: 4, 8, 4, then half the rest by age).
+    public var evictionProtectGroups = 4
+    public var evictionProtectPing = 8
+    public var evictionProtectUseful = 4
+    /// Whether addresses on loopback and private networks are kept and dialled. Off on a
+    /// public network (a peer could point us at our own LAN); a local testnet turns it on.
+    public var allowLocalAddresses = false
     /// Whether opaque test messages (topic 0, admin `publish`) are accepted and relayed.
     /// Off by default: a payload no application validates must not reach a real network.
     public var testMessages = false
 
     public init() {}
+
+    /// Sockets the gossip layer may hold at once.
+    public var descriptorsNeeded: Int { maxInbound + outboundTarget + maxPendingHandshakes }
+
+    /// Shrinks the inbound and pending-handshake caps to fit `available` sockets (outbound
+    /// ones are kept: they are the node's own choice of peers). Returns a warning when
+    /// anything had to shrink.
+    public mutating func fit(descriptors available: Int) -> String? {
+        guard descriptorsNeeded > available else { return nil }
+        let wanted = (inbound: maxInbound, pending: maxPendingHandshakes)
+        let room = max(0, available - outboundTarget)
+        maxPendingHandshakes = max(1, min(maxPendingHandshakes, room / 4))
+        maxInbound = max(0, min(maxInbound, room - maxPendingHandshakes))
+        return "open-file limit too low: inbound connections \(wanted.inbound) → \(maxInbound), pending handshakes "
+            + "\(wanted.pending) → \(maxPendingHandshakes) (raise `ulimit -n`)"
+    }
 }

@@ -37,7 +37,8 @@ public struct Ban: Sendable, Equatable, Codable {
     static func clamp(_ until: Double) -> Double { until.isNaN ? 0 : min(max(until, 0), latest) }
 
     static func key(id: PeerID) -> String { "id:\(id.hex)" }
-    static func key(host: String) -> String { "ip:\(host)" }
+    /// Any spelling of an address is one ban.
+    public static func key(host: String) -> String { "ip:\(IPAddress(host)?.description ?? host.lowercased())" }
 }
 
 /// Per-connection state the engine keeps; also what `getpeerinfo` reports.
@@ -63,6 +64,10 @@ public struct PeerState: Sendable, Equatable {
     var addressTokens: Double
     var lastRefill: Double
     var lastGetAddressesAnswered: Double?
+    /// When this peer last sent a gossip payload the application accepted (eviction
+    /// protects peers that bring news).
+    public var lastUseful: Double?
+    var helloReceived = false
 }
 
 /// The gossip layer as a pure state machine. The node feeds it connection events,
@@ -89,10 +94,13 @@ public struct GossipEngine: Sendable {
     public private(set) var peers: [ConnectionID: PeerState] = [:]
     public private(set) var addressBook: AddressBook
     public private(set) var bans: [String: Ban] = [:]
+    public private(set) var discouraged = Discouragement()
     public private(set) var pendingDials: Set<PeerID> = []
     private var seen = SeenCache()
     private var rng: SplitMix64
     private var lastAddressRequest: Double = -.infinity
+    /// Secret salt for hashing address groups (eviction, address-book buckets).
+    let groupKey: [UInt8]
     public private(set) var stats = Stats()
 
     public struct Stats: Sendable, Equatable {
@@ -105,14 +113,17 @@ public struct GossipEngine: Sendable {
 
     public init(
         localID: PeerID, configuration: GossipConfiguration = .init(), listenPort: UInt16, agent: String,
-        addressBook: AddressBook = .init(), bans: [Ban] = [], seed: UInt64
+        addressBook: AddressBook? = nil, bans: [Ban] = [], seed: UInt64
     ) {
         self.localID = localID
         self.configuration = configuration
         self.listenPort = listenPort
         self.agent = agent
-        self.addressBook = addressBook
         self.rng = SplitMix64(seed: seed)
+        var keyRng = SplitMix64(seed: seed ^ 0x5EED_6B0B_5EED_6B0B)
+        groupKey = (0..<4).flatMap { _ in withUnsafeBytes(of: keyRng.next()) { Array($0) } }
+        // A book without a key of its own (a fresh node in a test) takes one from the seed.
+        self.addressBook = addressBook ?? AddressBook(key: SHA256.hash(groupKey))
         for var ban in bans {
             ban.until = Ban.clamp(ban.until)
             self.bans[ban.target] = ban
@@ -133,10 +144,51 @@ public struct GossipEngine: Sendable {
         (bans[Ban.key(id: id)]?.until ?? 0) > now
     }
 
-    /// Whether an inbound connection from `host` may even start a handshake.
-    public func mayAcceptInbound(host: String, now: Double) -> Bool {
-        !isBanned(host: host, now: now) && inboundCount < configuration.maxInbound
-            && peers.values.filter { $0.host == host }.count < configuration.maxConnectionsPerIP
+    /// What one host can cheaply hold (an IPv4 address, an IPv6 /64): per-host limits count these.
+    static func hostKey(_ host: String) -> String { IPAddress(host)?.hostKey ?? host.lowercased() }
+
+    func connectionCount(hostKey key: String) -> Int { peers.values.filter { Self.hostKey($0.host) == key }.count }
+
+    /// Connections not yet authenticated, from all hosts and per host key.
+    public private(set) var pendingHandshakes = 0
+    private var pendingByHost: [String: Int] = [:]
+
+    public enum Admission: Sendable, Equatable {
+        /// Start the handshake; drop the connection if it is not done in `timeout` seconds.
+        case admit(timeout: Double)
+        case refuse(String)
+    }
+
+    /// Whether an inbound connection from `host` may start a handshake, and how long it
+    /// gets. Each admitted one must be matched by `handshakeEnded(host:)`. Unauthenticated
+    /// connections cost a descriptor and a Diffie-Hellman each and are invisible
+    /// elsewhere, so they are capped in total and per host; past half the cap, new ones
+    /// get the short timeout.
+    public mutating func inboundAttempt(host: String, now: Double) -> Admission {
+        let key = Self.hostKey(host)
+        if isBanned(host: host, now: now) || isDiscouraged(host: host, now: now) { return .refuse("banned") }
+        if pendingHandshakes >= configuration.maxPendingHandshakes { return .refuse("too many pending handshakes") }
+        if pendingByHost[key, default: 0] >= min(configuration.maxPendingPerHost, configuration.maxConnectionsPerIP) {
+            return .refuse("too many pending handshakes from \(key)")
+        }
+        if connectionCount(hostKey: key) >= configuration.maxConnectionsPerIP {
+            return .refuse("too many connections from \(key)")
+        }
+        pendingHandshakes += 1
+        pendingByHost[key, default: 0] += 1
+        let pressure = pendingHandshakes * 2 > configuration.maxPendingHandshakes
+        return .admit(
+            timeout: pressure
+                ? min(configuration.handshakeTimeout, configuration.pressureHandshakeTimeout)
+                : configuration.handshakeTimeout)
+    }
+
+    /// An admitted inbound connection finished its handshake, failed or closed.
+    public mutating func handshakeEnded(host: String) {
+        let key = Self.hostKey(host)
+        guard let count = pendingByHost[key] else { return }
+        pendingByHost[key] = count > 1 ? count - 1 : nil
+        pendingHandshakes = max(0, pendingHandshakes - 1)
     }
 
     // MARK: Connection events
@@ -146,7 +198,9 @@ public struct GossipEngine: Sendable {
     ) -> [Action] {
         if !inbound { pendingDials.remove(peer) }
         if peer == localID { return [.disconnect(connection, reason: "connected to self")] }
-        if isBanned(id: peer, now: now) || isBanned(host: host, now: now) {
+        if isBanned(id: peer, now: now) || isBanned(host: host, now: now) || isDiscouraged(id: peer, now: now)
+            || isDiscouraged(host: host, now: now)
+        {
             return [.disconnect(connection, reason: "banned")]
         }
         var actions: [Action] = []
@@ -159,11 +213,16 @@ public struct GossipEngine: Sendable {
             peers[existing.connection] = nil
             actions.append(.disconnect(existing.connection, reason: "duplicate connection"))
         }
-        if inbound && inboundCount >= configuration.maxInbound {
-            return actions + [.disconnect(connection, reason: "too many inbound connections")]
-        }
-        if peers.values.filter({ $0.host == host }).count >= configuration.maxConnectionsPerIP {
+        if connectionCount(hostKey: Self.hostKey(host)) >= configuration.maxConnectionsPerIP {
             return actions + [.disconnect(connection, reason: "too many connections from \(host)")]
+        }
+        if inbound && inboundCount >= configuration.maxInbound {
+            // Full: make room by evicting the least useful inbound peer, as Bitcoin Core does.
+            guard let victim = evictionCandidate(now: now) else {
+                return actions + [.disconnect(connection, reason: "too many inbound connections")]
+            }
+            peers[victim] = nil
+            actions.append(.disconnect(victim, reason: "evicted for a new inbound connection"))
         }
         peers[connection] = PeerState(
             connection: connection, nodeID: peer, host: host, port: port, inbound: inbound, connectedSince: now,
@@ -218,13 +277,23 @@ public struct GossipEngine: Sendable {
         } catch {
             return penalize(connection, configuration.malformedPenalty, reason: "malformed message: \(error)", now: now)
         }
+        // `hello` comes first; a second one changes nothing.
+        if case .hello = message {
+            if peer.helloReceived { return [] }
+            peers[connection]?.helloReceived = true
+        } else if !peer.helloReceived {
+            return penalize(
+                connection, configuration.malformedPenalty, reason: "message before hello", now: now)
+        }
         switch message {
         case .hello(let port, let agent):
             peers[connection]?.listenPort = port
             peers[connection]?.agent = agent
-            if port != 0 {
+            // The peer's own address, seen on its authenticated connection: it may replace
+            // hearsay about this id. Only an inbound peer's: we dialled an outbound one.
+            if port != 0, peer.inbound {
                 addressBook.add(
-                    NodeAddress(nodeID: peer.nodeID, host: peer.host, port: port), source: peer.nodeID.hex,
+                    NodeAddress(nodeID: peer.nodeID, host: peer.host, port: port), source: peer.host, observed: true,
                     config: configuration, now: now)
             }
             return []
@@ -242,7 +311,8 @@ public struct GossipEngine: Sendable {
             }
             peers[connection]?.lastGetAddressesAnswered = now
             // Our own address is not included: the peer learned it from our hello.
-            let list = addressBook.sample(limit: configuration.addressReplySize, excluding: peer.nodeID, using: &rng)
+            let list = addressBook.sample(
+                limit: configuration.addressReplySize, excluding: peer.nodeID, config: configuration, using: &rng)
             return countOut([.send(connection, .addresses(list))])
         case .addresses(let list):
             guard peer.addressTokens >= Double(list.count) else {
@@ -250,7 +320,7 @@ public struct GossipEngine: Sendable {
             }
             peers[connection]?.addressTokens -= Double(list.count)
             for address in list where address.nodeID != localID {
-                addressBook.add(address, source: peer.nodeID.hex, config: configuration, now: now)
+                addressBook.add(address, source: peer.host, config: configuration, now: now)
             }
             return []
         case .publish(let payload):
@@ -278,6 +348,7 @@ public struct GossipEngine: Sendable {
         switch result {
         case .accept:
             stats.delivered += 1
+            if let connection { peers[connection]?.lastUseful = now }
             return forward(payload, except: connection)
         case .ignore:
             stats.ignored += 1
@@ -342,6 +413,52 @@ public struct GossipEngine: Sendable {
         return countOut(peers.keys.sorted().filter { $0 != except }.map { .send($0, message) })
     }
 
+    // MARK: Inbound eviction
+
+    /// Peers the application wants kept (the current validators): never evicted.
+    public var protectedPeers: Set<PeerID> = []
+
+    /// The inbound peer to drop for a new one, or nil when every inbound peer is protected
+    /// (Bitcoin Core's `SelectNodeToEvict`). An attacker must beat honest peers on every
+    /// axis at once (network diversity, latency, useful messages, age) to push them out.
+    func evictionCandidate(now: Double) -> ConnectionID? {
+        var candidates = peers.values.filter { $0.inbound && !protectedPeers.contains($0.nodeID) }
+        // Protects the best `count` among the peers `eligible` admits (no credit for a
+        // ping never measured or a useful message never sent).
+        func protect(
+            _ count: Int, eligible: (PeerState) -> Bool = { _ in true }, by better: (PeerState, PeerState) -> Bool
+        ) {
+            let kept = Set(
+                candidates.filter(eligible)
+                    .sorted { better($0, $1) || (!better($1, $0) && $0.connection < $1.connection) }
+                    .prefix(count).map(\.connection))
+            candidates.removeAll { kept.contains($0.connection) }
+        }
+        // Keyed by a secret so an attacker cannot pick groups that sort first.
+        func keyedGroup(_ peer: PeerState) -> [UInt8] { SHA256.hash(groupKey + Array(Self.group(peer.host).utf8)) }
+        protect(configuration.evictionProtectGroups) { keyedGroup($0).lexicographicallyPrecedes(keyedGroup($1)) }
+        protect(
+            configuration.evictionProtectPing, eligible: { $0.pingTime != nil }, by: { $0.pingTime! < $1.pingTime! })
+        protect(
+            configuration.evictionProtectUseful, eligible: { $0.lastUseful != nil },
+            by: { $0.lastUseful! > $1.lastUseful! })
+        protect(candidates.count / 2) { $0.connectedSince < $1.connectedSince }
+        guard !candidates.isEmpty else { return nil }
+        // The most crowded group loses its youngest connection.
+        let byGroup = Dictionary(grouping: candidates) { Self.group($0.host) }
+        let crowded = byGroup.max { a, b in
+            a.value.count != b.value.count
+                ? a.value.count < b.value.count
+                : a.value.map(\.connectedSince).max()! < b.value.map(\.connectedSince).max()!
+        }!
+        return crowded.value.max { a, b in
+            a.connectedSince != b.connectedSince ? a.connectedSince < b.connectedSince : a.connection < b.connection
+        }!.connection
+    }
+
+    /// The address group of a host: /16 for IPv4, /32 for IPv6, the address when local.
+    static func group(_ host: String) -> String { IPAddress(host)?.group ?? "name:\(host.lowercased())" }
+
     // MARK: Scoring and bans
 
     private mutating func penalize(_ connection: ConnectionID, _ points: Int, reason: String, now: Double) -> [Action] {
@@ -349,8 +466,34 @@ public struct GossipEngine: Sendable {
         peer.score += points
         peers[connection] = peer
         guard peer.score >= configuration.banThreshold else { return [] }
-        return ban(target: Ban.key(id: peer.nodeID), duration: configuration.banDuration, reason: reason, now: now)
+        return discourage(peer, reason: reason, now: now)
     }
+
+    /// Misbehaviour: the id, and the host unless it is local (a loopback testnet or a LAN
+    /// shares one address among honest nodes), are refused for `banDuration`; every
+    /// connection matching them goes. The operator's ban list is untouched.
+    private mutating func discourage(_ peer: PeerState, reason: String, now: Double) -> [Action] {
+        let until = Ban.clamp(now + configuration.banDuration)
+        let idKey = Ban.key(id: peer.nodeID)
+        discouraged.insert(idKey, until: until, reason: reason)
+        let host = IPAddress(peer.host)
+        let hostKey = host.map { $0.isLocal ? nil : "host:\($0.hostKey)" } ?? nil
+        if let hostKey { discouraged.insert(hostKey, until: until, reason: reason) }
+        var actions: [Action] = []
+        for (connection, other) in peers.sorted(by: { $0.key < $1.key })
+        where other.nodeID == peer.nodeID || (hostKey != nil && Self.hostKey(other.host) == host?.hostKey) {
+            peers[connection] = nil
+            actions.append(.disconnect(connection, reason: "discouraged: \(reason)"))
+        }
+        return actions
+    }
+
+    /// Whether `host` (any spelling; its IPv4 address or IPv6 /64) misbehaved recently.
+    public func isDiscouraged(host: String, now: Double) -> Bool {
+        discouraged.contains("host:\(Self.hostKey(host))", now: now)
+    }
+
+    public func isDiscouraged(id: PeerID, now: Double) -> Bool { discouraged.contains(Ban.key(id: id), now: now) }
 
     /// Bans a node id (`id:HEX`) or address (`ip:HOST`) and drops matching connections.
     public mutating func ban(target: String, duration: Double, reason: String, now: Double) -> [Action] {
@@ -373,7 +516,11 @@ public struct GossipEngine: Sendable {
 
     public mutating func unban(target: String) -> Bool { bans.removeValue(forKey: target) != nil }
 
-    public mutating func clearBans() { bans.removeAll() }
+    /// `clearbanned`: the operator's bans and the discouraged ids and hosts.
+    public mutating func clearBans() {
+        bans.removeAll()
+        discouraged.removeAll()
+    }
 
     public func activeBans(now: Double) -> [Ban] {
         bans.values.filter { $0.until > now }.sorted { $0.target < $1.target }
@@ -404,6 +551,13 @@ public struct GossipEngine: Sendable {
         return [.disconnect(peer.connection, reason: "disconnected by operator")]
     }
 
+    /// Outbound peers to dial first after a restart: the two longest connected that the
+    /// book knows by address.
+    public var anchorCandidates: [NodeAddress] {
+        peers.values.filter { !$0.inbound }.sorted { $0.connectedSince < $1.connectedSince }
+            .compactMap { addressBook.address(of: $0.nodeID) }.prefix(2).map { $0 }
+    }
+
     // MARK: Timers
 
     /// Called about once a second: expiries, keepalive, timeouts, dialling.
@@ -430,13 +584,22 @@ public struct GossipEngine: Sendable {
             }
             peers[connection] = peer
         }
+        addressBook.resolveCollisions(now: now)
         let connected = Set(peers.values.map(\.nodeID))
         let needed = configuration.outboundTarget - outboundCount - pendingDials.count
         if needed > 0 {
             let excluded = connected.union(pendingDials).union([localID])
+            // Anchors (outbound peers before the last restart) first, then the book's draw.
+            let anchors = addressBook.takeAnchors().filter { !excluded.contains($0.nodeID) }
+            let busy = Set(peers.values.filter { !$0.inbound }.map { Self.group($0.host) })
+            let drawn = addressBook.select(
+                limit: needed * 2, now: now, excluding: excluded.union(anchors.map(\.nodeID)), busyGroups: busy,
+                using: &rng)
             var dialled = 0
-            for address in addressBook.candidates(now: now, excluding: excluded)
-            where !isBanned(id: address.nodeID, now: now) && !isBanned(host: address.host, now: now) {
+            for address in anchors + drawn
+            where !isBanned(id: address.nodeID, now: now) && !isBanned(host: address.host, now: now)
+                && !isDiscouraged(id: address.nodeID, now: now) && !isDiscouraged(host: address.host, now: now)
+            {
                 if dialled >= needed { break }
                 pendingDials.insert(address.nodeID)
                 addressBook.markAttempt(address.nodeID, now: now)

@@ -16,8 +16,12 @@ public struct NodeConfiguration: Sendable, Equatable {
     /// Where to serve Prometheus metrics (`GET /metrics`), e.g. "127.0.0.1:9464"; off when nil.
     public var metricsListen: String?
     public var logLevel: Logger.Level = .info
-    /// Seconds an inbound or outbound connection may take to authenticate.
-    public var handshakeTimeout: Double = 10
+    /// Seconds an inbound or outbound connection may take to authenticate (inbound ones
+    /// get `gossip.pressure_handshake_timeout` while many are pending).
+    public var handshakeTimeout: Double {
+        get { gossip.handshakeTimeout }
+        set { gossip.handshakeTimeout = newValue }
+    }
     /// Seconds to wait for a TCP connect.
     public var dialTimeout: Double = 3
     /// Largest application message on the wire (secure channel limit).
@@ -63,7 +67,9 @@ public struct NodeConfiguration: Sendable, Equatable {
         "outbound_target", "max_inbound", "max_connections_per_ip", "seen_ttl", "seen_capacity", "ban_threshold",
         "ban_duration", "invalid_message_penalty", "malformed_penalty", "messages_per_second", "message_burst",
         "addresses_per_second", "address_burst", "ping_interval", "peer_timeout", "reconnect_base", "reconnect_max",
-        "max_addresses_per_group", "max_addresses", "address_reply_size", "address_refresh_interval", "test_messages",
+        "address_reply_size", "address_refresh_interval", "test_messages",
+        "max_pending_handshakes", "max_pending_per_host", "pressure_handshake_timeout", "max_send_queue_bytes",
+        "allow_local_addresses",
     ]
 
     /// Applies a TOML document. Unknown keys and wrong types are errors that name the key,
@@ -86,9 +92,15 @@ public struct NodeConfiguration: Sendable, Equatable {
         }
         func number(_ t: TOMLTable, _ key: String, _ prefix: String = "") throws -> Double? {
             guard let value = t[key] else { return nil }
-            if let i = value.int { return Double(i) }
-            if let d = value.double { return d }
-            throw ConfigError("\(source): '\(prefix)\(key)' must be a number")
+            guard let d = value.int.map(Double.init) ?? value.double else {
+                throw ConfigError("\(source): '\(prefix)\(key)' must be a number")
+            }
+            // Durations, rates and intervals: a value past a billion (30 years of seconds)
+            // is a mistake, and would overflow the millisecond timers it feeds.
+            guard d.isFinite, d >= 0, d <= 1e9 else {
+                throw ConfigError("\(source): '\(prefix)\(key)' must be between 0 and 1e9, got \(d)")
+            }
+            return d
         }
         func integer(_ t: TOMLTable, _ key: String, _ prefix: String = "", min: Int = 0) throws -> Int? {
             guard let value = t[key] else { return nil }
@@ -116,6 +128,7 @@ public struct NodeConfiguration: Sendable, Equatable {
         if let v = try number(table, "handshake_timeout") { handshakeTimeout = v }
         if let v = try number(table, "dial_timeout") { dialTimeout = v }
         if let v = try integer(table, "max_message_size", min: 1024) {
+            guard v <= 64 << 20 else { throw ConfigError("\(source): 'max_message_size' must be ≤ 64 MiB, got \(v)") }
             maxMessageSize = v
             // The gossip payload limit follows the wire limit, less the message header.
             gossip.maxPayload = v - 64
@@ -145,10 +158,18 @@ public struct NodeConfiguration: Sendable, Equatable {
             if let v = try number(g, "peer_timeout", p) { gossip.peerTimeout = v }
             if let v = try number(g, "reconnect_base", p) { gossip.reconnectBase = v }
             if let v = try number(g, "reconnect_max", p) { gossip.reconnectMax = v }
-            if let v = try integer(g, "max_addresses_per_group", p, min: 1) { gossip.maxAddressesPerGroup = v }
-            if let v = try integer(g, "max_addresses", p, min: 1) { gossip.maxAddresses = v }
             if let v = try integer(g, "address_reply_size", p) { gossip.addressReplySize = v }
             if let v = try number(g, "address_refresh_interval", p) { gossip.addressRefreshInterval = v }
+            if let v = try integer(g, "max_pending_handshakes", p, min: 1) { gossip.maxPendingHandshakes = v }
+            if let v = try integer(g, "max_pending_per_host", p, min: 1) { gossip.maxPendingPerHost = v }
+            if let v = try number(g, "pressure_handshake_timeout", p) { gossip.pressureHandshakeTimeout = v }
+            if let v = try integer(g, "max_send_queue_bytes", p, min: 1 << 20) { gossip.maxSendQueueBytes = v }
+            if let value = g["allow_local_addresses"] {
+                guard let flag = value.bool else {
+                    throw ConfigError("\(source): 'gossip.allow_local_addresses' must be true or false")
+                }
+                gossip.allowLocalAddresses = flag
+            }
             if let v = g["test_messages"] {
                 guard let flag = v.bool else {
                     throw ConfigError("\(source): 'gossip.test_messages' must be true or false")

@@ -20,6 +20,8 @@ final class PeerConnection: Sendable {
         var bytesSent = 0
         var bytesReceived = 0
         var dropped = 0
+        /// Bytes handed to the outbox and not yet written to the socket.
+        var queuedBytes = 0
     }
 
     let id: ConnectionID
@@ -45,6 +47,27 @@ final class PeerConnection: Sendable {
     }
 
     func close() { channel.close(promise: nil) }
+}
+
+/// The process's open-file limit (RLIMIT_NOFILE). A node out of descriptors cannot
+/// even open its own files (libdispatch aborts), so the soft limit is raised to what the
+/// connection caps need and the caps shrink to what the hard limit allows.
+enum FileDescriptorLimit {
+    /// Descriptors kept for everything but peer connections: stores, logs, the admin and
+    /// metrics sockets and their clients, esplora requests.
+    static let reserve = 128
+
+    /// Raises the soft limit towards `wanted` (never above the hard limit); returns the limit now in force.
+    static func raise(to wanted: Int) -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return wanted }
+        if limit.rlim_cur < rlim_t(wanted) {
+            var raised = limit
+            raised.rlim_cur = min(limit.rlim_max, rlim_t(wanted))
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        return Int(clamping: limit.rlim_cur)
+    }
 }
 
 /// The running node: drives the pure gossip engine and secure channels from
@@ -73,6 +96,8 @@ public actor NodeRuntime: Service {
     private var nextConnectionID = 1
     private let startedAt = Date()
     private var savedBook: AddressBook
+    /// Outbound peers to dial first at the next start.
+    private var anchors: [NodeAddress] = []
     private var lastBookSave = Date()
     private var closedTotals = (sent: 0, received: 0)
     private var recentDeliveries: [String] = []
@@ -102,13 +127,19 @@ public actor NodeRuntime: Service {
     static let testTopic: UInt8 = 0
 
     public init(configuration: NodeConfiguration, keys: NodeKeys, bootstrap: [NodeAddress], logger: Logger) throws {
+        var configuration = configuration
+        let descriptors = FileDescriptorLimit.raise(
+            to: configuration.gossip.descriptorsNeeded + FileDescriptorLimit.reserve)
+        if let warning = configuration.gossip.fit(descriptors: descriptors - FileDescriptorLimit.reserve) {
+            logger.warning("\(warning)", metadata: ["open_files_limit": "\(descriptors)"])
+        }
         self.configuration = configuration
         self.keys = keys
         self.logger = logger
         // First: one node per data directory (its socket, its stores, its validator key).
         directoryLock = try DataDirectoryLock(directory: configuration.dataDirectory)
         files = StateFiles(directory: configuration.dataDirectory)
-        let book = try files.loadAddressBook()
+        let book = try files.loadAddressBook(config: configuration.gossip)
         let bans = try files.loadBans()
         let storePath = configuration.dataDirectory.appendingPathComponent("ledger.sqlite").path
         do {
@@ -295,6 +326,10 @@ public actor NodeRuntime: Service {
     private func tickLoop() async {
         while !Task.isCancelled {
             do { try await Task.sleep(for: .seconds(1)) } catch { return }
+            // The current validators are never evicted to make room for an inbound stranger.
+            if let validators = consensus?.core.config.validators.validators {
+                engine.protectedPeers = Set(validators.map(\.id))
+            }
             execute(engine.tick(now: now))
             saveState(force: false)
             if bansDirty { saveBans() }
@@ -589,11 +624,13 @@ public actor NodeRuntime: Service {
 
     private func saveState(force: Bool) {
         if force, bansDirty { saveBans() }
+        // Remembered while connected: at shutdown the connections close before the last save.
+        if !engine.anchorCandidates.isEmpty { anchors = engine.anchorCandidates }
         guard force || Date().timeIntervalSince(lastBookSave) >= 30 else { return }
         lastBookSave = Date()
         guard engine.addressBook != savedBook || force else { return }
         do {
-            try files.save(engine.addressBook)
+            try files.save(engine.addressBook, anchors: anchors)
             savedBook = engine.addressBook
         } catch {
             logger.error("cannot save the address book", metadata: ["error": "\(error)"])
@@ -625,21 +662,42 @@ public actor NodeRuntime: Service {
         return nextConnectionID
     }
 
-    private func mayAcceptInbound(host: String) -> Bool {
-        engine.mayAcceptInbound(host: host, now: now)
+    private func inboundAttempt(host: String) -> GossipEngine.Admission {
+        engine.inboundAttempt(host: host, now: now)
     }
+
+    private func handshakeEnded(host: String) { engine.handshakeEnded(host: host) }
 
     /// Runs one connection to its end. Returns whether it was ever established.
     private nonisolated func serve(
         _ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, inbound: Bool, expected: PeerID?
     ) async -> Bool {
         let remote = connection.channel.remoteAddress
-        let host = remote?.ipAddress ?? "unknown"
+        // One spelling per address (an IPv4-mapped IPv6 peer is its IPv4 address).
+        let host = remote?.ipAddress.map { IPAddress($0)?.description ?? $0 } ?? "unknown"
         let port = UInt16(clamping: remote?.port ?? 0)
-        if inbound, await !mayAcceptInbound(host: host) {
-            logger.debug("refusing inbound connection", metadata: ["from": "\(host)"])
-            try? await connection.channel.close()
-            return false
+        var handshakeTimeout = configuration.handshakeTimeout
+        if inbound {
+            switch await inboundAttempt(host: host) {
+            case .refuse(let reason):
+                logger.debug("refusing inbound connection", metadata: ["from": "\(host)", "reason": "\(reason)"])
+                try? await connection.channel.close()
+                return false
+            case .admit(let timeout):
+                handshakeTimeout = timeout
+            }
+        }
+        // Every admitted inbound handshake is released exactly once: when it completes or the
+        // connection ends before that.
+        let pending = Mutex(inbound)
+        @Sendable func releaseHandshake() async {
+            if pending.withLock({
+                let was = $0
+                $0 = false
+                return was
+            }) {
+                await self.handshakeEnded(host: host)
+            }
         }
         let channelConfig = SecureChannelConfiguration(
             chainID: configuration.chainID, identity: keys.identity, maxMessageSize: configuration.maxMessageSize)
@@ -651,7 +709,7 @@ public actor NodeRuntime: Service {
             secure: SecureChannel(
                 role: inbound ? .responder : .initiator(expectedPeer: expected), configuration: channelConfig))
         let timeout = connection.channel.eventLoop.scheduleTask(
-            in: .milliseconds(Int64(configuration.handshakeTimeout * 1000))
+            in: .milliseconds(Int64(handshakeTimeout * 1000))
         ) {
             if !handle.secure.withLock({ $0.isEstablished }) { handle.close() }
         }
@@ -661,6 +719,7 @@ public actor NodeRuntime: Service {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
                         for await message in outStream {
+                            handle.counters.withLock { $0.queuedBytes -= message.count }
                             let bytes = try handle.secure.withLock { try $0.send(message) }
                             handle.counters.withLock { $0.bytesSent += bytes.count }
                             try await outbound.write(ByteBuffer(bytes: bytes))
@@ -683,6 +742,7 @@ public actor NodeRuntime: Service {
                             case .established(let peer):
                                 timeout.cancel()
                                 established = true
+                                await releaseHandshake()
                                 guard await self.connectionEstablished(handle, peer: peer) else { break reading }
                             case .deliver(let message):
                                 await self.messageReceived(handle.id, message)
@@ -701,6 +761,7 @@ public actor NodeRuntime: Service {
         }
         timeout.cancel()
         outbox.finish()
+        await releaseHandshake()
         await connectionClosed(handle)
         return established
     }
@@ -761,8 +822,28 @@ public actor NodeRuntime: Service {
             switch action {
             case .send(let id, let message):
                 guard let connection = connections[id] else { continue }
-                if case .dropped = connection.outbox.yield(message.encoded()) {
-                    connection.counters.withLock { $0.dropped += 1 }
+                let bytes = message.encoded()
+                // A peer that does not read is dropped once its queue holds the budget:
+                // memory per peer stays bounded in bytes, not only in messages.
+                let overBudget = connection.counters.withLock { counters in
+                    guard counters.queuedBytes + bytes.count <= configuration.gossip.maxSendQueueBytes else {
+                        return true
+                    }
+                    counters.queuedBytes += bytes.count
+                    return false
+                }
+                if overBudget {
+                    logger.info(
+                        "disconnecting slow peer",
+                        metadata: ["connection": "\(id)", "queued_bytes": "\(configuration.gossip.maxSendQueueBytes)"])
+                    connection.close()
+                    continue
+                }
+                if case .dropped = connection.outbox.yield(bytes) {
+                    connection.counters.withLock {
+                        $0.dropped += 1
+                        $0.queuedBytes -= bytes.count
+                    }
                 }
             case .disconnect(let id, let reason):
                 logger.info("disconnecting peer", metadata: ["connection": "\(id)", "reason": "\(reason)"])
@@ -1060,6 +1141,12 @@ public actor NodeRuntime: Service {
                 engine.activeBans(now: now).map {
                     .object(["target": .string($0.target), "until": .int(Int($0.until)), "reason": .string($0.reason)])
                 })
+        case "listdiscouraged":
+            // Misbehaving ids and hosts (in memory, newest first, at most `count`).
+            return .array(
+                engine.discouraged.recent(limit: Self.limit(params, default: 1_000), now: now).map {
+                    .object(["target": .string($0.key), "until": .int(Int($0.until)), "reason": .string($0.reason)])
+                })
         case "clearbanned":
             engine.clearBans()
             saveBans()  // an operator's change is on disk when the call returns
@@ -1071,6 +1158,7 @@ public actor NodeRuntime: Service {
                 "total_bytes_recv": .int(closedTotals.received + live.map(\.bytesReceived).reduce(0, +)),
                 "connections": .int(engine.peers.count),
                 "handshake_failures": .int(handshakeFailures),
+                "pending_handshakes": .int(engine.pendingHandshakes),
                 "time": .int(Int(now)),
             ])
         case "publish":

@@ -12,19 +12,24 @@ public struct StateFiles: Sendable {
     public var addressBookURL: URL { directory.appendingPathComponent("peers.json") }
     public var banListURL: URL { directory.appendingPathComponent("banlist.json") }
 
-    public func loadAddressBook() throws -> AddressBook {
+    public func loadAddressBook(config: GossipConfiguration) throws -> AddressBook {
         guard FileManager.default.fileExists(atPath: addressBookURL.path) else { return AddressBook() }
         do {
-            let entries = try JSONDecoder().decode([AddressBook.Entry].self, from: Data(contentsOf: addressBookURL))
-            return AddressBook(entries: entries)
+            let data = try Data(contentsOf: addressBookURL)
+            // Version 1 was a bare array of entries; they go through the tables afresh.
+            if let entries = try? JSONDecoder().decode([AddressBook.Entry].self, from: data) {
+                return AddressBook(entries: entries, config: config)
+            }
+            return AddressBook(
+                snapshot: try JSONDecoder().decode(AddressBook.Snapshot.self, from: data), config: config)
         } catch {
             throw ConfigError(
                 "\(addressBookURL.path) is corrupt (\(error)); move it aside to start with an empty address book")
         }
     }
 
-    public func save(_ book: AddressBook) throws {
-        try writeAtomically(try encoder.encode(book.allEntries), to: addressBookURL)
+    public func save(_ book: AddressBook, anchors: [NodeAddress]) throws {
+        try writeAtomically(try encoder.encode(book.snapshot(anchors: anchors)), to: addressBookURL)
     }
 
     public func loadBans() throws -> [Ban] {

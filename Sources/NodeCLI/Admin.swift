@@ -23,7 +23,7 @@ struct Admin: AsyncParsableCommand {
         discussion: """
             Methods: getinfo, getpeerinfo, connect {"address": "NODEID@HOST:PORT"}, \
             disconnect {"node_id": HEX}, setban {"node_id": HEX | "ip": HOST, "seconds": N}, \
-            listbanned, clearbanned, getnettotals, publish {"payload_hex": HEX}, getgossipinfo, \
+            listbanned, listdiscouraged, clearbanned, getnettotals, publish {"payload_hex": HEX}, getgossipinfo, \
             getaddrbook, stop. See docs/admin-api.md.
             Example: p2pnode admin --socket DIR/admin.sock connect '{"address":"…@127.0.0.1:26656"}'
             """

@@ -111,8 +111,10 @@ struct ConsensusNetworkTests {
     /// direct votes that claim the validator's own id, with garbage signatures, while
     /// another validator is down. Before the fix the validator counted them as its own and
     /// dropped its real votes as duplicates, so the three live validators stopped forming
-    /// QCs; now the forgery is refused, recorded as evidence and the peer banned.
-    @Test("an outside peer's forged 'own' votes: refused, recorded, the peer banned, the chain commits with one down")
+    /// QCs; now the forgery is refused, recorded as evidence and the peer discouraged.
+    @Test(
+        "an outside peer's forged 'own' votes: refused, recorded, the peer discouraged, the chain commits with one down"
+    )
     func forgedOwnVotesOverTheWire() throws {
         let net = try startValidators(nodes: 4)
         defer { net.shutdown() }
@@ -149,7 +151,7 @@ struct ConsensusNetworkTests {
                 $0["kind"]?.stringValue == "forged_message" && $0["peer"]?.stringValue == evil.publicKey.hex
             },
             "getevidence names the forger: \(evidence)")
-        let bans = try net.admin(0).call("listbanned").arrayValue ?? []
+        let bans = try net.admin(0).call("listdiscouraged").arrayValue ?? []
         #expect(bans.contains { $0["target"]?.stringValue == "id:\(evil.publicKey.hex)" })
         // With validator 3 down every QC needs all three live validators, node 0's real vote included.
         let before = height(net, 1)

@@ -81,7 +81,7 @@ struct LedgerMeshTests {
         #expect(bad.status != 0 && bad.output.contains("--to must be a node id"))
     }
 
-    @Test("a Byzantine sender is banned; orphan floods stay bounded")
+    @Test("a Byzantine sender is discouraged; orphan floods stay bounded")
     func byzantineSender() throws {
         let net = try LocalTestnet(nodes: 1)
         defer { net.shutdown() }
@@ -107,7 +107,7 @@ struct LedgerMeshTests {
         }
         let pending = try net.admin(0).call("getmempool")["pending"]?.numberValue ?? 0
         #expect(pending <= 1_000, "pending per source is bounded (got \(pending))")
-        // Then forged signatures: rejected, scored down, banned.
+        // Then forged signatures: rejected, scored down, discouraged.
         for i in 0..<10 {
             var bytes = Transaction(
                 chainID: "sidenode-it", author: author, seq: UInt64(5000 + i), fee: 0, payload: .data([2]),
@@ -116,8 +116,8 @@ struct LedgerMeshTests {
             bytes[1 + 2 + 11 + 32 + 8 + 7] ^= 1  // the fee: the signature no longer matches
             try gossip(bytes)
         }
-        try waitUntil(timeout: 20, "the sender to be banned") {
-            (try net.admin(0).call("listbanned").arrayValue ?? []).contains {
+        try waitUntil(timeout: 20, "the sender to be discouraged") {
+            (try net.admin(0).call("listdiscouraged").arrayValue ?? []).contains {
                 $0["target"]?.stringValue == "id:\(evil.publicKey.hex)"
             }
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Gossip
 import Node
 import NodeCrypto
 import Noise
@@ -85,6 +86,8 @@ final class LocalTestnet: @unchecked Sendable {
                 [gossip]
                 test_messages = true
                 max_connections_per_ip = 64
+                max_pending_per_host = 64
+                allow_local_addresses = true
                 address_refresh_interval = 2
                 reconnect_max = 5
                 """
@@ -226,6 +229,8 @@ func outsidePeer(port: Int, identity: Ed25519.PrivateKey) throws -> (client: Raw
         }
         for case .write(let out) in channel.receive(bytes) { client.send(out) }
     }
+    // The protocol starts with hello; without it the node discourages the peer at once.
+    client.send(try channel.send(GossipMessage.hello(listenPort: 0, agent: "outside-peer").encoded()))
     return (client, channel)
 }
 
@@ -244,7 +249,8 @@ final class RawTCPClient {
     func send(_ bytes: [UInt8]) {
         var offset = 0
         while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            // MSG_NOSIGNAL: a node that closed on us must fail the send, not SIGPIPE the tests.
+            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if n <= 0 { return }
             offset += n
         }

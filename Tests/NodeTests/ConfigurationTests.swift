@@ -71,7 +71,14 @@ struct ConfigurationTests {
             ("[bitcoin]\nnetwork = \"litecoin\"", "'bitcoin.network' must be"),
             ("[bitcoin]\nfee_target = 0", "must be ≥ 1"),
             ("[bitcoin]\npoll = 1", "unknown key 'bitcoin.poll'"),
-            ("[bitcoin]\nfee_rate = -1", "fee_rate must be positive"),
+            ("[bitcoin]\nfee_rate = -1", "'bitcoin.fee_rate' must be between 0 and 1e9"),
+            // Values that would overflow a timer or an allocation: errors, never a trap at run time.
+            ("handshake_timeout = 1e308", "'handshake_timeout' must be between 0 and 1e9"),
+            ("[gossip]\npeer_timeout = inf", "'gossip.peer_timeout' must be between 0 and 1e9"),
+            ("[gossip]\nping_interval = nan", "'gossip.ping_interval' must be between 0 and 1e9"),
+            ("max_message_size = 9223372036854775807", "'max_message_size' must be ≤ 64 MiB"),
+            ("[gossip]\nallow_local_addresses = 1", "'gossip.allow_local_addresses' must be true or false"),
+            ("[gossip]\nmax_send_queue_bytes = 10", "must be ≥ 1048576"),
         ])
     func rejects(_ text: String, _ expected: String) {
         var c = config()
