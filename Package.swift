@@ -155,6 +155,15 @@ let package = Package(
             swiftSettings: strict
         ),
         // Shared by the test targets: vector loading, temporary directories.
+        // Every decoder that reads outside bytes, as one-input functions: libFuzzer drives
+        // them (Fuzz/, scripts/fuzz.sh); FuzzTargetsTests replays the corpus in every test run.
+        .target(
+            name: "FuzzTargets",
+            dependencies: [
+                "Bitcoin", "Checkpoint", "Consensus", "Esplora", "Gossip", "Ledger", "Node", "NodeCrypto", "Noise",
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "TestSupport",
             path: "Tests/TestSupport",
@@ -222,9 +231,26 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "FuzzTargetsTests",
+            dependencies: ["FuzzTargets", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "NodeCLITests",
             dependencies: ["NodeCLI", "Node", "TestSupport"],
             swiftSettings: strict
         ),
     ]
 )
+
+// The libFuzzer binary exists only for scripts/fuzz.sh (SIDENODE_FUZZ=1): libFuzzer
+// supplies its `main`, so an ordinary build could not link it.
+if Context.environment["SIDENODE_FUZZ"] != nil {
+    package.targets.append(
+        .executableTarget(
+            name: "SideNodeFuzz",
+            dependencies: ["FuzzTargets"],
+            path: "Fuzz/SideNodeFuzz",
+            swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])]
+        ))
+}

@@ -149,47 +149,55 @@ public struct GossipEngine: Sendable {
 
     func connectionCount(hostKey key: String) -> Int { peers.values.filter { Self.hostKey($0.host) == key }.count }
 
-    /// Connections not yet authenticated, from all hosts and per host key.
-    public private(set) var pendingHandshakes = 0
-    private var pendingByHost: [String: Int] = [:]
+    /// Inbound connections not yet authenticated: host key and admission time.
+    private var pending: [ConnectionID: (hostKey: String, since: Double)] = [:]
+    public var pendingHandshakes: Int { pending.count }
 
     public enum Admission: Sendable, Equatable {
         /// Start the handshake; drop the connection if it is not done in `timeout` seconds.
-        case admit(timeout: Double)
+        /// `evict`: a pending handshake to drop first to make room.
+        case admit(timeout: Double, evict: ConnectionID?)
         case refuse(String)
     }
 
-    /// Whether an inbound connection from `host` may start a handshake, and how long it
-    /// gets. Each admitted one must be matched by `handshakeEnded(host:)`. Unauthenticated
-    /// connections cost a descriptor and a Diffie-Hellman each and are invisible
-    /// elsewhere, so they are capped in total and per host; past half the cap, new ones
-    /// get the short timeout.
-    public mutating func inboundAttempt(host: String, now: Double) -> Admission {
+    /// Whether inbound `connection` from `host` may start a handshake, and how long it gets.
+    /// Each admitted one must be matched by `handshakeEnded(_:)`. Unauthenticated
+    /// connections cost a descriptor and a Diffie-Hellman each and are invisible elsewhere,
+    /// so they are capped in total and per host. At the cap the oldest pending handshake of
+    /// the host with the most goes, so silent connections from many addresses delay an
+    /// honest peer by at most one handshake; past half the cap, new ones get the short timeout.
+    public mutating func inboundAttempt(_ connection: ConnectionID, host: String, now: Double) -> Admission {
         let key = Self.hostKey(host)
         if isBanned(host: host, now: now) || isDiscouraged(host: host, now: now) { return .refuse("banned") }
-        if pendingHandshakes >= configuration.maxPendingHandshakes { return .refuse("too many pending handshakes") }
-        if pendingByHost[key, default: 0] >= min(configuration.maxPendingPerHost, configuration.maxConnectionsPerIP) {
+        let fromHost = pending.values.filter { $0.hostKey == key }.count
+        if fromHost >= min(configuration.maxPendingPerHost, configuration.maxConnectionsPerIP) {
             return .refuse("too many pending handshakes from \(key)")
         }
-        if connectionCount(hostKey: key) >= configuration.maxConnectionsPerIP {
+        if connectionCount(hostKey: key) + fromHost >= configuration.maxConnectionsPerIP {
             return .refuse("too many connections from \(key)")
         }
-        pendingHandshakes += 1
-        pendingByHost[key, default: 0] += 1
-        let pressure = pendingHandshakes * 2 > configuration.maxPendingHandshakes
+        var evict: ConnectionID?
+        if pending.count >= configuration.maxPendingHandshakes {
+            let counts = Dictionary(grouping: pending.values, by: \.hostKey).mapValues(\.count)
+            evict =
+                pending.min { a, b in
+                    let (ca, cb) = (counts[a.value.hostKey]!, counts[b.value.hostKey]!)
+                    if ca != cb { return ca > cb }
+                    return a.value.since != b.value.since ? a.value.since < b.value.since : a.key < b.key
+                }?.key
+            if let evict { pending[evict] = nil }
+        }
+        pending[connection] = (key, now)
+        let pressure = pending.count * 2 > configuration.maxPendingHandshakes
         return .admit(
             timeout: pressure
                 ? min(configuration.handshakeTimeout, configuration.pressureHandshakeTimeout)
-                : configuration.handshakeTimeout)
+                : configuration.handshakeTimeout,
+            evict: evict)
     }
 
-    /// An admitted inbound connection finished its handshake, failed or closed.
-    public mutating func handshakeEnded(host: String) {
-        let key = Self.hostKey(host)
-        guard let count = pendingByHost[key] else { return }
-        pendingByHost[key] = count > 1 ? count - 1 : nil
-        pendingHandshakes = max(0, pendingHandshakes - 1)
-    }
+    /// An admitted inbound connection finished its handshake, failed, closed or was evicted.
+    public mutating func handshakeEnded(_ connection: ConnectionID) { pending[connection] = nil }
 
     // MARK: Connection events
 

@@ -17,6 +17,35 @@ public struct AdminError: Error, Sendable, Equatable {
     static func invalidRequest(_ m: String) -> AdminError { AdminError(code: -32600, message: "invalid request: \(m)") }
 }
 
+/// One JSON-RPC 2.0 request line, checked for shape before any method runs.
+public struct AdminRequest: Sendable {
+    public let id: JSONValue
+    public let method: String
+    /// Always an object (absent params are `{}`).
+    public let params: JSONValue
+
+    public struct Failure: Error, Sendable {
+        public let id: JSONValue
+        public let error: AdminError
+    }
+
+    public static func parse(_ line: String) -> Result<AdminRequest, Failure> {
+        guard let request = try? JSONValue.parse(line) else { return .failure(Failure(id: .null, error: .parseError)) }
+        let id = request["id"] ?? .null
+        guard case .object = request, request["jsonrpc"]?.stringValue == "2.0",
+            let method = request["method"]?.stringValue
+        else {
+            return .failure(
+                Failure(id: id, error: .invalidRequest("expected {\"jsonrpc\":\"2.0\",\"method\":…,\"id\":…}")))
+        }
+        let params = request["params"] ?? .object([:])
+        guard case .object = params else {
+            return .failure(Failure(id: id, error: .invalidParams("params must be an object")))
+        }
+        return .success(AdminRequest(id: id, method: method, params: params))
+    }
+}
+
 /// The admin socket: a Unix domain socket (mode 0600) speaking line-delimited
 /// JSON-RPC 2.0, one request per line, one response per line.
 struct AdminServer: Sendable {
@@ -100,27 +129,19 @@ struct AdminServer: Sendable {
 
     /// The response line, and whether the node should stop once it is sent.
     func handle(_ line: String) async -> (String, Bool) {
-        guard let request = try? JSONValue.parse(line) else { return (Self.errorResponse(.null, .parseError), false) }
-        let id = request["id"] ?? .null
-        guard case .object = request, request["jsonrpc"]?.stringValue == "2.0",
-            let method = request["method"]?.stringValue
-        else {
-            return (
-                Self.errorResponse(id, .invalidRequest("expected {\"jsonrpc\":\"2.0\",\"method\":…,\"id\":…}")), false
-            )
-        }
-        let params = request["params"] ?? .object([:])
-        if case .object = params {
-        } else {
-            return (Self.errorResponse(id, .invalidParams("params must be an object")), false)
+        let request: AdminRequest
+        switch AdminRequest.parse(line) {
+        case .success(let parsed): request = parsed
+        case .failure(let failure): return (Self.errorResponse(failure.id, failure.error), false)
         }
         do {
-            let result = try await runtime.admin(method, params)
+            let result = try await runtime.admin(request.method, request.params)
             return (
-                JSONValue.object(["jsonrpc": .string("2.0"), "id": id, "result": result]).jsonText, method == "stop"
+                JSONValue.object(["jsonrpc": .string("2.0"), "id": request.id, "result": result]).jsonText,
+                request.method == "stop"
             )
         } catch {
-            return (Self.errorResponse(id, error), false)
+            return (Self.errorResponse(request.id, error), false)
         }
     }
 

@@ -72,9 +72,37 @@ public struct NodeConfiguration: Sendable, Equatable {
         "allow_local_addresses",
     ]
 
+    /// Refuses what the TOML parser underneath (toml++ in TOMLKit) would abort the process on
+    /// instead of reporting: a table header whose key starts with a character no key may
+    /// start with (`[é]`, found by fuzzing). Raw control characters other than tab and line
+    /// breaks are not TOML anywhere, so they are refused too.
+    static func screen(toml text: String, source: String) throws {
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            if let bad = line.unicodeScalars.first(where: {
+                ($0.value < 0x20 && $0 != "\t" && $0 != "\r") || $0.value == 0x7F
+            }) {
+                throw ConfigError(
+                    "\(source):\(index + 1): invalid TOML: control character U+\(String(bad.value, radix: 16, uppercase: true))"
+                )
+            }
+            var rest = line.unicodeScalars.drop { $0 == " " || $0 == "\t" }
+            guard rest.first == "[" else { continue }
+            rest = rest.dropFirst()
+            if rest.first == "[" { rest = rest.dropFirst() }
+            guard let next = rest.first(where: { $0 != " " && $0 != "\t" }) else { continue }
+            let keyStart =
+                (next.isASCII && (next.properties.isAlphabetic || ("0"..."9").contains(next)))
+                || "_-\"'[]#".unicodeScalars.contains(next)
+            if !keyStart {
+                throw ConfigError("\(source):\(index + 1): invalid TOML: a table name cannot start with '\(next)'")
+            }
+        }
+    }
+
     /// Applies a TOML document. Unknown keys and wrong types are errors that name the key,
     /// so a typo never silently falls back to a default.
     public mutating func apply(toml text: String, source: String) throws {
+        try Self.screen(toml: text, source: source)
         let table: TOMLTable
         do {
             table = try TOMLTable(string: text)

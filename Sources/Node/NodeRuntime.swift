@@ -93,6 +93,8 @@ public actor NodeRuntime: Service {
     private var bansDirty = false
     private var engine: GossipEngine
     private var connections: [ConnectionID: PeerConnection] = [:]
+    /// Inbound connections admitted to their handshake and not yet through it.
+    private var handshaking: [ConnectionID: PeerConnection] = [:]
     private var nextConnectionID = 1
     private let startedAt = Date()
     private var savedBook: AddressBook
@@ -662,11 +664,23 @@ public actor NodeRuntime: Service {
         return nextConnectionID
     }
 
-    private func inboundAttempt(host: String) -> GossipEngine.Admission {
-        engine.inboundAttempt(host: host, now: now)
+    /// Admits an inbound connection to its handshake (closing an evicted pending one).
+    private func inboundAttempt(_ handle: PeerConnection) -> GossipEngine.Admission {
+        let admission = engine.inboundAttempt(handle.id, host: handle.remoteHost, now: now)
+        if case .admit(_, let evict) = admission {
+            handshaking[handle.id] = handle
+            if let evict, let victim = handshaking.removeValue(forKey: evict) {
+                logger.debug("dropping a pending handshake for a newer one", metadata: ["from": "\(victim.remoteHost)"])
+                victim.close()
+            }
+        }
+        return admission
     }
 
-    private func handshakeEnded(host: String) { engine.handshakeEnded(host: host) }
+    private func handshakeEnded(_ id: ConnectionID) {
+        handshaking[id] = nil
+        engine.handshakeEnded(id)
+    }
 
     /// Runs one connection to its end. Returns whether it was ever established.
     private nonisolated func serve(
@@ -676,14 +690,23 @@ public actor NodeRuntime: Service {
         // One spelling per address (an IPv4-mapped IPv6 peer is its IPv4 address).
         let host = remote?.ipAddress.map { IPAddress($0)?.description ?? $0 } ?? "unknown"
         let port = UInt16(clamping: remote?.port ?? 0)
+        let channelConfig = SecureChannelConfiguration(
+            chainID: configuration.chainID, identity: keys.identity, maxMessageSize: configuration.maxMessageSize)
+        let (outStream, outbox) = AsyncStream<[UInt8]>.makeStream(
+            bufferingPolicy: .bufferingOldest(configuration.peerQueueLimit))
+        let handle = PeerConnection(
+            id: await allocateConnectionID(), channel: connection.channel, inbound: inbound, remoteHost: host,
+            remotePort: port, outbox: outbox,
+            secure: SecureChannel(
+                role: inbound ? .responder : .initiator(expectedPeer: expected), configuration: channelConfig))
         var handshakeTimeout = configuration.handshakeTimeout
         if inbound {
-            switch await inboundAttempt(host: host) {
+            switch await inboundAttempt(handle) {
             case .refuse(let reason):
                 logger.debug("refusing inbound connection", metadata: ["from": "\(host)", "reason": "\(reason)"])
                 try? await connection.channel.close()
                 return false
-            case .admit(let timeout):
+            case .admit(let timeout, _):
                 handshakeTimeout = timeout
             }
         }
@@ -696,18 +719,9 @@ public actor NodeRuntime: Service {
                 $0 = false
                 return was
             }) {
-                await self.handshakeEnded(host: host)
+                await self.handshakeEnded(handle.id)
             }
         }
-        let channelConfig = SecureChannelConfiguration(
-            chainID: configuration.chainID, identity: keys.identity, maxMessageSize: configuration.maxMessageSize)
-        let (outStream, outbox) = AsyncStream<[UInt8]>.makeStream(
-            bufferingPolicy: .bufferingOldest(configuration.peerQueueLimit))
-        let handle = PeerConnection(
-            id: await allocateConnectionID(), channel: connection.channel, inbound: inbound, remoteHost: host,
-            remotePort: port, outbox: outbox,
-            secure: SecureChannel(
-                role: inbound ? .responder : .initiator(expectedPeer: expected), configuration: channelConfig))
         let timeout = connection.channel.eventLoop.scheduleTask(
             in: .milliseconds(Int64(handshakeTimeout * 1000))
         ) {
@@ -1127,7 +1141,11 @@ public actor NodeRuntime: Service {
             if params["node_id"] != nil {
                 target = "id:\(try nodeIDParam(params).hex)"
             } else if let ip = params["ip"]?.stringValue, !ip.isEmpty {
-                target = "ip:\(ip)"
+                // Connections are matched by address: a name would never match one.
+                guard IPAddress(ip) != nil else {
+                    throw AdminError.invalidParams("ip must be an IPv4 or IPv6 address, got '\(ip)'")
+                }
+                target = Ban.key(host: ip)
             } else {
                 throw AdminError.invalidParams("setban needs node_id or ip, and optionally seconds")
             }

@@ -1,4 +1,5 @@
 import Consensus
+import Foundation
 import NodeCrypto
 import TestSupport
 import Testing
@@ -141,6 +142,7 @@ struct SafetyAndCodecTests {
         #expect(throws: WireError.self) {
             try ConsensusMessage.decode([7] + [UInt8](repeating: 0, count: 8) + [0xFF, 0xFF])
         }
+        writeFuzzSeeds(consensus: sim.samples + catchUp, blocks: committed)
         for message in sim.samples + catchUp {
             let bytes = message.encoded()
             #expect(try ConsensusMessage.decode(bytes) == message)
@@ -208,4 +210,25 @@ struct SafetyAndCodecTests {
         }
         #expect(refused > 100, "most flips decode and must be refused by verification")
     }
+}
+
+/// With SIDENODE_WRITE_FUZZ_SEEDS set (scripts/fuzz.sh --seed), a simulated run's real
+/// traffic becomes the seed corpus of the `consensus` and `sync` fuzz targets.
+func writeFuzzSeeds(consensus: [ConsensusMessage], blocks: [Block]) {
+    guard ProcessInfo.processInfo.environment["SIDENODE_WRITE_FUZZ_SEEDS"] != nil else { return }
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Fuzz/corpus")
+    func write(_ target: String, _ inputs: [[UInt8]]) {
+        let directory = root.appendingPathComponent(target)
+        try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        for input in inputs {
+            let name = Hex.encode(SHA256.hash(input).prefix(20))
+            try? Data(input).write(to: directory.appendingPathComponent(name))
+        }
+    }
+    // One of each kind is plenty: libFuzzer finds the rest from there.
+    let byTag = Dictionary(grouping: consensus.map { $0.encoded() }) { $0.first ?? 0 }
+    write("consensus", byTag.values.flatMap { $0.prefix(3) })
+    // sync: the first byte picks the decoder (0 sync message, 1 block, 2 QC).
+    write("sync", blocks.prefix(4).map { [1] + $0.encoded() } + blocks.prefix(4).map { [2] + $0.qc.encoded() })
 }

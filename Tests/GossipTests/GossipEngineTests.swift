@@ -241,7 +241,7 @@ struct GossipEngineTests {
             if !actions.contains(where: { if case .disconnect = $0 { true } else { false } }) { accepted += 1 }
         }
         #expect(accepted == 3)
-        let refused = engine.inboundAttempt(host: "10.0.0.0", now: 0)
+        let refused = engine.inboundAttempt(99, host: "10.0.0.0", now: 0)
         #expect(refused == .refuse("too many connections from 10.0.0.0"))
         #expect(engine.peers.values.filter { $0.host == "10.0.0.0" }.count <= 2)
     }

@@ -1,5 +1,6 @@
 import Gossip
 import NodeCrypto
+import TestSupport
 import Testing
 
 private func id() -> PeerID { Ed25519.PrivateKey().publicKey }
@@ -164,7 +165,7 @@ struct AddrmanTests {
         let smallest = ids.min { $0.precedes($1) }!
         var picks: [PeerID: Int] = [:]
         for seed in 0..<50 {
-            var rng = TestRNG(seed: UInt64(seed))
+            var rng = SeededRandom(state: UInt64(seed))
             let chosen = book.select(limit: 8, now: 0, excluding: [], busyGroups: [], using: &rng)
             #expect(chosen.count == 8)
             #expect(Set(chosen.map { IPAddress($0.host)!.group }).count == chosen.count, "one per group")
@@ -175,7 +176,7 @@ struct AddrmanTests {
         // One /16 with 50 addresses yields one outbound candidate.
         var crowded = AddressBook()
         for i in 0..<50 { crowded.add(address("9.9.\(i).1"), source: "\(i + 1).1.1.1", config: config, now: 0) }
-        var rng = TestRNG(seed: 9)
+        var rng = SeededRandom(state: 9)
         #expect(crowded.select(limit: 8, now: 0, excluding: [], busyGroups: [], using: &rng).count == 1)
     }
 
@@ -197,15 +198,6 @@ struct AddrmanTests {
     }
 }
 
-struct TestRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed &+ 1 }
-    mutating func next() -> UInt64 {
-        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-        return state ^ (state >> 29)
-    }
-}
-
 @Suite("Hostile peers at the gossip engine: admission, eviction, discouragement")
 struct HostileEngineTests {
     func engine(_ change: (inout GossipConfiguration) -> Void = { _ in }) -> GossipEngine {
@@ -214,29 +206,32 @@ struct HostileEngineTests {
         return GossipEngine(localID: id(), configuration: config, listenPort: 1, agent: "t", seed: 7)
     }
 
-    @Test("pending handshakes are capped in total and per host; past half the cap new ones get the short timeout")
+    @Test("pending handshakes: capped per host; at the total cap the oldest of the most crowded host goes")
     func pendingHandshakes() {
         var e = engine {
             $0.maxPendingHandshakes = 8
             $0.maxPendingPerHost = 2
             $0.maxConnectionsPerIP = 4
         }
-        let first = e.inboundAttempt(host: "1.1.1.1", now: 0)
-        let second = e.inboundAttempt(host: "1.1.1.1", now: 0)
-        #expect(first == .admit(timeout: 10) && second == .admit(timeout: 10))
-        if case .admit = e.inboundAttempt(host: "::ffff:1.1.1.1", now: 0) { Issue.record("per host, any spelling") }
+        let first = e.inboundAttempt(1, host: "1.1.1.1", now: 0)
+        let second = e.inboundAttempt(2, host: "1.1.1.1", now: 1)
+        #expect(first == .admit(timeout: 10, evict: nil) && second == .admit(timeout: 10, evict: nil))
+        if case .admit = e.inboundAttempt(3, host: "::ffff:1.1.1.1", now: 2) { Issue.record("per host, any spelling") }
         // Another address in the same IPv6 /64 is the same host.
-        _ = e.inboundAttempt(host: "2a01::1", now: 0)
-        _ = e.inboundAttempt(host: "2a01::2", now: 0)
-        if case .admit = e.inboundAttempt(host: "2a01::3", now: 0) { Issue.record("one /64 is one host") }
-        let pressed = e.inboundAttempt(host: "3.3.3.3", now: 0)
-        #expect(pressed == .admit(timeout: 2), "5 of 8 pending: pressure")
-        for i in 0..<3 { _ = e.inboundAttempt(host: "4.4.4.\(i)", now: 0) }
+        _ = e.inboundAttempt(4, host: "2a01::1", now: 3)
+        _ = e.inboundAttempt(5, host: "2a01::2", now: 4)
+        if case .admit = e.inboundAttempt(6, host: "2a01::3", now: 5) { Issue.record("one /64 is one host") }
+        let pressed = e.inboundAttempt(7, host: "3.3.3.3", now: 6)
+        #expect(pressed == .admit(timeout: 2, evict: nil), "5 of 8 pending: pressure")
+        for i in 0..<3 { _ = e.inboundAttempt(10 + i, host: "4.4.4.\(i)", now: 7) }
         #expect(e.pendingHandshakes == 8)
-        if case .admit = e.inboundAttempt(host: "5.5.5.5", now: 0) { Issue.record("total cap") }
-        e.handshakeEnded(host: "1.1.1.1")
+        // Full: a newcomer gets in; the oldest handshake of a host with two pending goes.
+        let newcomer = e.inboundAttempt(20, host: "5.5.5.5", now: 8)
+        #expect(newcomer == .admit(timeout: 2, evict: 1))
+        #expect(e.pendingHandshakes == 8)
+        e.handshakeEnded(2)
         #expect(e.pendingHandshakes == 7)
-        e.handshakeEnded(host: "9.9.9.9")  // never admitted: no effect
+        e.handshakeEnded(99)  // never admitted: no effect
         #expect(e.pendingHandshakes == 7)
     }
 
@@ -290,7 +285,7 @@ struct HostileEngineTests {
         _ = e.received(1, bytes: [0xEE], now: 0)
         #expect(e.isDiscouraged(id: bad, now: 1))
         #expect(e.isDiscouraged(host: "2a01:4f8:1:2:ffff::1", now: 1), "same /64, other spelling")
-        let again = e.inboundAttempt(host: "2a01:4f8:1:2::9", now: 1)
+        let again = e.inboundAttempt(9, host: "2a01:4f8:1:2::9", now: 1)
         #expect(again == .refuse("banned"))
         #expect(!e.isDiscouraged(host: "2a01:4f8:1:3::1", now: 1))
         #expect(e.bans.isEmpty)

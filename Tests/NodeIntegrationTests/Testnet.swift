@@ -217,8 +217,10 @@ func waitUntil(timeout: Double, _ what: String, _ condition: () throws -> Bool) 
 
 /// An outside peer with identity `identity`: a TCP connection to `port` on which the
 /// Noise handshake has completed (written from docs/wire.md, as a stranger would).
-func outsidePeer(port: Int, identity: Ed25519.PrivateKey) throws -> (client: RawTCPClient, channel: SecureChannel) {
-    let client = try RawTCPClient(port: port)
+func outsidePeer(
+    port: Int, identity: Ed25519.PrivateKey, from source: String? = nil
+) throws -> (client: RawTCPClient, channel: SecureChannel) {
+    let client = try RawTCPClient(port: port, from: source)
     var channel = SecureChannel(
         role: .initiator(expectedPeer: nil),
         configuration: SecureChannelConfiguration(chainID: "sidenode-it", identity: identity))
@@ -238,8 +240,22 @@ func outsidePeer(port: Int, identity: Ed25519.PrivateKey) throws -> (client: Raw
 final class RawTCPClient {
     let fd: Int32
 
-    init(port: Int) throws {
+    /// `from`: the loopback source address (127.x.y.z), so one test can be many hosts.
+    init(port: Int, from source: String? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestnetError("socket: errno \(errno)") }
+        if let source {
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr(source)
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            // On a throw after `fd` is set, deinit closes it.
+            guard bound == 0 else { throw TestnetError("bind to \(source) failed") }
+        }
         let rc = TestPorts.withLoopback(port) { connect(fd, $0, $1) }
         guard rc == 0 else { throw TestnetError("connect to \(port) failed") }
         var tv = timeval(tv_sec: 10, tv_usec: 0)

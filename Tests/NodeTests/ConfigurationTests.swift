@@ -79,6 +79,9 @@ struct ConfigurationTests {
             ("max_message_size = 9223372036854775807", "'max_message_size' must be ≤ 64 MiB"),
             ("[gossip]\nallow_local_addresses = 1", "'gossip.allow_local_addresses' must be true or false"),
             ("[gossip]\nmax_send_queue_bytes = 10", "must be ≥ 1048576"),
+            // toml++ (under TOMLKit) aborted the process on these (found by fuzzing).
+            ("[é]", "a table name cannot start with 'é'"),
+            ("a = 1\n[\u{03}gossip]", "2: invalid TOML: control character U+3"),
         ])
     func rejects(_ text: String, _ expected: String) {
         var c = config()
