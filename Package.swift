@@ -244,13 +244,11 @@ let package = Package(
 )
 
 // The libFuzzer binary exists only for scripts/fuzz.sh (SIDENODE_FUZZ=1): libFuzzer
-// supplies its `main`, so an ordinary build could not link it.
+// supplies its `main`, so an ordinary build could not link it. The executable is a C
+// target so SwiftPM adds no Swift entry point; the Swift callback lives in FuzzEntry.
 if Context.environment["SIDENODE_FUZZ"] != nil {
-    package.targets.append(
-        .executableTarget(
-            name: "SideNodeFuzz",
-            dependencies: ["FuzzTargets"],
-            path: "Fuzz/SideNodeFuzz",
-            swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])]
-        ))
+    package.targets += [
+        .target(name: "FuzzEntry", dependencies: ["FuzzTargets"], path: "Fuzz/FuzzEntry", swiftSettings: strict),
+        .executableTarget(name: "SideNodeFuzz", dependencies: ["FuzzEntry"], path: "Fuzz/SideNodeFuzz"),
+    ]
 }

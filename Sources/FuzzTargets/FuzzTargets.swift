@@ -126,15 +126,21 @@ public enum FuzzTargets {
             roundTrip(message.encoded(), { try GossipMessage.decode($0, maxPayload: 1 << 20).encoded() }, "gossip")
         }
         // And through the engine as a peer's message after its hello.
+        var engine = connectedEngine
+        _ = engine.received(1, bytes: data, now: 1)
+        _ = engine.tick(now: 2)
+    }
+
+    /// An engine with one inbound peer past its hello, copied per input.
+    static let connectedEngine: GossipEngine = {
         var engine = GossipEngine(
             localID: try! Ed25519.PrivateKey(seed: [UInt8](repeating: 3, count: 32)).publicKey, listenPort: 1,
             agent: "fuzz", seed: 1)
         let peer = try! Ed25519.PrivateKey(seed: [UInt8](repeating: 4, count: 32)).publicKey
         _ = engine.connected(1, peer: peer, host: "1.2.3.4", port: 5, inbound: true, now: 0)
         _ = engine.received(1, bytes: GossipMessage.hello(listenPort: 5, agent: "x").encoded(), now: 0)
-        _ = engine.received(1, bytes: data, now: 1)
-        _ = engine.tick(now: 2)
-    }
+        return engine
+    }()
 
     static let consensus: @Sendable ([UInt8]) -> Void = { data in
         if let message = try? ConsensusMessage.decode(data) {

@@ -46,6 +46,8 @@ public struct AddressBook: Sendable, Equatable {
     static let triedBucketsPerGroup = 8
     /// Tried entries reached this recently are not put to a test by a colliding newcomer.
     static let recentlyTried: Double = 4 * 3_600
+    /// Operator and bootstrap peers kept at most.
+    static let maxPersistent = 1_000
     /// A collision unresolved this long evicts the old entry.
     static let collisionTimeout: Double = 40 * 60
 
@@ -70,9 +72,18 @@ public struct AddressBook: Sendable, Equatable {
     public init(snapshot: Snapshot, config: GossipConfiguration = .init()) {
         let keyBytes = (try? Hex.decode(snapshot.key)).flatMap { $0.count == 32 ? $0 : nil }
         self.init(key: keyBytes ?? Self.randomKey())
-        for entry in snapshot.entries {
-            guard let address = try? NodeAddress(parsing: entry.address) else { continue }
+        // A saved file is input too: duplicate ids, absurd counters, more persistent entries
+        // than an operator adds, and anchors the tables would refuse are dropped or clamped.
+        var persistentCount = 0
+        for var entry in snapshot.entries {
+            guard let address = try? NodeAddress(parsing: entry.address), entries[address.nodeID] == nil else {
+                continue
+            }
+            entry.failures = min(max(entry.failures, 0), 64)
+            if !entry.retryAt.isFinite { entry.retryAt = 0 }
             if entry.persistent {
+                persistentCount += 1
+                guard persistentCount <= Self.maxPersistent else { continue }
                 entries[address.nodeID] = entry
                 parsed[address.nodeID] = address
             } else if entry.tried {
@@ -90,7 +101,9 @@ public struct AddressBook: Sendable, Equatable {
                 newSlots[slot] = address.nodeID
             }
         }
-        anchors = snapshot.anchors.prefix(2).compactMap { try? NodeAddress(parsing: $0) }
+        anchors = snapshot.anchors.prefix(2).compactMap {
+            (try? NodeAddress(parsing: $0)).flatMap { admissible($0, config: config) }
+        }
     }
 
     /// Entries from a version-1 file (a bare array): all go through the tables afresh.
@@ -189,7 +202,8 @@ public struct AddressBook: Sendable, Equatable {
         let sourceGroup = source.map { GossipEngine.group($0) } ?? ""
         let slot = newSlot(address, source: sourceGroup)
         if let occupant = newSlots[slot] {
-            guard let old = entries[occupant], isTerrible(old, now: now) || observed else { return false }
+            // Even the peer's own connection does not push out another id's healthy entry.
+            guard let old = entries[occupant], isTerrible(old, now: now) else { return false }
             removeFromTables(occupant)
         }
         entries[address.nodeID] = Entry(
@@ -258,9 +272,15 @@ public struct AddressBook: Sendable, Equatable {
     /// Settles test-before-evict: an occupant reached since the collision stays; one that
     /// failed since, or was not tested in time, gives its slot to the newcomer (and goes
     /// back to the new table if there is room).
-    public mutating func resolveCollisions(now: Double) {
+    /// `connected`: ids we hold a connection to now; such an occupant has passed its test.
+    public mutating func resolveCollisions(now: Double, connected: Set<Ed25519.PublicKey> = []) {
         for (id, collision) in collisions.sorted(by: { $0.key.precedes($1.key) }) {
             guard let address = parsed[id], entries[id] != nil else {
+                collisions[id] = nil
+                continue
+            }
+            if connected.contains(collision.occupant) {
+                entries[collision.occupant]?.lastSuccess = now
                 collisions[id] = nil
                 continue
             }
@@ -289,11 +309,19 @@ public struct AddressBook: Sendable, Equatable {
         }
     }
 
+    /// An outbound connection that worked ended: the address was good until now. Not a
+    /// failure (the peer may just have restarted).
+    public mutating func markDisconnected(_ id: Ed25519.PublicKey, now: Double) {
+        guard entries[id] != nil else { return }
+        entries[id]?.lastSuccess = now
+        entries[id]?.retryAt = now
+    }
+
     /// Exponential backoff; a never-reached, non-persistent address is forgotten after
     /// many failures so a poisoned book heals.
     public mutating func markFailure(_ id: Ed25519.PublicKey, config: GossipConfiguration, now: Double) {
         guard var entry = entries[id] else { return }
-        entry.failures += 1
+        entry.failures = min(entry.failures + 1, 64)
         entry.lastAttempt = now
         let delay = min(config.reconnectMax, config.reconnectBase * pow2(entry.failures - 1))
         entry.retryAt = now + delay

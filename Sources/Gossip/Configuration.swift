@@ -43,6 +43,8 @@ public struct GossipConfiguration: Sendable, Equatable, Codable {
     /// address or an IPv6 /64; never above `maxConnectionsPerIP`).
     public var maxPendingHandshakes = 64
     public var maxPendingPerHost = 4
+    /// The same per network group (an IPv4 /16, an IPv6 /32).
+    public var maxPendingPerGroup = 8
     /// Seconds an inbound connection may take to authenticate; past half the pending cap
     /// new ones get `pressureHandshakeTimeout`.
     public var handshakeTimeout: Double = 10

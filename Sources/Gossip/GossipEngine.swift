@@ -99,6 +99,7 @@ public struct GossipEngine: Sendable {
     private var seen = SeenCache()
     private var rng: SplitMix64
     private var lastAddressRequest: Double = -.infinity
+    private var addressReplyCache: (list: [NodeAddress], until: Double)?
     /// Secret salt for hashing address groups (eviction, address-book buckets).
     let groupKey: [UInt8]
     public private(set) var stats = Stats()
@@ -124,8 +125,11 @@ public struct GossipEngine: Sendable {
         groupKey = (0..<4).flatMap { _ in withUnsafeBytes(of: keyRng.next()) { Array($0) } }
         // A book without a key of its own (a fresh node in a test) takes one from the seed.
         self.addressBook = addressBook ?? AddressBook(key: SHA256.hash(groupKey))
-        for var ban in bans {
+        // A saved list is input too: canonical targets, clamped times, at most the cap
+        // (the bans ending last are kept).
+        for var ban in bans.sorted(by: { $0.until > $1.until }).prefix(Ban.maxEntries) {
             ban.until = Ban.clamp(ban.until)
+            if ban.target.hasPrefix("ip:") { ban.target = Ban.key(host: String(ban.target.dropFirst(3))) }
             self.bans[ban.target] = ban
         }
     }
@@ -149,8 +153,8 @@ public struct GossipEngine: Sendable {
 
     func connectionCount(hostKey key: String) -> Int { peers.values.filter { Self.hostKey($0.host) == key }.count }
 
-    /// Inbound connections not yet authenticated: host key and admission time.
-    private var pending: [ConnectionID: (hostKey: String, since: Double)] = [:]
+    /// Inbound connections not yet authenticated: host key, network group, admission time.
+    private var pending: [ConnectionID: (hostKey: String, group: String, since: Double)] = [:]
     public var pendingHandshakes: Int { pending.count }
 
     public enum Admission: Sendable, Equatable {
@@ -163,31 +167,39 @@ public struct GossipEngine: Sendable {
     /// Whether inbound `connection` from `host` may start a handshake, and how long it gets.
     /// Each admitted one must be matched by `handshakeEnded(_:)`. Unauthenticated
     /// connections cost a descriptor and a Diffie-Hellman each and are invisible elsewhere,
-    /// so they are capped in total and per host. At the cap the oldest pending handshake of
-    /// the host with the most goes, so silent connections from many addresses delay an
-    /// honest peer by at most one handshake; past half the cap, new ones get the short timeout.
+    /// so they are capped in total, per host and per network group (/16, /32: what one
+    /// operator can hold). At the total cap the oldest pending handshake of the most
+    /// crowded group goes: an attacker fills the table only from many groups, and a
+    /// newcomer from a quiet group is never the one evicted. Past half the cap, new ones
+    /// get the short timeout. A discouraged host gets in only while inbound slots are free.
     public mutating func inboundAttempt(_ connection: ConnectionID, host: String, now: Double) -> Admission {
         let key = Self.hostKey(host)
-        if isBanned(host: host, now: now) || isDiscouraged(host: host, now: now) { return .refuse("banned") }
+        let group = Self.group(host)
+        if isBanned(host: host, now: now) { return .refuse("banned") }
+        if isDiscouraged(host: host, now: now), inboundCount + pending.count >= configuration.maxInbound {
+            return .refuse("discouraged host, inbound slots full")
+        }
         let fromHost = pending.values.filter { $0.hostKey == key }.count
         if fromHost >= min(configuration.maxPendingPerHost, configuration.maxConnectionsPerIP) {
             return .refuse("too many pending handshakes from \(key)")
+        }
+        if pending.values.filter({ $0.group == group }).count >= configuration.maxPendingPerGroup {
+            return .refuse("too many pending handshakes from \(group)")
         }
         if connectionCount(hostKey: key) + fromHost >= configuration.maxConnectionsPerIP {
             return .refuse("too many connections from \(key)")
         }
         var evict: ConnectionID?
         if pending.count >= configuration.maxPendingHandshakes {
-            let counts = Dictionary(grouping: pending.values, by: \.hostKey).mapValues(\.count)
-            evict =
-                pending.min { a, b in
-                    let (ca, cb) = (counts[a.value.hostKey]!, counts[b.value.hostKey]!)
-                    if ca != cb { return ca > cb }
-                    return a.value.since != b.value.since ? a.value.since < b.value.since : a.key < b.key
-                }?.key
+            let counts = Dictionary(grouping: pending.values, by: \.group).mapValues(\.count)
+            evict = pending.min { a, b in
+                let (ca, cb) = (counts[a.value.group, default: 0], counts[b.value.group, default: 0])
+                if ca != cb { return ca > cb }
+                return a.value.since != b.value.since ? a.value.since < b.value.since : a.key < b.key
+            }?.key
             if let evict { pending[evict] = nil }
         }
-        pending[connection] = (key, now)
+        pending[connection] = (key, group, now)
         let pressure = pending.count * 2 > configuration.maxPendingHandshakes
         return .admit(
             timeout: pressure
@@ -206,9 +218,8 @@ public struct GossipEngine: Sendable {
     ) -> [Action] {
         if !inbound { pendingDials.remove(peer) }
         if peer == localID { return [.disconnect(connection, reason: "connected to self")] }
-        if isBanned(id: peer, now: now) || isBanned(host: host, now: now) || isDiscouraged(id: peer, now: now)
-            || isDiscouraged(host: host, now: now)
-        {
+        if isBanned(id: peer, now: now) || isBanned(host: host, now: now) || isDiscouraged(id: peer, now: now) {
+            if !inbound { addressBook.markFailure(peer, config: configuration, now: now) }
             return [.disconnect(connection, reason: "banned")]
         }
         var actions: [Action] = []
@@ -222,6 +233,8 @@ public struct GossipEngine: Sendable {
             actions.append(.disconnect(existing.connection, reason: "duplicate connection"))
         }
         if connectionCount(hostKey: Self.hostKey(host)) >= configuration.maxConnectionsPerIP {
+            // A dial we cannot keep counts as failed, or the book would redial it every tick.
+            if !inbound { addressBook.markFailure(peer, config: configuration, now: now) }
             return actions + [.disconnect(connection, reason: "too many connections from \(host)")]
         }
         if inbound && inboundCount >= configuration.maxInbound {
@@ -240,6 +253,7 @@ public struct GossipEngine: Sendable {
         actions.append(.send(connection, .hello(listenPort: listenPort, agent: agent)))
         if !inbound {
             actions.append(.send(connection, .getAddresses))
+            peers[connection]?.addressTokens += Double(configuration.addressReplySize)
             lastAddressRequest = now
         }
         return countOut(actions)
@@ -247,7 +261,14 @@ public struct GossipEngine: Sendable {
 
     public mutating func disconnected(_ connection: ConnectionID, now: Double) -> [Action] {
         guard let peer = peers.removeValue(forKey: connection) else { return [] }
-        if !peer.inbound { addressBook.markFailure(peer.nodeID, config: configuration, now: now) }
+        // A link that held for a minute was good; one dropped at once backs off like a failed dial.
+        if !peer.inbound {
+            if now - peer.connectedSince >= 60 {
+                addressBook.markDisconnected(peer.nodeID, now: now)
+            } else {
+                addressBook.markFailure(peer.nodeID, config: configuration, now: now)
+            }
+        }
         return []
     }
 
@@ -318,16 +339,22 @@ public struct GossipEngine: Sendable {
                 return []
             }
             peers[connection]?.lastGetAddressesAnswered = now
-            // Our own address is not included: the peer learned it from our hello.
-            let list = addressBook.sample(
-                limit: configuration.addressReplySize, excluding: peer.nodeID, config: configuration, using: &rng)
+            // One sample serves every asker for a while (Bitcoin Core caches a day), so
+            // reconnecting with fresh ids does not page through the whole book. Our own
+            // address is not included: the peer learned it from our hello.
+            if addressReplyCache.map({ $0.until <= now }) ?? true {
+                let list = addressBook.sample(
+                    limit: configuration.addressReplySize, excluding: localID, config: configuration, using: &rng)
+                addressReplyCache = (list, now + configuration.addressRefreshInterval * 10)
+            }
+            let list = addressReplyCache?.list.filter { $0.nodeID != peer.nodeID } ?? []
             return countOut([.send(connection, .addresses(list))])
         case .addresses(let list):
-            guard peer.addressTokens >= Double(list.count) else {
-                return penalize(connection, 10, reason: "address rate limit exceeded", now: now)
-            }
-            peers[connection]?.addressTokens -= Double(list.count)
-            for address in list where address.nodeID != localID {
+            // Past the peer's budget the rest are dropped, not punished (Bitcoin Core): an
+            // answer to our own getaddr is credited when we ask.
+            let allowed = min(list.count, Int(max(0, peer.addressTokens)))
+            peers[connection]?.addressTokens -= Double(allowed)
+            for address in list.prefix(allowed) where address.nodeID != localID {
                 addressBook.add(address, source: peer.host, config: configuration, now: now)
             }
             return []
@@ -452,6 +479,9 @@ public struct GossipEngine: Sendable {
             by: { $0.lastUseful! > $1.lastUseful! })
         protect(candidates.count / 2) { $0.connectedSince < $1.connectedSince }
         guard !candidates.isEmpty else { return nil }
+        // Peers from a discouraged host go first (Bitcoin Core's prefer-evict).
+        let preferred = candidates.filter { isDiscouraged(host: $0.host, now: now) }
+        if !preferred.isEmpty { candidates = preferred }
         // The most crowded group loses its youngest connection.
         let byGroup = Dictionary(grouping: candidates) { Self.group($0.host) }
         let crowded = byGroup.max { a, b in
@@ -477,19 +507,19 @@ public struct GossipEngine: Sendable {
         return discourage(peer, reason: reason, now: now)
     }
 
-    /// Misbehaviour: the id, and the host unless it is local (a loopback testnet or a LAN
-    /// shares one address among honest nodes), are refused for `banDuration`; every
-    /// connection matching them goes. The operator's ban list is untouched.
+    /// Misbehaviour: the id is refused for `banDuration` and its connections go. Its host
+    /// (unless local: a loopback testnet or a LAN shares one address among honest nodes)
+    /// is marked too, but softly, as Bitcoin Core does: honest peers behind the same NAT
+    /// keep their connections; the host's new inbound connections get in only while slots
+    /// are free and are evicted first. The operator's ban list is untouched.
     private mutating func discourage(_ peer: PeerState, reason: String, now: Double) -> [Action] {
         let until = Ban.clamp(now + configuration.banDuration)
-        let idKey = Ban.key(id: peer.nodeID)
-        discouraged.insert(idKey, until: until, reason: reason)
-        let host = IPAddress(peer.host)
-        let hostKey = host.map { $0.isLocal ? nil : "host:\($0.hostKey)" } ?? nil
-        if let hostKey { discouraged.insert(hostKey, until: until, reason: reason) }
+        discouraged.insert(Ban.key(id: peer.nodeID), until: until, reason: reason)
+        if let host = IPAddress(peer.host), !host.isLocal {
+            discouraged.insert("host:\(host.hostKey)", until: until, reason: reason)
+        }
         var actions: [Action] = []
-        for (connection, other) in peers.sorted(by: { $0.key < $1.key })
-        where other.nodeID == peer.nodeID || (hostKey != nil && Self.hostKey(other.host) == host?.hostKey) {
+        for (connection, other) in peers.sorted(by: { $0.key < $1.key }) where other.nodeID == peer.nodeID {
             peers[connection] = nil
             actions.append(.disconnect(connection, reason: "discouraged: \(reason)"))
         }
@@ -584,7 +614,9 @@ public struct GossipEngine: Sendable {
                 actions.append(.disconnect(connection, reason: "timeout: silent for \(Int(now - peer.lastReceived)) s"))
                 continue
             }
-            if now - peer.lastReceived >= configuration.pingInterval && peer.pingNonce == nil {
+            // Every peer is pinged each interval, busy or not: eviction protects low ping
+            // times, which only idle peers would otherwise have.
+            if now - (peer.pingSentAt ?? peer.connectedSince) >= configuration.pingInterval && peer.pingNonce == nil {
                 let nonce = rng.next()
                 peer.pingNonce = nonce
                 peer.pingSentAt = now
@@ -592,7 +624,7 @@ public struct GossipEngine: Sendable {
             }
             peers[connection] = peer
         }
-        addressBook.resolveCollisions(now: now)
+        addressBook.resolveCollisions(now: now, connected: Set(peers.values.filter { !$0.inbound }.map(\.nodeID)))
         let connected = Set(peers.values.map(\.nodeID))
         let needed = configuration.outboundTarget - outboundCount - pendingDials.count
         if needed > 0 {
@@ -619,6 +651,7 @@ public struct GossipEngine: Sendable {
                 let keys = peers.keys.sorted()
                 let pick = keys[Int(rng.next() % UInt64(keys.count))]
                 lastAddressRequest = now
+                peers[pick]?.addressTokens += Double(configuration.addressReplySize)
                 actions += countOut([.send(pick, .getAddresses)])
             }
         }
@@ -631,8 +664,10 @@ public struct GossipEngine: Sendable {
         let elapsed = max(0, now - peer.lastRefill)
         peer.messageTokens = min(
             configuration.messageBurst, peer.messageTokens + elapsed * configuration.messagesPerSecond)
-        peer.addressTokens = min(
-            configuration.addressBurst, peer.addressTokens + elapsed * configuration.addressesPerSecond)
+        // Credit for our own getaddr may lift the bucket above its burst; refilling never lowers it.
+        peer.addressTokens = max(
+            peer.addressTokens,
+            min(configuration.addressBurst, peer.addressTokens + elapsed * configuration.addressesPerSecond))
         peer.lastRefill = now
     }
 

@@ -119,6 +119,7 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
                 || (a == 192 && b == 168) || (a == 100 && (64...127).contains(b)) || a >= 224
                 || (a == 192 && b == 0 && (c == 0 || c == 2)) || (a == 198 && (18...19).contains(b))
                 || (a == 198 && b == 51 && c == 100) || (a == 203 && b == 0 && c == 113)
+                || (a == 192 && b == 88 && c == 99)  // 6to4 relay anycast
         }
         let first = bytes[0]
         return bytes.allSatisfy { $0 == 0 }  // ::
@@ -128,6 +129,15 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
             || first == 0xFF  // multicast
             || (first == 0x20 && bytes[1] == 0x01 && bytes[2] == 0x0D && bytes[3] == 0xB8)  // 2001:db8::/32
             || bytes[0..<12].allSatisfy { $0 == 0 }  // IPv4-compatible (deprecated)
+            || (first == 0xFE && bytes[1] & 0xC0 == 0xC0)  // fec0::/10 site local
+            || (bytes[0..<8].allSatisfy { $0 == 0 } && bytes[8..<10] == [0xFF, 0xFF])  // ::ffff:0:0:0/96
+            || (bytes[0..<2] == [0x01, 0x00] && bytes[2..<8].allSatisfy { $0 == 0 })  // 100::/64 discard
+            || (bytes[0..<4] == [0x00, 0x64, 0xFF, 0x9B])  // NAT64 64:ff9b::/96, 64:ff9b:1::/48
+            // Tunnels that wrap an IPv4 address, which could be a private one and would give
+            // one IPv4 host 2^16 groups: 6to4 2002::/16, Teredo 2001::/32.
+            || (bytes[0..<2] == [0x20, 0x02]) || (bytes[0..<4] == [0x20, 0x01, 0x00, 0x00])
+            || (bytes[0..<6] == [0x20, 0x01, 0x00, 0x02, 0x00, 0x00])  // 2001:2::/48 benchmarking
+            || (bytes[0] == 0x3F && bytes[1] & 0xF0 == 0xF0)  // 3fff::/20 documentation
     }
 
     /// The network group whose addresses one operator can easily hold: /16 for IPv4, /32

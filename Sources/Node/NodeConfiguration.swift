@@ -85,14 +85,20 @@ public struct NodeConfiguration: Sendable, Equatable {
                     "\(source):\(index + 1): invalid TOML: control character U+\(String(bad.value, radix: 16, uppercase: true))"
                 )
             }
+            // Mirror toml++'s table-header scan: `[`, optional contiguous `[`, spaces, then
+            // a key must start (or `]`, which it reports as an error itself).
             var rest = line.unicodeScalars.drop { $0 == " " || $0 == "\t" }
             guard rest.first == "[" else { continue }
             rest = rest.dropFirst()
-            if rest.first == "[" { rest = rest.dropFirst() }
-            guard let next = rest.first(where: { $0 != " " && $0 != "\t" }) else { continue }
-            let keyStart =
-                (next.isASCII && (next.properties.isAlphabetic || ("0"..."9").contains(next)))
-                || "_-\"'[]#".unicodeScalars.contains(next)
+            let spaced = rest.first == " " || rest.first == "\t"
+            rest = rest.drop { $0 == " " || $0 == "\t" }
+            if rest.first == "[" {
+                if spaced { continue }  // "[ [": toml++ refuses it cleanly
+                rest = rest.dropFirst().drop { $0 == " " || $0 == "\t" }
+            }
+            guard let next = rest.first else { continue }
+            let keyStart = (next.isASCII && (next.properties.isAlphabetic || ("0"..."9").contains(next)))
+                || "_-\"']".unicodeScalars.contains(next)
             if !keyStart {
                 throw ConfigError("\(source):\(index + 1): invalid TOML: a table name cannot start with '\(next)'")
             }
@@ -134,6 +140,10 @@ public struct NodeConfiguration: Sendable, Equatable {
             guard let value = t[key] else { return nil }
             guard let i = value.int else { throw ConfigError("\(source): '\(prefix)\(key)' must be an integer") }
             guard i >= min else { throw ConfigError("\(source): '\(prefix)\(key)' must be ≥ \(min), got \(i)") }
+            // Counts and sizes past a billion are mistakes, and sums of them must not overflow.
+            guard i <= 1_000_000_000 else {
+                throw ConfigError("\(source): '\(prefix)\(key)' must be ≤ 1000000000, got \(i)")
+            }
             return i
         }
         if let v = try string("chain_id") { chainID = v }

@@ -57,13 +57,14 @@ enum FileDescriptorLimit {
     /// metrics sockets and their clients, esplora requests.
     static let reserve = 128
 
-    /// Raises the soft limit towards `wanted` (never above the hard limit); returns the limit now in force.
+    /// Raises the soft limit to the hard limit (at most 2^20) when it is below `wanted`;
+    /// returns the limit now in force.
     static func raise(to wanted: Int) -> Int {
         var limit = rlimit()
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return wanted }
-        if limit.rlim_cur < rlim_t(wanted) {
+        if limit.rlim_cur < rlim_t(clamping: wanted) {
             var raised = limit
-            raised.rlim_cur = min(limit.rlim_max, rlim_t(wanted))
+            raised.rlim_cur = min(limit.rlim_max, 1 << 20)
             if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
         }
         return Int(clamping: limit.rlim_cur)
@@ -124,6 +125,10 @@ public actor NodeRuntime: Service {
     nonisolated let work = AsyncStream<Work>.makeStream()
     nonisolated let serverChannel = Mutex<(any Channel)?>(nil)
     nonisolated let boundPort = Mutex<Int?>(nil)
+    /// Inbound sockets open (accepted, not yet closed) and the most allowed: inbound peers,
+    /// pending handshakes, and as many again in flight to the admission check.
+    nonisolated let inboundSockets = Atomic<Int>(0)
+    nonisolated let inboundSocketLimit: Int
 
     /// First byte of a gossip payload that is an opaque test message (admin `publish`).
     static let testTopic: UInt8 = 0
@@ -136,6 +141,7 @@ public actor NodeRuntime: Service {
             logger.warning("\(warning)", metadata: ["open_files_limit": "\(descriptors)"])
         }
         self.configuration = configuration
+        inboundSocketLimit = configuration.gossip.maxInbound + 2 * configuration.gossip.maxPendingHandshakes
         self.keys = keys
         self.logger = logger
         // First: one node per data directory (its socket, its stores, its validator key).
@@ -317,6 +323,14 @@ public actor NodeRuntime: Service {
         do {
             try await server.executeThenClose { inbound in
                 for try await connection in inbound {
+                    // Counted before the actor sees them: while it is busy, a flood of accepts
+                    // must not pile up descriptors behind the admission check.
+                    let open = self.inboundSockets.add(1, ordering: .relaxed).newValue
+                    if open > self.inboundSocketLimit {
+                        self.inboundSockets.subtract(1, ordering: .relaxed)
+                        try? await connection.channel.close()
+                        continue
+                    }
                     self.work.continuation.yield(.inbound(connection))
                 }
             }
@@ -705,6 +719,7 @@ public actor NodeRuntime: Service {
             case .refuse(let reason):
                 logger.debug("refusing inbound connection", metadata: ["from": "\(host)", "reason": "\(reason)"])
                 try? await connection.channel.close()
+                inboundSockets.subtract(1, ordering: .relaxed)
                 return false
             case .admit(let timeout, _):
                 handshakeTimeout = timeout
@@ -777,6 +792,7 @@ public actor NodeRuntime: Service {
         outbox.finish()
         await releaseHandshake()
         await connectionClosed(handle)
+        if inbound { inboundSockets.subtract(1, ordering: .relaxed) }
         return established
     }
 
@@ -840,9 +856,10 @@ public actor NodeRuntime: Service {
                 // A peer that does not read is dropped once its queue holds the budget:
                 // memory per peer stays bounded in bytes, not only in messages.
                 let overBudget = connection.counters.withLock { counters in
-                    guard counters.queuedBytes + bytes.count <= configuration.gossip.maxSendQueueBytes else {
-                        return true
-                    }
+                    // An empty queue takes any message, so the budget never refuses a lone large one.
+                    guard counters.queuedBytes == 0
+                        || counters.queuedBytes + bytes.count <= configuration.gossip.maxSendQueueBytes
+                    else { return true }
                     counters.queuedBytes += bytes.count
                     return false
                 }

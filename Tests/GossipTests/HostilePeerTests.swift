@@ -1,3 +1,4 @@
+import Foundation
 import Gossip
 import NodeCrypto
 import TestSupport
@@ -34,7 +35,9 @@ struct IPAddressTests {
         for local in [
             "127.0.0.1", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1", "169.254.1.1", "100.64.0.1",
             "0.0.0.0", "224.0.0.1", "255.255.255.255", "192.0.2.1", "198.51.100.7", "203.0.113.9", "::1", "::",
-            "fc00::1", "fd12::1", "fe80::1", "ff02::1", "2001:db8::1",
+            "fc00::1", "fd12::1", "fe80::1", "ff02::1", "2001:db8::1", "192.88.99.1", "64:ff9b::a00:1",
+            "64:ff9b:1::1", "2002:a00:1::1", "2001:0:4136::1", "fec0::1", "100::1", "2001:2::1", "3fff::1",
+            "::ffff:0:a00:1",
         ] {
             #expect(IPAddress(local)?.isLocal == true, "\(local)")
         }
@@ -145,6 +148,10 @@ struct AddrmanTests {
         probe.markSuccess(old.nodeID, now: later + 1)
         probe.resolveCollisions(now: later + 2)
         #expect(probe.entry(of: old.nodeID)?.tried == true && probe.entry(of: newcomer.nodeID)?.tried == false)
+        // Still connected to the occupant when a collision comes: that is a passed test.
+        probe.markSuccess(newcomer.nodeID, now: later + 10_000)
+        probe.resolveCollisions(now: later + 10_001, connected: [old.nodeID])
+        #expect(probe.entry(of: old.nodeID)?.tried == true && probe.entry(of: newcomer.nodeID)?.tried == false)
         // Tested again later and failing: the newcomer takes the slot.
         let much = later + 5 * 3_600
         probe.markSuccess(newcomer.nodeID, now: much)
@@ -180,6 +187,23 @@ struct AddrmanTests {
         #expect(crowded.select(limit: 8, now: 0, excluding: [], busyGroups: [], using: &rng).count == 1)
     }
 
+    @Test("a crafted peers.json: absurd counters clamped, duplicate ids dropped, local anchors refused")
+    func craftedSnapshot() throws {
+        let a = address("1.2.3.4")
+        let other = NodeAddress(nodeID: a.nodeID, host: "5.6.7.8", port: 1)
+        func entry(_ address: NodeAddress) -> String {
+            #"{"address":"\#(address)","tried":true,"failures":9223372036854775807,"retryAt":1e300,"persistent":false}"#
+        }
+        let json = #"{"version":2,"key":"zz","entries":[\#(entry(a)),\#(entry(other))],"#
+            + #""anchors":["\#(address("127.0.0.1"))","not an address"]}"#
+        let snapshot = try JSONDecoder().decode(AddressBook.Snapshot.self, from: Data(json.utf8))
+        var book = AddressBook(snapshot: snapshot, config: config)
+        #expect(book.count == 1 && book.address(of: a.nodeID)?.host == "1.2.3.4")
+        book.markFailure(a.nodeID, config: config, now: 0)  // Int.max + 1 trapped here
+        #expect(book.entry(of: a.nodeID)?.failures == 64)
+        #expect(book.takeAnchors().isEmpty)
+    }
+
     @Test("the book, its key and its anchors survive a restart")
     func snapshotRoundTrip() {
         var book = AddressBook()
@@ -206,7 +230,7 @@ struct HostileEngineTests {
         return GossipEngine(localID: id(), configuration: config, listenPort: 1, agent: "t", seed: 7)
     }
 
-    @Test("pending handshakes: capped per host; at the total cap the oldest of the most crowded host goes")
+    @Test("pending handshakes: capped per host and group; at the total cap the oldest of the most crowded group goes")
     func pendingHandshakes() {
         var e = engine {
             $0.maxPendingHandshakes = 8
@@ -227,7 +251,7 @@ struct HostileEngineTests {
         #expect(e.pendingHandshakes == 8)
         // Full: a newcomer gets in; the oldest handshake of a host with two pending goes.
         let newcomer = e.inboundAttempt(20, host: "5.5.5.5", now: 8)
-        #expect(newcomer == .admit(timeout: 2, evict: 1))
+        #expect(newcomer == .admit(timeout: 2, evict: 10), "the oldest of the most crowded group (4.4/16)")
         #expect(e.pendingHandshakes == 8)
         e.handshakeEnded(2)
         #expect(e.pendingHandshakes == 7)
@@ -267,6 +291,24 @@ struct HostileEngineTests {
         #expect(e.inboundCount == 24)
     }
 
+    @Test("answers to our own getaddr are credited; a peer's excess addresses are dropped, never punished")
+    func addressBudget() {
+        var e = engine {
+            $0.addressBurst = 10
+            $0.addressesPerSecond = 0
+        }
+        let peer = id()
+        _ = e.connected(1, peer: peer, host: "1.2.3.4", port: 1, inbound: false, now: 0)
+        _ = e.received(1, bytes: GossipMessage.hello(listenPort: 1, agent: "x").encoded(), now: 0)
+        let list = (0..<100).map { address("\($0 + 1).9.9.9") }
+        // 10 burst + 100 credited for the getaddr sent on connect: 100 accepted.
+        _ = e.received(1, bytes: GossipMessage.addresses(list).encoded(), now: 1)
+        #expect(e.addressBook.count > 10)
+        // An unsolicited flood: dropped, the peer keeps a clean score.
+        _ = e.received(1, bytes: GossipMessage.addresses(list).encoded(), now: 2)
+        #expect(e.peer(peer)?.score == 0 && !e.isDiscouraged(id: peer, now: 3))
+    }
+
     @Test("a message before hello discourages the peer")
     func helloFirst() {
         var e = engine()
@@ -277,22 +319,36 @@ struct HostileEngineTests {
         #expect(e.isDiscouraged(id: peer, now: 1))
     }
 
-    @Test("misbehaviour discourages the id and a routable host (its /64), not a local one; never the ban list")
+    @Test(
+        "misbehaviour discourages the id and, softly, a routable host (its /64): neighbours behind it stay; never the ban list"
+    )
     func discouragement() {
-        var e = engine()
+        var e = engine { $0.maxInbound = 3 }
         let bad = id()
+        let neighbour = id()
         _ = e.connected(1, peer: bad, host: "2a01:4f8:1:2::5", port: 1, inbound: true, now: 0)
-        _ = e.received(1, bytes: [0xEE], now: 0)
+        _ = e.connected(3, peer: neighbour, host: "2a01:4f8:1:2::6", port: 1, inbound: true, now: 0)
+        let actions = e.received(1, bytes: [0xEE], now: 0)
         #expect(e.isDiscouraged(id: bad, now: 1))
+        #expect(e.peers[3] != nil, "an honest peer behind the same NAT or /64 keeps its connection")
+        #expect(!actions.contains { if case .disconnect(3, _) = $0 { true } else { false } })
         #expect(e.isDiscouraged(host: "2a01:4f8:1:2:ffff::1", now: 1), "same /64, other spelling")
-        let again = e.inboundAttempt(9, host: "2a01:4f8:1:2::9", now: 1)
-        #expect(again == .refuse("banned"))
+        // The host's new connections get in while slots are free, not when they are full,
+        // and its peers are evicted first.
+        let whileFree = e.inboundAttempt(9, host: "2a01:4f8:1:2::9", now: 1)
+        #expect(whileFree == .admit(timeout: 10, evict: nil))
+        e.handshakeEnded(9)
+        _ = e.connected(4, peer: id(), host: "8.8.8.8", port: 1, inbound: true, now: 1)
+        _ = e.connected(5, peer: id(), host: "9.9.9.9", port: 1, inbound: true, now: 1)
+        let whenFull = e.inboundAttempt(10, host: "2a01:4f8:1:2::9", now: 2)
+        #expect(whenFull == .refuse("discouraged host, inbound slots full"))
         #expect(!e.isDiscouraged(host: "2a01:4f8:1:3::1", now: 1))
         #expect(e.bans.isEmpty)
+        var l = engine()
         let local = id()
-        _ = e.connected(2, peer: local, host: "127.0.0.1", port: 1, inbound: true, now: 0)
-        _ = e.received(2, bytes: [0xEE], now: 0)
-        #expect(e.isDiscouraged(id: local, now: 1) && !e.isDiscouraged(host: "127.0.0.1", now: 1))
+        _ = l.connected(2, peer: local, host: "127.0.0.1", port: 1, inbound: true, now: 0)
+        _ = l.received(2, bytes: [0xEE], now: 0)
+        #expect(l.isDiscouraged(id: local, now: 1) && !l.isDiscouraged(host: "127.0.0.1", now: 1))
         #expect(!e.isDiscouraged(id: bad, now: 1 + e.configuration.banDuration), "expires")
     }
 
