@@ -47,12 +47,22 @@ for target in $TARGETS; do
     mkdir -p ".build/fuzz-corpus/$target" ".build/fuzz-crashes/$target"
     limit=(-max_total_time="$SECONDS_EACH")
     [ -n "$RUNS" ] && limit=(-runs="$RUNS")
+    # TOMLKit leaks the error object of every parse (upstream; a node parses its config
+    # once): leak reports there are not ours.
+    [ "$target" = config_toml ] && limit+=(-detect_leaks=0)
+    # The channel targets encrypt what they are given: short inputs reach every framing
+    # case and keep them at hundreds of executions per second under ASan.
+    maxlen=65536
+    case $target in transport | noise_handshake) maxlen=4096 ;; esac
     echo "==> $target (${RUNS:-$SECONDS_EACH s})"
-    if SIDENODE_FUZZ_TARGET=$target "$BIN" "${limit[@]}" -max_len=65536 -rss_limit_mb=4096 \
+    if SIDENODE_FUZZ_TARGET=$target "$BIN" "${limit[@]}" -max_len="$maxlen" -rss_limit_mb=4096 \
         -artifact_prefix=".build/fuzz-crashes/$target/" -print_final_stats=1 \
         ".build/fuzz-corpus/$target" "Fuzz/corpus/$target" >".build/fuzz-$target.log" 2>&1; then
-        grep -E "stat::number_of_executed_units|stat::peak_rss_mb" ".build/fuzz-$target.log" | tr '\n' ' '
-        echo
+        stat() { grep -oE "stat::$1: +[0-9]+" ".build/fuzz-$target.log" | grep -oE "[0-9]+$" || true; }
+        runs=$(stat number_of_executed_units)
+        rate=$(stat average_exec_per_sec)
+        rss=$(stat peak_rss_mb)
+        echo "    $runs executions, ${rate:-?} exec/s, peak ${rss:-?} MB, 0 crashes"
     else
         status=1
         echo "CRASH in $target: see .build/fuzz-$target.log and .build/fuzz-crashes/$target/" >&2

@@ -68,7 +68,7 @@ public struct NodeConfiguration: Sendable, Equatable {
         "ban_duration", "invalid_message_penalty", "malformed_penalty", "messages_per_second", "message_burst",
         "addresses_per_second", "address_burst", "ping_interval", "peer_timeout", "reconnect_base", "reconnect_max",
         "address_reply_size", "address_refresh_interval", "test_messages",
-        "max_pending_handshakes", "max_pending_per_host", "pressure_handshake_timeout", "max_send_queue_bytes",
+        "max_pending_handshakes", "max_pending_per_host", "max_pending_per_group", "pressure_handshake_timeout", "max_send_queue_bytes",
         "allow_local_addresses",
     ]
 
@@ -200,6 +200,7 @@ public struct NodeConfiguration: Sendable, Equatable {
             if let v = try number(g, "address_refresh_interval", p) { gossip.addressRefreshInterval = v }
             if let v = try integer(g, "max_pending_handshakes", p, min: 1) { gossip.maxPendingHandshakes = v }
             if let v = try integer(g, "max_pending_per_host", p, min: 1) { gossip.maxPendingPerHost = v }
+            if let v = try integer(g, "max_pending_per_group", p, min: 1) { gossip.maxPendingPerGroup = v }
             if let v = try number(g, "pressure_handshake_timeout", p) { gossip.pressureHandshakeTimeout = v }
             if let v = try integer(g, "max_send_queue_bytes", p, min: 1 << 20) { gossip.maxSendQueueBytes = v }
             if let value = g["allow_local_addresses"] {
