@@ -96,7 +96,10 @@ public struct NodeConfiguration: Sendable, Equatable {
                 if spaced { continue }  // "[ [": toml++ refuses it cleanly
                 rest = rest.dropFirst().drop { $0 == " " || $0 == "\t" }
             }
-            guard let next = rest.first else { continue }
+            // A header cut off by the end of the line ("[" alone) reaches the same assertion.
+            guard let next = rest.first else {
+                throw ConfigError("\(source):\(index + 1): invalid TOML: a table header without a name")
+            }
             let keyStart = (next.isASCII && (next.properties.isAlphabetic || ("0"..."9").contains(next)))
                 || "_-\"']".unicodeScalars.contains(next)
             if !keyStart {

@@ -82,6 +82,7 @@ struct ConfigurationTests {
             // toml++ (under TOMLKit) aborted the process on these (found by fuzzing).
             ("[é]", "a table name cannot start with 'é'"),
             ("[[[a]]]", "a table name cannot start with '['"),
+            ("[\nx = 1", "1: invalid TOML: a table header without a name"),
             ("[gossip]\nmax_inbound = 9223372036854775807", "'gossip.max_inbound' must be ≤ 1000000000"),
             ("a = 1\n[\u{03}gossip]", "2: invalid TOML: control character U+3"),
         ])
