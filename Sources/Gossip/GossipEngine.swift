@@ -192,11 +192,12 @@ public struct GossipEngine: Sendable {
         var evict: ConnectionID?
         if pending.count >= configuration.maxPendingHandshakes {
             let counts = Dictionary(grouping: pending.values, by: \.group).mapValues(\.count)
-            evict = pending.min { a, b in
-                let (ca, cb) = (counts[a.value.group, default: 0], counts[b.value.group, default: 0])
-                if ca != cb { return ca > cb }
-                return a.value.since != b.value.since ? a.value.since < b.value.since : a.key < b.key
-            }?.key
+            evict =
+                pending.min { a, b in
+                    let (ca, cb) = (counts[a.value.group, default: 0], counts[b.value.group, default: 0])
+                    if ca != cb { return ca > cb }
+                    return a.value.since != b.value.since ? a.value.since < b.value.since : a.key < b.key
+                }?.key
             if let evict { pending[evict] = nil }
         }
         pending[connection] = (key, group, now)

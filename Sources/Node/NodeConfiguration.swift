@@ -68,7 +68,8 @@ public struct NodeConfiguration: Sendable, Equatable {
         "ban_duration", "invalid_message_penalty", "malformed_penalty", "messages_per_second", "message_burst",
         "addresses_per_second", "address_burst", "ping_interval", "peer_timeout", "reconnect_base", "reconnect_max",
         "address_reply_size", "address_refresh_interval", "test_messages",
-        "max_pending_handshakes", "max_pending_per_host", "max_pending_per_group", "pressure_handshake_timeout", "max_send_queue_bytes",
+        "max_pending_handshakes", "max_pending_per_host", "max_pending_per_group", "pressure_handshake_timeout",
+        "max_send_queue_bytes",
         "allow_local_addresses",
     ]
 
@@ -100,7 +101,8 @@ public struct NodeConfiguration: Sendable, Equatable {
             guard let next = rest.first else {
                 throw ConfigError("\(source):\(index + 1): invalid TOML: a table header without a name")
             }
-            let keyStart = (next.isASCII && (next.properties.isAlphabetic || ("0"..."9").contains(next)))
+            let keyStart =
+                (next.isASCII && (next.properties.isAlphabetic || ("0"..."9").contains(next)))
                 || "_-\"']".unicodeScalars.contains(next)
             if !keyStart {
                 throw ConfigError("\(source):\(index + 1): invalid TOML: a table name cannot start with '\(next)'")

@@ -857,8 +857,9 @@ public actor NodeRuntime: Service {
                 // memory per peer stays bounded in bytes, not only in messages.
                 let overBudget = connection.counters.withLock { counters in
                     // An empty queue takes any message, so the budget never refuses a lone large one.
-                    guard counters.queuedBytes == 0
-                        || counters.queuedBytes + bytes.count <= configuration.gossip.maxSendQueueBytes
+                    guard
+                        counters.queuedBytes == 0
+                            || counters.queuedBytes + bytes.count <= configuration.gossip.maxSendQueueBytes
                     else { return true }
                     counters.queuedBytes += bytes.count
                     return false

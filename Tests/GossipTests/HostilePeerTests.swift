@@ -194,7 +194,8 @@ struct AddrmanTests {
         func entry(_ address: NodeAddress) -> String {
             #"{"address":"\#(address)","tried":true,"failures":9223372036854775807,"retryAt":1e300,"persistent":false}"#
         }
-        let json = #"{"version":2,"key":"zz","entries":[\#(entry(a)),\#(entry(other))],"#
+        let json =
+            #"{"version":2,"key":"zz","entries":[\#(entry(a)),\#(entry(other))],"#
             + #""anchors":["\#(address("127.0.0.1"))","not an address"]}"#
         let snapshot = try JSONDecoder().decode(AddressBook.Snapshot.self, from: Data(json.utf8))
         var book = AddressBook(snapshot: snapshot, config: config)
