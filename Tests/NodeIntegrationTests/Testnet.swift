@@ -276,7 +276,8 @@ final class RawTCPClient {
     func receive() -> [UInt8]? {
         var buffer = [UInt8](repeating: 0, count: 65536)
         let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 { return nil }
+        // A node that closes with our bytes still unread resets the connection: closed too.
+        if n < 0 { return errno == ECONNRESET ? [] : nil }
         return Array(buffer[0..<n])
     }
 
