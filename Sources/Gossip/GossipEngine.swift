@@ -68,6 +68,10 @@ public struct PeerState: Sendable, Equatable {
     /// protects peers that bring news).
     public var lastUseful: Double?
     var helloReceived = false
+    /// `host`'s per-host key and network group, parsed once at connection time (limits and
+    /// eviction compare them for every peer).
+    var hostKey = ""
+    var group = ""
 }
 
 /// The gossip layer as a pure state machine. The node feeds it connection events,
@@ -151,7 +155,7 @@ public struct GossipEngine: Sendable {
     /// What one host can cheaply hold (an IPv4 address, an IPv6 /64): per-host limits count these.
     static func hostKey(_ host: String) -> String { IPAddress(host)?.hostKey ?? host.lowercased() }
 
-    func connectionCount(hostKey key: String) -> Int { peers.values.filter { Self.hostKey($0.host) == key }.count }
+    func connectionCount(hostKey key: String) -> Int { peers.values.filter { $0.hostKey == key }.count }
 
     /// Inbound connections not yet authenticated: host key, network group, admission time.
     private var pending: [ConnectionID: (hostKey: String, group: String, since: Double)] = [:]
@@ -249,14 +253,10 @@ public struct GossipEngine: Sendable {
         peers[connection] = PeerState(
             connection: connection, nodeID: peer, host: host, port: port, inbound: inbound, connectedSince: now,
             lastReceived: now, messageTokens: configuration.messageBurst, addressTokens: configuration.addressBurst,
-            lastRefill: now)
+            lastRefill: now, hostKey: Self.hostKey(host), group: Self.group(host))
         if !inbound { addressBook.markSuccess(peer, now: now) }
         actions.append(.send(connection, .hello(listenPort: listenPort, agent: agent)))
-        if !inbound {
-            actions.append(.send(connection, .getAddresses))
-            peers[connection]?.addressTokens += Double(configuration.addressReplySize)
-            lastAddressRequest = now
-        }
+        if !inbound { actions += requestAddresses(from: connection, now: now) }
         return countOut(actions)
     }
 
@@ -471,8 +471,12 @@ public struct GossipEngine: Sendable {
             candidates.removeAll { kept.contains($0.connection) }
         }
         // Keyed by a secret so an attacker cannot pick groups that sort first.
-        func keyedGroup(_ peer: PeerState) -> [UInt8] { SHA256.hash(groupKey + Array(Self.group(peer.host).utf8)) }
-        protect(configuration.evictionProtectGroups) { keyedGroup($0).lexicographicallyPrecedes(keyedGroup($1)) }
+        let keyedGroup = Dictionary(
+            candidates.map { ($0.group, SHA256.hash(groupKey + Array($0.group.utf8))) }, uniquingKeysWith: { a, _ in a }
+        )
+        protect(configuration.evictionProtectGroups) {
+            keyedGroup[$0.group]!.lexicographicallyPrecedes(keyedGroup[$1.group]!)
+        }
         protect(
             configuration.evictionProtectPing, eligible: { $0.pingTime != nil }, by: { $0.pingTime! < $1.pingTime! })
         protect(
@@ -484,7 +488,7 @@ public struct GossipEngine: Sendable {
         let preferred = candidates.filter { isDiscouraged(host: $0.host, now: now) }
         if !preferred.isEmpty { candidates = preferred }
         // The most crowded group loses its youngest connection.
-        let byGroup = Dictionary(grouping: candidates) { Self.group($0.host) }
+        let byGroup = Dictionary(grouping: candidates, by: \.group)
         let crowded = byGroup.max { a, b in
             a.value.count != b.value.count
                 ? a.value.count < b.value.count
@@ -516,8 +520,8 @@ public struct GossipEngine: Sendable {
     private mutating func discourage(_ peer: PeerState, reason: String, now: Double) -> [Action] {
         let until = Ban.clamp(now + configuration.banDuration)
         discouraged.insert(Ban.key(id: peer.nodeID), until: until, reason: reason)
-        if let host = IPAddress(peer.host), !host.isLocal {
-            discouraged.insert("host:\(host.hostKey)", until: until, reason: reason)
+        if IPAddress(peer.host)?.isLocal == false {
+            discouraged.insert(Self.discouragementKey(hostKey: peer.hostKey), until: until, reason: reason)
         }
         var actions: [Action] = []
         for (connection, other) in peers.sorted(by: { $0.key < $1.key }) where other.nodeID == peer.nodeID {
@@ -529,8 +533,10 @@ public struct GossipEngine: Sendable {
 
     /// Whether `host` (any spelling; its IPv4 address or IPv6 /64) misbehaved recently.
     public func isDiscouraged(host: String, now: Double) -> Bool {
-        discouraged.contains("host:\(Self.hostKey(host))", now: now)
+        discouraged.contains(Self.discouragementKey(hostKey: Self.hostKey(host)), now: now)
     }
+
+    static func discouragementKey(hostKey: String) -> String { "host:\(hostKey)" }
 
     public func isDiscouraged(id: PeerID, now: Double) -> Bool { discouraged.contains(Ban.key(id: id), now: now) }
 
@@ -594,7 +600,7 @@ public struct GossipEngine: Sendable {
     /// book knows by address.
     public var anchorCandidates: [NodeAddress] {
         peers.values.filter { !$0.inbound }.sorted { $0.connectedSince < $1.connectedSince }
-            .compactMap { addressBook.address(of: $0.nodeID) }.prefix(2).map { $0 }
+            .compactMap { addressBook.address(of: $0.nodeID) }.prefix(2).map(\.self)
     }
 
     // MARK: Timers
@@ -632,7 +638,7 @@ public struct GossipEngine: Sendable {
             let excluded = connected.union(pendingDials).union([localID])
             // Anchors (outbound peers before the last restart) first, then the book's draw.
             let anchors = addressBook.takeAnchors().filter { !excluded.contains($0.nodeID) }
-            let busy = Set(peers.values.filter { !$0.inbound }.map { Self.group($0.host) })
+            let busy = Set(peers.values.filter { !$0.inbound }.map(\.group))
             let drawn = addressBook.select(
                 limit: needed * 2, now: now, excluding: excluded.union(anchors.map(\.nodeID)), busyGroups: busy,
                 using: &rng)
@@ -651,15 +657,21 @@ public struct GossipEngine: Sendable {
             if now - lastAddressRequest >= configuration.addressRefreshInterval, !peers.isEmpty {
                 let keys = peers.keys.sorted()
                 let pick = keys[Int(rng.next() % UInt64(keys.count))]
-                lastAddressRequest = now
-                peers[pick]?.addressTokens += Double(configuration.addressReplySize)
-                actions += countOut([.send(pick, .getAddresses)])
+                actions += countOut(requestAddresses(from: pick, now: now))
             }
         }
         return actions
     }
 
     // MARK: Helpers
+
+    /// Asks a peer for addresses, crediting its address budget with the answer's size so
+    /// the answer is never over budget.
+    private mutating func requestAddresses(from connection: ConnectionID, now: Double) -> [Action] {
+        peers[connection]?.addressTokens += Double(configuration.addressReplySize)
+        lastAddressRequest = now
+        return [.send(connection, .getAddresses)]
+    }
 
     private mutating func refill(_ peer: inout PeerState, now: Double) {
         let elapsed = max(0, now - peer.lastRefill)

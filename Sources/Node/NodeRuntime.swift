@@ -641,7 +641,8 @@ public actor NodeRuntime: Service {
     private func saveState(force: Bool) {
         if force, bansDirty { saveBans() }
         // Remembered while connected: at shutdown the connections close before the last save.
-        if !engine.anchorCandidates.isEmpty { anchors = engine.anchorCandidates }
+        let current = engine.anchorCandidates
+        if !current.isEmpty { anchors = current }
         guard force || Date().timeIntervalSince(lastBookSave) >= 30 else { return }
         lastBookSave = Date()
         guard engine.addressBook != savedBook || force else { return }
