@@ -71,6 +71,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The authenticated versioned state: a sparse Merkle tree whose root is the state id.
+        .target(
+            name: "StateTree",
+            dependencies: ["NodeCrypto", "Wire"],
+            swiftSettings: hot
+        ),
         .target(
             name: "Bitcoin",
             dependencies: ["NodeCrypto"],
@@ -187,6 +193,11 @@ let package = Package(
         .testTarget(
             name: "LedgerTests",
             dependencies: ["Ledger", "Wire", "NodeCrypto", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "StateTreeTests",
+            dependencies: ["StateTree", "Wire", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

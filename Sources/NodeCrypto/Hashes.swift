@@ -60,6 +60,16 @@ public enum BLAKE2b: HashFunction {
     /// BLAKE2b-256: the node's content hash (message ids, transaction ids).
     public static func hash256(_ data: [UInt8]) -> [UInt8] { hash(data, outputLength: 32) }
 
+    /// BLAKE2b-256 of raw bytes into a 32-byte buffer: the state tree hashes millions of
+    /// small nodes, and this avoids two array allocations per hash.
+    public static func hash256(_ data: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) {
+        precondition(out.count == 32, "BLAKE2b-256 writes 32 bytes")
+        ensureSodium()
+        _ = crypto_generichash(
+            out.baseAddress!.assumingMemoryBound(to: UInt8.self), 32,
+            data.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(data.count), nil, 0)
+    }
+
     static func hash(_ data: [UInt8], outputLength: Int) -> [UInt8] {
         ensureSodium()
         var out = [UInt8](repeating: 0, count: outputLength)
