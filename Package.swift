@@ -67,7 +67,7 @@ let package = Package(
         .target(
             name: "Ledger",
             dependencies: [
-                "NodeCrypto", "Wire", .product(name: "HashTreeCollections", package: "swift-collections"),
+                "NodeCrypto", "Wire", "StateTree", .product(name: "HashTreeCollections", package: "swift-collections"),
             ],
             swiftSettings: strict
         ),
@@ -111,6 +111,7 @@ let package = Package(
             name: "Node",
             dependencies: [
                 "Consensus",
+                "StateTree",
                 "Execution",
                 "Ledger",
                 "Storage",
@@ -141,6 +142,7 @@ let package = Package(
                 "NodeCrypto",
                 "Gossip",
                 "Ledger",
+                "StateTree",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -192,7 +194,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LedgerTests",
-            dependencies: ["Ledger", "Wire", "NodeCrypto", "TestSupport"],
+            dependencies: ["Ledger", "StateTree", "Wire", "NodeCrypto", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -37,23 +37,32 @@ public struct LedgerExecution: BlockExecution {
         epochConfig(state.system!, last.id, stateID)
     }
 
-    /// Transactions from the DAG not yet executed on `parent`, in the DAG's causal order,
-    /// each after its predecessors, within the caps.
+    /// Transactions from the DAG that can execute on `parent`, in the DAG's causal order:
+    /// each the author's next seq, after its predecessors, with its fee covered, within
+    /// the caps. (A transaction that cannot run yet is left for a later block: failing it
+    /// would leave no trace, and it would be proposed again.)
     public mutating func payload(
         on parent: LedgerState, committed: LedgerState, pool: TransactionDAG, budget: Int, maxCount: Int
     ) -> [[UInt8]] {
         let order = pool.order
-        while cursor < order.count, committed.isExecuted(order[cursor]) { cursor += 1 }
+        while cursor < order.count {
+            if let tx = pool.transaction(order[cursor]), !committed.isDone(tx) { break }
+            cursor += 1
+        }
         var included: Set<TxID> = []
+        var nextSeq: [Ed25519.PublicKey: UInt64] = [:]
         var out: [[UInt8]] = []
         var bytes = 0
-        for id in order[min(cursor, order.count)...] where !parent.isExecuted(id) {
-            guard let tx = pool.transaction(id),
-                tx.predecessors.allSatisfy({ parent.isExecuted($0) || included.contains($0) })
+        for id in order[min(cursor, order.count)...] {
+            guard let tx = pool.transaction(id) else { continue }
+            let expected = nextSeq[tx.author] ?? parent.seq(of: tx.author) + 1
+            guard tx.seq == expected, parent.balance(of: tx.author) >= tx.fee,
+                tx.predecessors.allSatisfy({ parent.isRecentlyExecuted($0) || included.contains($0) })
             else { continue }
             // Both caps are the voters' rules (ConsensusConfig): a larger block is refused.
             if bytes + tx.encoded.count > budget { break }
             included.insert(id)
+            nextSeq[tx.author] = expected + 1
             out.append(tx.encoded)
             bytes += tx.encoded.count
             if out.count >= maxCount { break }

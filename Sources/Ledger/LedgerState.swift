@@ -1,253 +1,376 @@
 import HashTreeCollections
 import NodeCrypto
+import StateTree
 import Wire
 
-/// The deterministic state machine that consensus drives: account balances and
-/// sequence numbers, changed only by executing blocks of transactions in order.
-/// Its root (a Merkle tree over the accounts) is the state id that votes certify,
-/// and `commit_state_id` once the block commits.
-public struct LedgerState: Sendable, Equatable {
+/// The deterministic state machine that consensus drives. Everything lives in one
+/// authenticated tree (`SparseMerkleTree`) under module namespaces (`StateKey`):
+/// `bank/` accounts, `system/` the epoch and its validators, `dag/` the recently
+/// executed transaction ids. The tree's root is the state id that votes certify, and
+/// `commit_state_id` once the block commits (docs/state.md).
+///
+/// A block runs its transactions in order: the ante checks (signature, sequence,
+/// predecessors, fee) and then the payload's module (bank for transfers and data, system
+/// for validator changes); the system module ends the block. Each transaction gets a
+/// receipt with a code, a log and the gas its reads and writes cost.
+public struct LedgerState: Sendable {
     public struct Account: Sendable, Equatable {
         public var balance: UInt64
         /// The seq of the author's last executed transaction; the next must be one more.
         public var seq: UInt64
+
+        public init(balance: UInt64, seq: UInt64) {
+            self.balance = balance
+            self.seq = seq
+        }
+
+        /// The value under `bank/…`: u64 balance ‖ u64 seq.
+        public var encoded: [UInt8] {
+            var w = WireWriter(capacity: 16)
+            w.u64(balance)
+            w.u64(seq)
+            return w.bytes
+        }
+
+        public init?(_ bytes: [UInt8]) {
+            var r = WireReader(bytes)
+            guard let b = try? r.u64(), let s = try? r.u64(), r.remaining == 0 else { return nil }
+            (balance, seq) = (b, s)
+        }
     }
 
     /// The result of one transaction in a block.
     public struct Receipt: Sendable, Equatable {
+        public enum Code: UInt32, Sendable {
+            case ok = 0
+            /// Not a transaction: no effect.
+            case malformed = 1
+            /// Wrong chain, bad signature or field: no effect.
+            case invalid = 2
+            /// Its seq is not the author's next: no effect (a later block may take it).
+            case badSequence = 3
+            /// A predecessor has not executed (or not among the recent ones): no effect.
+            case missingPredecessor = 4
+            /// The author cannot pay the fee: no effect.
+            case insufficientFee = 5
+            /// The payload failed: the fee is charged and the seq used, nothing else.
+            case failed = 6
+        }
+
         public let id: TxID
-        /// nil on success, else why it failed. A failed transaction changes nothing,
-        /// except that a fee it could pay is charged and its seq is used.
+        public let code: Code
+        /// nil on success, else why it failed.
         public let failure: String?
+        /// Gas its reads and writes cost (`StateGas`).
+        public let gas: UInt64
+
+        public init(id: TxID, code: Code, failure: String?, gas: UInt64) {
+            self.id = id
+            self.code = code
+            self.failure = failure
+            self.gas = gas
+        }
     }
 
+    /// How many executed transaction ids the `dag/` module keeps: a predecessor must be
+    /// among them. 256 buckets of 256.
+    public static let recentWindow: UInt64 = 65_536
+    static let bucketSize: UInt64 = 256
+
     public let chainID: String
-    // Persistent hash tries: consensus keeps one state per uncommitted block, each a
-    // copy of its parent's plus one block of changes, so copies must share structure
-    // rather than duplicate every account and id.
-    private var accounts: TreeDictionary<Ed25519.PublicKey, Account>
-    /// Ids of executed transactions, so one included twice fails the second time.
-    private var executed: TreeSet<TxID> = []
-    /// Epoch and validators; nil for a bare ledger without epochs (tests, tools).
+    public private(set) var tree: SparseMerkleTree
+    /// Blocks executed: the tree version of this state.
+    public private(set) var version: UInt64
+    /// Epoch and validators (also under `system/validators`); nil for a bare ledger
+    /// without epochs (tests, tools).
     public private(set) var system: SystemState?
+    /// Derived from `dag/recent/…`: each recent id's position in execution order.
+    private var recent: TreeDictionary<TxID, UInt64> = [:]
+    private var executedCount: UInt64 = 0
 
     public init(chainID: String, balances: [Ed25519.PublicKey: UInt64], system: SystemState? = nil) {
         self.chainID = chainID
-        accounts = TreeDictionary(uniqueKeysWithValues: balances.map { ($0.key, Account(balance: $0.value, seq: 0)) })
         self.system = system
+        version = 0
+        var changes: [[UInt8]: [UInt8]?] = [:]
+        for (key, balance) in balances {
+            changes[StateKey.account(key.rawRepresentation)] = Account(balance: balance, seq: 0).encoded
+        }
+        if let system { changes[StateKey.system] = system.encoded }
+        var tree = SparseMerkleTree()
+        tree.apply(changes, version: 0)
+        self.tree = tree
     }
 
-    public var accountCount: Int { accounts.count }
-    public var executedCount: Int { executed.count }
-    public func isExecuted(_ id: TxID) -> Bool { executed.contains(id) }
-    public func account(_ key: Ed25519.PublicKey) -> Account? { accounts[key] }
-    public func balance(of account: Ed25519.PublicKey) -> UInt64 { accounts[account]?.balance ?? 0 }
-    public func seq(of account: Ed25519.PublicKey) -> UInt64 { accounts[account]?.seq ?? 0 }
+    public var accountCount: Int {
+        var n = 0
+        tree.visitLeaves { if $0.key.starts(with: Self.bankPrefix) { n += 1 } }
+        return n
+    }
+
+    static let bankPrefix = Array("bank/".utf8)
+
+    public func account(_ key: Ed25519.PublicKey) -> Account? {
+        tree.get(StateKey.account(key.rawRepresentation)).flatMap(Account.init)
+    }
+    public func balance(of account: Ed25519.PublicKey) -> UInt64 { self.account(account)?.balance ?? 0 }
+    public func seq(of account: Ed25519.PublicKey) -> UInt64 { self.account(account)?.seq ?? 0 }
+
+    /// Whether `tx` can no longer execute: its author's seq has reached it (it executed,
+    /// or another transaction took its seq).
+    public func isDone(_ tx: Transaction) -> Bool { seq(of: tx.author) >= tx.seq }
+
+    /// Whether `id` is among the last `recentWindow` executed transactions.
+    public func isRecentlyExecuted(_ id: TxID) -> Bool { recent[id] != nil }
+
+    /// The state id: the tree's root.
+    public var root: [UInt8] { tree.rootHash.bytes }
+    public var stateRoot: StateHash { tree.rootHash }
+
+    /// The value under `key` with its proof against `stateRoot` (nil: absent, proved so).
+    public func proof(key: [UInt8]) -> (value: [UInt8]?, proof: RangeProof) { tree.proof(for: key) }
+
+    /// An account with its proof against `stateRoot`.
+    public func proof(for account: Ed25519.PublicKey) -> (account: Account?, proof: RangeProof) {
+        let (value, proof) = tree.proof(for: StateKey.account(account.rawRepresentation))
+        return (value.flatMap(Account.init), proof)
+    }
+
+    // MARK: Execution
 
     /// Executes one block: its transactions in order, then the block count of the epoch
     /// (see `SystemState`); `endsEpoch` tells whether this block was the epoch's last.
     public mutating func executeBlock(
         _ encoded: [[UInt8]], proposer: Ed25519.PublicKey, signatureChecked: (TxID) -> Bool = { _ in false }
     ) -> (receipts: [Receipt], endsEpoch: Bool) {
-        let receipts = execute(encoded, proposer: proposer, signatureChecked: signatureChecked)
-        guard var s = system else { return (receipts, false) }
-        let ends = s.endBlock()
-        system = s
-        return (receipts, ends)
+        run(encoded, proposer: proposer, signatureChecked: signatureChecked, endBlock: true)
     }
 
-    /// Executes transactions in order (within a block: `executeBlock` also ends the
-    /// block). Fees go to `proposer`. Every rule is a function of the state and the
-    /// transaction, so every replica gets the same result. `signatureChecked` names
-    /// transactions whose exact bytes were already verified (the id hashes the
-    /// signature too), so each node verifies a transaction once.
+    /// Executes transactions in order without ending a block (tests, tools). Fees go to
+    /// `proposer`. Every rule is a function of the state and the transaction, so every
+    /// replica gets the same result. `signatureChecked` names transactions whose exact
+    /// bytes were already verified (the id hashes the signature too), so each node
+    /// verifies a transaction once.
     public mutating func execute(
         _ encoded: [[UInt8]], proposer: Ed25519.PublicKey, signatureChecked: (TxID) -> Bool = { _ in false }
     ) -> [Receipt] {
+        run(encoded, proposer: proposer, signatureChecked: signatureChecked, endBlock: false).receipts
+    }
+
+    private mutating func run(
+        _ encoded: [[UInt8]], proposer: Ed25519.PublicKey, signatureChecked: (TxID) -> Bool, endBlock: Bool
+    ) -> (receipts: [Receipt], endsEpoch: Bool) {
+        var store = StateOverlay(tree)
         var receipts: [Receipt] = []
         receipts.reserveCapacity(encoded.count)
+        let systemBefore = system
         for bytes in encoded {
+            store.charge(StateGas.txPerByte &* UInt64(bytes.count))
             guard let tx = try? Transaction.decode(bytes) else {
-                receipts.append(Receipt(id: TxID(unchecked: BLAKE2b.hash256(bytes)), failure: "malformed"))
+                let id = TxID(unchecked: BLAKE2b.hash256(bytes))
+                receipts.append(Receipt(id: id, code: .malformed, failure: "malformed", gas: store.takeGas()))
                 continue
             }
-            receipts.append(
-                Receipt(id: tx.id, failure: apply(tx, proposer: proposer, signatureChecked: signatureChecked(tx.id))))
+            let (code, failure) = apply(tx, proposer: proposer, signatureChecked: signatureChecked(tx.id), &store)
+            receipts.append(Receipt(id: tx.id, code: code, failure: failure, gas: store.takeGas()))
         }
-        return receipts
-    }
-
-    private mutating func apply(_ tx: Transaction, proposer: Ed25519.PublicKey, signatureChecked: Bool) -> String? {
-        guard !executed.contains(tx.id) else { return "already executed" }
-        // A leader may include transactions this node never saw: check them here too.
-        if let reason = tx.validateStandalone(chainID: chainID, checkSignature: !signatureChecked) { return reason }
-        for p in tx.predecessors where !executed.contains(p) {
-            return "predecessor \(p.hex.prefix(16)) is not executed before it"
-        }
-        executed.insert(tx.id)
-        var author = accounts[tx.author] ?? Account(balance: 0, seq: 0)
-        guard tx.seq == author.seq + 1 else { return "bad sequence: expected \(author.seq + 1), got \(tx.seq)" }
-        guard author.balance >= tx.fee else { return "cannot pay the fee of \(tx.fee) with \(author.balance)" }
-        author.balance -= tx.fee
-        author.seq = tx.seq
-        accounts[tx.author] = author
-        if tx.fee > 0 { accounts[proposer, default: Account(balance: 0, seq: 0)].balance += tx.fee }
-        switch tx.payload {
-        case .transfer(let to, let amount):
-            guard author.balance >= amount else {
-                return "insufficient balance: \(author.balance) for \(amount)"
-            }
-            accounts[tx.author]!.balance -= amount
-            let (sum, overflow) = (accounts[to]?.balance ?? 0).addingReportingOverflow(amount)
-            guard !overflow else {
-                accounts[tx.author]!.balance += amount
-                return "recipient balance would overflow"
-            }
-            accounts[to, default: Account(balance: 0, seq: 0)].balance = sum
-        case .data:
-            break
-        case .validatorChange(let change, let approvals):
-            guard var s = system else { return "this chain has no validator set to change" }
-            if let reason = s.apply(change, approvals: approvals, chainID: chainID) { return reason }
+        var ends = false
+        if endBlock, var s = system {
+            ends = s.endBlock()
             system = s
         }
-        return nil
+        if let system, system != systemBefore { store.set(StateKey.system, system.encoded, charged: false) }
+        version += 1
+        tree = store.commit(version: version)
+        return (receipts, ends)
     }
 
-    // MARK: State root
-
-    /// Leaves in account order: BLAKE2b-256(0x00 || account || u64 balance || u64 seq).
-    private var leaves: [(account: Ed25519.PublicKey, hash: [UInt8])] {
-        accounts.sorted { $0.key.rawRepresentation.lexicographicallyPrecedes($1.key.rawRepresentation) }
-            .map { ($0.key, Self.leafHash($0.key, $0.value)) }
-    }
-
-    static func leafHash(_ account: Ed25519.PublicKey, _ value: Account) -> [UInt8] {
-        var w = WireWriter(capacity: 49)
-        w.u8(0)
-        w.fixed(account.rawRepresentation)
-        w.u64(value.balance)
-        w.u64(value.seq)
-        return BLAKE2b.hash256(w.bytes)
-    }
-
-    static func nodeHash(_ left: [UInt8], _ right: [UInt8]) -> [UInt8] { BLAKE2b.hash256([1] + left + right) }
-
-    /// The state id: with a system state, BLAKE2b-256(0x03 || accounts root || system
-    /// hash); without one, the accounts root alone.
-    public var root: [UInt8] {
-        guard let system else { return accountsRoot }
-        return BLAKE2b.hash256([3] + accountsRoot + system.hash)
-    }
-
-    /// The Merkle root over all accounts (an odd node is carried up unchanged);
-    /// the hash of the empty string for an empty state.
-    public var accountsRoot: [UInt8] {
-        var level = leaves.map(\.hash)
-        if level.isEmpty { return BLAKE2b.hash256([]) }
-        while level.count > 1 {
-            var next: [[UInt8]] = []
-            for i in stride(from: 0, to: level.count, by: 2) {
-                next.append(i + 1 < level.count ? Self.nodeHash(level[i], level[i + 1]) : level[i])
+    /// The ante checks, then the payload's module. Checks that fail before the fee leave
+    /// no trace; once the fee is paid and the seq used, a failing payload's writes are
+    /// rolled back and the fee stays charged.
+    private mutating func apply(
+        _ tx: Transaction, proposer: Ed25519.PublicKey, signatureChecked: Bool, _ store: inout StateOverlay
+    ) -> (Receipt.Code, String?) {
+        let authorKey = StateKey.account(tx.author.rawRepresentation)
+        var author = store.get(authorKey).flatMap(Account.init) ?? Account(balance: 0, seq: 0)
+        // Per-author sequence numbers make a replay or a duplicate fail here, with no
+        // ever-growing set of executed ids.
+        guard tx.seq > author.seq else {
+            return (
+                .badSequence, "already executed or superseded: the author's seq is \(author.seq), this is \(tx.seq)"
+            )
+        }
+        // A leader may include transactions this node never saw: check them here too.
+        if let reason = tx.validateStandalone(chainID: chainID, checkSignature: !signatureChecked) {
+            return (.invalid, reason)
+        }
+        guard tx.seq == author.seq + 1 else {
+            return (.badSequence, "bad sequence: expected \(author.seq + 1), got \(tx.seq)")
+        }
+        for p in tx.predecessors where recent[p] == nil {
+            return (
+                .missingPredecessor,
+                "predecessor \(p.hex.prefix(16)) is not among the last \(Self.recentWindow) executed transactions"
+            )
+        }
+        guard author.balance >= tx.fee else {
+            return (.insufficientFee, "cannot pay the fee of \(tx.fee) with \(author.balance)")
+        }
+        author.balance -= tx.fee
+        author.seq = tx.seq
+        store.set(authorKey, author.encoded)
+        if tx.fee > 0 { Bank.credit(proposer, tx.fee, &store) }
+        recordExecuted(tx.id, &store)
+        let savepoint = store.savepoint
+        let failure: String?
+        switch tx.payload {
+        case .transfer(let to, let amount):
+            failure = Bank.transfer(from: tx.author, to: to, amount: amount, &store)
+        case .data:
+            failure = nil
+        case .validatorChange(let change, let approvals):
+            if var s = system {
+                failure = s.apply(change, approvals: approvals, chainID: chainID)
+                if failure == nil { system = s }
+            } else {
+                failure = "this chain has no validator set to change"
             }
-            level = next
         }
-        return level[0]
+        guard let failure else { return (.ok, nil) }
+        store.rollback(to: savepoint)
+        return (.failed, failure)
     }
 
-    /// A proof that `account` has its current value under `root`: the sibling hashes
-    /// from leaf to root, each with whether it sits on the left.
-    public func proof(for account: Ed25519.PublicKey) -> StateProof? {
-        let all = leaves
-        guard var index = all.firstIndex(where: { $0.account == account }), let value = accounts[account] else {
-            return nil
-        }
-        var level = all.map(\.hash)
-        var path: [StateProof.Step] = []
-        while level.count > 1 {
-            let sibling = index ^ 1
-            if sibling < level.count { path.append(.init(hash: level[sibling], isLeft: sibling < index)) }
-            var next: [[UInt8]] = []
-            for i in stride(from: 0, to: level.count, by: 2) {
-                next.append(i + 1 < level.count ? Self.nodeHash(level[i], level[i + 1]) : level[i])
+    /// The `dag/` module: appends `id` to the recent ids; the bucket that falls out of
+    /// the window is deleted with its ids.
+    private mutating func recordExecuted(_ id: TxID, _ store: inout StateOverlay) {
+        let position = executedCount
+        let bucket = position / Self.bucketSize
+        let key = StateKey.recentBucket(bucket)
+        let ids = position % Self.bucketSize == 0 ? [] : (store.get(key, charged: false) ?? [])
+        store.set(key, ids + id.bytes, charged: false)
+        recent[id] = position
+        executedCount += 1
+        store.set(StateKey.executedCount, Self.u64(executedCount), charged: false)
+        let windowBuckets = Self.recentWindow / Self.bucketSize
+        if position % Self.bucketSize == 0, bucket >= windowBuckets {
+            let old = bucket - windowBuckets
+            let oldKey = StateKey.recentBucket(old)
+            if let expired = store.get(oldKey, charged: false) {
+                for chunk in stride(from: 0, to: expired.count, by: 32) {
+                    recent[TxID(unchecked: Array(expired[chunk..<chunk + 32]))] = nil
+                }
             }
-            level = next
-            index /= 2
+            store.delete(oldKey, charged: false)
         }
-        return StateProof(
-            account: account, balance: value.balance, seq: value.seq, path: path, systemHash: system?.hash)
+    }
+
+    static func u64(_ v: UInt64) -> [UInt8] {
+        var w = WireWriter(capacity: 8)
+        w.u64(v)
+        return w.bytes
     }
 }
 
-/// An inclusion proof of one account's state against a state root.
-public struct StateProof: Sendable, Equatable {
-    public struct Step: Sendable, Equatable {
-        public let hash: [UInt8]
-        public let isLeft: Bool
+/// The `bank/` module: balances, fees, transfers.
+enum Bank {
+    static func credit(_ account: Ed25519.PublicKey, _ amount: UInt64, _ store: inout StateOverlay) {
+        let key = StateKey.account(account.rawRepresentation)
+        var a = store.get(key).flatMap(LedgerState.Account.init) ?? .init(balance: 0, seq: 0)
+        // Total supply is fixed at genesis (fees only move coins), so this cannot overflow.
+        a.balance &+= amount
+        store.set(key, a.encoded)
     }
 
-    public let account: Ed25519.PublicKey
-    public let balance: UInt64
-    public let seq: UInt64
-    public let path: [Step]
-    /// The system state's hash, folded in last when the state has one.
-    public let systemHash: [UInt8]?
-
-    public init(account: Ed25519.PublicKey, balance: UInt64, seq: UInt64, path: [Step], systemHash: [UInt8]? = nil) {
-        self.account = account
-        self.balance = balance
-        self.seq = seq
-        self.path = path
-        self.systemHash = systemHash
+    static func transfer(
+        from: Ed25519.PublicKey, to: Ed25519.PublicKey, amount: UInt64, _ store: inout StateOverlay
+    ) -> String? {
+        let fromKey = StateKey.account(from.rawRepresentation)
+        var sender = store.get(fromKey).flatMap(LedgerState.Account.init) ?? .init(balance: 0, seq: 0)
+        guard sender.balance >= amount else { return "insufficient balance: \(sender.balance) for \(amount)" }
+        sender.balance -= amount
+        store.set(fromKey, sender.encoded)
+        let toKey = StateKey.account(to.rawRepresentation)
+        var recipient = store.get(toKey).flatMap(LedgerState.Account.init) ?? .init(balance: 0, seq: 0)
+        let (sum, overflow) = recipient.balance.addingReportingOverflow(amount)
+        guard !overflow else { return "recipient balance would overflow" }
+        recipient.balance = sum
+        store.set(toKey, recipient.encoded)
+        return nil
     }
+}
 
-    public func verify(root: [UInt8]) -> Bool {
-        var hash = LedgerState.leafHash(account, .init(balance: balance, seq: seq))
-        for step in path {
-            hash = step.isLeft ? LedgerState.nodeHash(step.hash, hash) : LedgerState.nodeHash(hash, step.hash)
-        }
-        if let systemHash { hash = BLAKE2b.hash256([3] + hash + systemHash) }
-        return hash == root
+extension LedgerState: Equatable {
+    /// Two states are equal when their chains and roots are (the root commits to all).
+    public static func == (a: LedgerState, b: LedgerState) -> Bool {
+        a.chainID == b.chainID && a.stateRoot == b.stateRoot && a.version == b.version
     }
 }
 
 extension LedgerState {
-    /// The stored form: accounts in key order, then executed transaction ids in order.
+    /// The stored form: string16 chain id ‖ u64 version ‖ u32 n ‖ n × (key, value) in
+    /// key-hash order. Everything else is derived from the leaves.
     public func encoded() -> [UInt8] {
-        var w = WireWriter(capacity: accounts.count * 48 + executed.count * 32 + 16)
+        var w = WireWriter(capacity: tree.count * 64 + 16)
         w.string16(chainID)
-        w.u32(UInt32(accounts.count))
-        for (key, account) in accounts.sorted(by: {
-            $0.key.rawRepresentation.lexicographicallyPrecedes($1.key.rawRepresentation)
-        }) {
-            w.fixed(key.rawRepresentation)
-            w.u64(account.balance)
-            w.u64(account.seq)
-        }
-        w.u32(UInt32(executed.count))
-        for id in executed.sorted() { w.fixed(id.bytes) }
-        if let system {
-            w.u8(1)
-            system.encode(&w)
-        } else {
-            w.u8(0)
-        }
+        w.u64(version)
+        w.u32(UInt32(tree.count))
+        tree.visitLeaves { $0.encode(&w) }
         return w.bytes
     }
 
     public static func decode(_ bytes: [UInt8]) throws(WireError) -> LedgerState {
         var r = WireReader(bytes)
-        var state = LedgerState(chainID: try r.string16(max: 64), balances: [:])
-        let n = Int(try r.u32())
-        for _ in 0..<n {
-            let keyBytes = try r.fixed(32)
-            let key = try! Ed25519.PublicKey(uncheckedRawRepresentation: keyBytes)
-            state.accounts[key] = Account(balance: try r.u64(), seq: try r.u64())
-        }
-        let m = Int(try r.u32())
-        for _ in 0..<m { state.executed.insert(TxID(unchecked: try r.fixed(32))) }
-        if try r.u8("system flag") == 1 { state.system = try SystemState.decode(&r) }
+        let chainID = try r.string16(max: 64)
+        let version = try r.u64("version")
+        let n = Int(try r.u32("leaf count"))
+        var leaves: [StateLeaf] = []
+        for _ in 0..<min(n, 1 << 20) { leaves.append(try StateLeaf.decode(&r, maxValue: 1 << 24)) }
+        guard leaves.count == n else { throw WireError("\(n) leaves") }
         try r.finish()
+        return try restore(chainID: chainID, version: version, leaves: leaves)
+    }
+
+    /// A state from its leaves (a stored state or a verified snapshot): the typed parts
+    /// are read back from their keys.
+    public static func restore(
+        chainID: String, version: UInt64, leaves: [StateLeaf]
+    ) throws(WireError)
+        -> LedgerState
+    {
+        var state = LedgerState(chainID: chainID, balances: [:])
+        var changes: [SparseMerkleTree.Change] = []
+        changes.reserveCapacity(leaves.count)
+        var seen: Set<[UInt8]> = []
+        for leaf in leaves {
+            guard seen.insert(leaf.key).inserted else { throw WireError("a key stored twice") }
+            changes.append(.init(key: leaf.key, value: leaf.value))
+        }
+        state.tree = SparseMerkleTree()
+        state.tree.apply(changes, version: version)
+        state.version = version
+        if let system = state.tree.get(StateKey.system) { state.system = try SystemState.decode(system) }
+        if let count = state.tree.get(StateKey.executedCount) {
+            var r = WireReader(count)
+            state.executedCount = try r.u64("executed count")
+            try r.finish()
+        }
+        let buckets = Self.recentWindow / Self.bucketSize
+        let last = state.executedCount == 0 ? 0 : (state.executedCount - 1) / Self.bucketSize
+        for bucket in (last >= buckets ? last - buckets + 1 : 0)...last {
+            guard let ids = state.tree.get(StateKey.recentBucket(bucket)) else { continue }
+            guard ids.count % 32 == 0, ids.count <= Int(Self.bucketSize) * 32 else {
+                throw WireError("recent-id bucket of \(ids.count) bytes")
+            }
+            for (i, start) in stride(from: 0, to: ids.count, by: 32).enumerated() {
+                state.recent[TxID(unchecked: Array(ids[start..<start + 32]))] = bucket * Self.bucketSize + UInt64(i)
+            }
+        }
+        for leaf in leaves where leaf.key.starts(with: Self.bankPrefix) {
+            guard leaf.key.count == Self.bankPrefix.count + 32, Account(leaf.value) != nil else {
+                throw WireError("malformed account entry")
+            }
+        }
         return state
     }
 }

@@ -152,14 +152,6 @@ public struct SystemState: Sendable, Equatable {
         try r.finish()
         return state
     }
-
-    /// Committed to by the state root (docs/wire.md §4).
-    var hash: [UInt8] {
-        var w = WireWriter()
-        w.u8(2)
-        encode(&w)
-        return BLAKE2b.hash256(w.bytes)
-    }
 }
 
 /// A change to the validator set, carried by a transaction (payload kind 3) with the

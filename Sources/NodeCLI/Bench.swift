@@ -8,7 +8,10 @@ import NodeCrypto
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure this machine's bounds (run a release build: swift run -c release).",
-        subcommands: [CryptoBench.self, TransportBench.self, LedgerBench.self, CatchUpBench.self, CheckpointBench.self]
+        subcommands: [
+            CryptoBench.self, TransportBench.self, LedgerBench.self, CatchUpBench.self, CheckpointBench.self,
+            StateBench.self,
+        ]
     )
 }
 
@@ -255,6 +258,56 @@ struct CheckpointBench: AsyncParsableCommand {
                 String(
                     format: "%5d %4d %5d vB %7d vB %6d vB %7d vB %10d sats", n, plain.threshold, size(plain),
                     size(recovering), size(weighted), size(weightedRecovering), 2 * size(recovering)))
+        }
+    }
+}
+
+struct StateBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "state",
+        abstract:
+            "The state root's cost per block: the sparse Merkle tree's update of the changed keys beside a full recompute.",
+        discussion: """
+            For each state size: build a tree of that many accounts, then time blocks that change \
+            --changed random accounts (the incremental root) and the full recompute the ledger did \
+            before the tree (sort and hash every account), in one run, on one core. The bound is the \
+            raw BLAKE2b-256 rate: an update rehashes about changed × log2(n) nodes.
+            """
+    )
+
+    @Option(help: "State sizes (accounts).") var accounts: [Int] = [10_000, 100_000, 1_000_000]
+    @Option(help: "Changed accounts per block.") var changed: Int = 1_000
+    @Option(help: "Blocks timed per size (incremental).") var blocks: Int = 20
+    @Option(name: .customLong("full-blocks"), help: "Blocks timed per size (full recompute).") var fullBlocks: Int = 2
+
+    func validate() throws {
+        guard accounts.allSatisfy({ (1...5_000_000).contains($0) }) else {
+            throw ValidationError("--accounts must be 1…5000000")
+        }
+        guard (1...1_000_000).contains(changed), (1...10_000).contains(blocks), (1...100).contains(fullBlocks) else {
+            throw ValidationError("--changed 1…1000000, --blocks 1…10000, --full-blocks 1…100")
+        }
+    }
+
+    func run() async throws {
+        #if DEBUG
+            print("warning: debug build; figures are not representative (use swift run -c release)")
+        #endif
+        let r = StateBenchmark.run(
+            sizes: accounts, changed: changed, blocks: blocks, fullBlocks: fullBlocks,
+            progress: { FileHandle.standardError.write(Data("… \($0)\n".utf8)) })
+        print(String(format: "BLAKE2b-256 of 65 bytes (the bound): %.0f hashes/s, one core", r.hashesPerSecond))
+        print("changed accounts per block: \(r.changedPerBlock)")
+        print(
+            "  accounts  depth   build s   tree update ms/block changed×depth hashes, ms   full recompute ms/block   ratio"
+        )
+        for row in r.rows {
+            let bound = Double(r.changedPerBlock) * row.meanDepth / r.hashesPerSecond * 1_000
+            print(
+                String(
+                    format: "%10d %6.1f %9.2f %22.2f %33.2f %25.1f %7.0f×", row.accounts, row.meanDepth,
+                    row.buildSeconds, row.incrementalSeconds * 1_000, bound, row.fullSeconds * 1_000,
+                    row.fullSeconds / row.incrementalSeconds))
         }
     }
 }

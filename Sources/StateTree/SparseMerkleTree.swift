@@ -184,7 +184,7 @@ public struct SparseMerkleTree: Sendable {
     }
 
     /// Every leaf, in key-hash order.
-    public func forEach(_ body: (StateLeaf) throws -> Void) rethrows {
+    public func visitLeaves(_ body: (StateLeaf) throws -> Void) rethrows {
         try Self.walk(root, body)
     }
 

@@ -1,5 +1,6 @@
 import Ledger
 import NodeCrypto
+import StateTree
 import Testing
 
 @Suite("Execution: the deterministic ledger state and its Merkle root")
@@ -26,7 +27,9 @@ struct LedgerStateTests {
         #expect(receipts[1].failure?.contains("bad sequence") == true)
         #expect(receipts[2].failure?.contains("insufficient balance") == true)
         #expect(receipts[4].failure?.contains("fee") == true)
-        #expect(receipts[5].failure == "already executed")
+        #expect(receipts[5].failure?.contains("already executed") == true)
+        #expect(receipts.map(\.code) == [.ok, .badSequence, .failed, .ok, .insufficientFee, .badSequence])
+        #expect(receipts[0].gas > 0 && receipts[1].gas < receipts[0].gas, "a refused transaction reads less")
         // alice: 100 - 1 fee - 30 (t1) - 1 fee (t3 paid its fee, failed its transfer) = 68
         #expect(state.balance(of: alice.publicKey) == 68)
         #expect(state.seq(of: alice.publicKey) == 2)
@@ -53,10 +56,18 @@ struct LedgerStateTests {
             chainID: "c", balances: Dictionary(uniqueKeysWithValues: balances.reversed().map { ($0.key, $0.value) }))
         #expect(a.root == b.root, "the root does not depend on insertion order")
         for key in keys {
-            let proof = try #require(a.proof(for: key))
-            #expect(proof.verify(root: a.root))
-            let forged = StateProof(account: key, balance: proof.balance + 1, seq: proof.seq, path: proof.path)
-            #expect(!forged.verify(root: a.root), "a different balance does not verify")
+            let (account, proof) = a.proof(for: key)
+            let value = try #require(account).encoded
+            let accountKey = StateKey.account(key.rawRepresentation)
+            try proof.verify(key: accountKey, value: value, root: a.stateRoot)
+            var more = try #require(account)
+            more.balance += 1
+            #expect(throws: RangeProof.Failure.self, "a different balance does not verify") {
+                try proof.verify(key: accountKey, value: more.encoded, root: a.stateRoot)
+            }
+            #expect(throws: RangeProof.Failure.self, "nor does absence") {
+                try proof.verify(key: accountKey, value: nil, root: a.stateRoot)
+            }
         }
         var changed = a
         _ = changed.execute(
@@ -67,6 +78,51 @@ struct LedgerStateTests {
             ],
             proposer: proposer)
         #expect(changed.root != a.root, "a new account changes the root")
-        #expect(a.proof(for: proposer) == nil)
+        let (none, absent) = a.proof(for: proposer)
+        #expect(none == nil)
+        try absent.verify(key: StateKey.account(proposer.rawRepresentation), value: nil, root: a.stateRoot)
+    }
+
+    @Test("duplicate detection is bounded: ids older than the window are dropped; seqs still refuse replays")
+    func boundedDuplicateDetection() throws {
+        let window = Int(LedgerState.recentWindow)
+        let authors = (0..<4).map { _ in Ed25519.PrivateKey() }
+        var state = LedgerState(
+            chainID: "c", balances: Dictionary(uniqueKeysWithValues: authors.map { ($0.publicKey, 0) }))
+        var all: [Transaction] = []
+        // Blocks of 1,024 transactions, round-robin over four authors, until the window
+        // has moved on by three buckets.
+        var seqs = [UInt64](repeating: 0, count: authors.count)
+        while all.count < window + 1_024 {
+            var block: [[UInt8]] = []
+            for _ in 0..<1_024 {
+                let i = all.count % authors.count
+                seqs[i] += 1
+                let t = tx(authors[i], seqs[i], fee: 0, .data([]))
+                all.append(t)
+                block.append(t.encoded)
+            }
+            let (receipts, _) = state.executeBlock(block, proposer: proposer, signatureChecked: { _ in true })
+            #expect(receipts.allSatisfy { $0.code == .ok })
+        }
+        #expect(!state.isRecentlyExecuted(all[0].id) && !state.isRecentlyExecuted(all[767].id), "out of the window")
+        #expect(state.isRecentlyExecuted(all[all.count - window].id) && state.isRecentlyExecuted(all.last!.id))
+        var recentBuckets = 0
+        state.tree.visitLeaves { if $0.key.starts(with: Array("dag/recent/".utf8)) { recentBuckets += 1 } }
+        #expect(recentBuckets == window / 256, "the dag/ module keeps exactly the window")
+        // An old transaction replayed: refused by its author's seq, with no effect.
+        let before = state.stateRoot
+        let replay = state.execute([all[0].encoded], proposer: proposer)
+        #expect(replay[0].code == .badSequence)
+        #expect(state.stateRoot == before, "a refused replay changes nothing")
+        // A predecessor that left the window is refused (the author re-signs on current heads).
+        let late = tx(authors[0], seqs[0] + 1, fee: 0, .data([]), preds: [all[0].id])
+        #expect(state.execute([late.encoded], proposer: proposer)[0].code == .missingPredecessor)
+        let fresh = tx(authors[0], seqs[0] + 1, fee: 0, .data([]), preds: [all.last!.id])
+        #expect(state.execute([fresh.encoded], proposer: proposer)[0].code == .ok)
+        // The stored form restores the same root and the same window.
+        let restored = try LedgerState.decode(state.encoded())
+        #expect(restored.stateRoot == state.stateRoot && restored.isRecentlyExecuted(fresh.id))
+        #expect(!restored.isRecentlyExecuted(all[0].id))
     }
 }

@@ -55,7 +55,7 @@ struct SparseMerkleTreeTests {
         for (k, v) in model { #expect(tree.get(k) == v) }
         #expect(tree.get(Self.key(1_000)) == nil)
         var order: [StateHash] = []
-        tree.forEach { order.append($0.keyHash) }
+        tree.visitLeaves { order.append($0.keyHash) }
         #expect(order == order.sorted() && order.count == model.count, "leaves come in key-hash order")
     }
 
@@ -129,7 +129,7 @@ struct SparseMerkleTreeTests {
                 version: UInt64(v))
         }
         var all: [StateLeaf] = []
-        tree.forEach { all.append($0) }
+        tree.visitLeaves { all.append($0) }
         let root = tree.rootHash
         for depth in [0, 1, 3, 6, 9, 12] {
             var union: [StateLeaf] = []

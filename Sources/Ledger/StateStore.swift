@@ -1,0 +1,93 @@
+import StateTree
+import Wire
+
+/// The state's key space, one namespace per module. docs/state.md lists every key.
+public enum StateKey {
+    /// `bank/` ‖ account key (32): u64 balance ‖ u64 seq.
+    public static func account(_ account: [UInt8]) -> [UInt8] { Array("bank/".utf8) + account }
+    /// `system/validators`: the epoch and its validators (`SystemState` encoding).
+    public static let system = Array("system/validators".utf8)
+    /// `dag/count`: u64, how many transactions have executed.
+    public static let executedCount = Array("dag/count".utf8)
+    /// `dag/recent/` ‖ u32 bucket (big-endian): the ids of executed transactions
+    /// bucket × 256 … bucket × 256 + 255, in execution order, concatenated.
+    public static func recentBucket(_ bucket: UInt64) -> [UInt8] {
+        var w = WireWriter(capacity: 15)
+        w.fixed(Array("dag/recent/".utf8))
+        w.u32(UInt32(truncatingIfNeeded: bucket))
+        return w.bytes
+    }
+}
+
+/// Gas for reads and writes of the state: the Cosmos SDK's KVStore gas table
+/// (store/types/gas.go, `KVGasConfig`), which CosmWasm chains charge as well.
+public enum StateGas {
+    public static let readFlat: UInt64 = 1_000
+    public static let readPerByte: UInt64 = 3
+    public static let writeFlat: UInt64 = 2_000
+    public static let writePerByte: UInt64 = 30
+    public static let deleteFlat: UInt64 = 1_000
+    /// Per byte of an encoded transaction (`TxSizeCostPerByte`).
+    public static let txPerByte: UInt64 = 10
+}
+
+/// A block's writes over the tree of its parent: reads see earlier writes of the same
+/// block; `commit` applies them all as one version (each changed key's path once).
+struct StateOverlay {
+    private(set) var base: SparseMerkleTree
+    private var writes: [[UInt8]: [UInt8]?] = [:]
+    /// Each write's previous overlay entry (nil: the key was not written yet), so a
+    /// failed transaction's writes are undone in O(its writes).
+    private var journal: [(key: [UInt8], previous: [UInt8]??)] = []
+    /// Gas charged since the last `takeGas`.
+    private var gas: UInt64 = 0
+
+    init(_ base: SparseMerkleTree) { self.base = base }
+
+    /// Reads and writes are charged to the running transaction; the ledger's own
+    /// bookkeeping (`charged: false`) is not.
+    mutating func get(_ key: [UInt8], charged: Bool = true) -> [UInt8]? {
+        let value = writes[key] ?? base.get(key)
+        if charged { gas &+= StateGas.readFlat &+ StateGas.readPerByte &* UInt64(key.count + (value?.count ?? 0)) }
+        return value
+    }
+
+    mutating func set(_ key: [UInt8], _ value: [UInt8], charged: Bool = true) {
+        if charged { gas &+= StateGas.writeFlat &+ StateGas.writePerByte &* UInt64(key.count + value.count) }
+        record(key, value)
+    }
+
+    mutating func delete(_ key: [UInt8], charged: Bool = true) {
+        if charged { gas &+= StateGas.deleteFlat }
+        record(key, nil)
+    }
+
+    private mutating func record(_ key: [UInt8], _ entry: [UInt8]?) {
+        journal.append((key, writes[key]))
+        writes[key] = .some(entry)
+    }
+
+    mutating func charge(_ amount: UInt64) { gas &+= amount }
+
+    mutating func takeGas() -> UInt64 {
+        defer { gas = 0 }
+        return gas
+    }
+
+    /// A point to roll back to: a failed transaction's payload is undone to it.
+    var savepoint: Int { journal.count }
+
+    mutating func rollback(to savepoint: Int) {
+        while journal.count > savepoint {
+            let (key, previous) = journal.removeLast()
+            writes[key] = previous  // .none removes the key from the overlay
+        }
+    }
+
+    /// The tree with every write applied as `version`.
+    func commit(version: UInt64) -> SparseMerkleTree {
+        var tree = base
+        tree.apply(writes, version: version)
+        return tree
+    }
+}
