@@ -338,7 +338,6 @@ extension LedgerState {
     ) throws(WireError)
         -> LedgerState
     {
-        var state = LedgerState(chainID: chainID, balances: [:])
         var changes: [SparseMerkleTree.Change] = []
         changes.reserveCapacity(leaves.count)
         var seen: Set<[UInt8]> = []
@@ -346,8 +345,19 @@ extension LedgerState {
             guard seen.insert(leaf.key).inserted else { throw WireError("a key stored twice") }
             changes.append(.init(key: leaf.key, value: leaf.value))
         }
-        state.tree = SparseMerkleTree()
-        state.tree.apply(changes, version: version)
+        var tree = SparseMerkleTree()
+        tree.apply(changes, version: version)
+        return try restore(chainID: chainID, version: version, tree: tree)
+    }
+
+    /// A state from its tree (read back from storage or rebuilt from a snapshot).
+    public static func restore(
+        chainID: String, version: UInt64, tree: SparseMerkleTree
+    ) throws(WireError)
+        -> LedgerState
+    {
+        var state = LedgerState(chainID: chainID, balances: [:])
+        state.tree = tree
         state.version = version
         if let system = state.tree.get(StateKey.system) { state.system = try SystemState.decode(system) }
         if let count = state.tree.get(StateKey.executedCount) {
@@ -366,11 +376,15 @@ extension LedgerState {
                 state.recent[TxID(unchecked: Array(ids[start..<start + 32]))] = bucket * Self.bucketSize + UInt64(i)
             }
         }
-        for leaf in leaves where leaf.key.starts(with: Self.bankPrefix) {
-            guard leaf.key.count == Self.bankPrefix.count + 32, Account(leaf.value) != nil else {
-                throw WireError("malformed account entry")
+        var malformed = false
+        tree.visitLeaves { leaf in
+            if leaf.key.starts(with: Self.bankPrefix),
+                leaf.key.count != Self.bankPrefix.count + 32 || Account(leaf.value) == nil
+            {
+                malformed = true
             }
         }
+        guard !malformed else { throw WireError("malformed account entry") }
         return state
     }
 }

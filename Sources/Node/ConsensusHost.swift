@@ -4,6 +4,7 @@ import Foundation
 import Ledger
 import Logging
 import NodeCrypto
+import StateTree
 import Storage
 import Wire
 
@@ -63,10 +64,17 @@ struct ConsensusHost {
         (machine.catchUpBlocks, machine.catchUpTransactions, catchUpSeconds)
     }
 
-    init(genesis: Genesis, key: Ed25519.PrivateKey, store: ConsensusStore, logger: Logger) throws {
+    /// Writes the state tree as deltas and keeps snapshots (`[state]` settings).
+    private var statePersistence: StatePersistence
+
+    init(
+        genesis: Genesis, key: Ed25519.PrivateKey, store: ConsensusStore, logger: Logger,
+        state settings: NodeConfiguration.StateSettings = .init()
+    ) throws {
         self.genesis = genesis
         self.store = store
         self.logger = logger
+        statePersistence = StatePersistence(settings: settings)
         let first = genesis.consensusConfig()
         try store.saveEpoch(
             .init(
@@ -76,7 +84,9 @@ struct ConsensusHost {
         var height: UInt64 = 0
         let last = try store.lastCommitted()
         if let last {
-            state = try Self.replay(store: store, to: last.height, genesisState: state)
+            let (replayed, stored) = try Self.replay(store: store, to: last.height, genesisState: state)
+            state = replayed
+            statePersistence.persisted = stored
             height = last.height
         }
         // The epoch the committed chain is in, and the block it builds on.
@@ -130,22 +140,33 @@ struct ConsensusHost {
         }.filter { $0.epoch == config.epoch }  // reputation starts afresh each epoch
     }
 
-    /// A ledger snapshot is stored with every `snapshotInterval`-th block; between
-    /// snapshots a restart replays the committed blocks.
+    /// The state tree is written with every `snapshotInterval`-th block (as the changes
+    /// since the last write); between writes a restart replays the committed blocks.
     static let snapshotInterval: UInt64 = 100
 
-    /// The committed state at `height`: the last snapshot, then the blocks after it,
-    /// each of which must reproduce the state id recorded with it.
-    static func replay(store: ConsensusStore, to height: UInt64, genesisState: LedgerState) throws -> LedgerState {
+    /// The committed state at `height`: the newest stored state tree at or below it, then
+    /// the blocks after it, each of which must reproduce the state id recorded with it.
+    /// Also returns the stored tree the next write builds on.
+    static func replay(
+        store: ConsensusStore, to height: UInt64, genesisState: LedgerState
+    ) throws -> (
+        state: LedgerState, stored: (tree: SparseMerkleTree, version: UInt64)?
+    ) {
         var state = genesisState
         var next: UInt64 = 1
-        if let snapshot = try store.loadLedgerState() {
-            guard snapshot.height <= height else {
-                throw ConfigError(
-                    "consensus store: ledger snapshot at \(snapshot.height) is past the last block \(height)")
+        var stored: (tree: SparseMerkleTree, version: UInt64)?
+        if let version = try store.stateVersion(atMost: height) {
+            let tree = try SparseMerkleTree.load(root: try NodeRef.decode(version.root)) { v, hash in
+                try store.stateNode(version: v, hash: hash.bytes)
             }
-            state = try LedgerState.decode(snapshot.state)
-            next = snapshot.height + 1
+            state = try LedgerState.restore(chainID: genesisState.chainID, version: version.version, tree: tree)
+            if let record = try store.committed(height: version.height), record.stateID != state.root {
+                throw ConfigError(
+                    "consensus store: the stored state at \(version.height) has root \(state.root.hex.prefix(16)), "
+                        + "not the recorded \(record.stateID.hex.prefix(16)) (corrupted store?)")
+            }
+            stored = (tree, version.version)
+            next = version.height + 1
         }
         while next <= height {
             let batch = try store.committed(from: next, limit: 256)
@@ -167,7 +188,7 @@ struct ConsensusHost {
                 next += 1
             }
         }
-        return state
+        return (state, stored)
     }
 
     // MARK: Events
@@ -285,8 +306,12 @@ struct ConsensusHost {
                     genesisState: change.next.genesisStateID.bytes, system: system.encoded)
             )
         }
-        try store.commit(
-            records, ledgerState: commit.snapshotDue ? commit.state.encoded() : nil, epochChange: epochChange)
+        let snapshot = statePersistence.isSnapshot(commit.records.map(\.height))
+        let write =
+            commit.snapshotDue || snapshot
+            ? try statePersistence.write(commit.state, height: last.height, snapshot: snapshot, store: store) : nil
+        try store.commit(records, state: write, epochChange: epochChange)
+        if write != nil { statePersistence.persisted = (commit.state.tree, commit.state.version) }
         let now = Date()
         commitEvents.append((last.height, commit.qc, commit.epochChange != nil, now.timeIntervalSince1970))
         if commitEvents.count > 64 { commitEvents.removeFirst(32) }
@@ -520,4 +545,36 @@ struct StoredChain: ChainStoreReader {
 extension Date {
     /// Seconds since the reference date, for the pure cores' clocks.
     fileprivate var t: Double { timeIntervalSinceReferenceDate }
+}
+
+/// When and how the state tree is written: every `ConsensusHost.snapshotInterval` blocks
+/// as the difference from the last write, a snapshot every `snapshot_interval` blocks
+/// (kept for `snapshots_kept`), older versions pruned past `retained_heights`.
+struct StatePersistence {
+    let settings: NodeConfiguration.StateSettings
+    /// The tree as last written and its version: the next write stores the difference.
+    var persisted: (tree: SparseMerkleTree, version: UInt64)?
+
+    init(settings: NodeConfiguration.StateSettings) { self.settings = settings }
+
+    /// A commit batch that reaches a multiple of the snapshot interval is a snapshot, taken
+    /// at its last block: the one its commit QC certifies.
+    func isSnapshot(_ heights: [UInt64]) -> Bool { heights.contains { $0 % settings.snapshotInterval == 0 } }
+
+    func write(
+        _ state: LedgerState, height: UInt64, snapshot: Bool, store: ConsensusStore
+    ) throws
+        -> ConsensusStore.StateWrite
+    {
+        let delta = state.tree.delta(
+            from: persisted?.tree, persistedVersion: persisted?.version, version: state.version)
+        var keepFrom = height > settings.retainedHeights ? height - settings.retainedHeights : 0
+        // The oldest snapshot still kept bounds pruning from below.
+        let snapshots = (snapshot ? [height] : []) + (try store.snapshots().map(\.height))
+        if let oldest = snapshots.prefix(settings.snapshotsKept).last { keepFrom = min(keepFrom, oldest) }
+        return ConsensusStore.StateWrite(
+            height: height, version: state.version, root: delta.root.encoded,
+            nodes: delta.nodes.map { ($0.version, $0.hash.bytes, $0.body) },
+            stale: delta.stale.map { ($0.version, $0.hash.bytes) }, snapshot: snapshot, keepFrom: keepFrom)
+    }
 }

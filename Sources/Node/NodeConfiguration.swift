@@ -33,6 +33,21 @@ public struct NodeConfiguration: Sendable, Equatable {
     public var gossip = GossipConfiguration()
     /// `[bitcoin]`: where the node follows the checkpoint coin and broadcasts checkpoints.
     public var bitcoin = BitcoinSettings()
+    /// `[state]`: stored state versions, snapshots served to new nodes, how this node joins.
+    public var state = StateSettings()
+
+    public struct StateSettings: Sendable, Equatable {
+        /// A snapshot is kept every this many blocks (a multiple of 100, the interval at which
+        /// the state tree is written).
+        public var snapshotInterval: UInt64 = 1_000
+        /// Snapshots kept for peers to download.
+        public var snapshotsKept = 2
+        /// State versions kept below the newest (besides snapshots).
+        public var retainedHeights: UInt64 = 1_000
+        /// How a node with an empty data directory joins: "blocks" (replay from genesis) or
+        /// "snapshot" (download a verified state snapshot, then the blocks after it).
+        public var sync = "blocks"
+    }
 
     public struct BitcoinSettings: Sendable, Equatable {
         /// "mainnet", "testnet", "signet", "mutinynet" or "regtest".
@@ -58,8 +73,9 @@ public struct NodeConfiguration: Sendable, Equatable {
 
     static let topLevelKeys: Set<String> = [
         "chain_id", "listen", "bootstrap", "log_level", "handshake_timeout", "dial_timeout", "max_message_size",
-        "peer_queue_limit", "sync_interval", "genesis", "metrics_listen", "gossip", "bitcoin",
+        "peer_queue_limit", "sync_interval", "genesis", "metrics_listen", "gossip", "bitcoin", "state",
     ]
+    static let stateKeys: Set<String> = ["snapshot_interval", "snapshots_kept", "retained_heights", "sync"]
     static let bitcoinKeys: Set<String> = [
         "network", "esplora", "poll_interval", "fee_target", "fee_rate", "confirmations",
     ]
@@ -246,6 +262,29 @@ public struct NodeConfiguration: Sendable, Equatable {
             if let v = try integer(b, "confirmations", "bitcoin.", min: 1) {
                 guard v <= 100 else { throw ConfigError("\(source): 'bitcoin.confirmations' must be 1…100") }
                 bitcoin.confirmations = v
+            }
+        }
+        if let value = table["state"] {
+            guard let t = value.table else { throw ConfigError("\(source): [state] must be a table") }
+            for key in t.keys where !Self.stateKeys.contains(key) {
+                throw ConfigError("\(source): unknown key 'state.\(key)'")
+            }
+            if let v = try integer(t, "snapshot_interval", "state.", min: 100) {
+                guard v % 100 == 0 else {
+                    throw ConfigError("\(source): 'state.snapshot_interval' must be a multiple of 100, got \(v)")
+                }
+                state.snapshotInterval = UInt64(v)
+            }
+            if let v = try integer(t, "snapshots_kept", "state.", min: 1) {
+                guard v <= 100 else { throw ConfigError("\(source): 'state.snapshots_kept' must be 1…100") }
+                state.snapshotsKept = v
+            }
+            if let v = try integer(t, "retained_heights", "state.", min: 100) { state.retainedHeights = UInt64(v) }
+            if let v = t["sync"] {
+                guard let mode = v.string, ["blocks", "snapshot"].contains(mode) else {
+                    throw ConfigError("\(source): 'state.sync' must be \"blocks\" or \"snapshot\"")
+                }
+                state.sync = mode
             }
         }
         try validate()

@@ -165,7 +165,8 @@ public actor NodeRuntime: Service {
             let path = configuration.dataDirectory.appendingPathComponent("consensus.sqlite").path
             do {
                 consensus = try ConsensusHost(
-                    genesis: genesis, key: keys.identity, store: try ConsensusStore(path: path), logger: logger)
+                    genesis: genesis, key: keys.identity, store: try ConsensusStore(path: path), logger: logger,
+                    state: configuration.state)
                 consensus?.metrics = metrics
                 metrics.epoch.set(Double(consensus?.core.config.epoch ?? 0))
             } catch let error as StorageError {

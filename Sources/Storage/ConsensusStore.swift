@@ -14,7 +14,12 @@ public final class ConsensusStore {
             CREATE TABLE IF NOT EXISTS committed_blocks (
                 height INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, round INTEGER NOT NULL,
                 block BLOB NOT NULL, state_id BLOB NOT NULL, commit_qc BLOB NOT NULL);
-            CREATE TABLE IF NOT EXISTS ledger_state (id INTEGER PRIMARY KEY CHECK (id = 1), height INTEGER NOT NULL, state BLOB NOT NULL);
+            CREATE TABLE IF NOT EXISTS state_nodes (
+                version INTEGER NOT NULL, hash BLOB NOT NULL, body BLOB NOT NULL, PRIMARY KEY (version, hash)) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS state_stale (since INTEGER NOT NULL, version INTEGER NOT NULL, hash BLOB NOT NULL);
+            CREATE INDEX IF NOT EXISTS state_stale_since ON state_stale (since);
+            CREATE TABLE IF NOT EXISTS state_versions (
+                height INTEGER PRIMARY KEY, version INTEGER NOT NULL, root BLOB NOT NULL, snapshot INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS epochs (
                 epoch INTEGER PRIMARY KEY, start_height INTEGER NOT NULL, genesis_block BLOB NOT NULL,
                 genesis_state BLOB NOT NULL, system BLOB NOT NULL, end_height INTEGER, proof BLOB);
@@ -128,8 +133,35 @@ public final class ConsensusStore {
     /// epoch, the next epoch is recorded, and every pending block goes (they belong to
     /// the epoch that ended) — all in the same transaction, so a restart never finds a
     /// chain past an epoch's end without the epoch that follows.
+    /// A version of the state tree to store with a commit (module StateTree's delta, as
+    /// bytes): the nodes it created, the stored nodes it no longer uses, its root.
+    public struct StateWrite: Sendable {
+        public var height: UInt64
+        public var version: UInt64
+        public var root: [UInt8]
+        public var nodes: [(version: UInt64, hash: [UInt8], body: [UInt8])]
+        public var stale: [(version: UInt64, hash: [UInt8])]
+        /// Kept as a snapshot peers may download.
+        public var snapshot: Bool
+        /// Versions stored at heights below this are deleted with the nodes only they used.
+        public var keepFrom: UInt64?
+
+        public init(
+            height: UInt64, version: UInt64, root: [UInt8], nodes: [(version: UInt64, hash: [UInt8], body: [UInt8])],
+            stale: [(version: UInt64, hash: [UInt8])], snapshot: Bool, keepFrom: UInt64?
+        ) {
+            self.height = height
+            self.version = version
+            self.root = root
+            self.nodes = nodes
+            self.stale = stale
+            self.snapshot = snapshot
+            self.keepFrom = keepFrom
+        }
+    }
+
     public func commit(
-        _ blocks: [CommittedBlock], ledgerState: [UInt8]?, epochChange: (proof: [UInt8], next: EpochRecord)? = nil
+        _ blocks: [CommittedBlock], state: StateWrite?, epochChange: (proof: [UInt8], next: EpochRecord)? = nil
     ) throws(StorageError) {
         guard let last = blocks.last else { return }
         try db.transaction { () throws(StorageError) in
@@ -142,11 +174,7 @@ public final class ConsensusStore {
                         .blob(b.commitQC),
                     ])
             }
-            if let ledgerState {
-                try db.run(
-                    "INSERT OR REPLACE INTO ledger_state (id, height, state) VALUES (1, ?, ?)",
-                    [.integer(Int64(last.height)), .blob(ledgerState)])
-            }
+            if let state { try write(state) }
             if let epochChange {
                 let next = epochChange.next
                 try db.run(
@@ -204,8 +232,74 @@ public final class ConsensusStore {
         }
     }
 
-    public func loadLedgerState() throws(StorageError) -> (height: UInt64, state: [UInt8])? {
-        try db.query("SELECT height, state FROM ledger_state WHERE id = 1") { (UInt64($0.integer(0)), $0.blob(1)) }
-            .first
+    private func write(_ state: StateWrite) throws(StorageError) {
+        try db.runMany(
+            "INSERT OR IGNORE INTO state_nodes (version, hash, body) VALUES (?, ?, ?)",
+            state.nodes.map { [.integer(Int64($0.version)), .blob($0.hash), .blob($0.body)] })
+        try db.runMany(
+            "INSERT INTO state_stale (since, version, hash) VALUES (?, ?, ?)",
+            state.stale.map { [.integer(Int64(state.version)), .integer(Int64($0.version)), .blob($0.hash)] })
+        try db.run(
+            "INSERT OR REPLACE INTO state_versions (height, version, root, snapshot) VALUES (?, ?, ?, ?)",
+            [
+                .integer(Int64(state.height)), .integer(Int64(state.version)), .blob(state.root),
+                .integer(state.snapshot ? 1 : 0),
+            ])
+        guard let keepFrom = state.keepFrom,
+            let floor = try db.query(
+                "SELECT version FROM state_versions WHERE height >= ? ORDER BY height LIMIT 1",
+                [.integer(Int64(keepFrom))], { UInt64($0.integer(0)) }
+            ).first
+        else { return }
+        // A node that went stale at or before the oldest kept version is in no kept version.
+        try db.run(
+            "DELETE FROM state_nodes WHERE (version, hash) IN (SELECT version, hash FROM state_stale WHERE since <= ?)",
+            [.integer(Int64(floor))])
+        try db.run("DELETE FROM state_stale WHERE since <= ?", [.integer(Int64(floor))])
+        try db.run("DELETE FROM state_versions WHERE height < ?", [.integer(Int64(keepFrom))])
+    }
+
+    /// A stored state version: the height it follows, its tree version and root.
+    public struct StateVersion: Sendable, Equatable {
+        public let height: UInt64
+        public let version: UInt64
+        public let root: [UInt8]
+        public let snapshot: Bool
+    }
+
+    /// The newest stored state at or below `height`.
+    public func stateVersion(atMost height: UInt64) throws(StorageError) -> StateVersion? {
+        try stateVersions(where: "height <= ? ORDER BY height DESC LIMIT 1", [.integer(Int64(height))]).first
+    }
+
+    public func stateVersion(height: UInt64) throws(StorageError) -> StateVersion? {
+        try stateVersions(where: "height = ?", [.integer(Int64(height))]).first
+    }
+
+    /// Stored snapshots, newest first.
+    public func snapshots() throws(StorageError) -> [StateVersion] {
+        try stateVersions(where: "snapshot = 1 ORDER BY height DESC", [])
+    }
+
+    private func stateVersions(where clause: String, _ bindings: [SQLiteValue]) throws(StorageError) -> [StateVersion] {
+        try db.query("SELECT height, version, root, snapshot FROM state_versions WHERE " + clause, bindings) {
+            StateVersion(
+                height: UInt64($0.integer(0)), version: UInt64($0.integer(1)), root: $0.blob(2),
+                snapshot: $0.integer(3) != 0)
+        }
+    }
+
+    /// A stored tree node's body.
+    public func stateNode(version: UInt64, hash: [UInt8]) throws(StorageError) -> [UInt8]? {
+        try db.query(
+            "SELECT body FROM state_nodes WHERE version = ? AND hash = ?", [.integer(Int64(version)), .blob(hash)]
+        ) {
+            $0.blob(0)
+        }.first
+    }
+
+    /// Stored nodes (a measure for tests and status).
+    public func stateNodeCount() throws(StorageError) -> Int {
+        try db.query("SELECT COUNT(*) FROM state_nodes") { Int($0.integer(0)) }.first ?? 0
     }
 }

@@ -56,6 +56,21 @@ public final class SQLiteDatabase {
         guard rc == SQLITE_DONE || rc == SQLITE_ROW else { throw error("step") }
     }
 
+    /// Runs one statement for each row of bindings, prepared once (bulk inserts).
+    public func runMany(_ sql: String, _ rows: [[SQLiteValue]]) throws(StorageError) {
+        guard let first = rows.first else { return }
+        let statement = try prepare(sql, first)
+        defer { sqlite3_finalize(statement) }
+        for (i, row) in rows.enumerated() {
+            if i > 0 {
+                sqlite3_reset(statement)
+                try bind(statement, row)
+            }
+            let rc = sqlite3_step(statement)
+            guard rc == SQLITE_DONE || rc == SQLITE_ROW else { throw error("step") }
+        }
+    }
+
     /// Runs a query and maps each row.
     public func query<T>(
         _ sql: String, _ bindings: [SQLiteValue] = [], _ row: (Row) throws(StorageError) -> T
@@ -89,6 +104,16 @@ public final class SQLiteDatabase {
         guard sqlite3_prepare_v2(handle, sql, -1, &statement, nil) == SQLITE_OK, let statement else {
             throw error("prepare \(sql.prefix(60))")
         }
+        do {
+            try bind(statement, bindings)
+        } catch {
+            sqlite3_finalize(statement)
+            throw error
+        }
+        return statement
+    }
+
+    private func bind(_ statement: OpaquePointer, _ bindings: [SQLiteValue]) throws(StorageError) {
         for (index, value) in bindings.enumerated() {
             let position = Int32(index + 1)
             let rc: Int32
@@ -100,12 +125,8 @@ public final class SQLiteDatabase {
                     sqlite3_bind_blob(statement, position, $0.baseAddress, Int32($0.count), sidenode_sqlite_transient())
                 }
             }
-            guard rc == SQLITE_OK else {
-                sqlite3_finalize(statement)
-                throw error("bind")
-            }
+            guard rc == SQLITE_OK else { throw error("bind") }
         }
-        return statement
     }
 
     public struct Row {

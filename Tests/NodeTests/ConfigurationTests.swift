@@ -37,7 +37,21 @@ struct ConfigurationTests {
                 fee_target = 6
                 fee_rate = 2.5
                 confirmations = 2
+                [state]
+                snapshot_interval = 500
+                snapshots_kept = 3
+                retained_heights = 200
+                sync = "snapshot"
                 """, source: "node.toml")
+        #expect(c.state.snapshotInterval == 500 && c.state.snapshotsKept == 3 && c.state.retainedHeights == 200)
+        #expect(c.state.sync == "snapshot" && config().state.sync == "blocks")
+        for bad in [
+            "[state]\nsnapshot_interval = 150", "[state]\nsnapshots_kept = 0", "[state]\nsync = \"fast\"",
+            "[state]\nretained_heights = 5", "[state]\nprune = 1", "state = 1",
+        ] {
+            var d = config()
+            #expect(throws: ConfigError.self, "\(bad)") { try d.apply(toml: bad, source: "node.toml") }
+        }
         #expect(c.gossip.testMessages && config().gossip.testMessages == false, "off unless turned on")
         #expect(c.bitcoin.confirmationDepth == 2 && config().bitcoin.confirmationDepth == 3)
         #expect(c.chainID == "testnet-7")

@@ -2,6 +2,7 @@ import Consensus
 import Foundation
 import Ledger
 import NodeCrypto
+import StateTree
 import Storage
 import TestSupport
 import Testing
@@ -16,7 +17,10 @@ struct ReplayTests {
     let bob = Ed25519.PrivateKey().publicKey
 
     /// Commits `count` blocks of one transfer each, as the consensus host does.
-    func chain(_ store: ConsensusStore, count: Int, genesis: LedgerState) throws -> [Hash32] {
+    func chain(
+        _ store: ConsensusStore, count: Int, genesis: LedgerState, settings: NodeConfiguration.StateSettings = .init()
+    ) throws -> [Hash32] {
+        var persistence = StatePersistence(settings: settings)
         var state = genesis
         var roots: [Hash32] = []
         var parent = Hash32.of([0])
@@ -30,12 +34,17 @@ struct ReplayTests {
             _ = state.execute(block.payload, proposer: block.author)
             let root = try Hash32(bytes: state.root)
             roots.append(root)
+            let snapshot = persistence.isSnapshot([height])
+            let write =
+                height % ConsensusHost.snapshotInterval == 0 || snapshot
+                ? try persistence.write(state, height: height, snapshot: snapshot, store: store) : nil
             try store.commit(
                 [
                     .init(
                         height: height, id: block.id.bytes, round: height, block: block.encoded(), stateID: root.bytes,
                         commitQC: [])
-                ], ledgerState: height % ConsensusHost.snapshotInterval == 0 ? state.encoded() : nil)
+                ], state: write)
+            if write != nil { persistence.persisted = (state.tree, state.version) }
             parent = block.id
         }
         return roots
@@ -48,8 +57,8 @@ struct ReplayTests {
         let store = try ConsensusStore(path: dir.appendingPathComponent("consensus.sqlite").path)
         let genesis = LedgerState(chainID: "c", balances: [alice.publicKey: 10_000])
         let roots = try chain(store, count: 150, genesis: genesis)
-        #expect(try store.loadLedgerState()?.height == 100)
-        let recovered = try ConsensusHost.replay(store: store, to: 150, genesisState: genesis)
+        #expect(try store.stateVersion(atMost: 150)?.height == 100)
+        let recovered = try ConsensusHost.replay(store: store, to: 150, genesisState: genesis).state
         #expect(try Hash32(bytes: recovered.root) == roots[149])
         #expect(recovered.balance(of: bob) == 1_500)
         #expect(recovered.seq(of: alice.publicKey) == 150)
@@ -97,9 +106,40 @@ struct ReplayTests {
         let root = try Hash32(bytes: live.root)
         try store.commit(
             [.init(height: 1, id: block.id.bytes, round: 1, block: block.encoded(), stateID: root.bytes, commitQC: [])],
-            ledgerState: nil)
-        let recovered = try ConsensusHost.replay(store: store, to: 1, genesisState: genesis)
+            state: nil)
+        let recovered = try ConsensusHost.replay(store: store, to: 1, genesisState: genesis).state
         #expect(try Hash32(bytes: recovered.root) == root)
         #expect(recovered.balance(of: bob) == 0)
+    }
+
+    @Test("the tree is stored as deltas: snapshots kept, older versions pruned, every kept version loads whole")
+    func prunedVersionsAndSnapshots() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try ConsensusStore(path: dir.appendingPathComponent("consensus.sqlite").path)
+        // Many accounts so a version's tree is much larger than one block's change.
+        var balances: [Ed25519.PublicKey: UInt64] = [alice.publicKey: 1_000_000]
+        for _ in 0..<500 { balances[Ed25519.PrivateKey().publicKey] = 5 }
+        let genesis = LedgerState(chainID: "c", balances: balances)
+        var settings = NodeConfiguration.StateSettings()
+        settings.snapshotInterval = 300
+        settings.snapshotsKept = 2
+        settings.retainedHeights = 100
+        let roots = try chain(store, count: 1_050, genesis: genesis, settings: settings)
+        #expect(try store.snapshots().map(\.height) == [900, 600], "the newest two snapshots")
+        #expect(try store.stateVersion(height: 300) == nil, "an older snapshot is pruned")
+        #expect(try store.stateVersion(height: 700) != nil, "versions above the oldest kept snapshot stay")
+        for height: UInt64 in [600, 900, 1_000] {
+            let version = try #require(try store.stateVersion(height: height))
+            let tree = try SparseMerkleTree.load(root: try NodeRef.decode(version.root)) { v, h in
+                try store.stateNode(version: v, hash: h.bytes)
+            }
+            #expect(tree.rootHash.bytes == roots[Int(height) - 1].bytes, "height \(height) loads whole")
+        }
+        // Pruned: far fewer nodes than ten full versions of a 500-account tree.
+        #expect(try store.stateNodeCount() < 3 * 1_100)
+        let recovered = try ConsensusHost.replay(store: store, to: 1_050, genesisState: genesis)
+        #expect(recovered.state.stateRoot.bytes == roots[1_049].bytes)
+        #expect(recovered.stored?.version == 1_000)
     }
 }

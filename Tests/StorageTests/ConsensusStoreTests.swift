@@ -12,6 +12,14 @@ struct ConsensusStoreTests {
             stateID: [UInt8](repeating: UInt8(h), count: 32), commitQC: [1, 2, 3])
     }
 
+    /// A state version with one node of its own (the store keeps bodies opaque).
+    func state(_ h: UInt64) -> ConsensusStore.StateWrite {
+        .init(
+            height: h, version: h, root: [UInt8(h & 0xff)],
+            nodes: [(h, [UInt8](repeating: UInt8(h & 0xff), count: 32), [UInt8(h & 0xff)])], stale: [], snapshot: false,
+            keepFrom: nil)
+    }
+
     @Test("a torn WAL tail is dropped: the store reopens at the last complete commit")
     func tornTail() throws {
         let dir = try makeTemporaryDirectory()
@@ -20,7 +28,7 @@ struct ConsensusStoreTests {
         let crashed = dir.appendingPathComponent("crashed.sqlite").path
         let store = try ConsensusStore(path: path)
         try store.saveSafety([9, 9, 9])
-        for h in UInt64(1)...20 { try store.commit([block(h)], ledgerState: [UInt8(h)]) }
+        for h in UInt64(1)...20 { try store.commit([block(h)], state: state(h)) }
         // Copy the files as a crash would leave them (the connection still open, WAL not
         // checkpointed), then tear the last frame of the WAL.
         try FileManager.default.copyItem(atPath: path, toPath: crashed)
@@ -32,7 +40,8 @@ struct ConsensusStoreTests {
         let reopened = try ConsensusStore(path: crashed)
         let last = try #require(try reopened.lastCommitted())
         #expect(last.height == 19, "the torn last commit is gone, everything before it is intact")
-        #expect(try reopened.loadLedgerState()?.height == 19, "state and chain stay consistent (one transaction)")
+        #expect(
+            try reopened.stateVersion(atMost: 100)?.height == 19, "state and chain stay consistent (one transaction)")
         #expect(try reopened.loadSafety() == [9, 9, 9])
         _ = store
     }
@@ -42,9 +51,10 @@ struct ConsensusStoreTests {
         let dir = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let store = try ConsensusStore(path: dir.appendingPathComponent("consensus.sqlite").path)
-        for h in UInt64(1)...25 { try store.commit([block(h)], ledgerState: h % 10 == 0 ? [UInt8(h)] : nil) }
-        let snapshot = try #require(try store.loadLedgerState())
-        #expect(snapshot.height == 20 && snapshot.state == [20])
+        for h in UInt64(1)...25 { try store.commit([block(h)], state: h % 10 == 0 ? state(h) : nil) }
+        let snapshot = try #require(try store.stateVersion(atMost: 25))
+        #expect(snapshot.height == 20 && snapshot.root == [20])
+        #expect(try store.stateNode(version: 20, hash: [UInt8](repeating: 20, count: 32)) == [20])
         let tail = try store.committed(from: snapshot.height + 1, limit: 100)
         #expect(tail.map(\.height) == [21, 22, 23, 24, 25])
         #expect(try store.committed(from: 3, limit: 2).map(\.height) == [3, 4])
@@ -58,7 +68,7 @@ struct ConsensusStoreTests {
         let path = dir.appendingPathComponent("consensus.sqlite").path
         do {
             let store = try ConsensusStore(path: path)
-            for h in UInt64(1)...200 { try store.commit([block(h)], ledgerState: [UInt8(h & 0xff)]) }
+            for h in UInt64(1)...200 { try store.commit([block(h)], state: state(h)) }
         }
         // Damage a page in the middle of the (checkpointed) file.
         let file = try FileHandle(forUpdating: URL(fileURLWithPath: path))
@@ -83,7 +93,7 @@ struct ConsensusStoreTests {
         try store.savePending(id: [5], round: 50, block: [5])
         let next = ConsensusStore.EpochRecord(
             epoch: 2, startHeight: 4, genesisBlock: [3], genesisState: [4], system: [5])
-        try store.commit([block(1), block(2), block(3)], ledgerState: nil, epochChange: ([7, 7], next))
+        try store.commit([block(1), block(2), block(3)], state: nil, epochChange: ([7, 7], next))
         #expect(try store.loadPending().isEmpty, "blocks of the ended epoch are void")
         var ended = first
         ended.endHeight = 3
