@@ -101,6 +101,12 @@ let package = Package(
             dependencies: ["NodeCrypto", "Wire"],
             swiftSettings: hot
         ),
+        // Snapshot sync: manifests proved from the genesis, chunks proved against the root.
+        .target(
+            name: "StateSync",
+            dependencies: ["Consensus", "Ledger", "StateTree", "Wire"],
+            swiftSettings: strict
+        ),
         // The application behind consensus: blocks run on the ledger (BlockExecution).
         .target(
             name: "Execution",
@@ -112,6 +118,7 @@ let package = Package(
             dependencies: [
                 "Consensus",
                 "StateTree",
+                "StateSync",
                 "Execution",
                 "Ledger",
                 "Storage",
@@ -195,6 +202,11 @@ let package = Package(
         .testTarget(
             name: "LedgerTests",
             dependencies: ["Ledger", "StateTree", "Wire", "NodeCrypto", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "StateSyncTests",
+            dependencies: ["StateSync", "StateTree", "Consensus", "Ledger", "NodeCrypto", "Wire", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,0 +1,345 @@
+import Consensus
+import Ledger
+import StateTree
+
+/// A key-hash range of the snapshot: the keys whose hash starts with the first `depth`
+/// bits of `prefix`.
+public struct ChunkRange: Hashable, Sendable, CustomStringConvertible {
+    public let prefix: StateHash
+    public let depth: Int
+
+    public init(prefix: StateHash, depth: Int) {
+        self.prefix = prefix.truncated(toBits: depth)
+        self.depth = depth
+    }
+
+    /// The two halves one bit deeper.
+    public var halves: [ChunkRange] {
+        [ChunkRange(prefix: prefix, depth: depth + 1), ChunkRange(prefix: prefix.settingBit(depth), depth: depth + 1)]
+    }
+
+    /// Whether `other` lies inside this range (or is it).
+    public func contains(_ other: ChunkRange) -> Bool {
+        other.depth >= depth && other.prefix.sharesPrefix(with: prefix, bits: depth)
+    }
+
+    /// The 2^depth ranges of one depth, in key-hash order.
+    public static func all(depth: Int) -> [ChunkRange] {
+        var out = [ChunkRange(prefix: .placeholder, depth: 0)]
+        for _ in 0..<depth { out = out.flatMap(\.halves) }
+        return out
+    }
+
+    public var description: String { "\(prefix.hex.prefix((depth + 3) / 4))/\(depth)" }
+}
+
+/// Downloading a state snapshot from peers, as a pure state machine (no sockets, clock or
+/// disk: the node feeds it messages and the time and carries out its actions).
+///
+/// 1. Ask every peer which snapshot it serves; after a short wait take the highest.
+/// 2. Fetch the epoch ends from that peer and verify the chain from the genesis, then the
+///    QC that commits the snapshot's state id. A peer whose offer fails is discouraged
+///    and the next offer is tried.
+/// 3. Fetch the state as key-hash ranges from every peer that serves it, a few requests
+///    per peer at a time; verify each chunk on arrival against the certified root (a range
+///    proof, docs/state.md); a peer is discouraged at its first bad chunk and the range
+///    goes to another. A range too large for one answer is split in two.
+/// 4. Every verified chunk is handed out to be stored, so a restart resumes with only the
+///    missing ranges. When every range is in, the leaves are handed out with the snapshot.
+public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
+    public struct Options: Sendable {
+        /// The first ranges asked for: 2^depth of them.
+        public var initialDepth = 6
+        public var maxInFlightPerPeer = 4
+        /// Seconds before a request is given to another peer.
+        public var requestTimeout = 15.0
+        /// Seconds to wait for more offers after the first.
+        public var offerWait = 2.0
+        /// Seconds between asking peers that have not answered for an offer again.
+        public var offerRetry = 5.0
+        /// A range that deep is small enough for any honest peer (2^24 ranges).
+        public var maxSplitDepth = 24
+
+        public init() {}
+    }
+
+    public enum Action: Sendable {
+        case send(Peer, SnapshotMessage)
+        /// The peer served something false: drop it and lower its standing.
+        case discourage(Peer, String)
+        /// Keep this verified target (a restart resumes it).
+        case persistTarget(VerifiedSnapshot)
+        case persistChunk(ChunkRange, [StateLeaf])
+        /// No peer serves the kept target any more: forget it and its chunks.
+        case reset
+        case progress(Progress)
+        case note(String)
+        /// Every range is in: the snapshot and all its leaves, in key-hash order.
+        case finished(VerifiedSnapshot, [StateLeaf])
+    }
+
+    public struct Progress: Sendable, Equatable {
+        public var height: UInt64
+        public var chunksDone: Int
+        /// Done, pending and in flight (splits add to it).
+        public var chunksKnown: Int
+        public var leaves: Int
+        public var bytes: Int
+        public var seconds: Double
+    }
+
+    let genesis: ConsensusConfig
+    let epochConfig: @Sendable (SystemState, Hash32, Hash32) -> ConsensusConfig
+    public var options: Options
+
+    private var peers: [Peer] = []
+    private var bad: Set<Peer> = []
+    private var offers: [Peer: SnapshotDescriptor] = [:]
+    private var asked: [Peer: Double] = [:]
+    private var answered: Set<Peer> = []
+    private var firstOfferAt: Double?
+    private var candidate: (peer: Peer, descriptor: SnapshotDescriptor, ends: [EpochEnd], at: Double)?
+    public private(set) var target: VerifiedSnapshot?
+    private var queue: [ChunkRange] = []
+    private var inFlight: [ChunkRange: (peer: Peer, at: Double)] = [:]
+    private var done: [ChunkRange: [StateLeaf]] = [:]
+    private var unavailable: Set<Peer> = []
+    private var startedAt: Double?
+    private var bytes = 0
+    public private(set) var isFinished = false
+    /// Chunk requests sent (a measure for tests: a resumed sync asks only for what it lacks).
+    public private(set) var requestsSent = 0
+
+    public init(
+        genesis: ConsensusConfig, epochConfig: @escaping @Sendable (SystemState, Hash32, Hash32) -> ConsensusConfig,
+        options: Options = Options()
+    ) {
+        self.genesis = genesis
+        self.epochConfig = epochConfig
+        self.options = options
+    }
+
+    /// Resumes a kept target with the chunks already verified (they are trusted: this
+    /// node verified and stored them). The target is verified again.
+    public mutating func resume(_ kept: VerifiedSnapshot, chunks: [ChunkRange: [StateLeaf]]) -> [Action] {
+        guard
+            case .success(let target) = VerifiedSnapshot.verify(
+                kept.descriptor, epochEnds: kept.epochEnds, genesis: genesis, epochConfig: epochConfig)
+        else { return [.reset, .note("the kept snapshot target no longer verifies; starting over")] }
+        self.target = target
+        done = chunks
+        queue = Self.missing(ChunkRange.all(depth: options.initialDepth), done: Set(chunks.keys))
+        return [.note("resuming the snapshot at height \(target.descriptor.height): \(done.count) chunks kept")]
+    }
+
+    /// The ranges of `ranges` not covered by `done` (done ranges may be halves of halves).
+    static func missing(_ ranges: [ChunkRange], done: Set<ChunkRange>) -> [ChunkRange] {
+        ranges.flatMap { r -> [ChunkRange] in
+            if done.contains(r) { return [] }
+            guard r.depth < 256, done.contains(where: { r.contains($0) }) else { return [r] }
+            return missing(r.halves, done: done)
+        }
+    }
+
+    // MARK: Events
+
+    public mutating func connected(_ peer: Peer, now: Double) -> [Action] {
+        guard !peers.contains(peer), !bad.contains(peer) else { return [] }
+        peers.append(peer)
+        return tick(now: now)
+    }
+
+    public mutating func disconnected(_ peer: Peer, now: Double) -> [Action] {
+        peers.removeAll { $0 == peer }
+        offers[peer] = nil
+        asked[peer] = nil
+        for (range, flight) in inFlight where flight.peer == peer {
+            inFlight[range] = nil
+            queue.append(range)
+        }
+        if candidate?.peer == peer { candidate = nil }
+        return tick(now: now)
+    }
+
+    public mutating func received(_ message: SnapshotMessage, from peer: Peer, now: Double) -> [Action] {
+        guard !isFinished, !bad.contains(peer) else { return [] }
+        var out: [Action] = []
+        switch message {
+        case .getSnapshot, .getEpochEnds, .getChunk:
+            return []  // requests are the server's, not this machine's
+        case .snapshot(let descriptor):
+            answered.insert(peer)
+            if let descriptor, target == nil {
+                offers[peer] = descriptor
+                if firstOfferAt == nil { firstOfferAt = now }
+            }
+        case .epochEnds(let ends):
+            guard var c = candidate, c.peer == peer else { return [] }
+            guard !ends.isEmpty else {
+                return reject(peer, "served no epoch ends for its own snapshot", now: now)
+            }
+            c.ends += ends
+            candidate = c
+            let needed = Int(c.descriptor.epoch - genesis.epoch)
+            if c.ends.count < needed {
+                out.append(.send(peer, .getEpochEnds(from: genesis.epoch + UInt64(c.ends.count))))
+                candidate?.at = now
+            } else {
+                out += adopt(c, now: now)
+            }
+        case .chunk(let height, let prefix, let depth, let reply):
+            let range = ChunkRange(prefix: prefix, depth: depth)
+            guard let target, height == target.descriptor.height, let flight = inFlight[range], flight.peer == peer
+            else { return [] }  // late, duplicate or unasked: ignored
+            inFlight[range] = nil
+            switch reply {
+            case .leaves(let leaves, let proof):
+                do {
+                    try proof.verify(range: range.prefix, depth: range.depth, leaves: leaves, root: target.root)
+                } catch {
+                    queue.append(range)
+                    out += reject(peer, "chunk \(range) of snapshot \(height) does not prove: \(error)", now: now)
+                    return out
+                }
+                done[range] = leaves
+                bytes += leaves.reduce(0) { $0 + $1.key.count + $1.value.count }
+                out.append(.persistChunk(range, leaves))
+                out.append(.progress(progress(now)))
+            case .tooLarge:
+                if range.depth < options.maxSplitDepth {
+                    queue += range.halves
+                } else {
+                    queue.append(range)
+                    out += reject(peer, "claims chunk \(range) is too large", now: now)
+                    return out
+                }
+            case .unavailable:
+                unavailable.insert(peer)
+                queue.append(range)
+            }
+        }
+        return out + tick(now: now)
+    }
+
+    /// Timers: offers, request timeouts, new requests, completion.
+    public mutating func tick(now: Double) -> [Action] {
+        guard !isFinished else { return [] }
+        if startedAt == nil { startedAt = now }
+        var out: [Action] = []
+        if target == nil {
+            // Ask for offers; pick one when the wait is over; fetch its epoch ends.
+            for peer in peers where !bad.contains(peer) && !answered.contains(peer) {
+                if let at = asked[peer], now - at < options.offerRetry { continue }
+                asked[peer] = now
+                out.append(.send(peer, .getSnapshot))
+            }
+            if let c = candidate, now - c.at > options.requestTimeout {
+                candidate = nil
+                offers[c.peer] = nil
+                out.append(.note("peer did not serve its snapshot's epoch ends in time"))
+            }
+            let waited = firstOfferAt.map { now - $0 >= options.offerWait } ?? false
+            let everyoneAnswered = !peers.isEmpty && peers.allSatisfy { answered.contains($0) || bad.contains($0) }
+            if candidate == nil, !offers.isEmpty, waited || everyoneAnswered {
+                out += choose(now: now)
+            }
+            return out
+        }
+        for (range, flight) in inFlight where now - flight.at > options.requestTimeout {
+            inFlight[range] = nil
+            queue.append(range)
+            unavailable.insert(flight.peer)  // slow: leave it to the others while they serve
+        }
+        var servers = peers.filter { !bad.contains($0) && !unavailable.contains($0) }
+        if servers.isEmpty, !peers.isEmpty, inFlight.isEmpty, !queue.isEmpty {
+            if peers.allSatisfy({ bad.contains($0) || unavailable.contains($0) }) && unavailable.count > 0 {
+                // Give slow peers another chance before giving the target up.
+                unavailable.removeAll()
+                servers = peers.filter { !bad.contains($0) }
+            }
+        }
+        // Fill every server's window, round-robin.
+        var load: [Peer: Int] = [:]
+        for flight in inFlight.values { load[flight.peer, default: 0] += 1 }
+        var progressMade = true
+        while !queue.isEmpty, progressMade {
+            progressMade = false
+            for peer in servers where !queue.isEmpty && load[peer, default: 0] < options.maxInFlightPerPeer {
+                let range = queue.removeFirst()
+                inFlight[range] = (peer, now)
+                load[peer, default: 0] += 1
+                requestsSent += 1
+                out.append(
+                    .send(
+                        peer,
+                        .getChunk(height: target!.descriptor.height, prefix: range.prefix, depth: range.depth)))
+                progressMade = true
+            }
+        }
+        if queue.isEmpty, inFlight.isEmpty, let target {
+            isFinished = true
+            let leaves = done.values.flatMap { $0 }.sorted { $0.keyHash < $1.keyHash }
+            out.append(.progress(progress(now)))
+            out.append(.finished(target, leaves))
+        }
+        return out
+    }
+
+    // MARK: Offers
+
+    private mutating func choose(now: Double) -> [Action] {
+        // The highest snapshot; among equals, the one most peers offer.
+        let offered = Array(offers.values)
+        func count(_ d: SnapshotDescriptor) -> Int { offered.filter { $0 == d }.count }
+        let best = offers.max { a, b in
+            if a.value.height != b.value.height { return a.value.height < b.value.height }
+            return count(a.value) < count(b.value)
+        }
+        guard let (peer, descriptor) = best else { return [] }
+        let c = (peer: peer, descriptor: descriptor, ends: [EpochEnd](), at: now)
+        guard descriptor.epoch > genesis.epoch else { return adopt(c, now: now) }
+        candidate = c
+        return [.send(peer, .getEpochEnds(from: genesis.epoch))]
+    }
+
+    private mutating func adopt(
+        _ c: (peer: Peer, descriptor: SnapshotDescriptor, ends: [EpochEnd], at: Double), now: Double
+    ) -> [Action] {
+        candidate = nil
+        let needed = Int(c.descriptor.epoch - genesis.epoch)
+        switch VerifiedSnapshot.verify(
+            c.descriptor, epochEnds: Array(c.ends.prefix(needed)), genesis: genesis, epochConfig: epochConfig)
+        {
+        case .failure(let error):
+            return reject(c.peer, "offered an unproven snapshot: \(error)", now: now)
+        case .success(let verified):
+            target = verified
+            // Every peer that offered this very snapshot serves it.
+            queue = ChunkRange.all(depth: options.initialDepth)
+            return [
+                .persistTarget(verified),
+                .note(
+                    "snapshot at height \(verified.descriptor.height) (epoch \(verified.descriptor.epoch)) verified; downloading its state"
+                ),
+            ]
+        }
+    }
+
+    private mutating func reject(_ peer: Peer, _ reason: String, now: Double) -> [Action] {
+        bad.insert(peer)
+        offers[peer] = nil
+        if candidate?.peer == peer { candidate = nil }
+        for (range, flight) in inFlight where flight.peer == peer {
+            inFlight[range] = nil
+            queue.append(range)
+        }
+        return [.discourage(peer, reason)]
+    }
+
+    private func progress(_ now: Double) -> Progress {
+        Progress(
+            height: target?.descriptor.height ?? 0, chunksDone: done.count,
+            chunksKnown: done.count + queue.count + inFlight.count,
+            leaves: done.values.reduce(0) { $0 + $1.count }, bytes: bytes, seconds: now - (startedAt ?? now))
+    }
+}
