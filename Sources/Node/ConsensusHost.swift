@@ -4,6 +4,7 @@ import Foundation
 import Ledger
 import Logging
 import NodeCrypto
+import StateSync
 import StateTree
 import Storage
 import Wire
@@ -303,10 +304,12 @@ struct ConsensusHost {
                 .init(
                     epoch: change.next.epoch, startHeight: last.height + 1,
                     genesisBlock: change.next.genesisBlockID.bytes,
-                    genesisState: change.next.genesisStateID.bytes, system: system.encoded)
+                    genesisState: change.next.genesisStateID.bytes, system: system.encoded,
+                    systemProof: commit.state.proof(key: StateKey.system).proof.encoded)
             )
         }
-        let snapshot = statePersistence.isSnapshot(commit.records.map(\.height))
+        // Not at an epoch's end: its commit proof is the epoch-change proof, not a QC of the block.
+        let snapshot = commit.epochChange == nil && statePersistence.isSnapshot(commit.records.map(\.height))
         let write =
             commit.snapshotDue || snapshot
             ? try statePersistence.write(commit.state, height: last.height, snapshot: snapshot, store: store) : nil
@@ -472,8 +475,9 @@ struct ConsensusHost {
             else { return nil }
             return (qc, qc.commitInfo.epoch, qc.commitInfo.round)
         }
-        // The greatest height whose commit QC is at or before (epoch, round).
-        var low: UInt64 = 1
+        // The greatest height whose commit QC is at or before (epoch, round). A node that
+        // joined by snapshot holds the chain from the snapshot on.
+        var low: UInt64 = (try? store.firstCommittedHeight()) ?? 1
         var high = committedHeight
         var found: (height: UInt64, qc: QuorumCert)?
         while low <= high {
@@ -507,6 +511,60 @@ struct ConsensusHost {
     }
 
     func epochRecord(_ epoch: Epoch) throws -> ConsensusStore.EpochRecord? { try store.epoch(epoch) }
+
+    // MARK: Serving snapshots
+
+    /// The answer to a peer's snapshot request, from the store.
+    func answer(_ request: SnapshotMessage) throws -> SnapshotMessage? {
+        try SnapshotServer.answer(
+            request, newest: try newestSnapshot(), epochEnds: epochEnds(from:),
+            range: { height, range in
+                guard let version = try store.stateVersion(height: height), version.snapshot else {
+                    return .unavailable
+                }
+                let root = try NodeRef.decode(version.root)
+                guard
+                    let (leaves, proof) = try SparseMerkleTree.range(
+                        root: root, prefix: range.prefix, depth: range.depth, limit: SnapshotMessage.maxChunkLeaves,
+                        fetch: { try store.stateNode(version: $0, hash: $1.bytes) })
+                else { return .tooLarge }
+                return .leaves(leaves, proof)
+            })
+    }
+
+    /// The newest snapshot kept, as peers verify it: its block and the QC that commits it.
+    func newestSnapshot() throws -> SnapshotDescriptor? {
+        for version in try store.snapshots() {
+            guard let stored = try store.committed(height: version.height) else { continue }
+            let descriptor = SnapshotDescriptor(
+                height: version.height, block: try Block.decode(stored.block),
+                stateID: try Hash32(bytes: stored.stateID),
+                commitQC: try QuorumCert.decode(stored.commitQC))
+            return descriptor
+        }
+        return nil
+    }
+
+    /// The ends of epochs `from` on, as many as fit one message (2 MiB).
+    func epochEnds(from epoch: UInt64) throws -> [EpochEnd] {
+        var out: [EpochEnd] = []
+        var bytes = 0
+        var e = max(epoch, 1)
+        while out.count < SnapshotMessage.maxEpochEnds, let record = try store.epoch(e), let height = record.endHeight,
+            let proof = record.proof, let last = record.lastBlock, let next = try store.epoch(e + 1),
+            let systemProof = next.systemProof
+        {
+            let end = EpochEnd(
+                lastHeight: height, lastBlock: try Block.decode(last), stateID: try Hash32(bytes: next.genesisState),
+                proof: try EpochChangeProof.decode(proof), system: next.system,
+                systemProof: try RangeProof.decode(systemProof))
+            bytes += last.count + proof.count + next.system.count + systemProof.count + 64
+            if bytes > 2 << 20, !out.isEmpty { break }
+            out.append(end)
+            e += 1
+        }
+        return out
+    }
 }
 
 /// The SQLite chain store as the chain machine reads it.

@@ -11,6 +11,8 @@ import NIOPosix
 import NodeCrypto
 import Noise
 import ServiceLifecycle
+import StateSync
+import StateTree
 import Storage
 import Synchronization
 
@@ -114,6 +116,10 @@ public actor NodeRuntime: Service {
     private nonisolated(unsafe) let store: TransactionStore
     private var lastSyncRound = Date.distantPast
     private var consensus: ConsensusHost?
+    /// Joining by state snapshot: set until the snapshot is installed and consensus starts.
+    private var snapshotJoin: SnapshotJoin?
+    /// Snapshot requests a peer may still make now (a token bucket: chunk reads cost disk).
+    private var snapshotServeBudget: [PeerID: (tokens: Double, at: Double)] = [:]
     /// Armed when the node starts to stop (see `ShutdownWatchdog`).
     private var watchdog: ShutdownWatchdog?
     /// Checkpointing into Bitcoin: with a genesis that names a coin and an esplora URL.
@@ -164,11 +170,19 @@ public actor NodeRuntime: Service {
             }
             let path = configuration.dataDirectory.appendingPathComponent("consensus.sqlite").path
             do {
-                consensus = try ConsensusHost(
-                    genesis: genesis, key: keys.identity, store: try ConsensusStore(path: path), logger: logger,
-                    state: configuration.state)
-                consensus?.metrics = metrics
-                metrics.epoch.set(Double(consensus?.core.config.epoch ?? 0))
+                let consensusStore = try ConsensusStore(path: path)
+                if configuration.state.sync == "snapshot", try consensusStore.lastCommitted() == nil {
+                    snapshotJoin = try SnapshotJoin(genesis: genesis, store: consensusStore, logger: logger)
+                    logger.notice(
+                        "\("joining by state snapshot: consensus starts once a verified snapshot is installed")\(genesis.checkpoint.coin != nil ? "; checkpointing starts at the next start" : "")"
+                    )
+                } else {
+                    consensus = try ConsensusHost(
+                        genesis: genesis, key: keys.identity, store: consensusStore, logger: logger,
+                        state: configuration.state)
+                    consensus?.metrics = metrics
+                    metrics.epoch.set(Double(consensus?.core.config.epoch ?? 0))
+                }
             } catch let error as StorageError {
                 throw ConfigError("\(error)")
             }
@@ -348,6 +362,7 @@ public actor NodeRuntime: Service {
                 engine.protectedPeers = Set(validators.map(\.id))
             }
             execute(engine.tick(now: now))
+            if snapshotJoin != nil { driveSnapshot { $0.tick(now: now) } }
             saveState(force: false)
             if bansDirty { saveBans() }
             metrics.peers.set(Double(engine.peers.count))
@@ -626,6 +641,106 @@ public actor NodeRuntime: Service {
         }
     }
 
+    // MARK: State snapshots
+
+    /// A snapshot request (answered from the store, within the peer's budget) or an answer
+    /// for this node's own download.
+    private func snapshotMessage(_ payload: [UInt8], from: ConnectionID, peer: PeerID) {
+        guard let message = try? SnapshotMessage.decode(payload) else {
+            execute(
+                engine.penalize(
+                    peer: from, points: configuration.gossip.malformedPenalty, reason: "malformed snapshot message",
+                    now: now))
+            return
+        }
+        switch message {
+        case .getSnapshot, .getEpochEnds, .getChunk:
+            guard let host = consensus else { return }  // nothing to serve while joining
+            // 10 requests a second per peer, bursts of 20: a chunk answer reads up to
+            // thousands of stored nodes.
+            let t = now
+            var bucket = snapshotServeBudget[peer] ?? (20, t)
+            bucket.tokens = min(20, bucket.tokens + (t - bucket.at) * 10)
+            bucket.at = t
+            guard bucket.tokens >= 1 else {
+                snapshotServeBudget[peer] = bucket
+                return
+            }
+            bucket.tokens -= 1
+            snapshotServeBudget[peer] = bucket
+            if snapshotServeBudget.count > 4_096 {
+                snapshotServeBudget = snapshotServeBudget.filter { t - $0.value.at < 10 }
+            }
+            do {
+                if let answer = try host.answer(message) { execute(engine.sendDirect(answer.encoded(), to: from)) }
+            } catch {
+                logger.warning("cannot serve a snapshot request", metadata: ["error": "\(error)"])
+            }
+        case .snapshot, .epochEnds, .chunk:
+            if snapshotJoin != nil { driveSnapshot { $0.received(message, from: peer, now: now) } }
+        }
+    }
+
+    /// Runs one step of the snapshot download and carries out its actions.
+    private func driveSnapshot(_ step: (inout SnapshotSync<PeerID>) -> [SnapshotSync<PeerID>.Action]) {
+        guard var join = snapshotJoin else { return }
+        let actions = step(&join.machine)
+        snapshotJoin = join
+        for action in actions {
+            switch action {
+            case .send(let peer, let message):
+                execute(engine.sendDirect(message.encoded(), toPeer: peer))
+            case .discourage(let peer, let reason):
+                logger.warning(
+                    "snapshot peer served false data; dropped",
+                    metadata: ["peer": "\(peer.hex.prefix(16))", "reason": "\(reason)"])
+                recordEvidence(kind: "false_snapshot", peer: peer, detail: reason)
+                penalize(validator: peer, points: configuration.gossip.invalidMessagePenalty, reason: reason)
+            case .persistTarget, .persistChunk, .reset:
+                do { try join.persist(action) } catch {
+                    logger.critical("cannot keep the snapshot download; stopping", metadata: ["error": "\(error)"])
+                    requestStop()
+                    return
+                }
+            case .progress(let p): snapshotJoin?.report(p, logger: logger)
+            case .note(let text): logger.info("\(text)")
+            case .finished(let target, let leaves):
+                finishSnapshot(target, leaves: leaves)
+                return
+            }
+        }
+    }
+
+    /// Installs the downloaded snapshot and starts consensus on it: catch-up fetches the
+    /// blocks after it.
+    private func finishSnapshot(_ target: VerifiedSnapshot, leaves: [StateLeaf]) {
+        guard var join = snapshotJoin else { return }
+        let began = Date()
+        do {
+            let height = try join.install(target, leaves: leaves)
+            if let last = join.lastProgress { join.report(last, logger: logger, final: true) }
+            snapshotJoin = nil
+            var host = try ConsensusHost(
+                genesis: join.genesis, key: keys.identity, store: join.store, logger: logger, state: configuration.state
+            )
+            host.metrics = metrics
+            consensus = host
+            metrics.epoch.set(Double(host.core.config.epoch))
+            logger.notice(
+                "snapshot installed; catching up the blocks after it",
+                metadata: [
+                    "height": "\(height)", "state_id": "\(target.descriptor.stateID.hex.prefix(16))",
+                    "leaves": "\(leaves.count)", "epoch": "\(target.descriptor.epoch)",
+                    "install_s": "\(String(format: "%.2f", Date().timeIntervalSince(began)))",
+                ])
+            runConsensus { host, dag in try host.start(dag: dag) }
+            for peer in engine.peers.values.map(\.nodeID) { runConsensus { host, _ in try host.peerConnected(peer) } }
+        } catch {
+            logger.critical("cannot install the downloaded snapshot; stopping", metadata: ["error": "\(error)"])
+            requestStop()
+        }
+    }
+
     /// Scores down the connection of a node id, if it is connected.
     private func penalize(validator: ValidatorID, points: Int, reason: String) {
         guard let state = engine.peer(validator) else { return }
@@ -813,6 +928,7 @@ public actor NodeRuntime: Service {
                     "direction": "\(handle.inbound ? "inbound" : "outbound")",
                 ])
             if consensus != nil { runConsensus { host, _ in try host.peerConnected(peer) } }
+            if snapshotJoin != nil { driveSnapshot { $0.connected(peer, now: now) } }
         }
         return accepted
     }
@@ -846,6 +962,9 @@ public actor NodeRuntime: Service {
         execute(engine.disconnected(handle.id, now: now))
         if let gone, consensus != nil, engine.peer(gone) == nil {
             runConsensus { host, dag in try host.peerGone(gone, dag: dag) }
+        }
+        if let gone, snapshotJoin != nil, engine.peer(gone) == nil {
+            driveSnapshot { $0.disconnected(gone, now: now) }
         }
     }
 
@@ -890,9 +1009,19 @@ public actor NodeRuntime: Service {
             case .direct(let payload, let from, let peer):
                 if let tag = payload.first, SyncMessage.tags.contains(tag) {
                     executeLedger(sync.directReceived(payload, from: from, source: peer.hex))
-                } else if payload.first == ConsensusHost.directTag, consensus != nil,
-                    let message = try? ConsensusMessage.decode(Array(payload.dropFirst()))
-                {
+                } else if let tag = payload.first, SnapshotMessage.tags.contains(tag) {
+                    snapshotMessage(payload, from: from, peer: peer)
+                } else if payload.first == ConsensusHost.directTag {
+                    // A node not running consensus (no genesis, or joining by snapshot) does
+                    // not judge consensus messages: a validator's status is not misbehaviour.
+                    guard consensus != nil else { continue }
+                    guard let message = try? ConsensusMessage.decode(Array(payload.dropFirst())) else {
+                        execute(
+                            engine.penalize(
+                                peer: from, points: configuration.gossip.malformedPenalty,
+                                reason: "malformed consensus message", now: now))
+                        continue
+                    }
                     var verdict = ConsensusCore.Provenance.stale
                     runConsensus { host, dag in
                         let (judged, actions) = try host.received(message, directFrom: peer, dag: dag)

@@ -38,6 +38,14 @@ struct Run: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "How a node with an empty data directory joins: blocks (replay from genesis) or snapshot.",
+            discussion:
+                "snapshot downloads a state snapshot from peers, verified chunk by chunk against a root that the validators certified (proved from the genesis), then catches up the blocks after it. A download stopped halfway resumes."
+        ))
+    var sync: String?
+
     func run() async throws {
         let directory = URL(
             fileURLWithPath: dataDir ?? KeyStore.defaultDirectory(name: "node").path, isDirectory: true)
@@ -51,6 +59,12 @@ struct Run: AsyncParsableCommand {
             if let bootstrap { configuration.bootstrapFile = bootstrap }
             if let genesis { configuration.genesisFile = genesis }
             if let chainID { configuration.chainID = chainID }
+            if let sync {
+                guard ["blocks", "snapshot"].contains(sync) else {
+                    throw ValidationError("--sync must be blocks or snapshot")
+                }
+                configuration.state.sync = sync
+            }
             if let logLevel {
                 guard let level = Logger.Level(rawValue: logLevel) else {
                     throw ValidationError("--log-level must be trace, debug, info, notice, warning, error or critical")

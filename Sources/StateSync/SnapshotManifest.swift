@@ -159,3 +159,26 @@ public struct VerifiedSnapshot: Sendable, Equatable {
         return .success(VerifiedSnapshot(descriptor: descriptor, epochEnds: epochEnds, config: config))
     }
 }
+
+extension VerifiedSnapshot {
+    /// What a node keeps to resume a download: descriptor ‖ u32 n ‖ n × epoch_end. It is
+    /// verified again on resume.
+    public var encodedTarget: [UInt8] {
+        var w = WireWriter()
+        descriptor.encode(&w)
+        w.u32(UInt32(epochEnds.count))
+        for e in epochEnds { e.encode(&w) }
+        return w.bytes
+    }
+
+    public static func decodeTarget(_ bytes: [UInt8]) throws(WireError) -> (SnapshotDescriptor, [EpochEnd]) {
+        var r = WireReader(bytes)
+        let descriptor = try SnapshotDescriptor.decode(&r)
+        let n = Int(try r.u32("epoch ends"))
+        var ends: [EpochEnd] = []
+        for _ in 0..<min(n, 1 << 20) { ends.append(try EpochEnd.decode(&r)) }
+        guard ends.count == n else { throw WireError("epoch end count") }
+        try r.finish()
+        return (descriptor, ends)
+    }
+}

@@ -86,6 +86,15 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
         public var leaves: Int
         public var bytes: Int
         public var seconds: Double
+
+        public init(height: UInt64, chunksDone: Int, chunksKnown: Int, leaves: Int, bytes: Int, seconds: Double) {
+            self.height = height
+            self.chunksDone = chunksDone
+            self.chunksKnown = chunksKnown
+            self.leaves = leaves
+            self.bytes = bytes
+            self.seconds = seconds
+        }
     }
 
     let genesis: ConsensusConfig
@@ -103,7 +112,9 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
     private var queue: [ChunkRange] = []
     private var inFlight: [ChunkRange: (peer: Peer, at: Double)] = [:]
     private var done: [ChunkRange: [StateLeaf]] = [:]
+    /// Slow peers (a request timed out) and peers that said they do not serve the target.
     private var unavailable: Set<Peer> = []
+    private var refused: Set<Peer> = []
     private var startedAt: Double?
     private var bytes = 0
     public private(set) var isFinished = false
@@ -122,9 +133,15 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
     /// Resumes a kept target with the chunks already verified (they are trusted: this
     /// node verified and stored them). The target is verified again.
     public mutating func resume(_ kept: VerifiedSnapshot, chunks: [ChunkRange: [StateLeaf]]) -> [Action] {
+        resume(kept.descriptor, epochEnds: kept.epochEnds, chunks: chunks)
+    }
+
+    public mutating func resume(
+        _ descriptor: SnapshotDescriptor, epochEnds: [EpochEnd], chunks: [ChunkRange: [StateLeaf]]
+    ) -> [Action] {
         guard
             case .success(let target) = VerifiedSnapshot.verify(
-                kept.descriptor, epochEnds: kept.epochEnds, genesis: genesis, epochConfig: epochConfig)
+                descriptor, epochEnds: epochEnds, genesis: genesis, epochConfig: epochConfig)
         else { return [.reset, .note("the kept snapshot target no longer verifies; starting over")] }
         self.target = target
         done = chunks
@@ -215,6 +232,7 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
                 }
             case .unavailable:
                 unavailable.insert(peer)
+                refused.insert(peer)
                 queue.append(range)
             }
         }
@@ -249,6 +267,21 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
             inFlight[range] = nil
             queue.append(range)
             unavailable.insert(flight.peer)  // slow: leave it to the others while they serve
+        }
+        if !peers.isEmpty, peers.allSatisfy({ bad.contains($0) || refused.contains($0) }) {
+            // Nobody serves the target any more (pruned since): start over with a new offer.
+            self.target = nil
+            queue = []
+            inFlight = [:]
+            done = [:]
+            unavailable = []
+            refused = []
+            offers = [:]
+            answered = []
+            asked = [:]
+            firstOfferAt = nil
+            return [.reset, .note("no peer serves the snapshot being downloaded any more; starting over")]
+                + tick(now: now)
         }
         var servers = peers.filter { !bad.contains($0) && !unavailable.contains($0) }
         if servers.isEmpty, !peers.isEmpty, inFlight.isEmpty, !queue.isEmpty {

@@ -22,8 +22,14 @@ public final class ConsensusStore {
                 height INTEGER PRIMARY KEY, version INTEGER NOT NULL, root BLOB NOT NULL, snapshot INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS epochs (
                 epoch INTEGER PRIMARY KEY, start_height INTEGER NOT NULL, genesis_block BLOB NOT NULL,
-                genesis_state BLOB NOT NULL, system BLOB NOT NULL, end_height INTEGER, proof BLOB);
+                genesis_state BLOB NOT NULL, system BLOB NOT NULL, end_height INTEGER, proof BLOB,
+                last_block BLOB, system_proof BLOB);
+            CREATE TABLE IF NOT EXISTS snapshot_target (id INTEGER PRIMARY KEY CHECK (id = 1), target BLOB NOT NULL);
+            CREATE TABLE IF NOT EXISTS snapshot_chunks (
+                depth INTEGER NOT NULL, prefix BLOB NOT NULL, leaves BLOB NOT NULL, PRIMARY KEY (depth, prefix));
             """)
+        // Stores from before the epoch end columns: add them (an error means they exist).
+        for column in ["last_block", "system_proof"] { try? db.execute("ALTER TABLE epochs ADD COLUMN \(column) BLOB") }
     }
 
     /// One epoch: where it starts (the block it builds on and that block's state), its
@@ -38,10 +44,15 @@ public final class ConsensusStore {
         public let system: [UInt8]
         public var endHeight: UInt64?
         public var proof: [UInt8]?
+        /// The epoch's last block (kept with its end, so a node serves epoch ends even
+        /// when it no longer holds the block, e.g. after joining by snapshot).
+        public var lastBlock: [UInt8]?
+        /// The proof that `system` is under `system/validators` in `genesisState` (docs/state.md).
+        public var systemProof: [UInt8]?
 
         public init(
             epoch: UInt64, startHeight: UInt64, genesisBlock: [UInt8], genesisState: [UInt8], system: [UInt8],
-            endHeight: UInt64? = nil, proof: [UInt8]? = nil
+            endHeight: UInt64? = nil, proof: [UInt8]? = nil, lastBlock: [UInt8]? = nil, systemProof: [UInt8]? = nil
         ) {
             self.epoch = epoch
             self.startHeight = startHeight
@@ -50,6 +61,8 @@ public final class ConsensusStore {
             self.system = system
             self.endHeight = endHeight
             self.proof = proof
+            self.lastBlock = lastBlock
+            self.systemProof = systemProof
         }
     }
 
@@ -78,13 +91,14 @@ public final class ConsensusStore {
 
     private func epochs(where clause: String, _ bindings: [SQLiteValue]) throws(StorageError) -> [EpochRecord] {
         try db.query(
-            "SELECT epoch, start_height, genesis_block, genesis_state, system, end_height, proof FROM epochs WHERE "
+            "SELECT epoch, start_height, genesis_block, genesis_state, system, end_height, proof, last_block, system_proof FROM epochs WHERE "
                 + clause, bindings
         ) { row in
             EpochRecord(
                 epoch: UInt64(row.integer(0)), startHeight: UInt64(row.integer(1)), genesisBlock: row.blob(2),
                 genesisState: row.blob(3), system: row.blob(4), endHeight: row.isNull(5) ? nil : UInt64(row.integer(5)),
-                proof: row.isNull(6) ? nil : row.blob(6))
+                proof: row.isNull(6) ? nil : row.blob(6), lastBlock: row.isNull(7) ? nil : row.blob(7),
+                systemProof: row.isNull(8) ? nil : row.blob(8))
         }
     }
 
@@ -178,19 +192,83 @@ public final class ConsensusStore {
             if let epochChange {
                 let next = epochChange.next
                 try db.run(
-                    "UPDATE epochs SET end_height = ?, proof = ? WHERE epoch = ?",
-                    [.integer(Int64(last.height)), .blob(epochChange.proof), .integer(Int64(next.epoch - 1))])
-                try db.run(
-                    "INSERT OR REPLACE INTO epochs (epoch, start_height, genesis_block, genesis_state, system) VALUES (?, ?, ?, ?, ?)",
+                    "UPDATE epochs SET end_height = ?, proof = ?, last_block = ? WHERE epoch = ?",
                     [
-                        .integer(Int64(next.epoch)), .integer(Int64(next.startHeight)), .blob(next.genesisBlock),
-                        .blob(next.genesisState), .blob(next.system),
+                        .integer(Int64(last.height)), .blob(epochChange.proof), .blob(last.block),
+                        .integer(Int64(next.epoch - 1)),
                     ])
+                try insert(next)
                 try db.run("DELETE FROM pending_blocks")
             } else {
                 try db.run("DELETE FROM pending_blocks WHERE round <= ?", [.integer(Int64(last.round))])
             }
         }
+    }
+
+    private func insert(_ e: EpochRecord) throws(StorageError) {
+        func optional(_ v: [UInt8]?) -> SQLiteValue { v.map { .blob($0) } ?? .null }
+        try db.run(
+            "INSERT OR REPLACE INTO epochs (epoch, start_height, genesis_block, genesis_state, system, end_height, proof, last_block, system_proof) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                .integer(Int64(e.epoch)), .integer(Int64(e.startHeight)), .blob(e.genesisBlock), .blob(e.genesisState),
+                .blob(e.system), e.endHeight.map { .integer(Int64($0)) } ?? .null, optional(e.proof),
+                optional(e.lastBlock), optional(e.systemProof),
+            ])
+    }
+
+    /// Starts a chain from a verified snapshot (an empty store): the snapshot's block as
+    /// the committed tip, its state as a stored snapshot, the epochs up to its own, in one
+    /// transaction; the download's own records go.
+    public func installSnapshot(block: CommittedBlock, state: StateWrite, epochs: [EpochRecord]) throws(StorageError) {
+        try db.transaction { () throws(StorageError) in
+            guard try lastCommitted() == nil else { throw StorageError("installing a snapshot over a chain") }
+            try db.run(
+                "INSERT INTO committed_blocks (height, id, round, block, state_id, commit_qc) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    .integer(Int64(block.height)), .blob(block.id), .integer(Int64(block.round)), .blob(block.block),
+                    .blob(block.stateID), .blob(block.commitQC),
+                ])
+            try write(state)
+            for e in epochs { try insert(e) }
+            try db.run("DELETE FROM snapshot_target")
+            try db.run("DELETE FROM snapshot_chunks")
+        }
+    }
+
+    // MARK: Snapshot download in progress
+
+    public func saveSnapshotTarget(_ target: [UInt8]) throws(StorageError) {
+        try db.transaction { () throws(StorageError) in
+            try db.run("DELETE FROM snapshot_chunks")
+            try db.run("INSERT OR REPLACE INTO snapshot_target (id, target) VALUES (1, ?)", [.blob(target)])
+        }
+    }
+
+    public func snapshotTarget() throws(StorageError) -> [UInt8]? {
+        try db.query("SELECT target FROM snapshot_target WHERE id = 1") { $0.blob(0) }.first
+    }
+
+    public func saveSnapshotChunk(depth: Int, prefix: [UInt8], leaves: [UInt8]) throws(StorageError) {
+        try db.run(
+            "INSERT OR REPLACE INTO snapshot_chunks (depth, prefix, leaves) VALUES (?, ?, ?)",
+            [.integer(Int64(depth)), .blob(prefix), .blob(leaves)])
+    }
+
+    public func snapshotChunks() throws(StorageError) -> [(depth: Int, prefix: [UInt8], leaves: [UInt8])] {
+        try db.query("SELECT depth, prefix, leaves FROM snapshot_chunks") {
+            (Int($0.integer(0)), $0.blob(1), $0.blob(2))
+        }
+    }
+
+    public func clearSnapshotDownload() throws(StorageError) {
+        try db.run("DELETE FROM snapshot_target")
+        try db.run("DELETE FROM snapshot_chunks")
+    }
+
+    /// The lowest committed height held (1, or the snapshot a node started from).
+    public func firstCommittedHeight() throws(StorageError) -> UInt64? {
+        try db.query("SELECT MIN(height) FROM committed_blocks") { $0.isNull(0) ? nil : UInt64($0.integer(0)) }.first
+            ?? nil
     }
 
     public func lastCommitted() throws(StorageError) -> CommittedBlock? {

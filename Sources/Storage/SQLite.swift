@@ -120,6 +120,7 @@ public final class SQLiteDatabase {
             switch value {
             case .integer(let v): rc = sqlite3_bind_int64(statement, position, v)
             case .text(let v): rc = sqlite3_bind_text(statement, position, v, -1, sidenode_sqlite_transient())
+            case .null: rc = sqlite3_bind_null(statement, position)
             case .blob(let v):
                 rc = v.withUnsafeBytes {
                     sqlite3_bind_blob(statement, position, $0.baseAddress, Int32($0.count), sidenode_sqlite_transient())
@@ -152,4 +153,5 @@ public enum SQLiteValue: Sendable {
     case integer(Int64)
     case text(String)
     case blob([UInt8])
+    case null
 }
