@@ -150,6 +150,8 @@ let package = Package(
                 "Gossip",
                 "Ledger",
                 "StateTree",
+                "StateSync",
+                "Consensus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -532,6 +532,33 @@ struct ConsensusHost {
             })
     }
 
+    /// `key`'s committed value with a proof a light client checks from the genesis alone
+    /// (`p2pnode verify-proof`): against the committed tip's state id and the QC that
+    /// commits it.
+    func certifiedProof(key: [UInt8]) throws -> CertifiedProof {
+        guard let stored = try store.lastCommitted() else { throw ConfigError("nothing committed yet") }
+        let block = try Block.decode(stored.block)
+        let qc = try QuorumCert.decode(stored.commitQC)
+        let root = SnapshotDescriptor(
+            height: stored.height, block: block, stateID: try Hash32(bytes: stored.stateID), commitQC: qc)
+        guard stored.height == committedHeight, stored.stateID == committedState.root else {
+            throw ConfigError("the committed state moved on; ask again")
+        }
+        guard root.verify(config: core.config) == nil else {
+            // The tip ended an epoch (its proof is the epoch change's): one block later it is a plain commit.
+            throw ConfigError("the committed tip ends an epoch; ask again after the next block")
+        }
+        var ends: [EpochEnd] = []
+        while UInt64(ends.count) < block.epoch - 1 {
+            let more = try epochEnds(from: UInt64(ends.count) + 1)
+            guard !more.isEmpty else { throw ConfigError("the end of epoch \(ends.count + 1) is not kept here") }
+            ends += more
+        }
+        let (value, proof) = committedState.proof(key: key)
+        return CertifiedProof(
+            root: root, epochEnds: Array(ends.prefix(Int(block.epoch - 1))), key: key, value: value, proof: proof)
+    }
+
     /// The newest snapshot kept, as peers verify it: its block and the QC that commits it.
     func newestSnapshot() throws -> SnapshotDescriptor? {
         for version in try store.snapshots() {

@@ -1557,6 +1557,30 @@ public actor NodeRuntime: Service {
                 "account": .string(account.hex), "balance": .int(host.committedState.balance(of: account)),
                 "seq": .int(host.committedState.seq(of: account)), "height": .int(host.committedHeight),
             ])
+        case "getaccount":
+            guard let host = consensus else {
+                throw AdminError.serverError("this node runs without a genesis file: no consensus")
+            }
+            guard let hex = params["account"]?.stringValue, let bytes = try? Hex.decode(hex),
+                let account = try? Ed25519.PublicKey(uncheckedRawRepresentation: bytes)
+            else { throw AdminError.invalidParams("getaccount needs {\"account\": HEX, \"proof\": BOOL}") }
+            let state = host.committedState
+            var out: [String: JSONValue] = [
+                "account": .string(account.hex), "exists": .bool(state.account(account) != nil),
+                "balance": .int(state.balance(of: account)), "seq": .int(state.seq(of: account)),
+                "height": .int(host.committedHeight), "state_id": .string(state.root.hex),
+            ]
+            if params["proof"] == .bool(true) {
+                let certified: CertifiedProof
+                do { certified = try host.certifiedProof(key: StateKey.account(account.rawRepresentation)) } catch {
+                    throw AdminError.serverError("\(error)")
+                }
+                out["proof"] = .object([
+                    "format": .string("sidenode-certified-proof/1"), "hex": .string(certified.encoded.hex),
+                    "epoch": .int(certified.root.epoch), "signers": .int(certified.root.commitQC.signatures.count),
+                ])
+            }
+            return .object(out)
         case "getepoch":
             guard let host = consensus else {
                 throw AdminError.serverError("this node runs without a genesis file: no consensus")

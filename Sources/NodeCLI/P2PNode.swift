@@ -17,7 +17,7 @@ public struct P2PNode: AsyncParsableCommand {
         version: version,
         subcommands: [
             Run.self, Init.self, Status.self, Admin.self, Peers.self, Tx.self, GenesisCommand.self, Load.self,
-            Bench.self, ValidatorCommand.self, BtcCommand.self, CheckpointCommand.self,
+            Bench.self, ValidatorCommand.self, BtcCommand.self, CheckpointCommand.self, VerifyProof.self,
         ],
         defaultSubcommand: Run.self
     )

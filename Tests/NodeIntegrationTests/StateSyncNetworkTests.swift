@@ -68,6 +68,24 @@ struct StateSyncNetworkTests {
                 try net.admin(4).call("getbalance", .object(["account": .string(recipient)]))["balance"]?.numberValue
                     == 11)
         }
+        // A light client checks a balance against the genesis alone, with a proof from the new node.
+        let answer = try net.admin(4).call(
+            "getaccount", .object(["account": .string(recipients[0]), "proof": .bool(true)]))
+        #expect(answer["balance"]?.numberValue == 11)
+        let proofFile = net.root.appendingPathComponent("proof.json")
+        try answer.prettyText.write(to: proofFile, atomically: true, encoding: .utf8)
+        let genesis = net.root.appendingPathComponent("genesis.json").path
+        let verified = try net.cli(["verify-proof", "--genesis", genesis, proofFile.path])
+        #expect(verified.status == 0 && verified.output.contains("balance 11"), "\(verified.output)")
+        #expect(verified.output.contains("epoch change(s) checked"), "\(verified.output)")
+        // One changed hex digit in the proof: refused.
+        var hex = Array(try #require(answer["proof"]?["hex"]?.stringValue))
+        let spot = hex.count - 40
+        hex[spot] = hex[spot] == "0" ? "1" : "0"
+        try String(hex).write(to: proofFile, atomically: true, encoding: .utf8)
+        let forged = try net.cli(["verify-proof", "--genesis", genesis, proofFile.path])
+        #expect(forged.status != 0 && forged.output.contains("REJECTED"), "\(forged.output)")
+
         // A restart loads the installed state from the store.
         net.stop(4)
         try net.start(4)

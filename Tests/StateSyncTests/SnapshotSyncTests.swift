@@ -317,4 +317,50 @@ struct SnapshotSyncTests {
         bad[bad.count - 1] = 1
         #expect(throws: WireError.self) { try SnapshotMessage.decode(bad) }
     }
+
+    @Test(
+        "a certified proof verifies from the genesis alone; a flipped bit is refused or changes only an uncertified height"
+    )
+    func certifiedProof() throws {
+        let account = StateKey.account(
+            try Ed25519.PrivateKey(seed: BLAKE2b.hash256(Array("acct 7".utf8))).publicKey.rawRepresentation)
+        let absent = StateKey.account([UInt8](repeating: 9, count: 32))
+        for key in [account, absent] {
+            let (value, proof) = fixture.state.proof(key: key)
+            #expect((value != nil) == (key == account))
+            let certified = CertifiedProof(
+                root: fixture.descriptor, epochEnds: [fixture.epochEnd], key: key, value: value, proof: proof)
+            let bytes = certified.encoded
+            let decoded = try CertifiedProof.decode(bytes)
+            #expect(decoded == certified)
+            guard
+                case .success = decoded.verify(genesis: fixture.genesisConfig, epochConfig: SnapshotFixture.epochConfig)
+            else {
+                Issue.record("the honest proof does not verify")
+                continue
+            }
+            // Claiming another value, or absence, fails.
+            let lie = CertifiedProof(
+                root: fixture.descriptor, epochEnds: [fixture.epochEnd], key: key, value: value == nil ? [1] : nil,
+                proof: proof)
+            guard case .failure = lie.verify(genesis: fixture.genesisConfig, epochConfig: SnapshotFixture.epochConfig)
+            else {
+                Issue.record("a false value verified")
+                continue
+            }
+            for bit in stride(from: 0, to: bytes.count * 8, by: 5) {
+                var flipped = bytes
+                flipped[bit / 8] ^= 1 << UInt8(bit % 8)
+                guard let forged = try? CertifiedProof.decode(flipped),
+                    case .success = forged.verify(
+                        genesis: fixture.genesisConfig, epochConfig: SnapshotFixture.epochConfig)
+                else { continue }
+                // Heights are labels, not signed: a flip there is the only one that may pass.
+                #expect(
+                    forged.key == key && forged.value == value && forged.root.stateID == fixture.descriptor.stateID
+                        && forged.root.block == fixture.descriptor.block && forged.proof == proof,
+                    "bit \(bit) changed what is proved")
+            }
+        }
+    }
 }
