@@ -246,7 +246,10 @@ let package = Package(
         ),
         .testTarget(
             name: "NodeTests",
-            dependencies: ["Node", "NodeCrypto", "TestSupport", "Consensus", "Ledger", "Storage"],
+            dependencies: [
+                "Node", "NodeCrypto", "TestSupport", "Consensus", "Ledger", "Storage", "StateTree", "StateSync",
+                "Execution",
+            ],
             swiftSettings: strict
         ),
         // Real p2pnode processes on loopback; slower, so kept apart from the unit tests.

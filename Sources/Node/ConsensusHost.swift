@@ -170,7 +170,7 @@ struct ConsensusHost {
             next = version.height + 1
         }
         while next <= height {
-            let batch = try store.committed(from: next, limit: 256)
+            let batch = try store.committed(from: next, limit: Int(min(256, height - next + 1)))
             guard !batch.isEmpty else { throw ConfigError("consensus store: committed block \(next) is missing") }
             for stored in batch {
                 guard stored.height == next else {
