@@ -178,6 +178,7 @@ let package = Package(
             name: "FuzzTargets",
             dependencies: [
                 "Bitcoin", "Checkpoint", "Consensus", "Esplora", "Gossip", "Ledger", "Node", "NodeCrypto", "Noise",
+                "StateSync", "StateTree",
             ],
             swiftSettings: strict
         ),

@@ -140,6 +140,17 @@ public struct VoteInfo: Sendable, Equatable {
     public let execStateID: Hash32
     public let epoch: Epoch
 
+    public init(
+        blockID: Hash32, round: Round, parentID: Hash32, parentRound: Round, execStateID: Hash32, epoch: Epoch
+    ) {
+        self.blockID = blockID
+        self.round = round
+        self.parentID = parentID
+        self.parentRound = parentRound
+        self.execStateID = execStateID
+        self.epoch = epoch
+    }
+
     func encode(_ w: inout WireWriter) {
         w.fixed(blockID.bytes)
         w.u64(round)
@@ -172,6 +183,13 @@ public struct LedgerCommitInfo: Sendable, Equatable, Hashable {
     public let commitStateID: Hash32?
     public let voteInfoHash: Hash32
 
+    public init(epoch: Epoch, round: Round, commitStateID: Hash32?, voteInfoHash: Hash32) {
+        self.epoch = epoch
+        self.round = round
+        self.commitStateID = commitStateID
+        self.voteInfoHash = voteInfoHash
+    }
+
     func encode(_ w: inout WireWriter) {
         w.u64(epoch)
         w.u64(round)
@@ -198,6 +216,11 @@ public struct LedgerCommitInfo: Sendable, Equatable, Hashable {
         var w = WireWriter()
         encode(&w)
         return w.bytes
+    }
+
+    /// What a validator signs to vote for this (docs/wire.md §5): a QC is these signatures.
+    public func signingMessage(chainID: String) -> [UInt8] {
+        SigningDomain(chainID: chainID).message("vote", epoch: epoch, bytes)
     }
 }
 

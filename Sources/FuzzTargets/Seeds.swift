@@ -1,11 +1,14 @@
 import Bitcoin
 import Checkpoint
+import Consensus
 import Foundation
 import Gossip
 import Ledger
 import Node
 import NodeCrypto
 @_spi(Testing) import Noise
+import StateSync
+import StateTree
 
 extension FuzzTargets {
     /// A corpus file's name: its content's hash, as libFuzzer names what it keeps.
@@ -76,6 +79,7 @@ extension FuzzTargets {
                 }
             }
         }
+        seeds["state_sync"] = stateSyncSeeds()
         seeds["psbt"] = psbts
         seeds["bitcoin_tx"] = txs + psbts.compactMap { try? PSBT(bytes: $0).unsignedTx.serialized(withWitness: true) }
         seeds["checkpoint"] =
@@ -125,5 +129,54 @@ extension FuzzTargets {
             "::ffff:1.2.3.4", "1:2:3:4:5:6:7:8", "127.0.0.1:26656",
         ].map { Array($0.utf8) }
         return seeds
+    }
+
+    /// A small state with real proofs, a descriptor whose QC the harness's validators
+    /// signed, and every snapshot message about it.
+    static func stateSyncSeeds() -> [[UInt8]] {
+        let signers = (1...4).map { try! Ed25519.PrivateKey(seed: [UInt8](repeating: $0, count: 32)) }
+        let accounts = (1...40).map { try! Ed25519.PrivateKey(seed: [UInt8](repeating: 100 + $0, count: 32)).publicKey }
+        let state = LedgerState(
+            chainID: chainID, balances: Dictionary(uniqueKeysWithValues: accounts.map { ($0, 7) }),
+            system: SystemState(
+                epoch: 1, epochLength: 100,
+                validators: signers.enumerated().map {
+                    .init(
+                        id: $0.element.publicKey, power: 1,
+                        bitcoinKey: [UInt8](repeating: UInt8($0.offset + 1), count: 32))
+                }))
+        let root = Hash32(computed: state.root)
+        let block = Block(
+            epoch: 1, round: 5, author: signers[0].publicKey, payload: [],
+            qc: .genesis(epoch: 1, blockID: .zero, stateID: .zero))
+        let info = VoteInfo(
+            blockID: Hash32.of(block.id.bytes), round: 6, parentID: block.id, parentRound: 5, execStateID: root,
+            epoch: 1)
+        let commit = LedgerCommitInfo(epoch: 1, round: 6, commitStateID: root, voteInfoHash: info.hash)
+        let message = commit.signingMessage(chainID: chainID)
+        let qc = QuorumCert(
+            voteInfo: info, commitInfo: commit,
+            signatures: signers.prefix(3).map {
+                SignerSignature(signer: $0.publicKey, signature: $0.signature(for: message))
+            })
+        let descriptor = SnapshotDescriptor(height: 9, block: block, stateID: root, commitQC: qc)
+        let (leaves, proof) = state.tree.range(prefix: .placeholder, depth: 2)
+        let messages: [SnapshotMessage] = [
+            .getSnapshot, .snapshot(descriptor), .getEpochEnds(from: 1), .epochEnds([]),
+            .getChunk(height: 9, prefix: .placeholder, depth: 2),
+            .chunk(height: 9, prefix: .placeholder, depth: 2, .leaves(leaves, proof)),
+            .chunk(height: 9, prefix: .placeholder, depth: 2, .tooLarge),
+        ]
+        let key = StateKey.account(accounts[3].rawRepresentation)
+        let (value, keyProof) = state.proof(key: key)
+        let certified = CertifiedProof(root: descriptor, epochEnds: [], key: key, value: value, proof: keyProof)
+        let absent = state.proof(key: StateKey.account([UInt8](repeating: 1, count: 32))).proof
+        let node = StoredNode.leaf(StateLeaf(key: key, value: value ?? []))
+        var out: [[UInt8]] = messages.map { [0] + $0.encoded() }
+        out.append([1] + certified.encoded)
+        out.append([2] + keyProof.encoded)
+        out.append([2] + absent.encoded)
+        out.append([3] + node.encoded)
+        return out
     }
 }

@@ -70,7 +70,7 @@ struct ConsensusHost {
 
     init(
         genesis: Genesis, key: Ed25519.PrivateKey, store: ConsensusStore, logger: Logger,
-        state settings: NodeConfiguration.StateSettings = .init()
+        state settings: NodeConfiguration.StateSettings = .init(), installed: LedgerState? = nil
     ) throws {
         self.genesis = genesis
         self.store = store
@@ -84,7 +84,12 @@ struct ConsensusHost {
         var state = genesis.initialState
         var height: UInt64 = 0
         let last = try store.lastCommitted()
-        if let last {
+        if let last, let installed, installed.version == last.height, installed.root == last.stateID {
+            // Just installed from a snapshot and written: no need to read it back.
+            state = installed
+            statePersistence.persisted = (installed.tree, installed.version)
+            height = last.height
+        } else if let last {
             let (replayed, stored) = try Self.replay(store: store, to: last.height, genesisState: state)
             state = replayed
             statePersistence.persisted = stored
@@ -157,8 +162,9 @@ struct ConsensusHost {
         var next: UInt64 = 1
         var stored: (tree: SparseMerkleTree, version: UInt64)?
         if let version = try store.stateVersion(atMost: height) {
+            let nodes = try store.stateNodes(upTo: version.version)
             let tree = try SparseMerkleTree.load(root: try NodeRef.decode(version.root)) { v, hash in
-                try store.stateNode(version: v, hash: hash.bytes)
+                nodes[withUnsafeBytes(of: v.bigEndian) { Array($0) } + hash.bytes]
             }
             state = try LedgerState.restore(chainID: genesisState.chainID, version: version.version, tree: tree)
             if let record = try store.committed(height: version.height), record.stateID != state.root {

@@ -717,12 +717,14 @@ public actor NodeRuntime: Service {
         guard var join = snapshotJoin else { return }
         let began = Date()
         do {
-            let height = try join.install(target, leaves: leaves)
+            let installed = try join.install(target, leaves: leaves)
+            let height = installed.version
             if let last = join.lastProgress { join.report(last, logger: logger, final: true) }
             snapshotJoin = nil
             var host = try ConsensusHost(
-                genesis: join.genesis, key: keys.identity, store: join.store, logger: logger, state: configuration.state
-            )
+                genesis: join.genesis, key: keys.identity, store: join.store, logger: logger,
+                state: configuration.state,
+                installed: installed)
             host.metrics = metrics
             consensus = host
             metrics.epoch.set(Double(host.core.config.epoch))
@@ -1446,6 +1448,7 @@ public actor NodeRuntime: Service {
                 "committed_height": .int(host.committedHeight),
                 "committed_block_id": .string(core.committedBlockID.hex),
                 "commit_state_id": .string(host.committedState.root.hex),
+                "state_keys": .int(host.committedState.tree.count),
                 "highest_qc_round": .int(core.highQC.round),
                 "validator": .bool(host.isValidator),
                 "validators": .array(core.config.validators.validators.map { .string($0.id.hex) }),

@@ -103,8 +103,8 @@ struct SnapshotJoin {
 
     /// Installs a downloaded snapshot as the chain's start: the state (its root must be
     /// the certified one), the snapshot block as the committed tip, the epochs up to its
-    /// own. Returns the height.
-    func install(_ snapshot: VerifiedSnapshot, leaves: [StateLeaf]) throws -> UInt64 {
+    /// own. Returns the installed state.
+    func install(_ snapshot: VerifiedSnapshot, leaves: [StateLeaf]) throws -> LedgerState {
         let d = snapshot.descriptor
         let state = try LedgerState.restore(chainID: genesis.chain_id, version: d.height, leaves: leaves)
         guard state.root == d.stateID.bytes else {
@@ -136,6 +136,6 @@ struct SnapshotJoin {
                 height: d.height, id: d.block.id.bytes, round: d.block.round, block: d.block.encoded(),
                 stateID: d.stateID.bytes, commitQC: d.commitQC.encoded()),
             state: write, epochs: epochs)
-        return d.height
+        return state
     }
 }

@@ -29,6 +29,11 @@ struct Load: AsyncParsableCommand {
     @Option(help: "Recipient account (node id hex) of the transfers; default: a new random account.")
     var to: String?
 
+    @Flag(
+        name: .customLong("new-accounts"),
+        help: "Send each transfer to a new account (grows the state by one account per transaction).")
+    var newAccounts = false
+
     func validate() throws {
         guard rate > 0, rate <= 50_000, duration > 0, duration <= 3600, nodes >= 1 else {
             throw ValidationError("--rate 0…50000, --duration 0…3600, --nodes ≥ 1")
@@ -71,7 +76,8 @@ struct Load: AsyncParsableCommand {
             func transfer(seq: UInt64, after previous: TxID?) -> Transaction {
                 Transaction(
                     chainID: chainID, author: keys.identity, seq: seq, fee: 0,
-                    payload: .transfer(to: recipient, amount: 1), predecessors: previous.map { [$0] } ?? [])
+                    payload: .transfer(to: newAccounts ? Ed25519.PrivateKey().publicKey : recipient, amount: 1),
+                    predecessors: previous.map { [$0] } ?? [])
             }
             // Clients sign on their own machines: sign the whole run before the clock
             // starts (when it fits in memory), so the measured window holds the nodes'

@@ -376,6 +376,18 @@ public final class ConsensusStore {
         }.first
     }
 
+    /// Every stored node of versions up to `version`, keyed by version ‖ hash: one scan
+    /// instead of a query per node when a whole version is loaded.
+    public func stateNodes(upTo version: UInt64) throws(StorageError) -> [[UInt8]: [UInt8]] {
+        var out: [[UInt8]: [UInt8]] = [:]
+        _ = try db.query("SELECT version, hash, body FROM state_nodes WHERE version <= ?", [.integer(Int64(version))]) {
+            var key = withUnsafeBytes(of: UInt64($0.integer(0)).bigEndian) { Array($0) }
+            key += $0.blob(1)
+            out[key] = $0.blob(2)
+        }
+        return out
+    }
+
     /// Stored nodes (a measure for tests and status).
     public func stateNodeCount() throws(StorageError) -> Int {
         try db.query("SELECT COUNT(*) FROM state_nodes") { Int($0.integer(0)) }.first ?? 0

@@ -98,6 +98,7 @@ struct ConsensusStoreTests {
         var ended = first
         ended.endHeight = 3
         ended.proof = [7, 7]
+        ended.lastBlock = block(3).block  // kept with its end, for epoch ends served to new nodes
         #expect(try store.epoch(1) == ended)
         #expect(try store.epoch(endingAt: 3) == ended)
         #expect(try store.epoch(endingAt: 2) == nil)
