@@ -23,6 +23,25 @@ public protocol BlockExecution: Sendable {
     mutating func payload(on parent: State, committed: State, pool: Pool, budget: Int, maxCount: Int) -> [[UInt8]]
 }
 
+/// One transaction's result as the application reports it; the chain machine passes it
+/// on with the commit and does not interpret it.
+public struct ExecutionReceipt: Sendable, Equatable {
+    /// The transaction's id (its hash, as the application defines it).
+    public let id: [UInt8]
+    /// 0 on success; otherwise the application's failure code.
+    public let code: UInt32
+    /// Why it failed (nil on success).
+    public let log: String?
+    public let gas: UInt64
+
+    public init(id: [UInt8], code: UInt32, log: String?, gas: UInt64) {
+        self.id = id
+        self.code = code
+        self.log = log
+        self.gas = gas
+    }
+}
+
 /// A block's execution result.
 public struct ExecutedBlock<State: Sendable>: Sendable {
     public var state: State
@@ -32,12 +51,15 @@ public struct ExecutedBlock<State: Sendable>: Sendable {
     public var endsEpoch: Bool
     /// Transactions that failed the rules (they stay in the block, without effect).
     public var failed: Int
+    /// One per transaction of the payload, in order.
+    public var receipts: [ExecutionReceipt]
 
-    public init(state: State, stateID: Hash32, endsEpoch: Bool, failed: Int) {
+    public init(state: State, stateID: Hash32, endsEpoch: Bool, failed: Int, receipts: [ExecutionReceipt] = []) {
         self.state = state
         self.stateID = stateID
         self.endsEpoch = endsEpoch
         self.failed = failed
+        self.receipts = receipts
     }
 }
 

@@ -77,6 +77,9 @@ public struct ChainMachine<Execution: BlockExecution>: Sendable {
         public let byCatchUp: Bool
         /// Transactions that failed the rules in these blocks.
         public let failedTransactions: Int
+        /// Each block's receipts, aligned with `records` (empty for a block executed
+        /// before a restart: its receipts were stored then).
+        public let receipts: [[ExecutionReceipt]]
 
         public var height: UInt64 { records.last?.height ?? 0 }
     }
@@ -130,7 +133,7 @@ public struct ChainMachine<Execution: BlockExecution>: Sendable {
     private var execution: Execution
     private let key: Ed25519.PrivateKey
     /// The state after each executed block, and its id (computed once, on execution).
-    private var states: [Hash32: (state: Execution.State, id: Hash32)] = [:]
+    private var states: [Hash32: (state: Execution.State, id: Hash32, receipts: [ExecutionReceipt])] = [:]
     /// Committed blocks of this epoch, newest last (reputation after a catch-up restart).
     private var recent: [Block]
     private var timers: [Round: Double] = [:]
@@ -152,7 +155,7 @@ public struct ChainMachine<Execution: BlockExecution>: Sendable {
         recent = recovered.core.recentCommitted
         core = ConsensusCore(config: recovered.config, key: key, recovered: recovered.core)
         catchUp.enteredEpoch(recovered.config.epoch)
-        states[core.committedBlockID] = (recovered.committedState, recovered.core.committedStateID)
+        states[core.committedBlockID] = (recovered.committedState, recovered.core.committedStateID, [])
     }
 
     public var config: ConsensusConfig { core.config }
@@ -321,7 +324,7 @@ public struct ChainMachine<Execution: BlockExecution>: Sendable {
                 guard let parent = states[block.parentID] else { continue }
                 let result = execution.execute(block, on: parent.state, pool: inputs.pool)
                 failedTransactions += result.failed
-                states[block.id] = (result.state, result.stateID)
+                states[block.id] = (result.state, result.stateID, result.receipts)
                 queue += core.blockExecuted(id: block.id, stateID: result.stateID, endsEpoch: result.endsEpoch)
             case .requestPayload(let round):
                 // Transactions waiting, or certified blocks with transactions that still
@@ -391,12 +394,14 @@ public struct ChainMachine<Execution: BlockExecution>: Sendable {
         // as live execution did; never recorded as zero.
         var state = committedState
         var ids: [Hash32] = []
+        var receipts: [[ExecutionReceipt]] = []
         var failed = 0
         var notes: [Action] = []
         for block in blocks {
             if let known = states[block.id] {
                 state = known.state
                 ids.append(known.id)
+                receipts.append(known.receipts)
             } else {
                 notes.append(.note(.reexecuted(block.id)))
                 let result = execution.execute(block, on: state, pool: inputs.pool)
@@ -408,6 +413,7 @@ public struct ChainMachine<Execution: BlockExecution>: Sendable {
                 state = result.state
                 failed += result.failed
                 ids.append(result.stateID)
+                receipts.append(result.receipts)
             }
         }
         let lastID = ids[ids.count - 1]
@@ -436,7 +442,7 @@ public struct ChainMachine<Execution: BlockExecution>: Sendable {
         }
         let commit = Commit(
             records: records, qc: qc, state: state, snapshotDue: snapshotDue(records), epochChange: next,
-            byCatchUp: false, failedTransactions: failed)
+            byCatchUp: false, failedTransactions: failed, receipts: receipts)
         return (commit, notes)
     }
 
@@ -472,7 +478,7 @@ public struct ChainMachine<Execution: BlockExecution>: Sendable {
     /// one had in flight — states of uncommitted blocks, timers, a due proposal — goes.
     private mutating func replaceCore(_ new: ConsensusCore, tip: Hash32, stateID: Hash32) {
         core = new
-        states = [tip: (committedState, stateID)]
+        states = [tip: (committedState, stateID, [])]
         timers = [:]
         proposalDue = nil
     }
@@ -579,6 +585,7 @@ public struct ChainMachine<Execution: BlockExecution>: Sendable {
     {
         var state = committedState
         var stateIDs: [Hash32] = []
+        var receipts: [[ExecutionReceipt]] = []
         var failed = 0
         var endsEpoch = false
         let execution = self.execution
@@ -590,6 +597,7 @@ public struct ChainMachine<Execution: BlockExecution>: Sendable {
             failed += result.failed
             endsEpoch = result.endsEpoch
             stateIDs.append(result.stateID)
+            receipts.append(result.receipts)
             return (result.stateID, result.endsEpoch)
         }
         if let problem {
@@ -623,7 +631,7 @@ public struct ChainMachine<Execution: BlockExecution>: Sendable {
             .persistCommit(
                 Commit(
                     records: records, qc: proof, state: state, snapshotDue: snapshotDue(records), epochChange: next,
-                    byCatchUp: true, failedTransactions: failed))
+                    byCatchUp: true, failedTransactions: failed, receipts: Array(receipts.prefix(records.count))))
         ]
         if let next {
             // Synced across the end of an epoch: the next range is checked against the

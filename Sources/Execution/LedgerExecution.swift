@@ -29,7 +29,10 @@ public struct LedgerExecution: BlockExecution {
         let (receipts, ends) = next.executeBlock(block.payload, proposer: block.author, signatureChecked: pool.contains)
         return ExecutedBlock(
             state: next, stateID: Self.stateID(next), endsEpoch: ends,
-            failed: receipts.filter { $0.failure != nil }.count)
+            failed: receipts.filter { $0.failure != nil }.count,
+            receipts: receipts.map {
+                ExecutionReceipt(id: $0.id.bytes, code: $0.code.rawValue, log: $0.failure, gas: $0.gas)
+            })
     }
 
     public func nextEpochConfig(after last: Block, state: LedgerState, stateID: Hash32) -> ConsensusConfig {

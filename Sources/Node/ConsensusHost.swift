@@ -319,7 +319,14 @@ struct ConsensusHost {
         let write =
             commit.snapshotDue || snapshot
             ? try statePersistence.write(commit.state, height: last.height, snapshot: snapshot, store: store) : nil
-        try store.commit(records, state: write, epochChange: epochChange)
+        var receipts: [ConsensusStore.Receipt] = []
+        for (record, list) in zip(commit.records, commit.receipts) {
+            for (index, r) in list.enumerated() {
+                receipts.append(
+                    .init(height: record.height, index: index, txID: r.id, code: r.code, log: r.log, gas: r.gas))
+            }
+        }
+        try store.commit(records, state: write, epochChange: epochChange, receipts: receipts)
         if write != nil { statePersistence.persisted = (commit.state.tree, commit.state.version) }
         let now = Date()
         commitEvents.append((last.height, commit.qc, commit.epochChange != nil, now.timeIntervalSince1970))
@@ -517,6 +524,8 @@ struct ConsensusHost {
     }
 
     func epochRecord(_ epoch: Epoch) throws -> ConsensusStore.EpochRecord? { try store.epoch(epoch) }
+
+    func receipts(txID: [UInt8]) throws -> [ConsensusStore.Receipt] { try store.receipts(txID: txID) }
 
     // MARK: Serving snapshots
 

@@ -1393,7 +1393,17 @@ public actor NodeRuntime: Service {
                 }
                 throw AdminError.serverError("no transaction \(hex)")
             }
-            return Self.json(tx)
+            guard case .object(var out) = Self.json(tx) else { return Self.json(tx) }
+            // Its execution results in committed blocks (code 0 = executed; see docs/state.md).
+            let receipts = (try? consensus?.receipts(txID: id.bytes)) ?? []
+            out["receipts"] = .array(
+                receipts.map {
+                    .object([
+                        "height": .int($0.height), "index": .int($0.index), "code": .int($0.code),
+                        "log": $0.log.map { .string($0) } ?? .null, "gas": .int($0.gas),
+                    ])
+                })
+            return .object(out)
         case "getevidence":
             let limit = Self.limit(params, default: 100)
             return .object([

@@ -24,6 +24,10 @@ public final class ConsensusStore {
                 epoch INTEGER PRIMARY KEY, start_height INTEGER NOT NULL, genesis_block BLOB NOT NULL,
                 genesis_state BLOB NOT NULL, system BLOB NOT NULL, end_height INTEGER, proof BLOB,
                 last_block BLOB, system_proof BLOB);
+            CREATE TABLE IF NOT EXISTS receipts (
+                height INTEGER NOT NULL, idx INTEGER NOT NULL, tx_id BLOB NOT NULL, code INTEGER NOT NULL,
+                log TEXT, gas INTEGER NOT NULL, PRIMARY KEY (height, idx));
+            CREATE INDEX IF NOT EXISTS receipts_tx ON receipts (tx_id);
             CREATE TABLE IF NOT EXISTS snapshot_target (id INTEGER PRIMARY KEY CHECK (id = 1), target BLOB NOT NULL);
             CREATE TABLE IF NOT EXISTS snapshot_chunks (
                 depth INTEGER NOT NULL, prefix BLOB NOT NULL, leaves BLOB NOT NULL, PRIMARY KEY (depth, prefix));
@@ -174,11 +178,40 @@ public final class ConsensusStore {
         }
     }
 
+    /// A transaction's result in a committed block (not part of the state root).
+    public struct Receipt: Sendable, Equatable {
+        public let height: UInt64
+        /// Its position in the block's payload.
+        public let index: Int
+        public let txID: [UInt8]
+        public let code: UInt32
+        public let log: String?
+        public let gas: UInt64
+
+        public init(height: UInt64, index: Int, txID: [UInt8], code: UInt32, log: String?, gas: UInt64) {
+            self.height = height
+            self.index = index
+            self.txID = txID
+            self.code = code
+            self.log = log
+            self.gas = gas
+        }
+    }
+
     public func commit(
-        _ blocks: [CommittedBlock], state: StateWrite?, epochChange: (proof: [UInt8], next: EpochRecord)? = nil
+        _ blocks: [CommittedBlock], state: StateWrite?, epochChange: (proof: [UInt8], next: EpochRecord)? = nil,
+        receipts: [Receipt] = []
     ) throws(StorageError) {
         guard let last = blocks.last else { return }
         try db.transaction { () throws(StorageError) in
+            try db.runMany(
+                "INSERT OR REPLACE INTO receipts (height, idx, tx_id, code, log, gas) VALUES (?, ?, ?, ?, ?, ?)",
+                receipts.map {
+                    [
+                        .integer(Int64($0.height)), .integer(Int64($0.index)), .blob($0.txID), .integer(Int64($0.code)),
+                        $0.log.map { .text($0) } ?? .null, .integer(Int64(bitPattern: $0.gas)),
+                    ]
+                })
             for b in blocks {
                 try db.run(
                     "INSERT INTO committed_blocks (height, id, round, block, state_id, commit_qc) VALUES (?, ?, ?, ?, ?, ?)",
@@ -335,6 +368,19 @@ public final class ConsensusStore {
             [.integer(Int64(floor))])
         try db.run("DELETE FROM state_stale WHERE since <= ?", [.integer(Int64(floor))])
         try db.run("DELETE FROM state_versions WHERE height < ?", [.integer(Int64(keepFrom))])
+    }
+
+    /// Every receipt of a transaction id, oldest first (a transaction included again
+    /// after it executed has a second, failed receipt).
+    public func receipts(txID: [UInt8]) throws(StorageError) -> [Receipt] {
+        try db.query(
+            "SELECT height, idx, tx_id, code, log, gas FROM receipts WHERE tx_id = ? ORDER BY height, idx LIMIT 16",
+            [.blob(txID)]
+        ) {
+            Receipt(
+                height: UInt64($0.integer(0)), index: Int($0.integer(1)), txID: $0.blob(2), code: UInt32($0.integer(3)),
+                log: $0.isNull(4) ? nil : $0.text(4), gas: UInt64(bitPattern: $0.integer(5)))
+        }
     }
 
     /// A stored state version: the height it follows, its tree version and root.

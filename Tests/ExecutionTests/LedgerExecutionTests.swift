@@ -33,7 +33,7 @@ struct LedgerExecutionTests {
     }
 
     @Test("a transaction whose signature was never verified is checked; a forged one fails without effect")
-    func forgedSignatureFails() {
+    func forgedSignatureFails() throws {
         let state = LedgerState(chainID: "c", balances: [alice.publicKey: 100])
         let good = tx(alice, 1)
         var forged = tx(alice, 2, preds: [good.id], amount: 50).encoded
@@ -44,6 +44,11 @@ struct LedgerExecutionTests {
         #expect(result.stateID.bytes == result.state.root, "the state id is the ledger root")
         #expect(result.stateID != LedgerExecution.stateID(state))
         #expect(!result.endsEpoch)
+        // Receipts come through the interface: one per transaction, with its code, log and gas.
+        #expect(result.receipts.map(\.id) == [good.id.bytes, try Transaction.decode(forged).id.bytes])
+        #expect(result.receipts.map(\.code) == [0, LedgerState.Receipt.Code.invalid.rawValue])
+        #expect(result.receipts[1].log == "invalid signature" && result.receipts[0].log == nil)
+        #expect(result.receipts[0].gas > 0)
     }
 
     @Test("a payload follows the DAG's causal order, skips what the parent executed, and keeps both caps")

@@ -30,6 +30,7 @@ struct StateSyncNetworkTests {
         for i in 0..<4 { try net.waitReady(i) }
         // Accounts in the state, so the snapshot carries more than the validator set.
         var recipients: [String] = []
+        var txIDs: [String] = []
         for _ in 0..<6 {
             let recipient = Ed25519.PrivateKey().publicKey.hex
             recipients.append(recipient)
@@ -37,9 +38,16 @@ struct StateSyncNetworkTests {
                 "tx", "send", "--data-dir", net.dataDir(0).path, "--to", recipient, "--amount", "11", "--fee", "1",
             ])
             #expect(sent.status == 0, "\(sent.output)")
+            txIDs.append(sent.output.trimmingCharacters(in: .whitespacesAndNewlines))
         }
         try waitUntil(timeout: 120, "the validators to pass the snapshot at height 100") {
             (0..<4).allSatisfy { height(net, $0) >= 110 }
+        }
+        // Each transfer's receipt: executed (code 0), with the gas its reads and writes cost.
+        for id in txIDs {
+            let receipts = try net.admin(0).call("gettx", .object(["id": .string(id)]))["receipts"]?.arrayValue ?? []
+            #expect(receipts.count == 1 && receipts.first?["code"]?.numberValue == 0, "\(receipts)")
+            #expect((receipts.first?["gas"]?.numberValue ?? 0) > 0)
         }
         try net.start(4)
         try net.waitReady(4)

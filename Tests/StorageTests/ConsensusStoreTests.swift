@@ -52,13 +52,24 @@ struct ConsensusStoreTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let store = try ConsensusStore(path: dir.appendingPathComponent("consensus.sqlite").path)
         for h in UInt64(1)...25 { try store.commit([block(h)], state: h % 10 == 0 ? state(h) : nil) }
+        try store.commit(
+            [block(26)], state: nil,
+            receipts: [
+                .init(height: 26, index: 0, txID: [1], code: 0, log: nil, gas: 1_234),
+                .init(height: 26, index: 1, txID: [2], code: 3, log: "bad sequence", gas: UInt64.max),
+            ])
+        #expect(
+            try store.receipts(txID: [2]) == [
+                .init(height: 26, index: 1, txID: [2], code: 3, log: "bad sequence", gas: UInt64.max)
+            ])
+        #expect(try store.receipts(txID: [1]).first?.gas == 1_234 && store.receipts(txID: [3]).isEmpty)
         let snapshot = try #require(try store.stateVersion(atMost: 25))
         #expect(snapshot.height == 20 && snapshot.root == [20])
         #expect(try store.stateNode(version: 20, hash: [UInt8](repeating: 20, count: 32)) == [20])
         let tail = try store.committed(from: snapshot.height + 1, limit: 100)
-        #expect(tail.map(\.height) == [21, 22, 23, 24, 25])
+        #expect(tail.map(\.height) == [21, 22, 23, 24, 25, 26])
         #expect(try store.committed(from: 3, limit: 2).map(\.height) == [3, 4])
-        #expect(try store.committed(from: 26, limit: 10).isEmpty)
+        #expect(try store.committed(from: 27, limit: 10).isEmpty)
     }
 
     @Test("corruption inside the database stops start-up with a clear error")
