@@ -136,7 +136,7 @@ extension FuzzTargets {
     static func stateSyncSeeds() -> [[UInt8]] {
         let signers = (1...4).map { try! Ed25519.PrivateKey(seed: [UInt8](repeating: $0, count: 32)) }
         let accounts = (1...40).map { try! Ed25519.PrivateKey(seed: [UInt8](repeating: 100 + $0, count: 32)).publicKey }
-        let state = LedgerState(
+        var state = LedgerState(
             chainID: chainID, balances: Dictionary(uniqueKeysWithValues: accounts.map { ($0, 7) }),
             system: SystemState(
                 epoch: 1, epochLength: 100,
@@ -145,6 +145,7 @@ extension FuzzTargets {
                         id: $0.element.publicKey, power: 1,
                         bitcoinKey: [UInt8](repeating: UInt8($0.offset + 1), count: 32))
                 }))
+        _ = state.executeBlock([], proposer: signers[0].publicKey)  // names height 1
         let root = Hash32(computed: state.root)
         let block = Block(
             epoch: 1, round: 5, author: signers[0].publicKey, payload: [],
@@ -159,13 +160,17 @@ extension FuzzTargets {
             signatures: signers.prefix(3).map {
                 SignerSignature(signer: $0.publicKey, signature: $0.signature(for: message))
             })
-        let descriptor = SnapshotDescriptor(height: 9, block: block, stateID: root, commitQC: qc)
+        let (system, systemProof) = state.proof(key: StateKey.system)
+        let descriptor = SnapshotDescriptor(
+            height: 1, block: block, stateID: root, commitQC: qc, heightProof: state.proof(key: StateKey.height).proof,
+            system: system ?? [], systemProof: systemProof)
         let (leaves, proof) = state.tree.range(prefix: .placeholder, depth: 2)
         let messages: [SnapshotMessage] = [
             .getSnapshot, .snapshot(descriptor), .getEpochEnds(from: 1), .epochEnds([]),
-            .getChunk(height: 9, prefix: .placeholder, depth: 2),
-            .chunk(height: 9, prefix: .placeholder, depth: 2, .leaves(leaves, proof)),
-            .chunk(height: 9, prefix: .placeholder, depth: 2, .tooLarge),
+            .getChunk(height: 1, prefix: .placeholder, depth: 2),
+            .chunk(height: 1, prefix: .placeholder, depth: 2, .leaves(leaves, proof)),
+            .chunk(height: 1, prefix: .placeholder, depth: 2, .tooLarge),
+            .chunk(height: 1, prefix: .placeholder, depth: 2, .busy),
         ]
         let key = StateKey.account(accounts[3].rawRepresentation)
         let (value, keyProof) = state.proof(key: key)

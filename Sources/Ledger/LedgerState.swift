@@ -180,7 +180,12 @@ public struct LedgerState: Sendable {
             system = s
         }
         if let system, system != systemBefore { store.set(StateKey.system, system.encoded, charged: false) }
-        version += 1
+        // A block's state names its height: executing block h gives version h. Loose
+        // transactions (tests, tools) keep the version.
+        if endBlock {
+            version += 1
+            store.set(StateKey.height, Self.u64(version), charged: false)
+        }
         tree = store.commit(version: version)
         return (receipts, ends)
     }
@@ -359,6 +364,12 @@ extension LedgerState {
         var state = LedgerState(chainID: chainID, balances: [:])
         state.tree = tree
         state.version = version
+        if let height = tree.get(StateKey.height) {
+            var r = WireReader(height)
+            guard try r.u64("height") == version, r.remaining == 0 else {
+                throw WireError("the state names another height than \(version)")
+            }
+        }
         if let system = state.tree.get(StateKey.system) { state.system = try SystemState.decode(system) }
         if let count = state.tree.get(StateKey.executedCount) {
             var r = WireReader(count)

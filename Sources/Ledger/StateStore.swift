@@ -7,6 +7,9 @@ public enum StateKey {
     public static func account(_ account: [UInt8]) -> [UInt8] { Array("bank/".utf8) + account }
     /// `system/validators`: the epoch and its validators (`SystemState` encoding).
     public static let system = Array("system/validators".utf8)
+    /// `system/height`: u64, the height of the block this state follows (so a QC that
+    /// certifies a state certifies its height too).
+    public static let height = Array("system/height".utf8)
     /// `dag/count`: u64, how many transactions have executed.
     public static let executedCount = Array("dag/count".utf8)
     /// `dag/recent/` ‖ u32 bucket (big-endian): the ids of executed transactions

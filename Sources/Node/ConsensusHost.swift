@@ -311,7 +311,8 @@ struct ConsensusHost {
                     epoch: change.next.epoch, startHeight: last.height + 1,
                     genesisBlock: change.next.genesisBlockID.bytes,
                     genesisState: change.next.genesisStateID.bytes, system: system.encoded,
-                    systemProof: commit.state.proof(key: StateKey.system).proof.encoded)
+                    systemProof: commit.state.proof(key: StateKey.system).proof.encoded,
+                    heightProof: commit.state.proof(key: StateKey.height).proof.encoded)
             )
         }
         // Not at an epoch's end: its commit proof is the epoch-change proof, not a QC of the block.
@@ -529,10 +530,11 @@ struct ConsensusHost {
 
     // MARK: Serving snapshots
 
-    /// The answer to a peer's snapshot request, from the store.
-    func answer(_ request: SnapshotMessage) throws -> SnapshotMessage? {
+    /// The answer to a peer's snapshot request, from the store; `newest` is the offer
+    /// (the runtime keeps it between requests).
+    func answer(_ request: SnapshotMessage, newest: SnapshotDescriptor?) throws -> SnapshotMessage? {
         try SnapshotServer.answer(
-            request, newest: try newestSnapshot(), epochEnds: epochEnds(from:),
+            request, newest: newest, epochEnds: epochEnds(from:),
             range: { height, range in
                 guard let version = try store.stateVersion(height: height), version.snapshot else {
                     return .unavailable
@@ -554,11 +556,14 @@ struct ConsensusHost {
         guard let stored = try store.lastCommitted() else { throw ConfigError("nothing committed yet") }
         let block = try Block.decode(stored.block)
         let qc = try QuorumCert.decode(stored.commitQC)
-        let root = SnapshotDescriptor(
-            height: stored.height, block: block, stateID: try Hash32(bytes: stored.stateID), commitQC: qc)
         guard stored.height == committedHeight, stored.stateID == committedState.root else {
             throw ConfigError("the committed state moved on; ask again")
         }
+        let (system, systemProof) = committedState.proof(key: StateKey.system)
+        let root = SnapshotDescriptor(
+            height: stored.height, block: block, stateID: try Hash32(bytes: stored.stateID), commitQC: qc,
+            heightProof: committedState.proof(key: StateKey.height).proof, system: system ?? [],
+            systemProof: systemProof)
         guard root.verify(config: core.config) == nil else {
             // The tip ended an epoch (its proof is the epoch change's): one block later it is a plain commit.
             throw ConfigError("the committed tip ends an epoch; ask again after the next block")
@@ -574,15 +579,29 @@ struct ConsensusHost {
             root: root, epochEnds: Array(ends.prefix(Int(block.epoch - 1))), key: key, value: value, proof: proof)
     }
 
-    /// The newest snapshot kept, as peers verify it: its block and the QC that commits it.
+    /// The height of the newest snapshot kept (cheap: for the runtime's cache).
+    func newestSnapshotHeight() throws -> UInt64? { try store.snapshots().first?.height }
+
+    /// The newest snapshot kept, as peers verify it: its block, the QC that commits it, and
+    /// the proofs of the height and validators its state names.
     func newestSnapshot() throws -> SnapshotDescriptor? {
         for version in try store.snapshots() {
             guard let stored = try store.committed(height: version.height) else { continue }
-            let descriptor = SnapshotDescriptor(
+            let root = try NodeRef.decode(version.root)
+            func proved(_ key: [UInt8]) throws -> (value: [UInt8]?, proof: RangeProof)? {
+                guard
+                    let (leaves, proof) = try SparseMerkleTree.range(
+                        root: root, prefix: .of(key), depth: 256, limit: 1,
+                        fetch: { try store.stateNode(version: $0, hash: $1.bytes) })
+                else { return nil }
+                return (leaves.first?.value, proof)
+            }
+            guard let height = try proved(StateKey.height), let system = try proved(StateKey.system) else { continue }
+            return SnapshotDescriptor(
                 height: version.height, block: try Block.decode(stored.block),
                 stateID: try Hash32(bytes: stored.stateID),
-                commitQC: try QuorumCert.decode(stored.commitQC))
-            return descriptor
+                commitQC: try QuorumCert.decode(stored.commitQC), heightProof: height.proof, system: system.value ?? [],
+                systemProof: system.proof)
         }
         return nil
     }
@@ -594,12 +613,12 @@ struct ConsensusHost {
         var e = max(epoch, 1)
         while out.count < SnapshotMessage.maxEpochEnds, let record = try store.epoch(e), let height = record.endHeight,
             let proof = record.proof, let last = record.lastBlock, let next = try store.epoch(e + 1),
-            let systemProof = next.systemProof
+            let systemProof = next.systemProof, let heightProof = next.heightProof
         {
             let end = EpochEnd(
                 lastHeight: height, lastBlock: try Block.decode(last), stateID: try Hash32(bytes: next.genesisState),
                 proof: try EpochChangeProof.decode(proof), system: next.system,
-                systemProof: try RangeProof.decode(systemProof))
+                systemProof: try RangeProof.decode(systemProof), heightProof: try RangeProof.decode(heightProof))
             bytes += last.count + proof.count + next.system.count + systemProof.count + 64
             if bytes > 2 << 20, !out.isEmpty { break }
             out.append(end)

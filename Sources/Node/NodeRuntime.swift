@@ -118,8 +118,11 @@ public actor NodeRuntime: Service {
     private var consensus: ConsensusHost?
     /// Joining by state snapshot: set until the snapshot is installed and consensus starts.
     private var snapshotJoin: SnapshotJoin?
-    /// Snapshot requests a peer may still make now (a token bucket: chunk reads cost disk).
-    private var snapshotServeBudget: [PeerID: (tokens: Double, at: Double)] = [:]
+    /// What a requesting host may still cost this node now (a token bucket in units of
+    /// about 512 leaves read; chunk reads cost disk). By host: node ids are free to make.
+    private var snapshotServeBudget: [String: (tokens: Double, at: Double)] = [:]
+    /// The snapshot offered to peers, kept until a newer one is stored.
+    private var snapshotOffer: SnapshotDescriptor?
     /// Armed when the node starts to stop (see `ShutdownWatchdog`).
     private var watchdog: ShutdownWatchdog?
     /// Checkpointing into Bitcoin: with a genesis that names a coin and an esplora URL.
@@ -656,26 +659,45 @@ public actor NodeRuntime: Service {
         switch message {
         case .getSnapshot, .getEpochEnds, .getChunk:
             guard let host = consensus else { return }  // nothing to serve while joining
-            // 10 requests a second per peer, bursts of 20: a chunk answer reads up to
-            // thousands of stored nodes.
+            // 20 units a second per host, bursts of 40; a chunk costs 1 + its leaves / 512,
+            // an epoch-ends answer 1 + its size / 64 KiB. Over budget: "busy", not silence,
+            // so an honest downloader goes elsewhere at once instead of timing out.
             let t = now
-            var bucket = snapshotServeBudget[peer] ?? (20, t)
-            bucket.tokens = min(20, bucket.tokens + (t - bucket.at) * 10)
+            let client = engine.peers[from]?.host ?? peer.hex
+            var bucket = snapshotServeBudget[client] ?? (40, t)
+            bucket.tokens = min(40, bucket.tokens + (t - bucket.at) * 20)
             bucket.at = t
-            guard bucket.tokens >= 1 else {
-                snapshotServeBudget[peer] = bucket
-                return
-            }
-            bucket.tokens -= 1
-            snapshotServeBudget[peer] = bucket
             if snapshotServeBudget.count > 4_096 {
                 snapshotServeBudget = snapshotServeBudget.filter { t - $0.value.at < 10 }
             }
-            do {
-                if let answer = try host.answer(message) { execute(engine.sendDirect(answer.encoded(), to: from)) }
-            } catch {
-                logger.warning("cannot serve a snapshot request", metadata: ["error": "\(error)"])
+            guard bucket.tokens > 0 else {
+                snapshotServeBudget[client] = bucket
+                if case .getChunk(let height, let prefix, let depth) = message {
+                    let busy = SnapshotMessage.chunk(height: height, prefix: prefix, depth: depth, .busy)
+                    execute(engine.sendDirect(busy.encoded(), to: from))
+                }
+                return
             }
+            do {
+                var offer: SnapshotDescriptor?
+                if case .getSnapshot = message {
+                    // Built once per stored snapshot, not on every request.
+                    let height = try host.newestSnapshotHeight()
+                    if snapshotOffer?.height != height { snapshotOffer = try host.newestSnapshot() }
+                    offer = snapshotOffer
+                }
+                if let answer = try host.answer(message, newest: offer) {
+                    let bytes = answer.encoded()
+                    var cost = 1.0
+                    if case .chunk(_, _, _, .leaves(let leaves, _)) = answer { cost += Double(leaves.count) / 512 }
+                    if case .epochEnds = answer { cost += Double(bytes.count) / 65_536 }
+                    bucket.tokens -= cost
+                    execute(engine.sendDirect(bytes, to: from))
+                }
+            } catch {
+                logger.debug("cannot serve a snapshot request", metadata: ["error": "\(error)"])
+            }
+            snapshotServeBudget[client] = bucket
         case .snapshot, .epochEnds, .chunk:
             if snapshotJoin != nil { driveSnapshot { $0.received(message, from: peer, now: now) } }
         }
@@ -1162,6 +1184,13 @@ public actor NodeRuntime: Service {
 
     /// A `limit` parameter, clamped: any JSON number is accepted (Int(Double) would trap
     /// on a huge or non-finite one).
+    /// A whole number in 0…Int64.max from the params, or nil: heights and epochs are
+    /// stored as SQLite integers, and a huge or negative number would trap a conversion.
+    static func count(_ params: JSONValue, _ key: String) -> UInt64? {
+        guard let n = params[key]?.numberValue, n.isFinite, n >= 0, n <= 9.0e18, n == n.rounded() else { return nil }
+        return UInt64(n)
+    }
+
     static func limit(_ params: JSONValue, default value: Int) -> Int {
         guard let n = params["limit"]?.numberValue, n.isFinite else { return value }
         return Int(min(max(n, 0), 100_000))
@@ -1535,13 +1564,13 @@ public actor NodeRuntime: Service {
             guard let host = consensus else {
                 throw AdminError.serverError("this node runs without a genesis file: no consensus")
             }
-            guard let height = params["height"]?.numberValue, height >= 1 else {
+            guard let height = Self.count(params, "height"), height >= 1 else {
                 throw AdminError.invalidParams("getblock needs {\"height\": N ≥ 1}")
             }
-            guard let stored = try? host.committedBlock(height: UInt64(height)),
+            guard let stored = try? host.committedBlock(height: height),
                 let block = try? Block.decode(stored.block),
                 let qc = try? QuorumCert.decode(stored.commitQC)
-            else { throw AdminError.serverError("no committed block at height \(Int(height))") }
+            else { throw AdminError.serverError("no committed block at height \(height)") }
             return .object([
                 "height": .int(stored.height),
                 "block_id": .string(block.id.hex),
@@ -1598,7 +1627,10 @@ public actor NodeRuntime: Service {
             guard let host = consensus else {
                 throw AdminError.serverError("this node runs without a genesis file: no consensus")
             }
-            let n = params["epoch"]?.numberValue.map { UInt64($0) } ?? host.core.config.epoch
+            if params["epoch"] != nil, Self.count(params, "epoch") == nil {
+                throw AdminError.invalidParams("getepoch needs {\"epoch\": N} (a whole number)")
+            }
+            let n = Self.count(params, "epoch") ?? host.core.config.epoch
             guard let record = try? host.epochRecord(n), let system = try? SystemState.decode(record.system) else {
                 throw AdminError.serverError("no epoch \(n) on this node (current: \(host.core.config.epoch))")
             }

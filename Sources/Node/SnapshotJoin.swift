@@ -129,7 +129,8 @@ struct SnapshotJoin {
                 .init(
                     epoch: end.lastBlock.epoch + 1, startHeight: end.lastHeight + 1,
                     genesisBlock: end.lastBlock.id.bytes,
-                    genesisState: end.stateID.bytes, system: end.system, systemProof: end.systemProof.encoded))
+                    genesisState: end.stateID.bytes, system: end.system, systemProof: end.systemProof.encoded,
+                    heightProof: end.heightProof.encoded))
         }
         try store.installSnapshot(
             block: .init(

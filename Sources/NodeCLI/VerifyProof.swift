@@ -73,8 +73,9 @@ struct VerifyProof: AsyncParsableCommand {
             }
             print("verified: \(what)")
             print(
-                "  at height \(d.height), state id \(d.stateID.hex), epoch \(d.epoch); committed by a QC of "
-                    + "\(d.commitQC.signatures.count) of \(certified.config.validators.validators.count) validators; "
+                "  at height \(d.height) (named by the state), state id \(d.stateID.hex), epoch \(d.epoch), round "
+                    + "\(d.commitQC.commitInfo.round); committed by a QC of \(d.commitQC.signatures.count) of "
+                    + "\(certified.config.validators.validators.count) validators; "
                     + "\(certified.epochEnds.count) epoch change(s) checked from the genesis")
         }
     }

@@ -21,6 +21,8 @@ public enum SnapshotMessage: Sendable, Equatable {
         case tooLarge
         /// This peer does not (or no longer) serve that snapshot.
         case unavailable
+        /// Over this requester's serving budget: ask again a little later, or elsewhere.
+        case busy
     }
 
     public static let tags: ClosedRange<UInt8> = 0x20...0x25
@@ -63,6 +65,7 @@ public enum SnapshotMessage: Sendable, Equatable {
                 proof.encode(&w)
             case .tooLarge: w.u8(1)
             case .unavailable: w.u8(2)
+            case .busy: w.u8(3)
             }
         }
         return w.bytes
@@ -76,6 +79,7 @@ public enum SnapshotMessage: Sendable, Equatable {
 
     private static func range(_ r: inout WireReader) throws(WireError) -> (UInt64, StateHash, Int) {
         let height = try r.u64("height")
+        guard height <= UInt64(Int64.max) else { throw WireError("height \(height) out of range") }
         let depth = Int(try r.u16("depth"))
         guard depth <= 256 else { throw WireError("prefix depth \(depth) over 256") }
         let prefix = StateHash(bytes: try r.fixed(32, "prefix"))!
@@ -94,7 +98,10 @@ public enum SnapshotMessage: Sendable, Equatable {
             case 1: message = .snapshot(try SnapshotDescriptor.decode(&r))
             case let f: throw WireError("snapshot flag \(f)")
             }
-        case 0x22: message = .getEpochEnds(from: try r.u64("epoch"))
+        case 0x22:
+            let from = try r.u64("epoch")
+            guard from <= UInt64(Int64.max) else { throw WireError("epoch \(from) out of range") }
+            message = .getEpochEnds(from: from)
         case 0x23:
             let n = Int(try r.u16("count"))
             guard n <= maxEpochEnds else { throw WireError("\(n) epoch ends") }
@@ -117,6 +124,7 @@ public enum SnapshotMessage: Sendable, Equatable {
                 reply = .leaves(leaves, try RangeProof.decode(&r))
             case 1: reply = .tooLarge
             case 2: reply = .unavailable
+            case 3: reply = .busy
             case let s: throw WireError("chunk status \(s)")
             }
             message = .chunk(height: h, prefix: p, depth: d, reply)

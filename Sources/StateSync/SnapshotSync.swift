@@ -107,7 +107,27 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
     private var asked: [Peer: Double] = [:]
     private var answered: Set<Peer> = []
     private var firstOfferAt: Double?
-    private var candidate: (peer: Peer, descriptor: SnapshotDescriptor, ends: [EpochEnd], at: Double)?
+    /// The offer being proved: its epoch ends so far, each verified on arrival against
+    /// the configuration the chain reached (`config`), and whether a request is out.
+    private struct Candidate {
+        var peer: Peer
+        var descriptor: SnapshotDescriptor
+        var ends: [EpochEnd] = []
+        var config: ConsensusConfig
+        var at: Double
+        var awaiting = false
+        var needed: Int
+    }
+    private var candidate: Candidate?
+    /// Most epochs a snapshot may be ahead of the genesis (bounds what an offer can ask for).
+    public static var maxEpochGap: UInt64 { 1 << 20 }
+    /// A range split because `peer` said it was too large: when both halves are in and
+    /// would have fit one answer, that peer lied.
+    private var splitBy: [ChunkRange: Peer] = [:]
+    /// Requests that timed out, per peer (three count as not serving).
+    private var timeouts: [Peer: Int] = [:]
+    /// A busy peer is asked again from this time on.
+    private var backoff: [Peer: Double] = [:]
     public private(set) var target: VerifiedSnapshot?
     private var queue: [ChunkRange] = []
     private var inFlight: [ChunkRange: (peer: Peer, at: Double)] = [:]
@@ -186,21 +206,37 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
             return []  // requests are the server's, not this machine's
         case .snapshot(let descriptor):
             answered.insert(peer)
-            if let descriptor, target == nil {
+            // An offer from before the genesis, or absurdly far ahead, is not a chain's.
+            if let descriptor, target == nil, descriptor.epoch >= genesis.epoch,
+                descriptor.epoch - genesis.epoch <= Self.maxEpochGap
+            {
                 offers[peer] = descriptor
                 if firstOfferAt == nil { firstOfferAt = now }
             }
         case .epochEnds(let ends):
-            guard var c = candidate, c.peer == peer else { return [] }
+            // Only an answer to the request out; each end is verified as it arrives, so an
+            // offer cannot make this node hold unverified ends.
+            guard var c = candidate, c.peer == peer, c.awaiting else { return [] }
+            c.awaiting = false
             guard !ends.isEmpty else {
                 return reject(peer, "served no epoch ends for its own snapshot", now: now)
             }
-            c.ends += ends
-            candidate = c
-            let needed = Int(c.descriptor.epoch - genesis.epoch)
-            if c.ends.count < needed {
+            for end in ends.prefix(c.needed - c.ends.count) {
+                guard end.lastHeight > (c.ends.last?.lastHeight ?? 0) else {
+                    return reject(peer, "served epoch ends out of order", now: now)
+                }
+                switch end.verify(config: c.config) {
+                case .failure(let error): return reject(peer, "served a false epoch end: \(error)", now: now)
+                case .success(let system):
+                    c.config = epochConfig(system, end.lastBlock.id, end.stateID)
+                    c.ends.append(end)
+                }
+            }
+            c.at = now
+            if c.ends.count < c.needed {
+                c.awaiting = true
+                candidate = c
                 out.append(.send(peer, .getEpochEnds(from: genesis.epoch + UInt64(c.ends.count))))
-                candidate?.at = now
             } else {
                 out += adopt(c, now: now)
             }
@@ -219,11 +255,14 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
                     return out
                 }
                 done[range] = leaves
+                timeouts[peer] = nil
                 bytes += leaves.reduce(0) { $0 + $1.key.count + $1.value.count }
                 out.append(.persistChunk(range, leaves))
                 out.append(.progress(progress(now)))
+                out += checkSplit(of: range, now: now)
             case .tooLarge:
                 if range.depth < options.maxSplitDepth {
+                    splitBy[range] = peer
                     queue += range.halves
                 } else {
                     queue.append(range)
@@ -233,6 +272,9 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
             case .unavailable:
                 unavailable.insert(peer)
                 refused.insert(peer)
+                queue.append(range)
+            case .busy:
+                backoff[peer] = now + 1
                 queue.append(range)
             }
         }
@@ -246,12 +288,15 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
         var out: [Action] = []
         if target == nil {
             // Ask for offers; pick one when the wait is over; fetch its epoch ends.
-            for peer in peers where !bad.contains(peer) && !answered.contains(peer) {
+            // Peers without an offer are asked again now and then: snapshots appear as
+            // chains grow, and every offer so far may have failed.
+            for peer in peers where !bad.contains(peer) && offers[peer] == nil {
                 if let at = asked[peer], now - at < options.offerRetry { continue }
                 asked[peer] = now
+                answered.remove(peer)
                 out.append(.send(peer, .getSnapshot))
             }
-            if let c = candidate, now - c.at > options.requestTimeout {
+            if let c = candidate, c.awaiting, now - c.at > options.requestTimeout {
                 candidate = nil
                 offers[c.peer] = nil
                 out.append(.note("peer did not serve its snapshot's epoch ends in time"))
@@ -267,6 +312,8 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
             inFlight[range] = nil
             queue.append(range)
             unavailable.insert(flight.peer)  // slow: leave it to the others while they serve
+            timeouts[flight.peer, default: 0] += 1
+            if timeouts[flight.peer, default: 0] >= 3 { refused.insert(flight.peer) }  // not serving at all
         }
         if !peers.isEmpty, peers.allSatisfy({ bad.contains($0) || refused.contains($0) }) {
             // Nobody serves the target any more (pruned since): start over with a new offer.
@@ -283,12 +330,14 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
             return [.reset, .note("no peer serves the snapshot being downloaded any more; starting over")]
                 + tick(now: now)
         }
-        var servers = peers.filter { !bad.contains($0) && !unavailable.contains($0) }
+        var servers = peers.filter {
+            !bad.contains($0) && !unavailable.contains($0) && (backoff[$0] ?? 0) <= now
+        }
         if servers.isEmpty, !peers.isEmpty, inFlight.isEmpty, !queue.isEmpty {
             if peers.allSatisfy({ bad.contains($0) || unavailable.contains($0) }) && unavailable.count > 0 {
                 // Give slow peers another chance before giving the target up.
                 unavailable.removeAll()
-                servers = peers.filter { !bad.contains($0) }
+                servers = peers.filter { !bad.contains($0) && !refused.contains($0) }
             }
         }
         // Fill every server's window, round-robin.
@@ -298,7 +347,7 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
         while !queue.isEmpty, progressMade {
             progressMade = false
             for peer in servers where !queue.isEmpty && load[peer, default: 0] < options.maxInFlightPerPeer {
-                let range = queue.removeFirst()
+                let range = queue.removeLast()  // any order will do; this one is O(1)
                 inFlight[range] = (peer, now)
                 load[peer, default: 0] += 1
                 requestsSent += 1
@@ -329,33 +378,46 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
             return count(a.value) < count(b.value)
         }
         guard let (peer, descriptor) = best else { return [] }
-        let c = (peer: peer, descriptor: descriptor, ends: [EpochEnd](), at: now)
-        guard descriptor.epoch > genesis.epoch else { return adopt(c, now: now) }
+        var c = Candidate(
+            peer: peer, descriptor: descriptor, config: genesis, at: now,
+            needed: Int(descriptor.epoch - genesis.epoch))  // bounded by maxEpochGap on arrival
+        guard c.needed > 0 else { return adopt(c, now: now) }
+        c.awaiting = true
         candidate = c
         return [.send(peer, .getEpochEnds(from: genesis.epoch))]
     }
 
-    private mutating func adopt(
-        _ c: (peer: Peer, descriptor: SnapshotDescriptor, ends: [EpochEnd], at: Double), now: Double
-    ) -> [Action] {
+    private mutating func adopt(_ c: Candidate, now: Double) -> [Action] {
         candidate = nil
-        let needed = Int(c.descriptor.epoch - genesis.epoch)
-        switch VerifiedSnapshot.verify(
-            c.descriptor, epochEnds: Array(c.ends.prefix(needed)), genesis: genesis, epochConfig: epochConfig)
-        {
-        case .failure(let error):
-            return reject(c.peer, "offered an unproven snapshot: \(error)", now: now)
-        case .success(let verified):
-            target = verified
-            // Every peer that offered this very snapshot serves it.
-            queue = ChunkRange.all(depth: options.initialDepth)
-            return [
-                .persistTarget(verified),
-                .note(
-                    "snapshot at height \(verified.descriptor.height) (epoch \(verified.descriptor.epoch)) verified; downloading its state"
-                ),
-            ]
+        // The ends were verified as they came; the descriptor against the epoch they reach.
+        if let reason = c.descriptor.verify(config: c.config) {
+            return reject(c.peer, "offered an unproven snapshot: \(reason)", now: now)
         }
+        let verified = VerifiedSnapshot(descriptor: c.descriptor, epochEnds: c.ends, config: c.config)
+        target = verified
+        queue = ChunkRange.all(depth: options.initialDepth)
+        return [
+            .persistTarget(verified),
+            .note(
+                "snapshot at height \(verified.descriptor.height) (epoch \(verified.descriptor.epoch)) verified; downloading its state"
+            ),
+        ]
+    }
+
+    /// A range split on `peer`'s word that both halves show would have fit one answer:
+    /// that peer fragments the download on purpose.
+    private mutating func checkSplit(of range: ChunkRange, now: Double) -> [Action] {
+        guard range.depth > 0 else { return [] }
+        let parent = ChunkRange(prefix: range.prefix, depth: range.depth - 1)
+        guard let splitter = splitBy[parent] else { return [] }
+        let halves = parent.halves
+        guard let a = done[halves[0]], let b = done[halves[1]] else { return [] }
+        splitBy[parent] = nil
+        let size = (a + b).reduce(0) { $0 + $1.key.count + $1.value.count + 6 }
+        guard a.count + b.count <= SnapshotMessage.maxChunkLeaves, size <= SnapshotMessage.maxChunkBytes,
+            !bad.contains(splitter)
+        else { return [] }
+        return reject(splitter, "claimed chunk \(parent) too large; it holds \(a.count + b.count) leaves", now: now)
     }
 
     private mutating func reject(_ peer: Peer, _ reason: String, now: Double) -> [Action] {

@@ -23,7 +23,7 @@ public final class ConsensusStore {
             CREATE TABLE IF NOT EXISTS epochs (
                 epoch INTEGER PRIMARY KEY, start_height INTEGER NOT NULL, genesis_block BLOB NOT NULL,
                 genesis_state BLOB NOT NULL, system BLOB NOT NULL, end_height INTEGER, proof BLOB,
-                last_block BLOB, system_proof BLOB);
+                last_block BLOB, system_proof BLOB, height_proof BLOB);
             CREATE TABLE IF NOT EXISTS receipts (
                 height INTEGER NOT NULL, idx INTEGER NOT NULL, tx_id BLOB NOT NULL, code INTEGER NOT NULL,
                 log TEXT, gas INTEGER NOT NULL, PRIMARY KEY (height, idx));
@@ -33,7 +33,9 @@ public final class ConsensusStore {
                 depth INTEGER NOT NULL, prefix BLOB NOT NULL, leaves BLOB NOT NULL, PRIMARY KEY (depth, prefix));
             """)
         // Stores from before the epoch end columns: add them (an error means they exist).
-        for column in ["last_block", "system_proof"] { try? db.execute("ALTER TABLE epochs ADD COLUMN \(column) BLOB") }
+        for column in ["last_block", "system_proof", "height_proof"] {
+            try? db.execute("ALTER TABLE epochs ADD COLUMN \(column) BLOB")
+        }
     }
 
     /// One epoch: where it starts (the block it builds on and that block's state), its
@@ -53,10 +55,13 @@ public final class ConsensusStore {
         public var lastBlock: [UInt8]?
         /// The proof that `system` is under `system/validators` in `genesisState` (docs/state.md).
         public var systemProof: [UInt8]?
+        /// The proof of `system/height` (the previous epoch's last height) in `genesisState`.
+        public var heightProof: [UInt8]?
 
         public init(
             epoch: UInt64, startHeight: UInt64, genesisBlock: [UInt8], genesisState: [UInt8], system: [UInt8],
-            endHeight: UInt64? = nil, proof: [UInt8]? = nil, lastBlock: [UInt8]? = nil, systemProof: [UInt8]? = nil
+            endHeight: UInt64? = nil, proof: [UInt8]? = nil, lastBlock: [UInt8]? = nil, systemProof: [UInt8]? = nil,
+            heightProof: [UInt8]? = nil
         ) {
             self.epoch = epoch
             self.startHeight = startHeight
@@ -67,6 +72,7 @@ public final class ConsensusStore {
             self.proof = proof
             self.lastBlock = lastBlock
             self.systemProof = systemProof
+            self.heightProof = heightProof
         }
     }
 
@@ -95,14 +101,14 @@ public final class ConsensusStore {
 
     private func epochs(where clause: String, _ bindings: [SQLiteValue]) throws(StorageError) -> [EpochRecord] {
         try db.query(
-            "SELECT epoch, start_height, genesis_block, genesis_state, system, end_height, proof, last_block, system_proof FROM epochs WHERE "
+            "SELECT epoch, start_height, genesis_block, genesis_state, system, end_height, proof, last_block, system_proof, height_proof FROM epochs WHERE "
                 + clause, bindings
         ) { row in
             EpochRecord(
                 epoch: UInt64(row.integer(0)), startHeight: UInt64(row.integer(1)), genesisBlock: row.blob(2),
                 genesisState: row.blob(3), system: row.blob(4), endHeight: row.isNull(5) ? nil : UInt64(row.integer(5)),
                 proof: row.isNull(6) ? nil : row.blob(6), lastBlock: row.isNull(7) ? nil : row.blob(7),
-                systemProof: row.isNull(8) ? nil : row.blob(8))
+                systemProof: row.isNull(8) ? nil : row.blob(8), heightProof: row.isNull(9) ? nil : row.blob(9))
         }
     }
 
@@ -241,11 +247,11 @@ public final class ConsensusStore {
     private func insert(_ e: EpochRecord) throws(StorageError) {
         func optional(_ v: [UInt8]?) -> SQLiteValue { v.map { .blob($0) } ?? .null }
         try db.run(
-            "INSERT OR REPLACE INTO epochs (epoch, start_height, genesis_block, genesis_state, system, end_height, proof, last_block, system_proof) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO epochs (epoch, start_height, genesis_block, genesis_state, system, end_height, proof, last_block, system_proof, height_proof) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 .integer(Int64(e.epoch)), .integer(Int64(e.startHeight)), .blob(e.genesisBlock), .blob(e.genesisState),
                 .blob(e.system), e.endHeight.map { .integer(Int64($0)) } ?? .null, optional(e.proof),
-                optional(e.lastBlock), optional(e.systemProof),
+                optional(e.lastBlock), optional(e.systemProof), optional(e.heightProof),
             ])
     }
 

@@ -31,7 +31,7 @@ struct ReplayTests {
             let block = Block(
                 epoch: 1, round: height, author: alice.publicKey, payload: [tx.encoded],
                 qc: .genesis(epoch: 1, blockID: parent, stateID: .zero))
-            _ = state.execute(block.payload, proposer: block.author)
+            _ = state.executeBlock(block.payload, proposer: block.author)
             let root = try Hash32(bytes: state.root)
             roots.append(root)
             let snapshot = persistence.isSnapshot([height])

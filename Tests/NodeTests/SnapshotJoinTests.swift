@@ -33,6 +33,7 @@ struct SnapshotJoinTests {
     /// three of the four validators) that commits it at height 7.
     func snapshot() -> (LedgerState, SnapshotDescriptor) {
         var state = genesis.initialState
+        for _ in 0..<6 { _ = state.executeBlock([], proposer: validators[0].publicKey) }  // heights 1…6
         let payload = (1...3_000).map { seq in
             Transaction(
                 chainID: "c", author: funder, seq: UInt64(seq), fee: 0,
@@ -53,7 +54,13 @@ struct SnapshotJoinTests {
             signatures: validators.prefix(3).map {
                 SignerSignature(signer: $0.publicKey, signature: $0.signature(for: commit.signingMessage(chainID: "c")))
             })
-        return (state, SnapshotDescriptor(height: 7, block: block, stateID: stateID, commitQC: qc))
+        let (system, systemProof) = state.proof(key: StateKey.system)
+        return (
+            state,
+            SnapshotDescriptor(
+                height: 7, block: block, stateID: stateID, commitQC: qc,
+                heightProof: state.proof(key: StateKey.height).proof, system: system ?? [], systemProof: systemProof)
+        )
     }
 
     /// Runs the download against in-memory peers serving `state`, carrying out the

@@ -57,7 +57,9 @@ struct SnapshotFixture {
         for i in 0..<accounts {
             balances[try! Ed25519.PrivateKey(seed: BLAKE2b.hash256(Array("acct \(i)".utf8))).publicKey] = UInt64(i + 1)
         }
-        let endState = LedgerState(chainID: "c", balances: balances, system: Self.system(second, epoch: 2))
+        // Forty blocks in: the state names height 40.
+        var endState = LedgerState(chainID: "c", balances: balances, system: Self.system(second, epoch: 2))
+        for _ in 0..<40 { _ = endState.executeBlock([], proposer: first[0].publicKey) }
         let endID = Hash32(computed: endState.root)
         let last = Block(
             epoch: 1, round: 40, author: first[0].publicKey, payload: [],
@@ -66,14 +68,27 @@ struct SnapshotFixture {
         epochEnd = EpochEnd(
             lastHeight: 40, lastBlock: last, stateID: endID,
             proof: EpochChangeProof(suffix: [], commitQC: Self.qc(first, epoch: 1, commits: last, state: endID)),
-            system: system!, systemProof: systemProof)
-        state = endState
+            system: system!, systemProof: systemProof, heightProof: endState.proof(key: StateKey.height).proof)
+        // Sixty more (in epoch 2): the snapshot at height 100.
+        var snapshotState = endState
+        for _ in 0..<60 { _ = snapshotState.executeBlock([], proposer: second[0].publicKey) }
+        state = snapshotState
+        let stateID = Hash32(computed: snapshotState.root)
         let block = Block(
             epoch: 2, round: 9, author: second[0].publicKey, payload: [],
             qc: .genesis(epoch: 2, blockID: last.id, stateID: endID))
-        descriptor = SnapshotDescriptor(
-            height: 100, block: block, stateID: endID, commitQC: Self.qc(second, epoch: 2, commits: block, state: endID)
-        )
+        descriptor = Self.descriptor(
+            snapshotState, height: 100, block: block, qc: Self.qc(second, epoch: 2, commits: block, state: stateID))
+    }
+
+    /// A descriptor for `state` with the proofs of its height and validators.
+    static func descriptor(
+        _ state: LedgerState, height: UInt64, block: Block, qc: QuorumCert, stateID: Hash32? = nil
+    ) -> SnapshotDescriptor {
+        let (system, systemProof) = state.proof(key: StateKey.system)
+        return SnapshotDescriptor(
+            height: height, block: block, stateID: stateID ?? Hash32(computed: state.root), commitQC: qc,
+            heightProof: state.proof(key: StateKey.height).proof, system: system ?? [], systemProof: systemProof)
     }
 
     func sync(_ options: SnapshotSync<Int>.Options = .init()) -> SnapshotSync<Int> {
@@ -238,13 +253,30 @@ struct SnapshotSyncTests {
         #expect(asked == 64 - kept.count, "no verified chunk is fetched again: \(asked) requests, \(kept.count) kept")
     }
 
-    @Test("ranges too large for one answer are split until they fit")
+    @Test("a range too large for one answer is split until it fits; a peer that claims so falsely is caught")
     func splits() throws {
-        var net = Network(sync: fixture.sync())
-        net.run(peers: [1, 2]) { _, request in fixture.serve(request, limit: 20) }
-        try expectComplete(net)
-        #expect(net.persisted.count > 64, "split below the first 64 ranges")
-        #expect(net.persisted.values.allSatisfy { $0.count <= 20 })
+        // 5,000 accounts from one range: more than one answer carries.
+        let big = SnapshotFixture(accounts: 5_000)
+        var options = SnapshotSync<Int>.Options()
+        options.initialDepth = 0
+        var net = Network(sync: big.sync(options))
+        net.run(peers: [1, 2]) { _, request in big.serve(request) }
+        let (_, leaves) = try #require(net.finished)
+        #expect(leaves.count == big.state.tree.count && net.discouraged.isEmpty)
+        #expect(net.persisted.count >= 2, "split into halves")
+        #expect(net.persisted.values.allSatisfy { $0.count <= SnapshotMessage.maxChunkLeaves })
+
+        // A peer that answers "too large" to everything is found out when the halves come
+        // back small from the other peer, and the sync completes.
+        var lied = Network(sync: fixture.sync())
+        lied.run(peers: [1, 2]) { peer, request in
+            if peer == 1, case .getChunk(let h, let p, let d) = request {
+                return .chunk(height: h, prefix: p, depth: d, .tooLarge)
+            }
+            return fixture.serve(request)
+        }
+        try expectComplete(lied)
+        #expect(lied.discouraged.keys.sorted() == [1], "\(lied.discouraged)")
     }
 
     @Test("a forged offer (foreign signers, a wrong state id, a forged epoch end) is discouraged; the honest one wins")
@@ -253,35 +285,42 @@ struct SnapshotSyncTests {
         let wrongState = Hash32.of([1])
         let forgedQC = SnapshotFixture.qc(
             strangers, epoch: 2, commits: fixture.descriptor.block, state: fixture.descriptor.stateID)
+        let d = fixture.descriptor
         let lies: [(SnapshotDescriptor, [EpochEnd])] = [
+            (SnapshotFixture.descriptor(fixture.state, height: 100, block: d.block, qc: forgedQC), [fixture.epochEnd]),
             (
-                SnapshotDescriptor(
-                    height: 200, block: fixture.descriptor.block, stateID: fixture.descriptor.stateID,
-                    commitQC: forgedQC),
+                SnapshotFixture.descriptor(
+                    fixture.state, height: 100, block: d.block, qc: d.commitQC, stateID: wrongState),
+                [fixture.epochEnd]
+            ),
+            // A true snapshot under another height: the state names 100.
+            (
+                SnapshotFixture.descriptor(fixture.state, height: 5_000, block: d.block, qc: d.commitQC),
                 [fixture.epochEnd]
             ),
             (
-                SnapshotDescriptor(
-                    height: 200, block: fixture.descriptor.block, stateID: wrongState,
-                    commitQC: fixture.descriptor.commitQC), [fixture.epochEnd]
-            ),
-            (
                 // The liar names its own validators for epoch 2 (a system value the proof does not cover).
-                SnapshotDescriptor(
-                    height: 200, block: fixture.descriptor.block, stateID: fixture.descriptor.stateID,
-                    commitQC: SnapshotFixture.qc(
-                        strangers, epoch: 2, commits: fixture.descriptor.block, state: fixture.descriptor.stateID)),
+                SnapshotFixture.descriptor(
+                    fixture.state, height: 100, block: d.block,
+                    qc: SnapshotFixture.qc(strangers, epoch: 2, commits: d.block, state: d.stateID)),
                 [
                     EpochEnd(
                         lastHeight: 40, lastBlock: fixture.epochEnd.lastBlock, stateID: fixture.epochEnd.stateID,
                         proof: fixture.epochEnd.proof, system: SnapshotFixture.system(strangers, epoch: 2).encoded,
-                        systemProof: fixture.epochEnd.systemProof)
+                        systemProof: fixture.epochEnd.systemProof, heightProof: fixture.epochEnd.heightProof)
                 ]
+            ),
+            // The end of an epoch offered as a snapshot: its state already names the next set.
+            (
+                SnapshotDescriptor(
+                    height: 40, block: fixture.epochEnd.lastBlock, stateID: fixture.epochEnd.stateID,
+                    commitQC: fixture.epochEnd.proof.commitQC, heightProof: fixture.epochEnd.heightProof,
+                    system: fixture.epochEnd.system, systemProof: fixture.epochEnd.systemProof), []
             ),
         ]
         for (descriptor, ends) in lies {
             var net = Network(sync: fixture.sync())
-            net.run(peers: [1, 2]) { peer, request in
+            let server: (Int, SnapshotMessage) -> SnapshotMessage? = { peer, request in
                 guard peer == 1 else { return fixture.serve(request) }
                 switch request {
                 case .getSnapshot: return .snapshot(descriptor)
@@ -289,6 +328,10 @@ struct SnapshotSyncTests {
                 default: return fixture.serve(request)
                 }
             }
+            // The liar alone first (so its offer is the one tried), then an honest peer.
+            net.run(peers: [1], server: server, until: { !$0.discouraged.isEmpty }, maxSteps: 2_000)
+            #expect(net.discouraged.keys.sorted() == [1], "\(descriptor.height): \(net.discouraged)")
+            net.run(peers: [2], server: server)
             try expectComplete(net)
             #expect(net.discouraged.keys.sorted() == [1], "\(net.discouraged)")
         }
@@ -319,7 +362,7 @@ struct SnapshotSyncTests {
     }
 
     @Test(
-        "a certified proof verifies from the genesis alone; a flipped bit is refused or changes only an uncertified height"
+        "a certified proof verifies from the genesis alone; every flipped bit (one in three tried) is refused, heights included"
     )
     func certifiedProof() throws {
         let account = StateKey.account(
@@ -348,18 +391,14 @@ struct SnapshotSyncTests {
                 Issue.record("a false value verified")
                 continue
             }
-            for bit in stride(from: 0, to: bytes.count * 8, by: 5) {
+            for bit in stride(from: 0, to: bytes.count * 8, by: 3) {
                 var flipped = bytes
                 flipped[bit / 8] ^= 1 << UInt8(bit % 8)
                 guard let forged = try? CertifiedProof.decode(flipped),
                     case .success = forged.verify(
                         genesis: fixture.genesisConfig, epochConfig: SnapshotFixture.epochConfig)
                 else { continue }
-                // Heights are labels, not signed: a flip there is the only one that may pass.
-                #expect(
-                    forged.key == key && forged.value == value && forged.root.stateID == fixture.descriptor.stateID
-                        && forged.root.block == fixture.descriptor.block && forged.proof == proof,
-                    "bit \(bit) changed what is proved")
+                Issue.record("bit \(bit) flipped still verifies")
             }
         }
     }
