@@ -164,7 +164,7 @@ struct ConsensusHost {
         if let version = try store.stateVersion(atMost: height) {
             let nodes = try store.stateNodes(upTo: version.version)
             let tree = try SparseMerkleTree.load(root: try NodeRef.decode(version.root)) { v, hash in
-                nodes[withUnsafeBytes(of: v.bigEndian) { Array($0) } + hash.bytes]
+                nodes[.init(version: v, hash: hash.bytes)]
             }
             state = try LedgerState.restore(chainID: genesisState.chainID, version: version.version, tree: tree)
             if let record = try store.committed(height: version.height), record.stateID != state.root {

@@ -1,6 +1,7 @@
 import Foundation
 import NodeCrypto
 import StateTree
+import Storage
 import Wire
 
 /// The state root's cost per block: the sparse Merkle tree's incremental update of the
@@ -17,6 +18,11 @@ public enum StateBenchmark {
         public var fullSeconds: Double
         /// Mean depth of a leaf (≈ log2 n).
         public var meanDepth: Double
+        /// Writing the whole tree to a consensus store (a snapshot install), and reading
+        /// it back (a restart); nil when not measured.
+        public var storeSeconds: Double?
+        public var loadSeconds: Double?
+        public var storedNodes = 0
     }
 
     public struct Result: Sendable {
@@ -41,8 +47,9 @@ public enum StateBenchmark {
     }
 
     public static func run(
-        sizes: [Int], changed: Int, blocks: Int, fullBlocks: Int, progress: (String) -> Void = { _ in }
-    ) -> Result {
+        sizes: [Int], changed: Int, blocks: Int, fullBlocks: Int, storeIn directory: URL? = nil,
+        progress: (String) -> Void = { _ in }
+    ) throws -> Result {
         let clock = ContinuousClock()
         // The bound: raw hashes of an inner node's 65 bytes.
         let node = [UInt8](repeating: 7, count: 65)
@@ -93,10 +100,35 @@ public enum StateBenchmark {
                 depthSum += tree.range(prefix: leaf.keyHash, depth: 256).proof.siblings.count
                 leaves += 1
             }
-            rows.append(
-                Row(
-                    accounts: n, buildSeconds: buildSeconds, incrementalSeconds: incremental.inSeconds / Double(blocks),
-                    fullSeconds: full.inSeconds / Double(fullBlocks), meanDepth: Double(depthSum) / Double(leaves)))
+            var row = Row(
+                accounts: n, buildSeconds: buildSeconds, incrementalSeconds: incremental.inSeconds / Double(blocks),
+                fullSeconds: full.inSeconds / Double(fullBlocks), meanDepth: Double(depthSum) / Double(leaves))
+            if let directory {
+                progress("\(n) accounts: writing the tree to SQLite and reading it back")
+                let path = directory.appendingPathComponent("bench-state-\(UUID().uuidString).sqlite").path
+                defer {
+                    for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+                }
+                let store = try ConsensusStore(path: path)
+                let start = clock.now
+                let delta = tree.delta(from: nil, persistedVersion: nil, version: UInt64(blocks))
+                try store.installSnapshot(
+                    block: .init(height: 1, id: [1], round: 1, block: [], stateID: tree.rootHash.bytes, commitQC: []),
+                    state: .init(
+                        height: 1, version: UInt64(blocks), root: delta.root.encoded,
+                        nodes: delta.nodes.map { ($0.version, $0.hash.bytes, $0.body) }, stale: [], snapshot: true,
+                        keepFrom: nil), epochs: [])
+                row.storeSeconds = (clock.now - start).inSeconds
+                row.storedNodes = delta.nodes.count
+                let loadStart = clock.now
+                let nodes = try store.stateNodes(upTo: UInt64(blocks))
+                let loaded = try SparseMerkleTree.load(root: delta.root) { v, h in
+                    nodes[.init(version: v, hash: h.bytes)]
+                }
+                precondition(loaded.rootHash == tree.rootHash, "the stored tree reads back to its root")
+                row.loadSeconds = (clock.now - loadStart).inSeconds
+            }
+            rows.append(row)
         }
         return Result(rows: rows, changedPerBlock: changed, hashesPerSecond: hashRate)
     }

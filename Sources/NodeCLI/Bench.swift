@@ -293,8 +293,9 @@ struct StateBench: AsyncParsableCommand {
         #if DEBUG
             print("warning: debug build; figures are not representative (use swift run -c release)")
         #endif
-        let r = StateBenchmark.run(
+        let r = try StateBenchmark.run(
             sizes: accounts, changed: changed, blocks: blocks, fullBlocks: fullBlocks,
+            storeIn: FileManager.default.temporaryDirectory,
             progress: { FileHandle.standardError.write(Data("… \($0)\n".utf8)) })
         print(String(format: "BLAKE2b-256 of 65 bytes (the bound): %.0f hashes/s, one core", r.hashesPerSecond))
         print("changed accounts per block: \(r.changedPerBlock)")
@@ -308,6 +309,15 @@ struct StateBench: AsyncParsableCommand {
                     format: "%10d %6.1f %9.2f %22.2f %33.2f %25.1f %7.0f×", row.accounts, row.meanDepth,
                     row.buildSeconds, row.incrementalSeconds * 1_000, bound, row.fullSeconds * 1_000,
                     row.fullSeconds / row.incrementalSeconds))
+        }
+        print("whole tree to SQLite (a snapshot install) and back (a restart's load, every hash checked):")
+        for row in r.rows {
+            guard let store = row.storeSeconds, let load = row.loadSeconds else { continue }
+            print(
+                String(
+                    format: "%10d accounts  %9d nodes  write %6.2f s  load %6.2f s", row.accounts, row.storedNodes,
+                    store,
+                    load))
         }
     }
 }

@@ -7,6 +7,8 @@ public final class ConsensusStore {
 
     public init(path: String) throws(StorageError) {
         db = try SQLiteDatabase(path: path)
+        // Up to 64 MiB of page cache: the state tree's tables are large and written in bulk.
+        try db.execute("PRAGMA cache_size=-65536")
         try db.execute(
             """
             CREATE TABLE IF NOT EXISTS safety (id INTEGER PRIMARY KEY CHECK (id = 1), state BLOB NOT NULL);
@@ -350,9 +352,14 @@ public final class ConsensusStore {
     }
 
     private func write(_ state: StateWrite) throws(StorageError) {
+        // In key order: appending to the B-tree instead of inserting at random places is
+        // several times faster for a whole tree (a snapshot install).
+        let nodes = state.nodes.sorted {
+            $0.version != $1.version ? $0.version < $1.version : $0.hash.lexicographicallyPrecedes($1.hash)
+        }
         try db.runMany(
             "INSERT OR IGNORE INTO state_nodes (version, hash, body) VALUES (?, ?, ?)",
-            state.nodes.map { [.integer(Int64($0.version)), .blob($0.hash), .blob($0.body)] })
+            nodes.map { [.integer(Int64($0.version)), .blob($0.hash), .blob($0.body)] })
         try db.runMany(
             "INSERT INTO state_stale (since, version, hash) VALUES (?, ?, ?)",
             state.stale.map { [.integer(Int64(state.version)), .integer(Int64($0.version)), .blob($0.hash)] })
@@ -430,14 +437,28 @@ public final class ConsensusStore {
 
     /// Every stored node of versions up to `version`, keyed by version ‖ hash: one scan
     /// instead of a query per node when a whole version is loaded.
-    public func stateNodes(upTo version: UInt64) throws(StorageError) -> [[UInt8]: [UInt8]] {
-        var out: [[UInt8]: [UInt8]] = [:]
-        _ = try db.query("SELECT version, hash, body FROM state_nodes WHERE version <= ?", [.integer(Int64(version))]) {
-            var key = withUnsafeBytes(of: UInt64($0.integer(0)).bigEndian) { Array($0) }
-            key += $0.blob(1)
-            out[key] = $0.blob(2)
+    public func stateNodes(upTo version: UInt64) throws(StorageError) -> [StoredNodeKey: [UInt8]] {
+        var out: [StoredNodeKey: [UInt8]] = [:]
+        try db.forEach("SELECT version, hash, body FROM state_nodes WHERE version <= ?", [.integer(Int64(version))]) {
+            out[StoredNodeKey(version: UInt64($0.integer(0)), hash: $0.blob(1))] = $0.blob(2)
         }
         return out
+    }
+
+    /// A stored node's key: the version that created it and its hash.
+    public struct StoredNodeKey: Hashable, Sendable {
+        public let version: UInt64
+        public let hash: [UInt8]
+
+        public init(version: UInt64, hash: [UInt8]) {
+            self.version = version
+            self.hash = hash
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            hasher.combine(version)
+            hash.withUnsafeBytes { hasher.combine(bytes: $0) }
+        }
     }
 
     /// Stored nodes (a measure for tests and status).

@@ -71,6 +71,20 @@ public final class SQLiteDatabase {
         }
     }
 
+    /// Runs a query and hands each row to `body` without collecting them.
+    public func forEach(
+        _ sql: String, _ bindings: [SQLiteValue] = [], _ body: (Row) throws(StorageError) -> Void
+    ) throws(StorageError) {
+        let statement = try prepare(sql, bindings)
+        defer { sqlite3_finalize(statement) }
+        while true {
+            let rc = sqlite3_step(statement)
+            if rc == SQLITE_DONE { return }
+            guard rc == SQLITE_ROW else { throw error("step") }
+            try body(Row(statement: statement))
+        }
+    }
+
     /// Runs a query and maps each row.
     public func query<T>(
         _ sql: String, _ bindings: [SQLiteValue] = [], _ row: (Row) throws(StorageError) -> T
