@@ -663,7 +663,7 @@ public actor NodeRuntime: Service {
             // an epoch-ends answer 1 + its size / 64 KiB. Over budget: "busy", not silence,
             // so an honest downloader goes elsewhere at once instead of timing out.
             let t = now
-            let client = engine.peers[from]?.host ?? peer.hex
+            let client = (engine.peers[from]?.host).map { IPAddress($0)?.hostKey ?? $0 } ?? peer.hex
             var bucket = snapshotServeBudget[client] ?? (40, t)
             bucket.tokens = min(40, bucket.tokens + (t - bucket.at) * 20)
             bucket.at = t
@@ -671,11 +671,16 @@ public actor NodeRuntime: Service {
                 snapshotServeBudget = snapshotServeBudget.filter { t - $0.value.at < 10 }
             }
             guard bucket.tokens > 0 else {
+                // Over budget: a short answer that says so (the downloader asks again later).
                 snapshotServeBudget[client] = bucket
-                if case .getChunk(let height, let prefix, let depth) = message {
-                    let busy = SnapshotMessage.chunk(height: height, prefix: prefix, depth: depth, .busy)
-                    execute(engine.sendDirect(busy.encoded(), to: from))
+                let busy: SnapshotMessage
+                switch message {
+                case .getChunk(let height, let prefix, let depth):
+                    busy = .chunk(height: height, prefix: prefix, depth: depth, .busy)
+                case .getEpochEnds: busy = .epochEnds([])
+                default: busy = .snapshot(nil)
                 }
+                execute(engine.sendDirect(busy.encoded(), to: from))
                 return
             }
             do {
@@ -688,9 +693,12 @@ public actor NodeRuntime: Service {
                 }
                 if let answer = try host.answer(message, newest: offer) {
                     let bytes = answer.encoded()
-                    var cost = 1.0
+                    // About one unit per 512 leaves read or 64 KiB sent; "too large" read a full chunk.
+                    var cost = 1.0 + Double(bytes.count) / 65_536
                     if case .chunk(_, _, _, .leaves(let leaves, _)) = answer { cost += Double(leaves.count) / 512 }
-                    if case .epochEnds = answer { cost += Double(bytes.count) / 65_536 }
+                    if case .chunk(_, _, _, .tooLarge) = answer {
+                        cost += Double(SnapshotMessage.maxChunkLeaves) / 512
+                    }
                     bucket.tokens -= cost
                     execute(engine.sendDirect(bytes, to: from))
                 }

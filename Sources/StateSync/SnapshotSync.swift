@@ -112,13 +112,23 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
     private struct Candidate {
         var peer: Peer
         var descriptor: SnapshotDescriptor
-        var ends: [EpochEnd] = []
-        var config: ConsensusConfig
+        /// When it last proved an end (or was chosen): no progress for long, it is passed over.
         var at: Double
         var awaiting = false
         var needed: Int
+        /// The peer was busy: ask again from then.
+        var retryAt: Double?
     }
     private var candidate: Candidate?
+    /// The epoch ends verified so far from the genesis, and the configuration they reach.
+    /// The chain's history is the same whoever serves it, so what one peer proved is kept
+    /// for the next (a slow or dropped offer does not start the walk over).
+    private var verifiedEnds: [EpochEnd] = []
+    private var reached: ConsensusConfig
+    /// Peers whose offer made no progress, and until when their offers are not taken.
+    private var passedOver: [Peer: Double] = [:]
+    /// "Busy" answers since a peer last served a chunk (many count as not serving).
+    private var busyStreak: [Peer: Int] = [:]
     /// Most epochs a snapshot may be ahead of the genesis (bounds what an offer can ask for).
     public static var maxEpochGap: UInt64 { 1 << 20 }
     /// A range split because `peer` said it was too large: when both halves are in and
@@ -148,6 +158,7 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
         self.genesis = genesis
         self.epochConfig = epochConfig
         self.options = options
+        reached = genesis
     }
 
     /// Resumes a kept target with the chunks already verified (they are trusted: this
@@ -164,6 +175,8 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
                 descriptor, epochEnds: epochEnds, genesis: genesis, epochConfig: epochConfig)
         else { return [.reset, .note("the kept snapshot target no longer verifies; starting over")] }
         self.target = target
+        verifiedEnds = target.epochEnds
+        reached = target.config
         done = chunks
         queue = Self.missing(ChunkRange.all(depth: options.initialDepth), done: Set(chunks.keys))
         return [.note("resuming the snapshot at height \(target.descriptor.height): \(done.count) chunks kept")]
@@ -207,7 +220,7 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
         case .snapshot(let descriptor):
             answered.insert(peer)
             // An offer from before the genesis, or absurdly far ahead, is not a chain's.
-            if let descriptor, target == nil, descriptor.epoch >= genesis.epoch,
+            if let descriptor, target == nil, (passedOver[peer] ?? 0) <= now, descriptor.epoch >= genesis.epoch,
                 descriptor.epoch - genesis.epoch <= Self.maxEpochGap
             {
                 offers[peer] = descriptor
@@ -217,26 +230,33 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
             // Only an answer to the request out; each end is verified as it arrives, so an
             // offer cannot make this node hold unverified ends.
             guard var c = candidate, c.peer == peer, c.awaiting else { return [] }
-            c.awaiting = false
-            guard !ends.isEmpty else {
-                return reject(peer, "served no epoch ends for its own snapshot", now: now)
+            // A late answer to an earlier request starts elsewhere: not a lie, ignored.
+            guard let first = ends.first else {
+                // Over its serving budget: ask again in a second (no progress for long, and
+                // the offer is passed over).
+                c.awaiting = false
+                c.retryAt = now + 1
+                candidate = c
+                return []
             }
-            for end in ends.prefix(c.needed - c.ends.count) {
-                guard end.lastHeight > (c.ends.last?.lastHeight ?? 0) else {
+            guard first.lastBlock.epoch == genesis.epoch + UInt64(verifiedEnds.count) else { return [] }
+            c.awaiting = false
+            for end in ends.prefix(c.needed - verifiedEnds.count) {
+                guard end.lastHeight > (verifiedEnds.last?.lastHeight ?? 0) else {
                     return reject(peer, "served epoch ends out of order", now: now)
                 }
-                switch end.verify(config: c.config) {
+                switch end.verify(config: reached) {
                 case .failure(let error): return reject(peer, "served a false epoch end: \(error)", now: now)
                 case .success(let system):
-                    c.config = epochConfig(system, end.lastBlock.id, end.stateID)
-                    c.ends.append(end)
+                    reached = epochConfig(system, end.lastBlock.id, end.stateID)
+                    verifiedEnds.append(end)
                 }
             }
             c.at = now
-            if c.ends.count < c.needed {
+            if verifiedEnds.count < c.needed {
                 c.awaiting = true
                 candidate = c
-                out.append(.send(peer, .getEpochEnds(from: genesis.epoch + UInt64(c.ends.count))))
+                out.append(.send(peer, .getEpochEnds(from: genesis.epoch + UInt64(verifiedEnds.count))))
             } else {
                 out += adopt(c, now: now)
             }
@@ -256,6 +276,8 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
                 }
                 done[range] = leaves
                 timeouts[peer] = nil
+                busyStreak[peer] = nil
+                refused.remove(peer)  // it serves after all
                 bytes += leaves.reduce(0) { $0 + $1.key.count + $1.value.count }
                 out.append(.persistChunk(range, leaves))
                 out.append(.progress(progress(now)))
@@ -276,6 +298,8 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
             case .busy:
                 backoff[peer] = now + 1
                 queue.append(range)
+                busyStreak[peer, default: 0] += 1
+                if busyStreak[peer, default: 0] >= 30 { refused.insert(peer) }  // never has time: not serving
             }
         }
         return out + tick(now: now)
@@ -296,9 +320,16 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
                 answered.remove(peer)
                 out.append(.send(peer, .getSnapshot))
             }
-            if let c = candidate, c.awaiting, now - c.at > options.requestTimeout {
+            if var c = candidate, let retry = c.retryAt, retry <= now {
+                c.retryAt = nil
+                c.awaiting = true
+                candidate = c
+                out.append(.send(c.peer, .getEpochEnds(from: genesis.epoch + UInt64(verifiedEnds.count))))
+            }
+            if let c = candidate, now - c.at > 2 * options.requestTimeout {
                 candidate = nil
                 offers[c.peer] = nil
+                passedOver[c.peer] = now + 60
                 out.append(.note("peer did not serve its snapshot's epoch ends in time"))
             }
             let waited = firstOfferAt.map { now - $0 >= options.offerWait } ?? false
@@ -308,12 +339,17 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
             }
             return out
         }
+        var timedOut: Set<Peer> = []
         for (range, flight) in inFlight where now - flight.at > options.requestTimeout {
             inFlight[range] = nil
             queue.append(range)
             unavailable.insert(flight.peer)  // slow: leave it to the others while they serve
-            timeouts[flight.peer, default: 0] += 1
-            if timeouts[flight.peer, default: 0] >= 3 { refused.insert(flight.peer) }  // not serving at all
+            timedOut.insert(flight.peer)
+        }
+        // One strike per peer per timeout, however many of its requests were out.
+        for peer in timedOut {
+            timeouts[peer, default: 0] += 1
+            if timeouts[peer, default: 0] >= 3 { refused.insert(peer) }  // not serving at all
         }
         if !peers.isEmpty, peers.allSatisfy({ bad.contains($0) || refused.contains($0) }) {
             // Nobody serves the target any more (pruned since): start over with a new offer.
@@ -323,6 +359,10 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
             done = [:]
             unavailable = []
             refused = []
+            timeouts = [:]
+            backoff = [:]
+            splitBy = [:]
+            busyStreak = [:]
             offers = [:]
             answered = []
             asked = [:]
@@ -331,7 +371,7 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
                 + tick(now: now)
         }
         var servers = peers.filter {
-            !bad.contains($0) && !unavailable.contains($0) && (backoff[$0] ?? 0) <= now
+            !bad.contains($0) && !unavailable.contains($0) && !refused.contains($0) && (backoff[$0] ?? 0) <= now
         }
         if servers.isEmpty, !peers.isEmpty, inFlight.isEmpty, !queue.isEmpty {
             if peers.allSatisfy({ bad.contains($0) || unavailable.contains($0) }) && unavailable.count > 0 {
@@ -379,21 +419,34 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
         }
         guard let (peer, descriptor) = best else { return [] }
         var c = Candidate(
-            peer: peer, descriptor: descriptor, config: genesis, at: now,
+            peer: peer, descriptor: descriptor, at: now,
             needed: Int(descriptor.epoch - genesis.epoch))  // bounded by maxEpochGap on arrival
-        guard c.needed > 0 else { return adopt(c, now: now) }
+        guard verifiedEnds.count < c.needed else { return adopt(c, now: now) }
         c.awaiting = true
         candidate = c
-        return [.send(peer, .getEpochEnds(from: genesis.epoch))]
+        return [.send(peer, .getEpochEnds(from: genesis.epoch + UInt64(verifiedEnds.count)))]
     }
 
     private mutating func adopt(_ c: Candidate, now: Double) -> [Action] {
         candidate = nil
         // The ends were verified as they came; the descriptor against the epoch they reach.
-        if let reason = c.descriptor.verify(config: c.config) {
+        let ends = Array(verifiedEnds.prefix(c.needed))
+        var config = reached
+        if ends.count < verifiedEnds.count {
+            // A snapshot in an earlier epoch than the ends verified: walk them again.
+            guard
+                case .success(let v) = VerifiedSnapshot.verify(
+                    c.descriptor, epochEnds: ends, genesis: genesis, epochConfig: epochConfig)
+            else { return reject(c.peer, "offered an unproven snapshot", now: now) }
+            config = v.config
+        }
+        guard c.descriptor.height > (ends.last?.lastHeight ?? 0) else {
+            return reject(c.peer, "offered a snapshot before its own epoch's start", now: now)
+        }
+        if let reason = c.descriptor.verify(config: config) {
             return reject(c.peer, "offered an unproven snapshot: \(reason)", now: now)
         }
-        let verified = VerifiedSnapshot(descriptor: c.descriptor, epochEnds: c.ends, config: c.config)
+        let verified = VerifiedSnapshot(descriptor: c.descriptor, epochEnds: ends, config: config)
         target = verified
         queue = ChunkRange.all(depth: options.initialDepth)
         return [

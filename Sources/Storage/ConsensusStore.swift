@@ -89,7 +89,8 @@ public final class ConsensusStore {
     }
 
     public func epoch(_ n: UInt64) throws(StorageError) -> EpochRecord? {
-        try epochs(where: "epoch = ?", [.integer(Int64(n))]).first
+        guard let n = Int64(exactly: n) else { return nil }  // past SQLite's integers: none stored
+        return try epochs(where: "epoch = ?", [.integer(n)]).first
     }
 
     public func latestEpoch() throws(StorageError) -> EpochRecord? {
@@ -98,7 +99,8 @@ public final class ConsensusStore {
 
     /// The epoch whose last block is at `height`, if one ends there.
     public func epoch(endingAt height: UInt64) throws(StorageError) -> EpochRecord? {
-        try epochs(where: "end_height = ?", [.integer(Int64(height))]).first
+        guard let height = Int64(exactly: height) else { return nil }
+        return try epochs(where: "end_height = ?", [.integer(height)]).first
     }
 
     private func epochs(where clause: String, _ bindings: [SQLiteValue]) throws(StorageError) -> [EpochRecord] {
@@ -322,9 +324,11 @@ public final class ConsensusStore {
     }
 
     public func committed(height: UInt64) throws(StorageError) -> CommittedBlock? {
-        try committed(
+        // Heights may come from peers: past SQLite's integers there is nothing stored.
+        guard let height = Int64(exactly: height) else { return nil }
+        return try committed(
             query: "SELECT height, id, round, block, state_id, commit_qc FROM committed_blocks WHERE height = ?",
-            [.integer(Int64(height))]
+            [.integer(height)]
         ).first
     }
 
@@ -333,7 +337,7 @@ public final class ConsensusStore {
         try committed(
             query:
                 "SELECT height, id, round, block, state_id, commit_qc FROM committed_blocks WHERE height >= ? ORDER BY height LIMIT ?",
-            [.integer(Int64(height)), .integer(Int64(limit))])
+            [.integer(Int64(exactly: height) ?? Int64.max), .integer(Int64(max(0, limit)))])
     }
 
     public func committed(id: [UInt8]) throws(StorageError) -> CommittedBlock? {
@@ -406,11 +410,14 @@ public final class ConsensusStore {
 
     /// The newest stored state at or below `height`.
     public func stateVersion(atMost height: UInt64) throws(StorageError) -> StateVersion? {
-        try stateVersions(where: "height <= ? ORDER BY height DESC LIMIT 1", [.integer(Int64(height))]).first
+        try stateVersions(
+            where: "height <= ? ORDER BY height DESC LIMIT 1", [.integer(Int64(exactly: height) ?? Int64.max)]
+        ).first
     }
 
     public func stateVersion(height: UInt64) throws(StorageError) -> StateVersion? {
-        try stateVersions(where: "height = ?", [.integer(Int64(height))]).first
+        guard let height = Int64(exactly: height) else { return nil }
+        return try stateVersions(where: "height = ?", [.integer(height)]).first
     }
 
     /// Stored snapshots, newest first.

@@ -253,6 +253,45 @@ struct SnapshotSyncTests {
         #expect(asked == 64 - kept.count, "no verified chunk is fetched again: \(asked) requests, \(kept.count) kept")
     }
 
+    @Test("busy answers (epoch ends and chunks) are retried, not held against a peer; a late answer is ignored")
+    func busyAndLate() throws {
+        final class Counter: @unchecked Sendable { var epochAsks = 0, chunkAsks = 0 }
+        let counter = Counter()
+        var net = Network(sync: fixture.sync())
+        net.run(peers: [1]) { _, request in
+            switch request {
+            case .getEpochEnds:
+                counter.epochAsks += 1
+                if counter.epochAsks <= 2 { return .epochEnds([]) }  // busy twice
+                return fixture.serve(request)
+            case .getChunk(let h, let p, let d):
+                counter.chunkAsks += 1
+                if counter.chunkAsks % 3 == 0 { return .chunk(height: h, prefix: p, depth: d, .busy) }
+                return fixture.serve(request)
+            default: return fixture.serve(request)
+            }
+        }
+        try expectComplete(net)
+        #expect(net.discouraged.isEmpty, "\(net.discouraged)")
+        #expect(counter.epochAsks >= 3)
+
+        // A late answer to an earlier request (ends of a later epoch) is ignored, not a lie.
+        var sync = fixture.sync()
+        _ = sync.connected(1, now: 0)
+        // The only peer answered: its offer is taken at once.
+        let asked = sync.received(.snapshot(fixture.descriptor), from: 1, now: 0.1)
+        #expect(asked.contains { if case .send(1, .getEpochEnds(from: 1)) = $0 { true } else { false } })
+        let stale = EpochEnd(
+            lastHeight: 90, lastBlock: fixture.descriptor.block, stateID: fixture.descriptor.stateID,
+            proof: fixture.epochEnd.proof, system: fixture.epochEnd.system, systemProof: fixture.epochEnd.systemProof,
+            heightProof: fixture.epochEnd.heightProof)
+        let ignored = sync.received(.epochEnds([stale]), from: 1, now: 3.1)
+        #expect(!ignored.contains { if case .discourage = $0 { true } else { false } })
+        let adopted = sync.received(.epochEnds([fixture.epochEnd]), from: 1, now: 3.2)
+        #expect(
+            adopted.contains { if case .persistTarget = $0 { true } else { false } }, "the real answer still counts")
+    }
+
     @Test("a range too large for one answer is split until it fits; a peer that claims so falsely is caught")
     func splits() throws {
         // 5,000 accounts from one range: more than one answer carries.

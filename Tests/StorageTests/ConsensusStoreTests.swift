@@ -63,6 +63,10 @@ struct ConsensusStoreTests {
                 .init(height: 26, index: 1, txID: [2], code: 3, log: "bad sequence", gas: UInt64.max)
             ])
         #expect(try store.receipts(txID: [1]).first?.gas == 1_234 && store.receipts(txID: [3]).isEmpty)
+        // Heights and epochs from peers past SQLite's integers find nothing (no trap).
+        #expect(try store.committed(height: .max) == nil && store.epoch(.max) == nil)
+        #expect(try store.stateVersion(height: .max) == nil && store.epoch(endingAt: .max) == nil)
+        #expect(try store.committed(from: .max, limit: 5).isEmpty)
         let snapshot = try #require(try store.stateVersion(atMost: 25))
         #expect(snapshot.height == 20 && snapshot.root == [20])
         #expect(try store.stateNode(version: 20, hash: [UInt8](repeating: 20, count: 32)) == [20])
