@@ -129,7 +129,13 @@ public struct SparseMerkleTree: Sendable {
     /// key's path, O(changes × log n) hashes.
     public mutating func apply(_ changes: [Change], version: UInt64) {
         guard !changes.isEmpty else { return }
-        let sorted = changes.sorted { $0.keyHash < $1.keyHash }
+        var sorted = changes.sorted { $0.keyHash < $1.keyHash }
+        // Two changes of one key: the later one wins (two leaves with one path cannot be built).
+        if zip(sorted, sorted.dropFirst()).contains(where: { $0.keyHash == $1.keyHash }) {
+            var last: [StateHash: Change] = [:]
+            for c in changes { last[c.keyHash] = c }
+            sorted = last.values.sorted { $0.keyHash < $1.keyHash }
+        }
         root = Self.update(root, depth: 0, sorted[...], version: version)
     }
 

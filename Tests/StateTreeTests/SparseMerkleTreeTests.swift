@@ -59,6 +59,19 @@ struct SparseMerkleTreeTests {
         #expect(order == order.sorted() && order.count == model.count, "leaves come in key-hash order")
     }
 
+    @Test("two changes of one key in one batch: the later wins, nothing traps")
+    func repeatedKeyInABatch() {
+        var tree = SparseMerkleTree()
+        tree.apply(
+            [
+                .init(key: Self.key(1), value: [1]), .init(key: Self.key(2), value: [2]),
+                .init(key: Self.key(1), value: [3]),
+            ],
+            version: 1)
+        #expect(tree.get(Self.key(1)) == [3] && tree.count == 2)
+        #expect(tree.rootHash == Self.referenceRoot([Self.key(1): [3], Self.key(2): [2]]))
+    }
+
     @Test("a copy is a version: changing the copy leaves the original's root and values")
     func versionsShareStructure() {
         var a = SparseMerkleTree()
