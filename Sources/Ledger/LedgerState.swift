@@ -328,10 +328,7 @@ extension LedgerState {
         var r = WireReader(bytes)
         let chainID = try r.string16(max: 64)
         let version = try r.u64("version")
-        let n = Int(try r.u32("leaf count"))
-        var leaves: [StateLeaf] = []
-        for _ in 0..<min(n, 1 << 20) { leaves.append(try StateLeaf.decode(&r, maxValue: 1 << 24)) }
-        guard leaves.count == n else { throw WireError("\(n) leaves") }
+        let leaves = try StateLeaf.decodeList(&r, maxCount: 1 << 20, maxValue: maxStateValueBytes)
         try r.finish()
         return try restore(chainID: chainID, version: version, leaves: leaves)
     }

@@ -539,14 +539,25 @@ struct ConsensusHost {
                 guard let version = try store.stateVersion(height: height), version.snapshot else {
                     return .unavailable
                 }
-                let root = try NodeRef.decode(version.root)
                 guard
-                    let (leaves, proof) = try SparseMerkleTree.range(
-                        root: root, prefix: range.prefix, depth: range.depth, limit: SnapshotMessage.maxChunkLeaves,
-                        fetch: { try store.stateNode(version: $0, hash: $1.bytes) })
+                    let (leaves, proof) = try storedRange(
+                        try NodeRef.decode(version.root), prefix: range.prefix, depth: range.depth,
+                        limit: SnapshotMessage.maxChunkLeaves)
                 else { return .tooLarge }
                 return .leaves(leaves, proof)
             })
+    }
+
+    /// A key-hash range of a stored state version with its proof, read straight from the
+    /// store; nil when it holds more than `limit` leaves.
+    private func storedRange(
+        _ root: NodeRef, prefix: StateHash, depth: Int, limit: Int
+    ) throws -> (
+        leaves: [StateLeaf], proof: RangeProof
+    )? {
+        try SparseMerkleTree.range(
+            root: root, prefix: prefix, depth: depth, limit: limit,
+            fetch: { try store.stateNode(version: $0, hash: $1.bytes) })
     }
 
     /// `key`'s committed value with a proof a light client checks from the genesis alone
@@ -589,11 +600,9 @@ struct ConsensusHost {
             guard let stored = try store.committed(height: version.height) else { continue }
             let root = try NodeRef.decode(version.root)
             func proved(_ key: [UInt8]) throws -> (value: [UInt8]?, proof: RangeProof)? {
-                guard
-                    let (leaves, proof) = try SparseMerkleTree.range(
-                        root: root, prefix: .of(key), depth: 256, limit: 1,
-                        fetch: { try store.stateNode(version: $0, hash: $1.bytes) })
-                else { return nil }
+                guard let (leaves, proof) = try storedRange(root, prefix: .of(key), depth: 256, limit: 1) else {
+                    return nil
+                }
                 return (leaves.first?.value, proof)
             }
             guard let height = try proved(StateKey.height), let system = try proved(StateKey.system) else { continue }

@@ -46,24 +46,19 @@ struct SnapshotJoin {
 
     static func encodeLeaves(_ leaves: [StateLeaf]) -> [UInt8] {
         var w = WireWriter()
-        w.u32(UInt32(leaves.count))
-        for l in leaves { l.encode(&w) }
+        StateLeaf.encode(leaves, &w)
         return w.bytes
     }
 
     static func decodeLeaves(_ bytes: [UInt8]) throws(WireError) -> [StateLeaf] {
         var r = WireReader(bytes)
-        let n = Int(try r.u32("leaves"))
-        var out: [StateLeaf] = []
-        for _ in 0..<min(n, SnapshotMessage.maxChunkLeaves) {
-            out.append(try StateLeaf.decode(&r, maxValue: maxStateValueBytes))
-        }
-        guard out.count == n else { throw WireError("leaf count") }
+        let leaves = try StateLeaf.decodeList(
+            &r, maxCount: SnapshotMessage.maxChunkLeaves, maxValue: maxStateValueBytes)
         try r.finish()
-        return out
+        return leaves
     }
 
-    /// Keeps what must survive a restart; returns false if the store failed.
+    /// Keeps what must survive a restart (a store failure throws: the node stops).
     func persist(_ action: SnapshotSync<PeerID>.Action) throws {
         switch action {
         case .persistTarget(let target): try store.saveSnapshotTarget(target.encodedTarget)

@@ -60,8 +60,7 @@ public enum SnapshotMessage: Sendable, Equatable {
             switch reply {
             case .leaves(let leaves, let proof):
                 w.u8(0)
-                w.u32(UInt32(leaves.count))
-                for l in leaves { l.encode(&w) }
+                StateLeaf.encode(leaves, &w)
                 proof.encode(&w)
             case .tooLarge: w.u8(1)
             case .unavailable: w.u8(2)
@@ -116,11 +115,7 @@ public enum SnapshotMessage: Sendable, Equatable {
             let reply: ChunkReply
             switch try r.u8("status") {
             case 0:
-                let n = Int(try r.u32("leaf count"))
-                guard n <= maxChunkLeaves else { throw WireError("\(n) leaves in a chunk") }
-                var leaves: [StateLeaf] = []
-                leaves.reserveCapacity(n)
-                for _ in 0..<n { leaves.append(try StateLeaf.decode(&r, maxValue: maxChunkBytes)) }
+                let leaves = try StateLeaf.decodeList(&r, maxCount: maxChunkLeaves, maxValue: maxChunkBytes)
                 reply = .leaves(leaves, try RangeProof.decode(&r))
             case 1: reply = .tooLarge
             case 2: reply = .unavailable
@@ -157,7 +152,7 @@ public enum SnapshotServer {
             let reply: SnapshotMessage.ChunkReply
             switch try range(height, ChunkRange(prefix: prefix, depth: depth)) {
             case .leaves(let leaves, let proof):
-                let size = leaves.reduce(0) { $0 + $1.key.count + $1.value.count + 6 }
+                let size = leaves.reduce(0) { $0 + $1.encodedSize }
                 reply =
                     leaves.count > SnapshotMessage.maxChunkLeaves || size > SnapshotMessage.maxChunkBytes
                     ? .tooLarge : .leaves(leaves, proof)

@@ -148,8 +148,6 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
     private var startedAt: Double?
     private var bytes = 0
     public private(set) var isFinished = false
-    /// Chunk requests sent (a measure for tests: a resumed sync asks only for what it lacks).
-    public private(set) var requestsSent = 0
 
     public init(
         genesis: ConsensusConfig, epochConfig: @escaping @Sendable (SystemState, Hash32, Hash32) -> ConsensusConfig,
@@ -390,7 +388,6 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
                 let range = queue.removeLast()  // any order will do; this one is O(1)
                 inFlight[range] = (peer, now)
                 load[peer, default: 0] += 1
-                requestsSent += 1
                 out.append(
                     .send(
                         peer,
@@ -466,7 +463,7 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
         let halves = parent.halves
         guard let a = done[halves[0]], let b = done[halves[1]] else { return [] }
         splitBy[parent] = nil
-        let size = (a + b).reduce(0) { $0 + $1.key.count + $1.value.count + 6 }
+        let size = (a + b).reduce(0) { $0 + $1.encodedSize }
         guard a.count + b.count <= SnapshotMessage.maxChunkLeaves, size <= SnapshotMessage.maxChunkBytes,
             !bad.contains(splitter)
         else { return [] }

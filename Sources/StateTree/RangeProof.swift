@@ -186,4 +186,27 @@ extension StateLeaf {
     public static func decode(_ r: inout WireReader, maxValue: Int) throws(WireError) -> StateLeaf {
         StateLeaf(key: try r.bytes16(max: 1_024, "key"), value: try r.bytes32(max: maxValue, "value"))
     }
+
+    /// Bytes of its encoding (the u16 and u32 lengths included).
+    public var encodedSize: Int { key.count + value.count + 6 }
+
+    /// A list of leaves: u32 n ‖ n × leaf (chunks, stored states, a download's kept chunks).
+    public static func encode(_ leaves: [StateLeaf], _ w: inout WireWriter) {
+        w.u32(UInt32(leaves.count))
+        for l in leaves { l.encode(&w) }
+    }
+
+    /// A list of at most `maxCount` leaves; a longer one is refused before anything is read.
+    public static func decodeList(
+        _ r: inout WireReader, maxCount: Int, maxValue: Int
+    ) throws(WireError)
+        -> [StateLeaf]
+    {
+        let n = Int(try r.u32("leaf count"))
+        guard n <= maxCount else { throw WireError("\(n) leaves, at most \(maxCount)") }
+        var leaves: [StateLeaf] = []
+        leaves.reserveCapacity(min(n, 4_096))
+        for _ in 0..<n { leaves.append(try decode(&r, maxValue: maxValue)) }
+        return leaves
+    }
 }
