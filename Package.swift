@@ -27,6 +27,9 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        // The contract VM: a Wasm interpreter with fuel metering. Its fuel prices and stack
+        // layout are consensus parameters (gas), so the version is pinned exactly.
+        .package(url: "https://github.com/swiftwasm/WasmKit", exact: "0.4.2"),
     ],
     targets: [
         // C libraries, reached only through NodeCrypto.
@@ -113,10 +116,23 @@ let package = Package(
             dependencies: ["Consensus", "Ledger", "NodeCrypto"],
             swiftSettings: strict
         ),
+        // CosmWasm contracts (interface_version_8) on WasmKit: the host, upload checks, gas,
+        // and the wasm/ module's message handling (ContractEngine for the ledger).
+        .target(
+            name: "Contracts",
+            dependencies: [
+                "Ledger", "NodeCrypto", "Wire", "Bitcoin",
+                .product(name: "WasmKit", package: "WasmKit"),
+                .product(name: "WasmParser", package: "WasmKit"),
+                .product(name: "WAT", package: "WasmKit"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "Node",
             dependencies: [
                 "Consensus",
+                "Contracts",
                 "StateTree",
                 "StateSync",
                 "Execution",
@@ -143,6 +159,7 @@ let package = Package(
             name: "NodeCLI",
             dependencies: [
                 "Node",
+                "Contracts",
                 "Bitcoin",
                 "Checkpoint",
                 "Esplora",
@@ -239,6 +256,12 @@ let package = Package(
                 .product(name: "HeapModule", package: "swift-collections"),
             ],
             swiftSettings: hot
+        ),
+        .testTarget(
+            name: "ContractsTests",
+            dependencies: ["Contracts", "Ledger", "NodeCrypto", "Wire", "TestSupport"],
+            exclude: ["Examples"],
+            swiftSettings: strict
         ),
         .testTarget(
             name: "ExecutionTests",

@@ -3,6 +3,7 @@
 #include <secp256k1.h>
 #include <secp256k1_extrakeys.h>
 #include <secp256k1_schnorrsig.h>
+#include <secp256k1_recovery.h>
 
 /* The context flag macros are bit-or expressions that Swift does not import. */
 static inline secp256k1_context *sidenode_secp256k1_context_create(void) {
@@ -11,5 +12,9 @@ static inline secp256k1_context *sidenode_secp256k1_context_create(void) {
 
 static inline unsigned int sidenode_secp256k1_ec_compressed(void) {
     return SECP256K1_EC_COMPRESSED;
+}
+
+static inline unsigned int sidenode_secp256k1_ec_uncompressed(void) {
+    return SECP256K1_EC_UNCOMPRESSED;
 }
 #endif

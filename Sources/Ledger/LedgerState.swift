@@ -63,12 +63,15 @@ public struct LedgerState: Sendable {
         public let failure: String?
         /// Gas its reads and writes cost (`StateGas`).
         public let gas: UInt64
+        /// A contract message's result as JSON (address, events, data), else nil.
+        public let output: String?
 
-        public init(id: TxID, code: Code, failure: String?, gas: UInt64) {
+        public init(id: TxID, code: Code, failure: String?, gas: UInt64, output: String? = nil) {
             self.id = id
             self.code = code
             self.failure = failure
             self.gas = gas
+            self.output = output
         }
     }
 
@@ -87,6 +90,8 @@ public struct LedgerState: Sendable {
     /// Derived from `dag/recent/…`: each recent id's position in execution order.
     private var recent: TreeDictionary<TxID, UInt64> = [:]
     private var executedCount: UInt64 = 0
+    /// Derived from `wasm/store/…`: each contract's keys in byte order (for `db_scan`).
+    public private(set) var contractIndex = ContractKeyIndex()
 
     public init(chainID: String, balances: [Ed25519.PublicKey: UInt64], system: SystemState? = nil) {
         self.chainID = chainID
@@ -141,9 +146,10 @@ public struct LedgerState: Sendable {
     /// Executes one block: its transactions in order, then the block count of the epoch
     /// (see `SystemState`); `endsEpoch` tells whether this block was the epoch's last.
     public mutating func executeBlock(
-        _ encoded: [[UInt8]], proposer: Ed25519.PublicKey, signatureChecked: (TxID) -> Bool = { _ in false }
+        _ encoded: [[UInt8]], proposer: Ed25519.PublicKey, signatureChecked: (TxID) -> Bool = { _ in false },
+        contracts: (any ContractEngine)? = nil
     ) -> (receipts: [Receipt], endsEpoch: Bool) {
-        run(encoded, proposer: proposer, signatureChecked: signatureChecked, endBlock: true)
+        run(encoded, proposer: proposer, signatureChecked: signatureChecked, contracts: contracts, endBlock: true)
     }
 
     /// Executes transactions in order without ending a block (tests, tools). Fees go to
@@ -152,27 +158,35 @@ public struct LedgerState: Sendable {
     /// bytes were already verified (the id hashes the signature too), so each node
     /// verifies a transaction once.
     public mutating func execute(
-        _ encoded: [[UInt8]], proposer: Ed25519.PublicKey, signatureChecked: (TxID) -> Bool = { _ in false }
+        _ encoded: [[UInt8]], proposer: Ed25519.PublicKey, signatureChecked: (TxID) -> Bool = { _ in false },
+        contracts: (any ContractEngine)? = nil
     ) -> [Receipt] {
-        run(encoded, proposer: proposer, signatureChecked: signatureChecked, endBlock: false).receipts
+        run(encoded, proposer: proposer, signatureChecked: signatureChecked, contracts: contracts, endBlock: false)
+            .receipts
     }
 
     private mutating func run(
-        _ encoded: [[UInt8]], proposer: Ed25519.PublicKey, signatureChecked: (TxID) -> Bool, endBlock: Bool
+        _ encoded: [[UInt8]], proposer: Ed25519.PublicKey, signatureChecked: (TxID) -> Bool,
+        contracts: (any ContractEngine)?, endBlock: Bool
     ) -> (receipts: [Receipt], endsEpoch: Bool) {
         var store = StateOverlay(tree)
         var receipts: [Receipt] = []
         receipts.reserveCapacity(encoded.count)
         let systemBefore = system
-        for bytes in encoded {
+        for (index, bytes) in encoded.enumerated() {
             store.charge(StateGas.txPerByte &* UInt64(bytes.count))
             guard let tx = try? Transaction.decode(bytes) else {
                 let id = TxID(unchecked: BLAKE2b.hash256(bytes))
-                receipts.append(Receipt(id: id, code: .malformed, failure: "malformed", gas: store.takeGas()))
+                receipts.append(
+                    Receipt(id: id, code: .malformed, failure: "malformed", gas: store.takeGas(), output: nil))
                 continue
             }
-            let (code, failure) = apply(tx, proposer: proposer, signatureChecked: signatureChecked(tx.id), &store)
-            receipts.append(Receipt(id: tx.id, code: code, failure: failure, gas: store.takeGas()))
+            let context = ContractContext(
+                chainID: chainID, height: endBlock ? version + 1 : version, txIndex: UInt32(index), txHash: tx.id.bytes)
+            let (code, failure, output) = apply(
+                tx, proposer: proposer, signatureChecked: signatureChecked(tx.id), contracts: contracts,
+                context: context, &store)
+            receipts.append(Receipt(id: tx.id, code: code, failure: failure, gas: store.takeGas(), output: output))
         }
         var ends = false
         if endBlock, var s = system {
@@ -186,6 +200,7 @@ public struct LedgerState: Sendable {
             version += 1
             store.set(StateKey.height, Self.u64(version), charged: false)
         }
+        updateContractIndex(store.pendingWrites(prefix: StateKey.contractStorePrefix))
         tree = store.commit(version: version)
         return (receipts, ends)
     }
@@ -194,32 +209,35 @@ public struct LedgerState: Sendable {
     /// no trace; once the fee is paid and the seq used, a failing payload's writes are
     /// rolled back and the fee stays charged.
     private mutating func apply(
-        _ tx: Transaction, proposer: Ed25519.PublicKey, signatureChecked: Bool, _ store: inout StateOverlay
-    ) -> (Receipt.Code, String?) {
+        _ tx: Transaction, proposer: Ed25519.PublicKey, signatureChecked: Bool, contracts: (any ContractEngine)?,
+        context: ContractContext, _ store: inout StateOverlay
+    ) -> (Receipt.Code, String?, String?) {
         let authorKey = StateKey.account(tx.author.rawRepresentation)
         var author = store.get(authorKey).flatMap(Account.init) ?? Account(balance: 0, seq: 0)
         // Per-author sequence numbers make a replay or a duplicate fail here, with no
         // ever-growing set of executed ids.
         guard tx.seq > author.seq else {
             return (
-                .badSequence, "already executed or superseded: the author's seq is \(author.seq), this is \(tx.seq)"
+                .badSequence, "already executed or superseded: the author's seq is \(author.seq), this is \(tx.seq)",
+                nil
             )
         }
         // A leader may include transactions this node never saw: check them here too.
         if let reason = tx.validateStandalone(chainID: chainID, checkSignature: !signatureChecked) {
-            return (.invalid, reason)
+            return (.invalid, reason, nil)
         }
         guard tx.seq == author.seq + 1 else {
-            return (.badSequence, "bad sequence: expected \(author.seq + 1), got \(tx.seq)")
+            return (.badSequence, "bad sequence: expected \(author.seq + 1), got \(tx.seq)", nil)
         }
         for p in tx.predecessors where recent[p] == nil {
             return (
                 .missingPredecessor,
-                "predecessor \(p.hex.prefix(16)) is not among the last \(Self.recentWindow) executed transactions"
+                "predecessor \(p.hex.prefix(16)) is not among the last \(Self.recentWindow) executed transactions",
+                nil
             )
         }
         guard author.balance >= tx.fee else {
-            return (.insufficientFee, "cannot pay the fee of \(tx.fee) with \(author.balance)")
+            return (.insufficientFee, "cannot pay the fee of \(tx.fee) with \(author.balance)", nil)
         }
         author.balance -= tx.fee
         author.seq = tx.seq
@@ -227,7 +245,8 @@ public struct LedgerState: Sendable {
         if tx.fee > 0 { Bank.credit(proposer, tx.fee, &store) }
         recordExecuted(tx.id, &store)
         let savepoint = store.savepoint
-        let failure: String?
+        var failure: String?
+        var output: String?
         switch tx.payload {
         case .transfer(let to, let amount):
             failure = Bank.transfer(from: tx.author, to: to, amount: amount, &store)
@@ -240,10 +259,19 @@ public struct LedgerState: Sendable {
             } else {
                 failure = "this chain has no validator set to change"
             }
+        case .contract(let msg):
+            if let contracts {
+                var view = ContractStore(overlay: store, index: contractIndex, readOnly: false)
+                let outcome = contracts.handle(msg, sender: tx.author, context: context, store: &view)
+                store = view.overlay
+                (failure, output) = (outcome.failure, outcome.output)
+            } else {
+                failure = "this node runs no contract engine"
+            }
         }
-        guard let failure else { return (.ok, nil) }
+        guard let failure else { return (.ok, nil, output) }
         store.rollback(to: savepoint)
-        return (.failed, failure)
+        return (.failed, failure, output)
     }
 
     /// The `dag/` module: appends `id` to the recent ids; the bucket that falls out of
@@ -267,6 +295,14 @@ public struct LedgerState: Sendable {
                 }
             }
             store.delete(oldKey, charged: false)
+        }
+    }
+
+    /// Keeps `contractIndex` in step with a block's writes under `wasm/store/`.
+    private mutating func updateContractIndex(_ writes: [(key: [UInt8], value: [UInt8]?)]) {
+        for (treeKey, value) in writes {
+            guard let (contract, key) = ContractKeyIndex.split(treeKey) else { continue }
+            if value == nil { contractIndex.remove(contract, key) } else { contractIndex.insert(contract, key) }
         }
     }
 
@@ -385,7 +421,11 @@ extension LedgerState {
             }
         }
         var malformed = false
+        var contractKeys: [[UInt8]: [[UInt8]]] = [:]
         tree.visitLeaves { leaf in
+            if let (contract, key) = ContractKeyIndex.split(leaf.key) {
+                contractKeys[contract, default: []].append(key)
+            }
             if leaf.key.starts(with: Self.bankPrefix),
                 leaf.key.count != Self.bankPrefix.count + 32 || Account(leaf.value) == nil
             {
@@ -393,6 +433,7 @@ extension LedgerState {
             }
         }
         guard !malformed else { throw WireError("malformed account entry") }
+        state.contractIndex = ContractKeyIndex(unsorted: contractKeys)
         return state
     }
 }

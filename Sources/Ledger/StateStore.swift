@@ -30,6 +30,7 @@ public enum StateGas {
     public static let writeFlat: UInt64 = 2_000
     public static let writePerByte: UInt64 = 30
     public static let deleteFlat: UInt64 = 1_000
+    public static let iterNext: UInt64 = 30
     /// Per byte of an encoded transaction (`TxSizeCostPerByte`).
     public static let txPerByte: UInt64 = 10
 }
@@ -71,6 +72,17 @@ struct StateOverlay {
     }
 
     mutating func charge(_ amount: UInt64) { gas &+= amount }
+
+    /// Gas charged since the last `takeGas`, without taking it.
+    var pendingGas: UInt64 { gas }
+
+    /// The block's writes under `prefix` (nil value: deleted).
+    func pendingWrites(prefix: [UInt8]) -> [(key: [UInt8], value: [UInt8]?)] {
+        writes.compactMap { $0.key.starts(with: prefix) ? ($0.key, $0.value) : nil }
+    }
+
+    /// Every write of the block (for derived indexes).
+    var allWrites: [[UInt8]: [UInt8]?] { writes }
 
     mutating func takeGas() -> UInt64 {
         defer { gas = 0 }

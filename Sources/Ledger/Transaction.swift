@@ -33,6 +33,8 @@ public enum TxPayload: Sendable, Equatable {
     case data([UInt8])
     /// A validator-set change with the current quorum's approvals (see `ValidatorChange`).
     case validatorChange(ValidatorChange, approvals: [ValidatorChange.Approval])
+    /// A contract message (the `wasm/` module).
+    case contract(ContractMsg)
 
     public static let maxDataBytes = 16 * 1024
 
@@ -40,6 +42,10 @@ public enum TxPayload: Sendable, Equatable {
         case transfer = 1
         case data = 2
         case validatorChange = 3
+        case storeCode = 4
+        case instantiate = 5
+        case execute = 6
+        case migrate = 7
     }
 
     var kind: Kind {
@@ -47,6 +53,7 @@ public enum TxPayload: Sendable, Equatable {
         case .transfer: .transfer
         case .data: .data
         case .validatorChange: .validatorChange
+        case .contract(let msg): msg.kind
         }
     }
 
@@ -65,6 +72,8 @@ public enum TxPayload: Sendable, Equatable {
                 w.fixed(a.validator.rawRepresentation)
                 w.fixed(a.signature.rawRepresentation)
             }
+        case .contract(let msg):
+            msg.encode(&w)
         }
         return w.bytes
     }
@@ -97,6 +106,8 @@ public enum TxPayload: Sendable, Equatable {
                 approvals.append(.init(validator: validator, signature: signature))
             }
             payload = .validatorChange(change, approvals: approvals)
+        case .storeCode, .instantiate, .execute, .migrate:
+            payload = .contract(try ContractMsg.decode(kind, &r))
         }
         try r.finish()
         return payload
@@ -112,7 +123,12 @@ public enum TxPayload: Sendable, Equatable {
 public struct Transaction: Sendable, Equatable {
     public static let version: UInt8 = 1
     public static let maxPredecessors = 16
-    public static let maxEncodedSize = 20 * 1024
+    /// Stored code makes the largest transactions (`ContractMsg.maxCodeBytes`); every
+    /// other payload has its own, smaller cap.
+    public static let maxEncodedSize = ContractMsg.maxCodeBytes + 32 * 1024
+    /// The largest transaction that is not a code upload: a block must fit one. (A chain
+    /// whose blocks are smaller than an upload refuses that upload at submission.)
+    public static let maxStandardSize = 20 * 1024
     static let signingDomain = Array("sidenode-tx:".utf8)
 
     public let chainID: String
@@ -218,6 +234,7 @@ public struct Transaction: Sendable, Equatable {
         guard seq >= 1 else { return "seq must be at least 1" }
         if case .transfer(_, let amount) = payload, amount == 0 { return "transfer amount must be positive" }
         if case .validatorChange(let change, _) = payload, let problem = change.validate() { return problem }
+        if case .contract(let msg) = payload, let problem = msg.validate() { return problem }
         guard !checkSignature || author.isValidSignature(signature, for: signingMessage) else {
             return "invalid signature"
         }

@@ -143,11 +143,11 @@ public struct Genesis: Codable, Sendable, Equatable {
             consensus.max_backoff_exponent < 32, consensus.max_block_transactions > 0,
             consensus.min_block_interval >= 0, consensus.min_block_interval < consensus.base_timeout
         else { throw ConfigError("\(source): consensus parameters out of range") }
-        guard consensus.maxBlockBytes >= Transaction.maxEncodedSize,
+        guard consensus.maxBlockBytes >= Transaction.maxStandardSize,
             consensus.maxBlockBytes <= ConsensusConfig.maxBlockBytesLimit
         else {
             throw ConfigError(
-                "\(source): consensus.max_block_bytes must be within \(Transaction.maxEncodedSize)…\(ConsensusConfig.maxBlockBytesLimit) (one transaction … 2 MiB)"
+                "\(source): consensus.max_block_bytes must be within \(Transaction.maxStandardSize)…\(ConsensusConfig.maxBlockBytesLimit) (one transaction … 2 MiB)"
             )
         }
         if checkpoint.coin != nil {

@@ -1,6 +1,7 @@
 import Bitcoin
 import Checkpoint
 import Consensus
+import Contracts
 import Esplora
 import Foundation
 import Gossip
@@ -1762,12 +1763,43 @@ public actor NodeRuntime: Service {
                 "type": .string("validator_change"), "change": json(change),
                 "approvals": .array(approvals.map { .string($0.validator.hex) }),
             ])
+        case .contract(let msg):
+            payload = json(msg)
         }
         return .object([
             "id": .string(tx.id.hex), "chain_id": .string(tx.chainID), "author": .string(tx.author.hex),
             "seq": .int(tx.seq), "fee": .int(tx.fee), "payload": payload,
             "predecessors": .array(tx.predecessors.map { .string($0.hex) }), "hex": .string(tx.encoded.hex),
         ])
+    }
+
+    static func json(_ msg: ContractMsg) -> JSONValue {
+        func text(_ bytes: [UInt8]) -> JSONValue { .string(String(decoding: bytes, as: UTF8.self)) }
+        switch msg {
+        case .storeCode(let wasm, let gas):
+            return .object([
+                "type": .string("store_code"), "checksum": .string(SHA256.hash(wasm).hex), "size": .int(wasm.count),
+                "gas_limit": .int(gas),
+            ])
+        case .instantiate(let codeID, let admin, let label, let m, let funds, let gas):
+            return .object([
+                "type": .string("instantiate"), "code_id": .int(codeID),
+                "admin": admin.map { .string($0.hex) } ?? .null,
+                "label": .string(label), "msg": text(m), "funds": .int(funds), "gas_limit": .int(gas),
+            ])
+        case .execute(let contract, let m, let funds, let gas):
+            return .object([
+                "type": .string("execute"),
+                "contract": .string(ContractAddressFormat.humanize(contract) ?? contract.hex),
+                "msg": text(m), "funds": .int(funds), "gas_limit": .int(gas),
+            ])
+        case .migrate(let contract, let codeID, let m, let gas):
+            return .object([
+                "type": .string("migrate"),
+                "contract": .string(ContractAddressFormat.humanize(contract) ?? contract.hex),
+                "code_id": .int(codeID), "msg": text(m), "gas_limit": .int(gas),
+            ])
+        }
     }
 
     private func nodeIDParam(_ params: JSONValue) throws(AdminError) -> PeerID {

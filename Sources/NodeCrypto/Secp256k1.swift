@@ -181,6 +181,31 @@ public enum Secp256k1 {
             var sig = signature.parsed
             return digest.withUnsafeBufferPointer { secp256k1_ecdsa_verify(ctx, &sig, $0.baseAddress!, &pub) == 1 }
         }
+
+        /// 65-byte SEC1 uncompressed encoding (0x04 ‖ X ‖ Y).
+        public var uncompressed: [UInt8] {
+            var pub = parsed
+            var out = [UInt8](repeating: 0, count: 65)
+            var len = 65
+            _ = secp256k1_ec_pubkey_serialize(ctx, &out, &len, &pub, sidenode_secp256k1_ec_uncompressed())
+            return out
+        }
+
+        /// The key that made a compact ECDSA signature (r ‖ s) with recovery id 0…3 over
+        /// a 32-byte digest, or nil.
+        public static func recover(digest: [UInt8], compact: [UInt8], recoveryID: Int32) -> PublicKey? {
+            guard digest.count == 32, compact.count == 64, (0...3).contains(recoveryID) else { return nil }
+            var sig = secp256k1_ecdsa_recoverable_signature()
+            guard
+                compact.withUnsafeBufferPointer({
+                    secp256k1_ecdsa_recoverable_signature_parse_compact(ctx, &sig, $0.baseAddress!, recoveryID) == 1
+                })
+            else { return nil }
+            var pub = secp256k1_pubkey()
+            guard digest.withUnsafeBufferPointer({ secp256k1_ecdsa_recover(ctx, &pub, &sig, $0.baseAddress!) == 1 })
+            else { return nil }
+            return PublicKey(pub)
+        }
     }
 
     /// A BIP340 x-only public key (32 bytes, the X coordinate of a point with even Y).
