@@ -3,12 +3,14 @@ import NodeCrypto
 @_spi(Fuzzing) import WasmKit
 
 /// Gas: CosmWasm gas inside the VM, Cosmos SDK gas outside (wasmd's
-/// `DefaultGasMultiplier`: 1 SDK gas = 140,000 CosmWasm gas). One WasmKit fuel unit (one
-/// Wasm operator) costs 115 CosmWasm gas, CosmWasm's per-operator price; host calls cost
-/// what `GasConfig::default` says.
+/// `DefaultGasMultiplier`: 1 SDK gas = 140,000 CosmWasm gas). CosmWasm prices gas at
+/// 1 Teragas per second of execution and host calls in microseconds (`GasConfig`);
+/// its 115 per operator assumes a compiler. WasmKit interprets about 1.35 G operators/s
+/// (measured here, docs/contracts.md), so one fuel unit (one operator) costs 750
+/// CosmWasm gas: gas stays a measure of time, and a transaction's limit bounds it.
 public enum ContractGas {
     public static let perSDKGas: UInt64 = 140_000
-    public static let perFuel: UInt64 = 115
+    public static let perFuel: UInt64 = 750
     static let hostCall: UInt64 = 18_000
     static let readRegionBase: UInt64 = 200_000
     static let readRegionPerByte: UInt64 = 115

@@ -56,8 +56,13 @@ public struct LedgerExecution: BlockExecution {
         var nextSeq: [Ed25519.PublicKey: UInt64] = [:]
         var out: [[UInt8]] = []
         var bytes = 0
+        var gas: UInt64 = 0
         for id in order[min(cursor, order.count)...] {
             guard let tx = pool.transaction(id) else { continue }
+            // The voters' execution defers contract work past the block's gas: so does the leader.
+            if case .contract(let msg) = tx.payload {
+                guard gas + msg.gasLimit <= ContractMsg.maxBlockGas else { continue }
+            }
             let expected = nextSeq[tx.author] ?? parent.seq(of: tx.author) + 1
             guard tx.seq == expected, parent.balance(of: tx.author) >= tx.fee,
                 tx.predecessors.allSatisfy({ parent.isRecentlyExecuted($0) || included.contains($0) })
@@ -65,6 +70,7 @@ public struct LedgerExecution: BlockExecution {
             // Both caps are the voters' rules (ConsensusConfig): a larger block is refused.
             if bytes + tx.encoded.count > budget { break }
             included.insert(id)
+            if case .contract(let msg) = tx.payload { gas += msg.gasLimit }
             nextSeq[tx.author] = expected + 1
             out.append(tx.encoded)
             bytes += tx.encoded.count

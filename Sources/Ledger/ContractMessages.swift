@@ -21,8 +21,14 @@ public enum ContractMsg: Sendable, Equatable {
     public static let maxLabelBytes = 128
     /// The chain's one coin as contracts see it (`Coin.denom`).
     public static let denom = "uside"
-    /// A transaction's gas limit cannot exceed this (one block's worth of work).
-    public static let maxGasLimit: UInt64 = 100_000_000
+    /// A transaction's gas limit cannot exceed this (about 1.4 s of interpreted Wasm).
+    public static let maxGasLimit: UInt64 = 10_000_000
+    /// Compute is paid for: a contract transaction's fee covers its gas limit at
+    /// 0.001 per gas (wasmd nodes' `minimum-gas-prices`, here a chain rule).
+    public static func minimumFee(gasLimit: UInt64) -> UInt64 { (gasLimit + 999) / 1_000 }
+    /// A block runs contract transactions whose gas limits add up to at most this; the
+    /// rest wait for a later block (`LedgerState.Receipt.Code.blockGasFull`).
+    public static let maxBlockGas: UInt64 = 20_000_000
 
     public var gasLimit: UInt64 {
         switch self {

@@ -55,6 +55,9 @@ public struct LedgerState: Sendable {
             case insufficientFee = 5
             /// The payload failed: the fee is charged and the seq used, nothing else.
             case failed = 6
+            /// The block's contract gas (`ContractMsg.maxBlockGas`) is used up: no effect
+            /// (a later block takes it).
+            case blockGasFull = 7
         }
 
         public let id: TxID
@@ -173,6 +176,7 @@ public struct LedgerState: Sendable {
         var receipts: [Receipt] = []
         receipts.reserveCapacity(encoded.count)
         let systemBefore = system
+        var blockGas: UInt64 = 0
         for (index, bytes) in encoded.enumerated() {
             store.charge(StateGas.txPerByte &* UInt64(bytes.count))
             guard let tx = try? Transaction.decode(bytes) else {
@@ -180,6 +184,16 @@ public struct LedgerState: Sendable {
                 receipts.append(
                     Receipt(id: id, code: .malformed, failure: "malformed", gas: store.takeGas(), output: nil))
                 continue
+            }
+            if case .contract(let msg) = tx.payload {
+                guard blockGas + msg.gasLimit <= ContractMsg.maxBlockGas else {
+                    receipts.append(
+                        Receipt(
+                            id: tx.id, code: .blockGasFull, failure: "the block's contract gas is used up",
+                            gas: store.takeGas()))
+                    continue
+                }
+                blockGas += msg.gasLimit
             }
             let context = ContractContext(
                 chainID: chainID, height: endBlock ? version + 1 : version, txIndex: UInt32(index), txHash: tx.id.bytes)

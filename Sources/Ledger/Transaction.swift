@@ -234,7 +234,13 @@ public struct Transaction: Sendable, Equatable {
         guard seq >= 1 else { return "seq must be at least 1" }
         if case .transfer(_, let amount) = payload, amount == 0 { return "transfer amount must be positive" }
         if case .validatorChange(let change, _) = payload, let problem = change.validate() { return problem }
-        if case .contract(let msg) = payload, let problem = msg.validate() { return problem }
+        if case .contract(let msg) = payload {
+            if let problem = msg.validate() { return problem }
+            let minimum = ContractMsg.minimumFee(gasLimit: msg.gasLimit)
+            guard fee >= minimum else {
+                return "fee \(fee) is below \(minimum), the minimum for a gas limit of \(msg.gasLimit) (0.001 per gas)"
+            }
+        }
         guard !checkSignature || author.isValidSignature(signature, for: signingMessage) else {
             return "invalid signature"
         }

@@ -70,12 +70,20 @@ struct ContractHarness {
         let next = (seq[key.publicKey] ?? 0) + 1
         seq[key.publicKey] = next
         let tx = Transaction(
-            chainID: Self.chainID, author: key, seq: next, fee: 10, payload: .contract(msg), predecessors: [])
-        return state.executeBlock([tx.encoded], proposer: proposer.publicKey, contracts: engine).receipts[0]
+            chainID: Self.chainID, author: key, seq: next, fee: Self.fee(msg), payload: .contract(msg),
+            predecessors: [])
+        let receipt = state.executeBlock([tx.encoded], proposer: proposer.publicKey, contracts: engine).receipts[0]
+        // A transaction refused without effect leaves the seq free for the next one.
+        if [.invalid, .badSequence, .insufficientFee, .blockGasFull].contains(receipt.code) {
+            seq[key.publicKey] = next - 1
+        }
+        return receipt
     }
 
     /// Stores code and returns its id (fails the test's expectation if refused).
-    mutating func store(_ wasm: [UInt8], gas: UInt64 = 50_000_000) -> (UInt64?, LedgerState.Receipt) {
+    static func fee(_ msg: ContractMsg) -> UInt64 { max(10, ContractMsg.minimumFee(gasLimit: msg.gasLimit)) }
+
+    mutating func store(_ wasm: [UInt8], gas: UInt64 = 5_000_000) -> (UInt64?, LedgerState.Receipt) {
         let receipt = run(.storeCode(wasm: wasm, gasLimit: gas))
         guard receipt.code == .ok, let output = receipt.output,
             let json = try? JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any],
