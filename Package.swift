@@ -281,6 +281,7 @@ let package = Package(
             name: "NodeIntegrationTests",
             dependencies: [
                 "Node", "Consensus", "Noise", "NodeCrypto", "Gossip", "Ledger", "Bitcoin", "Esplora", "Checkpoint",
+                "TestSupport",
             ],
             swiftSettings: strict
         ),

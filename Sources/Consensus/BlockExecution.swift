@@ -33,12 +33,15 @@ public struct ExecutionReceipt: Sendable, Equatable {
     /// Why it failed (nil on success).
     public let log: String?
     public let gas: UInt64
+    /// What the application reports beyond the code (a contract's events), as JSON.
+    public let output: String?
 
-    public init(id: [UInt8], code: UInt32, log: String?, gas: UInt64) {
+    public init(id: [UInt8], code: UInt32, log: String?, gas: UInt64, output: String? = nil) {
         self.id = id
         self.code = code
         self.log = log
         self.gas = gas
+        self.output = output
     }
 }
 

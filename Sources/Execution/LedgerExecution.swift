@@ -12,11 +12,17 @@ public struct LedgerExecution: BlockExecution {
     /// An epoch's configuration from its system state, first block and first state id
     /// (the genesis file's consensus parameters with the epoch's validators).
     public let epochConfig: @Sendable (SystemState, Hash32, Hash32) -> ConsensusConfig
+    /// Runs contract transactions (the `Contracts` module's engine); nil fails them.
+    public let contracts: (any ContractEngine)?
     /// Index into the DAG's order before which every transaction is committed: a
     /// payload scan covers only the recent tail.
     private var cursor = 0
 
-    public init(epochConfig: @escaping @Sendable (SystemState, Hash32, Hash32) -> ConsensusConfig) {
+    public init(
+        contracts: (any ContractEngine)? = nil,
+        epochConfig: @escaping @Sendable (SystemState, Hash32, Hash32) -> ConsensusConfig
+    ) {
+        self.contracts = contracts
         self.epochConfig = epochConfig
     }
 
@@ -26,12 +32,14 @@ public struct LedgerExecution: BlockExecution {
     public func execute(_ block: Block, on state: LedgerState, pool: TransactionDAG) -> ExecutedBlock<LedgerState> {
         var next = state
         // Transactions in the DAG were verified on arrival (same id, same bytes).
-        let (receipts, ends) = next.executeBlock(block.payload, proposer: block.author, signatureChecked: pool.contains)
+        let (receipts, ends) = next.executeBlock(
+            block.payload, proposer: block.author, signatureChecked: pool.contains, contracts: contracts)
         return ExecutedBlock(
             state: next, stateID: Self.stateID(next), endsEpoch: ends,
             failed: receipts.filter { $0.failure != nil }.count,
             receipts: receipts.map {
-                ExecutionReceipt(id: $0.id.bytes, code: $0.code.rawValue, log: $0.failure, gas: $0.gas)
+                ExecutionReceipt(
+                    id: $0.id.bytes, code: $0.code.rawValue, log: $0.failure, gas: $0.gas, output: $0.output)
             })
     }
 

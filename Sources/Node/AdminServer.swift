@@ -49,7 +49,7 @@ public struct AdminRequest: Sendable {
 /// The admin socket: a Unix domain socket (mode 0600) speaking line-delimited
 /// JSON-RPC 2.0, one request per line, one response per line.
 struct AdminServer: Sendable {
-    static let maxLine = 1 << 20
+    static let maxLine = 4 << 20
 
     let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
     let runtime: NodeRuntime

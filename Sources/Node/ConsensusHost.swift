@@ -70,7 +70,8 @@ struct ConsensusHost {
 
     init(
         genesis: Genesis, key: Ed25519.PrivateKey, store: ConsensusStore, logger: Logger,
-        state settings: NodeConfiguration.StateSettings = .init(), installed: LedgerState? = nil
+        state settings: NodeConfiguration.StateSettings = .init(), installed: LedgerState? = nil,
+        contracts: (any ContractEngine)? = nil
     ) throws {
         self.genesis = genesis
         self.store = store
@@ -90,7 +91,8 @@ struct ConsensusHost {
             statePersistence.persisted = (installed.tree, installed.version)
             height = last.height
         } else if let last {
-            let (replayed, stored) = try Self.replay(store: store, to: last.height, genesisState: state)
+            let (replayed, stored) = try Self.replay(
+                store: store, to: last.height, genesisState: state, contracts: contracts)
             state = replayed
             statePersistence.persisted = stored
             height = last.height
@@ -127,7 +129,7 @@ struct ConsensusHost {
         var options = Machine.Options()
         options.minBlockInterval = genesis.consensus.min_block_interval
         options.snapshotInterval = Self.snapshotInterval
-        let execution = LedgerExecution { [genesis] system, block, state in
+        let execution = LedgerExecution(contracts: contracts) { [genesis] system, block, state in
             genesis.consensusConfig(system: system, genesisBlockID: block, genesisStateID: state)
         }
         machine = Machine(
@@ -154,7 +156,7 @@ struct ConsensusHost {
     /// the blocks after it, each of which must reproduce the state id recorded with it.
     /// Also returns the stored tree the next write builds on.
     static func replay(
-        store: ConsensusStore, to height: UInt64, genesisState: LedgerState
+        store: ConsensusStore, to height: UInt64, genesisState: LedgerState, contracts: (any ContractEngine)? = nil
     ) throws -> (
         state: LedgerState, stored: (tree: SparseMerkleTree, version: UInt64)?
     ) {
@@ -186,7 +188,8 @@ struct ConsensusHost {
                 // Every signature is checked again: live execution skipped only those of
                 // transactions already verified into the DAG, and a transaction with a bad
                 // signature that a leader put in a block failed there — it must fail here too.
-                _ = state.executeBlock(block.payload, proposer: block.author, signatureChecked: { _ in false })
+                _ = state.executeBlock(
+                    block.payload, proposer: block.author, signatureChecked: { _ in false }, contracts: contracts)
                 guard state.root == stored.stateID else {
                     throw ConfigError(
                         "consensus store: replaying block \(next) gives state \(state.root.hex.prefix(16)), "
@@ -324,7 +327,9 @@ struct ConsensusHost {
         for (record, list) in zip(commit.records, commit.receipts) {
             for (index, r) in list.enumerated() {
                 receipts.append(
-                    .init(height: record.height, index: index, txID: r.id, code: r.code, log: r.log, gas: r.gas))
+                    .init(
+                        height: record.height, index: index, txID: r.id, code: r.code, log: r.log, gas: r.gas,
+                        output: r.output))
             }
         }
         try store.commit(records, state: write, epochChange: epochChange, receipts: receipts)

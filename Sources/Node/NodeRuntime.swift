@@ -117,8 +117,12 @@ public actor NodeRuntime: Service {
     private nonisolated(unsafe) let store: TransactionStore
     private var lastSyncRound = Date.distantPast
     private var consensus: ConsensusHost?
+    /// Runs contract transactions; its code store keeps uploaded code under DATA_DIR/wasm/.
+    let contracts: WasmEngine
     /// Joining by state snapshot: set until the snapshot is installed and consensus starts.
     private var snapshotJoin: SnapshotJoin?
+    /// Consensus waiting for contract code the node lacks (see `startConsensus`).
+    private var codeWait: (fetch: CodeFetch<PeerID>, host: ConsensusHost)?
     /// What a requesting host may still cost this node now (a token bucket in units of
     /// about 512 leaves read; chunk reads cost disk). By host: node ids are free to make.
     private var snapshotServeBudget: [String: (tokens: Double, at: Double)] = [:]
@@ -166,6 +170,7 @@ public actor NodeRuntime: Service {
             throw ConfigError("\(error)")
         }
         sync = LedgerSync(dag: try Self.replay(store, chainID: configuration.chainID, path: storePath))
+        contracts = WasmEngine(codes: try Self.codeStore(directory: configuration.dataDirectory, logger: logger))
         if let file = configuration.genesisFile {
             let genesis = try Genesis.load(try Data(contentsOf: URL(fileURLWithPath: file)), source: file)
             guard genesis.chain_id == configuration.chainID else {
@@ -183,7 +188,7 @@ public actor NodeRuntime: Service {
                 } else {
                     consensus = try ConsensusHost(
                         genesis: genesis, key: keys.identity, store: consensusStore, logger: logger,
-                        state: configuration.state)
+                        state: configuration.state, contracts: contracts)
                     consensus?.metrics = metrics
                     metrics.epoch.set(Double(consensus?.core.config.epoch ?? 0))
                 }
@@ -239,6 +244,25 @@ public actor NodeRuntime: Service {
     }
 
     /// Rebuilds the DAG from the store, in the order transactions were accepted.
+    /// Contract code by checksum, one file each under DATA_DIR/wasm/ (re-hashed when read).
+    static func codeStore(directory: URL, logger: Logger) throws -> CodeStore {
+        let dir = directory.appendingPathComponent("wasm", isDirectory: true)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let path = dir.path
+        return CodeStore(
+            persist: { checksum, wasm in
+                let file = URL(fileURLWithPath: path).appendingPathComponent(checksum.hex + ".wasm")
+                do { try Data(wasm).write(to: file, options: .atomic) } catch {
+                    // Kept in memory; a restart re-fetches or re-executes it.
+                    Logger(label: "sidenode.contracts").error("cannot write contract code: \(error)")
+                }
+            },
+            load: { checksum in
+                let file = URL(fileURLWithPath: path).appendingPathComponent(checksum.hex + ".wasm")
+                return (try? Data(contentsOf: file)).map(Array.init)
+            })
+    }
+
     static func replay(_ store: TransactionStore, chainID: String, path: String) throws -> TransactionDAG {
         var dag = TransactionDAG(chainID: chainID)
         let rows: [(id: [UInt8], encoded: [UInt8])]
@@ -367,6 +391,7 @@ public actor NodeRuntime: Service {
             }
             execute(engine.tick(now: now))
             if snapshotJoin != nil { driveSnapshot { $0.tick(now: now) } }
+            if codeWait != nil { driveCodeFetch { $0.tick(now: now) } }
             saveState(force: false)
             if bansDirty { saveBans() }
             metrics.peers.set(Double(engine.peers.count))
@@ -381,7 +406,10 @@ public actor NodeRuntime: Service {
     /// Every 50 ms: writes accepted transactions, and (with a genesis) fires consensus
     /// round timers and due proposals. Starts consensus first.
     private func consensusLoop() async {
-        if consensus != nil { runConsensus { host, dag in try host.start(dag: dag) } }
+        if let host = consensus {
+            consensus = nil
+            startConsensus(host)
+        }
         while !Task.isCancelled {
             do { try await Task.sleep(for: .milliseconds(50)) } catch { return }
             flushTransactions()
@@ -658,6 +686,13 @@ public actor NodeRuntime: Service {
             return
         }
         switch message {
+        case .getCode(let checksum):
+            // Served from the code store (joining or not); costs like a chunk of its size.
+            let wasm = contracts.codes.wasm(checksum)
+            guard takeServeTokens(from: from, peer: peer, cost: 1 + Double(wasm?.count ?? 0) / 65_536) else { return }
+            execute(engine.sendDirect(SnapshotMessage.code(checksum: checksum, wasm: wasm).encoded(), to: from))
+        case .code:
+            if codeWait != nil { driveCodeFetch { $0.received(message, from: peer, now: now) } }
         case .getSnapshot, .getEpochEnds, .getChunk:
             guard let host = consensus else { return }  // nothing to serve while joining
             // 20 units a second per host, bursts of 40; a chunk costs 1 + its leaves / 512,
@@ -712,6 +747,20 @@ public actor NodeRuntime: Service {
         }
     }
 
+    /// Takes `cost` from a requesting host's serving budget (the snapshot token bucket);
+    /// false when it is spent.
+    private func takeServeTokens(from: ConnectionID, peer: PeerID, cost: Double) -> Bool {
+        let t = now
+        let client = (engine.peers[from]?.host).map { IPAddress($0)?.hostKey ?? $0 } ?? peer.hex
+        var bucket = snapshotServeBudget[client] ?? (40, t)
+        bucket.tokens = min(40, bucket.tokens + (t - bucket.at) * 20)
+        bucket.at = t
+        defer { snapshotServeBudget[client] = bucket }
+        guard bucket.tokens > 0 else { return false }
+        bucket.tokens -= cost
+        return true
+    }
+
     /// Runs one step of the snapshot download and carries out its actions.
     private func driveSnapshot(_ step: (inout SnapshotSync<PeerID>) -> [SnapshotSync<PeerID>.Action]) {
         guard var join = snapshotJoin else { return }
@@ -755,9 +804,8 @@ public actor NodeRuntime: Service {
             var host = try ConsensusHost(
                 genesis: join.genesis, key: keys.identity, store: join.store, logger: logger,
                 state: configuration.state,
-                installed: installed)
+                installed: installed, contracts: contracts)
             host.metrics = metrics
-            consensus = host
             metrics.epoch.set(Double(host.core.config.epoch))
             logger.notice(
                 "snapshot installed; catching up the blocks after it",
@@ -766,11 +814,60 @@ public actor NodeRuntime: Service {
                     "leaves": "\(leaves.count)", "epoch": "\(target.descriptor.epoch)",
                     "install_s": "\(String(format: "%.2f", Date().timeIntervalSince(began)))",
                 ])
-            runConsensus { host, dag in try host.start(dag: dag) }
-            for peer in engine.peers.values.map(\.nodeID) { runConsensus { host, _ in try host.peerConnected(peer) } }
+            startConsensus(host)
         } catch {
             logger.critical("cannot install the downloaded snapshot; stopping", metadata: ["error": "\(error)"])
             requestStop()
+        }
+    }
+
+    // MARK: Contract code
+
+    /// Starts consensus on `host` once this node holds the code of every contract its
+    /// state names (a snapshot carries checksums, not code): missing code is fetched from
+    /// peers first, checked against its checksum, and kept.
+    private func startConsensus(_ host: ConsensusHost) {
+        var missing = Set<[UInt8]>()
+        host.committedState.tree.visitLeaves { leaf in
+            guard leaf.key.starts(with: StateKey.codePrefix), let info = try? CodeInfo.decode(leaf.value),
+                !contracts.codes.contains(info.checksum)
+            else { return }
+            missing.insert(info.checksum)
+        }
+        guard missing.isEmpty else {
+            logger.notice(
+                "fetching contract code from peers before consensus starts", metadata: ["codes": "\(missing.count)"])
+            codeWait = (CodeFetch(missing: missing), host)
+            driveCodeFetch { $0.start(peers: engine.peers.values.map(\.nodeID), now: now) }
+            return
+        }
+        consensus = host
+        runConsensus { host, dag in try host.start(dag: dag) }
+        for peer in engine.peers.values.map(\.nodeID) { runConsensus { host, _ in try host.peerConnected(peer) } }
+    }
+
+    private func driveCodeFetch(_ step: (inout CodeFetch<PeerID>) -> [CodeFetch<PeerID>.Action]) {
+        guard var wait = codeWait else { return }
+        let actions = step(&wait.fetch)
+        codeWait = wait
+        for action in actions {
+            switch action {
+            case .send(let peer, let message):
+                execute(engine.sendDirect(message.encoded(), toPeer: peer))
+            case .store(let checksum, let wasm):
+                _ = contracts.codes.put(wasm, expecting: checksum)
+                logger.info(
+                    "contract code fetched",
+                    metadata: ["checksum": "\(checksum.hex.prefix(16))", "bytes": "\(wasm.count)"])
+            case .discourage(let peer, let reason):
+                recordEvidence(kind: "false_code", peer: peer, detail: reason)
+                penalize(validator: peer, points: configuration.gossip.invalidMessagePenalty, reason: reason)
+            case .done:
+                codeWait = nil
+                logger.notice("contract code complete; starting consensus")
+                startConsensus(wait.host)
+                return
+            }
         }
     }
 
@@ -962,6 +1059,7 @@ public actor NodeRuntime: Service {
                 ])
             if consensus != nil { runConsensus { host, _ in try host.peerConnected(peer) } }
             if snapshotJoin != nil { driveSnapshot { $0.connected(peer, now: now) } }
+            if codeWait != nil { driveCodeFetch { $0.connected(peer, now: now) } }
         }
         return accepted
     }
@@ -999,6 +1097,7 @@ public actor NodeRuntime: Service {
         if let gone, snapshotJoin != nil, engine.peer(gone) == nil {
             driveSnapshot { $0.disconnected(gone, now: now) }
         }
+        if let gone, codeWait != nil, engine.peer(gone) == nil { driveCodeFetch { $0.disconnected(gone, now: now) } }
     }
 
     private func execute(_ actions: [GossipEngine.Action]) {
@@ -1258,6 +1357,12 @@ public actor NodeRuntime: Service {
     /// sends the queue once for all it submits).
     private func submit(hex: String?) -> Submission {
         guard let hex, let encoded = try? Hex.decode(hex) else { return .notHex }
+        // A transaction larger than a block could never be proposed (code uploads can be).
+        if let host = consensus, encoded.count > host.core.config.maxBlockBytes {
+            return .rejected(
+                "transaction rejected: \(encoded.count) bytes exceed this chain's max_block_bytes (\(host.core.config.maxBlockBytes))"
+            )
+        }
         let (result, actions) = sync.submit(encoded)
         executeLedger(actions)
         switch result {
@@ -1271,6 +1376,8 @@ public actor NodeRuntime: Service {
         case "getinfo":
             return .object([
                 "node_id": .string(keys.nodeID),
+                "account_address": .string(
+                    ContractAddressFormat.humanize(keys.identity.publicKey.rawRepresentation) ?? ""),
                 "listen": .string("\(configuration.listen.host):\(listeningPort ?? Int(configuration.listen.port))"),
                 "chain_id": .string(configuration.chainID),
                 "version": .string(NodeVersion.string),
@@ -1439,6 +1546,7 @@ public actor NodeRuntime: Service {
                     .object([
                         "height": .int($0.height), "index": .int($0.index), "code": .int($0.code),
                         "log": $0.log.map { .string($0) } ?? .null, "gas": .int($0.gas),
+                        "result": $0.output.flatMap { try? JSONValue.parse($0) } ?? .null,
                     ])
                 })
             return .object(out)
@@ -1632,6 +1740,13 @@ public actor NodeRuntime: Service {
                 ])
             }
             return .object(out)
+        case _ where ContractAdmin.methods.contains(method):
+            guard let host = consensus else {
+                throw AdminError.serverError("this node runs without a genesis file: no consensus")
+            }
+            return try ContractAdmin.call(
+                method, params, state: host.committedState, height: host.committedHeight, engine: contracts,
+                certify: { try host.certifiedProof(key: $0) })
         case "getepoch":
             guard let host = consensus else {
                 throw AdminError.serverError("this node runs without a genesis file: no consensus")

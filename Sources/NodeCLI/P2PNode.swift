@@ -18,6 +18,7 @@ public struct P2PNode: AsyncParsableCommand {
         subcommands: [
             Run.self, Init.self, Status.self, Admin.self, Peers.self, Tx.self, GenesisCommand.self, Load.self,
             Bench.self, ValidatorCommand.self, BtcCommand.self, CheckpointCommand.self, VerifyProof.self,
+            ContractCommand.self,
         ],
         defaultSubcommand: Run.self
     )

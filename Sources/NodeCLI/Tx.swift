@@ -35,6 +35,11 @@ struct TxOptions: ParsableArguments {
     }
 
     func submit(_ payload: TxPayload) throws {
+        print(try submitReturningID(payload))
+    }
+
+    /// Signs and submits; the transaction's id.
+    func submitReturningID(_ payload: TxPayload) throws -> String {
         let keys: NodeKeys
         do { keys = try KeyStore(directory: directory).load() } catch { throw CLIError("\(error)") }
         let client = AdminClient(socketPath: socket ?? directory.appendingPathComponent("admin.sock").path)
@@ -48,7 +53,8 @@ struct TxOptions: ParsableArguments {
                 chainID: chainID, author: keys.identity, seq: seq ?? UInt64(next), fee: fee, payload: payload,
                 predecessors: heads)
             let result = try client.call("submittx", .object(["hex": .string(tx.encoded.hex)]))
-            print(result["id"]?.stringValue ?? result.jsonText)
+            guard let id = result["id"]?.stringValue else { throw CLIError("unexpected submittx reply: \(result)") }
+            return id
         } catch let error as CLIError {
             throw error
         } catch {

@@ -14,6 +14,10 @@ public enum SnapshotMessage: Sendable, Equatable {
     /// Every leaf of the snapshot at `height` whose key hash starts with the first `depth` bits of `prefix`.
     case getChunk(height: UInt64, prefix: StateHash, depth: Int)
     case chunk(height: UInt64, prefix: StateHash, depth: Int, ChunkReply)
+    /// Contract code by its SHA-256 checksum (kept outside the state tree).
+    case getCode(checksum: [UInt8])
+    /// The code, or nil if this peer does not have it.
+    case code(checksum: [UInt8], wasm: [UInt8]?)
 
     public enum ChunkReply: Sendable, Equatable {
         case leaves([StateLeaf], RangeProof)
@@ -25,7 +29,9 @@ public enum SnapshotMessage: Sendable, Equatable {
         case busy
     }
 
-    public static let tags: ClosedRange<UInt8> = 0x20...0x25
+    public static let tags: ClosedRange<UInt8> = 0x20...0x27
+    /// The largest code (wasmd's `MaxWasmSize`).
+    public static let maxCodeBytes = 800 * 1024
     /// Most leaves one chunk answer carries.
     public static let maxChunkLeaves = 4_096
     /// Most bytes of leaves one chunk answer carries (well under the 4 MiB message limit).
@@ -65,6 +71,18 @@ public enum SnapshotMessage: Sendable, Equatable {
             case .tooLarge: w.u8(1)
             case .unavailable: w.u8(2)
             case .busy: w.u8(3)
+            }
+        case .getCode(let checksum):
+            w.u8(0x26)
+            w.fixed(checksum)
+        case .code(let checksum, let wasm):
+            w.u8(0x27)
+            w.fixed(checksum)
+            if let wasm {
+                w.u8(1)
+                w.bytes32(wasm)
+            } else {
+                w.u8(0)
             }
         }
         return w.bytes
@@ -123,6 +141,15 @@ public enum SnapshotMessage: Sendable, Equatable {
             case let s: throw WireError("chunk status \(s)")
             }
             message = .chunk(height: h, prefix: p, depth: d, reply)
+        case 0x26:
+            message = .getCode(checksum: try r.fixed(32, "checksum"))
+        case 0x27:
+            let checksum = try r.fixed(32, "checksum")
+            switch try r.u8("flag") {
+            case 0: message = .code(checksum: checksum, wasm: nil)
+            case 1: message = .code(checksum: checksum, wasm: try r.bytes32(max: maxCodeBytes, "code"))
+            case let f: throw WireError("code flag \(f)")
+            }
         case let t: throw WireError("unknown snapshot message \(t)")
         }
         try r.finish()
@@ -160,7 +187,7 @@ public enum SnapshotServer {
             case .unavailable: reply = .unavailable
             }
             return .chunk(height: height, prefix: prefix, depth: depth, reply)
-        case .snapshot, .epochEnds, .chunk: return nil
+        case .snapshot, .epochEnds, .chunk, .getCode, .code: return nil  // code is served from the code store
         }
     }
 }

@@ -213,8 +213,8 @@ public struct SnapshotSync<Peer: Hashable & Sendable>: Sendable {
         guard !isFinished, !bad.contains(peer) else { return [] }
         var out: [Action] = []
         switch message {
-        case .getSnapshot, .getEpochEnds, .getChunk:
-            return []  // requests are the server's, not this machine's
+        case .getSnapshot, .getEpochEnds, .getChunk, .getCode, .code:
+            return []  // requests are the server's; code is `CodeFetch`'s
         case .snapshot(let descriptor):
             answered.insert(peer)
             // An offer from before the genesis, or absurdly far ahead, is not a chain's.

@@ -38,6 +38,7 @@ public final class ConsensusStore {
         for column in ["last_block", "system_proof", "height_proof"] {
             try? db.execute("ALTER TABLE epochs ADD COLUMN \(column) BLOB")
         }
+        try? db.execute("ALTER TABLE receipts ADD COLUMN output TEXT")
     }
 
     /// One epoch: where it starts (the block it builds on and that block's state), its
@@ -198,13 +199,19 @@ public final class ConsensusStore {
         public let log: String?
         public let gas: UInt64
 
-        public init(height: UInt64, index: Int, txID: [UInt8], code: UInt32, log: String?, gas: UInt64) {
+        /// A contract message's result (JSON: address, events, data).
+        public let output: String?
+
+        public init(
+            height: UInt64, index: Int, txID: [UInt8], code: UInt32, log: String?, gas: UInt64, output: String? = nil
+        ) {
             self.height = height
             self.index = index
             self.txID = txID
             self.code = code
             self.log = log
             self.gas = gas
+            self.output = output
         }
     }
 
@@ -215,11 +222,12 @@ public final class ConsensusStore {
         guard let last = blocks.last else { return }
         try db.transaction { () throws(StorageError) in
             try db.runMany(
-                "INSERT OR REPLACE INTO receipts (height, idx, tx_id, code, log, gas) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO receipts (height, idx, tx_id, code, log, gas, output) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 receipts.map {
                     [
                         .integer(Int64($0.height)), .integer(Int64($0.index)), .blob($0.txID), .integer(Int64($0.code)),
                         $0.log.map { .text($0) } ?? .null, .integer(Int64(bitPattern: $0.gas)),
+                        $0.output.map { .text($0) } ?? .null,
                     ]
                 })
             for b in blocks {
@@ -391,12 +399,13 @@ public final class ConsensusStore {
     /// after it executed has a second, failed receipt).
     public func receipts(txID: [UInt8]) throws(StorageError) -> [Receipt] {
         try db.query(
-            "SELECT height, idx, tx_id, code, log, gas FROM receipts WHERE tx_id = ? ORDER BY height, idx LIMIT 16",
+            "SELECT height, idx, tx_id, code, log, gas, output FROM receipts WHERE tx_id = ? ORDER BY height, idx LIMIT 16",
             [.blob(txID)]
         ) {
             Receipt(
                 height: UInt64($0.integer(0)), index: Int($0.integer(1)), txID: $0.blob(2), code: UInt32($0.integer(3)),
-                log: $0.isNull(4) ? nil : $0.text(4), gas: UInt64(bitPattern: $0.integer(5)))
+                log: $0.isNull(4) ? nil : $0.text(4), gas: UInt64(bitPattern: $0.integer(5)),
+                output: $0.isNull(6) ? nil : $0.text(6))
         }
     }
 

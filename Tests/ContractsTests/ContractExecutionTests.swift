@@ -2,6 +2,7 @@ import Contracts
 import Foundation
 import Ledger
 import NodeCrypto
+import TestSupport
 import Testing
 
 func json(_ text: String) -> [String: Any]? {

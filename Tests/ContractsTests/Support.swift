@@ -119,33 +119,3 @@ struct ContractHarness {
 
     func human(_ key: Ed25519.PublicKey) -> String { ContractAddressFormat.humanize(key.rawRepresentation)! }
 }
-
-/// The example contracts in Examples/, built once per test run by scripts/build-contracts.sh.
-enum ExampleContracts {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    static let built: Result<URL, any Error> = {
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("sidenode-contracts-\(getpid())")
-        let process = Process()
-        process.executableURL = root.appendingPathComponent("scripts/build-contracts.sh")
-        var environment = ProcessInfo.processInfo.environment
-        environment["OUT"] = out.path
-        process.environment = environment
-        process.standardOutput = FileHandle.nullDevice
-        do {
-            try process.run()
-            process.waitUntilExit()
-            guard process.terminationStatus == 0 else {
-                return .failure(CocoaError(.executableLoad, userInfo: ["reason": "build-contracts.sh failed"]))
-            }
-            return .success(out)
-        } catch {
-            return .failure(error)
-        }
-    }()
-
-    static func wasm(_ name: String) throws -> [UInt8] {
-        let dir = try built.get()
-        return Array(try Data(contentsOf: dir.appendingPathComponent("\(name).wasm")))
-    }
-}
