@@ -194,8 +194,8 @@ let package = Package(
         .target(
             name: "FuzzTargets",
             dependencies: [
-                "Bitcoin", "Checkpoint", "Consensus", "Esplora", "Gossip", "Ledger", "Node", "NodeCrypto", "Noise",
-                "StateSync", "StateTree",
+                "Bitcoin", "Checkpoint", "Consensus", "Contracts", "Esplora", "Gossip", "Ledger", "Node", "NodeCrypto",
+                "Noise", "StateSync", "StateTree", .product(name: "WAT", package: "WasmKit"),
             ],
             swiftSettings: strict
         ),

@@ -8,9 +8,13 @@ import WasmKit
 /// Parsed modules are cached. `persist` and `load` connect it to the node's database.
 public final class CodeStore: Sendable {
     private struct Entries {
+        /// Code not on disk (no `load`): kept here. With a disk, only parsed modules are.
         var wasm: [[UInt8]: [UInt8]] = [:]
         var modules: [[UInt8]: Module] = [:]
+        var moduleOrder: [[UInt8]] = []
     }
+    /// Parsed modules kept at most (the most recently parsed).
+    static let moduleCache = 64
     private let entries = Mutex(Entries())
     private let persist: (@Sendable (_ checksum: [UInt8], _ wasm: [UInt8]) -> Void)?
     private let load: (@Sendable (_ checksum: [UInt8]) -> [UInt8]?)?
@@ -28,12 +32,15 @@ public final class CodeStore: Sendable {
     @discardableResult
     public func put(_ wasm: [UInt8]) -> [UInt8] {
         let checksum = Self.checksum(wasm)
-        let isNew = entries.withLock { e -> Bool in
-            guard e.wasm[checksum] == nil else { return false }
-            e.wasm[checksum] = wasm
-            return true
+        if let load, let persist {
+            // On disk: written once, read back (and re-hashed) when needed.
+            if load(checksum) == nil { persist(checksum, wasm) }
+            return checksum
         }
-        if isNew { persist?(checksum, wasm) }
+        entries.withLock { e in
+            if e.wasm[checksum] == nil { e.wasm[checksum] = wasm }
+        }
+        persist?(checksum, wasm)
         return checksum
     }
 
@@ -48,11 +55,13 @@ public final class CodeStore: Sendable {
         if let w = entries.withLock({ $0.wasm[checksum] }) { return w }
         // From the disk: re-hashed, so a damaged file is never run (cosmwasm-vm does the same).
         guard let w = load?(checksum), Self.checksum(w) == checksum else { return nil }
-        entries.withLock { $0.wasm[checksum] = w }
         return w
     }
 
-    public func contains(_ checksum: [UInt8]) -> Bool { wasm(checksum) != nil }
+    public func contains(_ checksum: [UInt8]) -> Bool {
+        if entries.withLock({ $0.modules[checksum] != nil || $0.wasm[checksum] != nil }) { return true }
+        return wasm(checksum) != nil
+    }
 
     func module(_ checksum: [UInt8]) throws(ContractError) -> Module {
         if let m = entries.withLock({ $0.modules[checksum] }) { return m }
@@ -61,11 +70,15 @@ public final class CodeStore: Sendable {
         }
         let module: Module
         do {
-            module = try parseWasm(bytes: wasm, features: [])
+            module = try parseWasm(bytes: try GlobalExports.rewrite(wasm), features: [])
         } catch {
             throw .trap("stored code does not parse: \(error)")
         }
-        entries.withLock { $0.modules[checksum] = module }
+        entries.withLock { e in
+            e.modules[checksum] = module
+            e.moduleOrder.append(checksum)
+            while e.moduleOrder.count > Self.moduleCache { e.modules[e.moduleOrder.removeFirst()] = nil }
+        }
         return module
     }
 

@@ -7,7 +7,7 @@ import NodeCrypto
 /// call's fuel before it works, reads guest memory only through checked Regions, and
 /// fails the call (never the node) on bad input.
 extension VM {
-    static func imports(store: Store, env: CallEnvironment) -> Imports {
+    static func imports(store: Store, box: EnvironmentBox) -> Imports {
         var imports = Imports()
         func define(
             _ name: String, _ body: @escaping (borrowing Caller, [Value], CallEnvironment) throws -> [Value]
@@ -16,6 +16,7 @@ extension VM {
             imports.define(
                 module: "env", name: name,
                 Function(store: store, type: type) { caller, args in
+                    guard let env = box.current else { throw HostFailure(error: .trap("host call outside a call")) }
                     do {
                         try charge(caller, ContractGas.hostCall)
                         return try body(caller, args, env)
@@ -90,17 +91,17 @@ extension VM {
             guard env.iterators.count < CallEnvironment.maxIterators else {
                 throw HostFailure(error: .trap("too many iterators"))
             }
-            let keys = env.session.store.scanKeys(env.contract, start: start, end: end, ascending: ascending)
-            env.iterators.append((keys, 0))
+            let (iterator, work) = env.session.store.scan(env.contract, start: start, end: end, ascending: ascending)
+            // The block's own writes to this contract are merged in: paid per key, like steps.
+            try charge(caller, StateGas.iterNext &* UInt64(work) &* ContractGas.perSDKGas)
+            env.iterators.append(iterator)
             return [.i32(UInt32(env.iterators.count - 1))]
         }
         func next(_ caller: borrowing Caller, _ env: CallEnvironment, _ id: UInt32) throws -> ([UInt8], [UInt8])? {
             guard Int(id) < env.iterators.count else { throw HostFailure(error: .trap("no iterator \(id)")) }
             try charge(caller, StateGas.iterNext &* ContractGas.perSDKGas)
             // Skips keys removed since the scan began.
-            while env.iterators[Int(id)].position < env.iterators[Int(id)].keys.count {
-                let key = env.iterators[Int(id)].keys[env.iterators[Int(id)].position]
-                env.iterators[Int(id)].position += 1
+            while let key = env.iterators[Int(id)].next() {
                 if let value = try storage(caller, env, { $0.contractGet(env.contract, key) }) { return (key, value) }
             }
             return nil

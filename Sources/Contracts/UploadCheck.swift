@@ -119,6 +119,9 @@ public enum UploadCheck {
         }
         // Exports: the interface marker, allocate/deallocate, capabilities.
         let names = Set(exports.map(\.name))
+        if let reserved = names.first(where: { $0.hasPrefix("__sidenode") }) {
+            return .failure(.upload("the export name \(reserved) is reserved for the host"))
+        }
         let markers = exports.filter { $0.name.hasPrefix("interface_version_") }
         guard markers.count == 1 else {
             return .failure(

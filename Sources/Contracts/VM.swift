@@ -11,7 +11,7 @@ final class CallEnvironment {
     let readOnly: Bool
     var memory: GuestMemory?
     var allocate: Function?
-    var iterators: [(keys: [[UInt8]], position: Int)] = []
+    var iterators: [ContractIterator] = []
     /// Why a host function failed the call (the trap WasmKit reports is generic).
     var failure: ContractError?
 
@@ -58,15 +58,26 @@ enum VM {
     /// a guest Region). Returns the result Region's bytes and the fuel used. `args` may
     /// depend on the entry's arity (`migrate`): `argsFor` picks them.
     static func run(
-        module: Module, environment env: CallEnvironment, entry: String, fuel: UInt64,
-        argsFor: (Int) -> [[UInt8]]
+        module: Module, checksum: [UInt8], pool: InstancePool, environment env: CallEnvironment, entry: String,
+        fuel: UInt64, argsFor: (Int) -> [[UInt8]]
     ) -> (Result<[UInt8], ContractError>, fuelUsed: UInt64) {
-        let store = Store(engine: engine)
-        store.resourceLimiter = MemoryLimiter()
+        let pooled: PooledInstance
+        do {
+            if let idle = pool.take(checksum), idle.reset() {
+                pooled = idle
+            } else {
+                pooled = try PooledInstance(module: module)
+            }
+        } catch {
+            return (.failure(.trap("cannot instantiate: \(firstLine(error))")), 0)
+        }
+        let store = pooled.store
         store.fuel = Fuel(remaining: fuel)
+        pooled.environment.current = env
+        defer { pooled.environment.current = nil }
         func used() -> UInt64 { fuel - min(fuel, store.fuel?.remaining ?? 0) }
         do {
-            let instance = try module.instantiate(store: store, imports: imports(store: store, env: env))
+            let instance = pooled.instance
             guard let memory = instance.exports[memory: "memory"], let allocate = instance.exports[function: "allocate"]
             else { return (.failure(.trap("the contract lacks memory or allocate")), used()) }
             env.memory = GuestMemory(memory: memory)
@@ -86,6 +97,8 @@ enum VM {
                 return (.failure(.trap("\(entry) returned no region")), used())
             }
             let bytes = try env.memory!.read(resultPointer, max: maxResult)
+            // Clean exit: the instance can serve the next call (reset to its image then).
+            if memory.byteCount == pooled.image.count { pool.give(checksum, pooled) }
             return (.success(bytes), used())
         } catch let failure as HostFailure {
             return (.failure(env.failure ?? failure.error), failure.error == .outOfGas ? fuel : used())
@@ -93,10 +106,15 @@ enum VM {
             if let failure = env.failure { return (.failure(failure), failure == .outOfGas ? fuel : used()) }
             let text = String(describing: error)
             if text.contains("out of fuel") { return (.failure(.outOfGas), fuel) }
-            // The first line: a trap's description carries a long backtrace.
-            let line = text.split(separator: "\n").first.map(String.init) ?? text
-            return (.failure(.trap(line.replacingOccurrences(of: "Trap: ", with: ""))), used())
+            return (.failure(.trap(firstLine(error))), used())
         }
+    }
+
+    /// A trap's description carries a long backtrace: its first line, without "Trap: ".
+    static func firstLine(_ error: any Error) -> String {
+        let text = String(describing: error)
+        let line = text.split(separator: "\n").first.map(String.init) ?? text
+        return line.replacingOccurrences(of: "Trap: ", with: "")
     }
 
     /// Copies `data` into a fresh guest Region (the contract's own allocator).
@@ -116,7 +134,8 @@ enum VM {
     /// import signatures, without running anything.
     static func validate(_ wasm: [UInt8]) -> ContractError? {
         do {
-            let module = try parseWasm(bytes: wasm, features: [])
+            // The form that runs: mutable globals exported for resetting (InstancePool).
+            let module = try parseWasm(bytes: try GlobalExports.rewrite(wasm), features: [])
             let store = Store(engine: validatingEngine)
             store.resourceLimiter = MemoryLimiter()
             var imports = Imports()

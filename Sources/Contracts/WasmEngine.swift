@@ -10,6 +10,8 @@ import NodeCrypto
 /// back if it fails.
 public final class WasmEngine: ContractEngine, Sendable {
     public let codes: CodeStore
+    /// Idle instances by code (used under `VM.lock`).
+    let pool = InstancePool()
 
     public init(codes: CodeStore = CodeStore()) {
         self.codes = codes
@@ -120,9 +122,19 @@ final class Session {
             if let codeID { fields.append(("code_id", String(codeID))) }
             if let checksum { fields.append(("checksum", JSONText.string(Hex.encode(checksum)))) }
             fields.append(("data", data.map(JSONText.base64) ?? "null"))
-            fields.append(("events", JSONText.array(events.map(\.json))))
+            let eventsJSON = JSONText.array(events.map(\.json))
+            // The receipt is kept on disk by every node: its events are capped (they are
+            // paid by size, but not part of the state root).
+            if eventsJSON.utf8.count <= Self.maxEventsJSON {
+                fields.append(("events", eventsJSON))
+            } else {
+                fields.append(("events", "[]"))
+                fields.append(("events_omitted", String(events.count)))
+            }
             return JSONText.object(fields)
         }
+
+        static let maxEventsJSON = 64 * 1024
     }
 
     // MARK: Gas
@@ -154,9 +166,9 @@ final class Session {
 
     // MARK: Calls
 
-    func module(for codeID: UInt64) throws(ContractError) -> Module {
+    func module(for codeID: UInt64) throws(ContractError) -> (checksum: [UInt8], module: Module) {
         guard let info = store.codeInfo(codeID) else { throw .refused("no code with id \(codeID)") }
-        return try engine.codes.module(info.checksum)
+        return (info.checksum, try engine.codes.module(info.checksum))
     }
 
     /// Runs one entry point of `contract` on a fresh instance. `fuelBudget` (a nested
@@ -165,11 +177,13 @@ final class Session {
         contract: [UInt8], codeID: UInt64, entry: String, readOnly: Bool, fuelBudget: UInt64? = nil,
         args: @escaping (Int) -> [[UInt8]]
     ) throws(ContractError) -> [UInt8] {
-        let module = try module(for: codeID)
+        let (checksum, module) = try module(for: codeID)
         if fuelBudget == nil { try charge(sdk: ContractGas.instanceSDK) }
         let fuel = fuelBudget ?? remainingCW / ContractGas.perFuel
         let env = CallEnvironment(session: self, contract: contract, readOnly: readOnly || self.readOnly)
-        let (result, fuelUsed) = VM.run(module: module, environment: env, entry: entry, fuel: fuel, argsFor: args)
+        let (result, fuelUsed) = VM.run(
+            module: module, checksum: checksum, pool: engine.pool, environment: env, entry: entry, fuel: fuel,
+            argsFor: args)
         if fuelBudget == nil {
             // Fuel paid for the Wasm, the host calls and (as it was spent) the storage.
             usedCW = min(endCW, usedCW &+ fuelUsed &* ContractGas.perFuel)

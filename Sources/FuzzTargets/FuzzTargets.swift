@@ -1,6 +1,7 @@
 import Bitcoin
 import Checkpoint
 import Consensus
+import Contracts
 import Esplora
 import Foundation
 import Gossip
@@ -33,7 +34,31 @@ public enum FuzzTargets {
         "genesis": genesis,
         "address": address,
         "state_sync": stateSync,
+        "contract_upload": contractUpload,
     ]
+
+    /// Uploaded code: the checks must refuse or accept, never crash; accepted code must
+    /// also run (`instantiate` on a ledger) without harming the node.
+    static let contractUpload: @Sendable ([UInt8]) -> Void = { data in
+        guard WasmEngine.check(data) == nil else { return }
+        let key = try! Ed25519.PrivateKey(seed: [UInt8](repeating: 5, count: 32))
+        var state = LedgerState(chainID: "fuzz", balances: [key.publicKey: 1 << 40])
+        let engine = WasmEngine()
+        let store = Transaction(
+            chainID: "fuzz", author: key, seq: 1, fee: 1_000,
+            payload: .contract(.storeCode(wasm: data, gasLimit: 1_000_000)),
+            predecessors: [])
+        let instantiate = Transaction(
+            chainID: "fuzz", author: key, seq: 2, fee: 200,
+            payload: .contract(
+                .instantiate(codeID: 1, admin: nil, label: "f", msg: Array("{}".utf8), funds: 0, gasLimit: 200_000)),
+            predecessors: [])
+        let receipts = state.executeBlock(
+            [store.encoded, instantiate.encoded], proposer: key.publicKey, contracts: engine
+        )
+        .receipts
+        precondition(receipts[0].code == .ok, "checked code was refused at store: \(receipts[0].failure ?? "")")
+    }
 
     /// `decode(encode(x))` must give back the same bytes: a decoder that accepts a value
     /// its encoder cannot reproduce lets two nodes disagree on what a message says.

@@ -51,6 +51,20 @@ extension FuzzTargets {
                 predecessors: []),
             Transaction(
                 chainID: chainID, author: key, seq: 2, fee: 0, payload: .data(Array("note".utf8)), predecessors: []),
+            Transaction(
+                chainID: chainID, author: key, seq: 3, fee: 1_000,
+                payload: .contract(
+                    .instantiate(
+                        codeID: 1, admin: other, label: "token", msg: Array(#"{"count":1}"#.utf8), funds: 5,
+                        gasLimit: 1_000_000)),
+                predecessors: []),
+            Transaction(
+                chainID: chainID, author: key, seq: 4, fee: 1_000,
+                payload: .contract(
+                    .execute(
+                        contract: [UInt8](repeating: 3, count: 32), msg: Array(#"{"increment":{}}"#.utf8), funds: 0,
+                        gasLimit: 1_000_000)),
+                predecessors: []),
         ]
         seeds["transaction"] = transactions.map(\.encoded)
         seeds["gossip"]! += transactions.map { GossipMessage.publish(payload: [1] + $0.encoded).encoded() }
@@ -80,6 +94,7 @@ extension FuzzTargets {
             }
         }
         seeds["state_sync"] = stateSyncSeeds()
+        seeds["contract_upload"] = ContractFuzzSeeds.modules
         seeds["psbt"] = psbts
         seeds["bitcoin_tx"] = txs + psbts.compactMap { try? PSBT(bytes: $0).unsignedTx.serialized(withWitness: true) }
         seeds["checkpoint"] =

@@ -93,6 +93,52 @@ public struct ContractKeyIndex: Sendable {
     }
 }
 
+/// A lazy merge of the committed keys (a range of the sorted index, not copied) and the
+/// block's writes in that range.
+public struct ContractIterator {
+    let base: [[UInt8]]
+    var lo: Int
+    var hi: Int
+    var pending: [(key: [UInt8], present: Bool)]
+    var pLo = 0
+    var pHi: Int
+    let ascending: Bool
+
+    init(base: [[UInt8]], lo: Int, hi: Int, pending: [(key: [UInt8], present: Bool)], ascending: Bool) {
+        self.base = base
+        self.lo = lo
+        self.hi = hi
+        self.pending = pending
+        self.pHi = pending.count
+        self.ascending = ascending
+    }
+
+    /// The next key present now, or nil at the end.
+    public mutating func next() -> [UInt8]? {
+        while true {
+            let b: [UInt8]? = lo < hi ? (ascending ? base[lo] : base[hi - 1]) : nil
+            let p = pLo < pHi ? (ascending ? pending[pLo] : pending[pHi - 1]) : nil
+            guard b != nil || p != nil else { return nil }
+            // Which comes first in this direction: the committed key or the block's.
+            let takeBase: Bool
+            if let b, let p {
+                takeBase = ascending ? b.lexicographicallyPrecedes(p.key) : p.key.lexicographicallyPrecedes(b)
+            } else {
+                takeBase = b != nil
+            }
+            if takeBase {
+                if ascending { lo += 1 } else { hi -= 1 }
+                return b
+            }
+            if let b, b == p!.key {  // the block rewrote or deleted a committed key
+                if ascending { lo += 1 } else { hi -= 1 }
+            }
+            if ascending { pLo += 1 } else { pHi -= 1 }
+            if p!.present { return p!.key }
+        }
+    }
+}
+
 /// The state as a contract engine sees it during one block: reads see the block's
 /// earlier writes; `savepoint`/`rollback` undo a failed call (a submessage's writes, or
 /// a whole transaction's); every read and write is charged (Cosmos SDK KV gas). A
@@ -139,32 +185,30 @@ public struct ContractStore {
         overlay.delete(StateKey.contractStore(contract, key))
     }
 
-    /// The contract's keys in [start, end) in byte order (reverse when descending), as
-    /// they are now (the block's writes included). Values are read as the iterator
-    /// advances.
-    public func scanKeys(_ contract: [UInt8], start: [UInt8]?, end: [UInt8]?, ascending: Bool) -> [[UInt8]] {
+    /// An iterator over the contract's keys in [start, end) in byte order (reverse when
+    /// descending), as they are now (the block's writes included), and the number of keys
+    /// the block has touched in that contract (the scan's work beyond a binary search,
+    /// for its gas). Values are read as the iterator advances.
+    public mutating func scan(
+        _ contract: [UInt8], start: [UInt8]?, end: [UInt8]?, ascending: Bool
+    )
+        -> (ContractIterator, work: Int)
+    {
         let base = index.keys(of: contract)
-        let prefix = StateKey.contractStorePrefix + contract
-        var pending: [[UInt8]: Bool] = [:]  // key → present after the block's writes
-        for (treeKey, value) in overlay.pendingWrites(prefix: prefix) {
-            pending[Array(treeKey[prefix.count...])] = value != nil
-        }
+        let touched = overlay.contractTouched[contract] ?? []
         func inRange(_ k: [UInt8]) -> Bool {
             if let start, k.lexicographicallyPrecedes(start) { return false }
             if let end, !k.lexicographicallyPrecedes(end) { return false }
             return true
         }
-        var merged = Set<[UInt8]>()
-        let lo = start.map { ContractKeyIndex.lowerBound(base, $0) } ?? 0
-        let hi = end.map { ContractKeyIndex.lowerBound(base, $0) } ?? base.count
-        var out: [[UInt8]] = []
-        if lo < hi {
-            for k in base[lo..<hi] where pending[k] != false { out.append(k) }
+        var pending: [(key: [UInt8], present: Bool)] = []
+        for k in touched where inRange(k) {
+            pending.append((k, overlay.get(StateKey.contractStore(contract, k), charged: false) != nil))
         }
-        merged.formUnion(out)
-        for (k, present) in pending where present && inRange(k) && !merged.contains(k) { out.append(k) }
-        if !pending.isEmpty { out.sort { $0.lexicographicallyPrecedes($1) } }
-        return ascending ? out : out.reversed()
+        pending.sort { $0.key.lexicographicallyPrecedes($1.key) }
+        let lo = start.map { ContractKeyIndex.lowerBound(base, $0) } ?? 0
+        let hi = max(lo, end.map { ContractKeyIndex.lowerBound(base, $0) } ?? base.count)
+        return (ContractIterator(base: base, lo: lo, hi: hi, pending: pending, ascending: ascending), touched.count)
     }
 
     // MARK: Bank

@@ -69,7 +69,13 @@ struct StateOverlay {
     private mutating func record(_ key: [UInt8], _ entry: [UInt8]?) {
         journal.append((key, writes[key]))
         writes[key] = .some(entry)
+        if let (contract, k) = ContractKeyIndex.split(key) { contractTouched[contract, default: []].insert(k) }
     }
+
+    /// Every contract key the block has written or deleted, by contract (a superset after a
+    /// rollback: a scan reads each one's current presence), so a scan finds the block's
+    /// writes without going through all of them.
+    private(set) var contractTouched: [[UInt8]: Set<[UInt8]>] = [:]
 
     mutating func charge(_ amount: UInt64) { gas &+= amount }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Bitcoin
 import Checkpoint
+import Contracts
 import Foundation
 import Node
 import NodeCrypto
@@ -10,7 +11,7 @@ struct Bench: AsyncParsableCommand {
         abstract: "Measure this machine's bounds (run a release build: swift run -c release).",
         subcommands: [
             CryptoBench.self, TransportBench.self, LedgerBench.self, CatchUpBench.self, CheckpointBench.self,
-            StateBench.self,
+            StateBench.self, ContractsBench.self,
         ]
     )
 }
@@ -318,6 +319,35 @@ struct StateBench: AsyncParsableCommand {
                     format: "%10d accounts  %9d nodes  write %6.2f s  load %6.2f s", row.accounts, row.storedNodes,
                     store,
                     load))
+        }
+    }
+}
+
+struct ContractsBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "contracts",
+        abstract: "A warm CW20 transfer (latency, gas/s) beside a pure-Wasm loop and an empty host call.",
+        discussion: "Needs the example contracts: scripts/build-contracts.sh writes them to .build/contracts/."
+    )
+
+    @Option(help: "The CW20 contract to run.")
+    var cw20 = ".build/contracts/cw20.wasm"
+
+    @Option(help: "Transfers to time.")
+    var transfers = 2_000
+
+    func run() async throws {
+        guard let data = FileManager.default.contents(atPath: cw20) else {
+            throw CLIError("cannot read \(cw20): build the example contracts with scripts/build-contracts.sh")
+        }
+        #if DEBUG
+            print("warning: debug build; figures are not representative (use swift run -c release)")
+        #endif
+        let figures = try ContractBenchmark.run(cw20: Array(data), transfers: max(100, transfers))
+        for f in figures {
+            print(
+                f.label.padding(toLength: 46, withPad: " ", startingAt: 0)
+                    + String(format: "%14.3f %@", f.value, f.unit))
         }
     }
 }

@@ -177,4 +177,54 @@ struct HostileContractTests {
         let noCode = h.instantiate(99, "{}")
         #expect(noCode.1.failure?.contains("no code with id 99") == true)
     }
+
+    @Test("a block runs at most 20M gas of contract transactions; the rest wait without effect for the next block")
+    func blockGas() throws {
+        var h = ContractHarness()
+        let wasm = try WATContract.wasm(WATContract.module(execute: "(i32.const 16)"))
+        let id = try #require(h.store(wasm).0)
+        let contract = try #require(h.instantiate(id, "{}").0)
+        let txs = (1...3).map { i in
+            Transaction(
+                chainID: ContractHarness.chainID, author: h.bob, seq: UInt64(i), fee: 8_000,
+                payload: .contract(.execute(contract: contract, msg: Array("{}".utf8), funds: 0, gasLimit: 8_000_000)),
+                predecessors: [])
+        }
+        let first = h.state.executeBlock(txs.map(\.encoded), proposer: h.proposer.publicKey, contracts: h.engine)
+        #expect(first.receipts.map(\.code) == [.ok, .ok, .blockGasFull])
+        #expect(h.state.seq(of: h.bob.publicKey) == 2, "the deferred one used no seq")
+        let second = h.state.executeBlock([txs[2].encoded], proposer: h.proposer.publicKey, contracts: h.engine)
+        #expect(second.receipts.map(\.code) == [.ok])
+    }
+
+    @Test("a recycled instance is a fresh one: globals and memory reset, the same gas as on an empty pool")
+    func recycledInstances() throws {
+        // execute: bumps a mutable global and a memory cell, then traps unless both were 0
+        // before — a contract that could see its previous call would fail the second time.
+        let wasm = try WATContract.wasm(
+            WATContract.module(
+                execute: """
+                    (if (i32.or (global.get $calls) (i32.load (i32.const 3000))) (then (unreachable)))
+                    (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+                    (i32.store (i32.const 3000) (i32.const 1))
+                    (drop (memory.grow (i32.load (i32.const 3004))))
+                    (i32.const 16)
+                    """,
+                extra: "(global $calls (mut i32) (i32.const 0))"))
+        var h = ContractHarness()
+        let id = try #require(h.store(wasm).0)
+        let contract = try #require(h.instantiate(id, "{}").0)
+        var gas: [UInt64] = []
+        for _ in 0..<3 {
+            let r = h.execute(contract, "{}")
+            #expect(r.code == .ok, "\(r.failure ?? "")")
+            gas.append(r.gas)
+        }
+        // A second engine with an empty pool runs the same call at the same gas.
+        var fresh = h
+        fresh.engineOverride = WasmEngine(codes: h.engine.codes)
+        let cold = fresh.execute(contract, "{}")
+        #expect(cold.code == .ok)
+        #expect(Set(gas + [cold.gas]).count == 1, "warm \(gas), cold \(cold.gas)")
+    }
 }

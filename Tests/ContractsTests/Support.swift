@@ -55,7 +55,10 @@ struct ContractHarness {
     let bob = Ed25519.PrivateKey()
     let proposer = Ed25519.PrivateKey()
     var state: LedgerState
-    let engine = WasmEngine()
+    let defaultEngine = WasmEngine()
+    /// Another engine (an empty instance pool) over the same state.
+    var engineOverride: WasmEngine?
+    var engine: WasmEngine { engineOverride ?? defaultEngine }
     var seq: [Ed25519.PublicKey: UInt64] = [:]
 
     init() {
