@@ -221,6 +221,7 @@ echo "==> running; Ctrl-C stops$([ "$DURATION" -gt 0 ] && echo ", or after $DURA
 echo "    inspect: $BIN status --data-dir $DIR/node0; metrics: http://127.0.0.1:$((BASE_PORT + 1000))/metrics"
 echo "    checkpoints: $BIN admin --data-dir $DIR/node0 getcheckpoints;"
 echo "                 $BIN checkpoint verify --genesis $DIR/genesis.json --network regtest --esplora $ESPLORA"
+echo "    contracts: scripts/contracts-demo.sh --dir $DIR --nodes $NODES (CW20 stored, transferred, checked at every node)"
 echo "    bitcoin: $BIN btc address $DIR/node0 --network regtest --esplora $ESPLORA;"
 echo "             curl -d '{\"address\":\"ADDRESS\",\"sats\":100000}' $ESPLORA/regtest/faucet"
 started=$(date +%s)
