@@ -86,7 +86,7 @@ public struct ContractKeyIndex: Sendable {
     }
 
     /// Splits a `wasm/store/` tree key into contract and key.
-    static func split(_ treeKey: [UInt8]) -> (contract: [UInt8], key: [UInt8])? {
+    public static func split(_ treeKey: [UInt8]) -> (contract: [UInt8], key: [UInt8])? {
         let p = StateKey.contractStorePrefix.count
         guard treeKey.count >= p + 32, treeKey.starts(with: StateKey.contractStorePrefix) else { return nil }
         return (Array(treeKey[p..<p + 32]), Array(treeKey[(p + 32)...]))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Consensus
+import Contracts
 import Foundation
 import Ledger
 import Node
@@ -68,6 +69,12 @@ struct VerifyProof: AsyncParsableCommand {
                 } else {
                     what = "account \(account): absent (balance 0)"
                 }
+            } else if let (contract, key) = ContractKeyIndex.split(proof.key) {
+                // A contract's storage entry (admin getcontractstate '{"proof":true}').
+                let shown = String(validating: key, as: UTF8.self).map { "'\($0)'" } ?? key.hex
+                what =
+                    "contract \(ContractAddressFormat.humanize(contract) ?? contract.hex) key \(shown): "
+                    + (proof.value.map { String(validating: $0, as: UTF8.self).map { "'\($0)'" } ?? $0.hex } ?? "absent")
             } else if proof.value == nil {
                 what += ": absent"
             }

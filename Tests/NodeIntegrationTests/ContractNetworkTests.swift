@@ -101,6 +101,13 @@ struct ContractNetworkTests {
         let state = try net.admin(4).call(
             "getcontractstate", .object(["contract": .string(token), "proof": .bool(true)]))
         #expect((state["entries"]?.arrayValue?.count ?? 0) >= 3)
-        #expect(state["entries"]?.arrayValue?.first?["proof_hex"]?.stringValue != nil)
+        // Each entry's proof checks offline against the genesis alone.
+        let proofHex = try #require(state["entries"]?.arrayValue?.first?["proof_hex"]?.stringValue)
+        let proofFile = net.root.appendingPathComponent("contract-proof.hex")
+        try proofHex.write(to: proofFile, atomically: true, encoding: .utf8)
+        let verified = try net.cli([
+            "verify-proof", "--genesis", net.root.appendingPathComponent("genesis.json").path, proofFile.path,
+        ])
+        #expect(verified.status == 0 && verified.output.contains("contract \(token) key"), "\(verified.output)")
     }
 }
