@@ -16,11 +16,12 @@ public final class CodeStore: Sendable {
     /// Parsed modules kept at most (the most recently parsed).
     static let moduleCache = 64
     private let entries = Mutex(Entries())
-    private let persist: (@Sendable (_ checksum: [UInt8], _ wasm: [UInt8]) -> Void)?
+    /// Writes code to disk; false if it could not (the code is then kept in memory).
+    private let persist: (@Sendable (_ checksum: [UInt8], _ wasm: [UInt8]) -> Bool)?
     private let load: (@Sendable (_ checksum: [UInt8]) -> [UInt8]?)?
 
     public init(
-        persist: (@Sendable ([UInt8], [UInt8]) -> Void)? = nil, load: (@Sendable ([UInt8]) -> [UInt8]?)? = nil
+        persist: (@Sendable ([UInt8], [UInt8]) -> Bool)? = nil, load: (@Sendable ([UInt8]) -> [UInt8]?)? = nil
     ) {
         self.persist = persist
         self.load = load
@@ -34,13 +35,13 @@ public final class CodeStore: Sendable {
         let checksum = Self.checksum(wasm)
         if let load, let persist {
             // On disk: written once, read back (and re-hashed) when needed.
-            if load(checksum) == nil { persist(checksum, wasm) }
-            return checksum
+            if entries.withLock({ $0.wasm[checksum] != nil }) || load(checksum) != nil || persist(checksum, wasm) {
+                return checksum
+            }
         }
         entries.withLock { e in
             if e.wasm[checksum] == nil { e.wasm[checksum] = wasm }
         }
-        persist?(checksum, wasm)
         return checksum
     }
 

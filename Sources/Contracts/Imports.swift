@@ -18,6 +18,9 @@ extension VM {
                 Function(store: store, type: type) { caller, args in
                     guard let env = box.current else { throw HostFailure(error: .trap("host call outside a call")) }
                     do {
+                        guard !env.inAllocate else {
+                            throw HostFailure(error: .trap("a host function called from allocate"))
+                        }
                         try charge(caller, ContractGas.hostCall)
                         return try body(caller, args, env)
                     } catch let failure as HostFailure {
@@ -181,7 +184,7 @@ extension VM {
             let message = try read(caller, env, args[0].i32, max: HostImports.maxMessage)
             let sig = try read(caller, env, args[1].i32, max: 64)
             let pk = try read(caller, env, args[2].i32, max: 32)
-            try charge(caller, ContractGas.ed25519Verify)
+            try charge(caller, ContractGas.ed25519Verify &+ ContractGas.hashPerByte &* UInt64(message.count))
             guard sig.count == 64, let signature = try? Ed25519.Signature(rawRepresentation: sig) else {
                 return [.i32(4)]
             }
@@ -200,8 +203,13 @@ extension VM {
             let msgs = messages.count == 1 && n > 1 ? Array(repeating: messages[0], count: n) : messages
             let pks = keys.count == 1 && n > 1 ? Array(repeating: keys[0], count: n) : keys
             guard msgs.count == n, pks.count == n else { return [.i32(10)] }
+            // Each message is hashed once per signature: its bytes are paid that often.
+            guard msgs.allSatisfy({ $0.count <= HostImports.maxMessage }) else { return [.i32(10)] }
+            let hashed = msgs.reduce(UInt64(0)) { $0 &+ UInt64($1.count) }
             try charge(
-                caller, ContractGas.ed25519BatchBase &+ ContractGas.ed25519BatchPerItem &* UInt64(n))
+                caller,
+                ContractGas.ed25519BatchBase &+ ContractGas.ed25519BatchPerItem &* UInt64(n) &+ ContractGas.hashPerByte
+                    &* hashed)
             for i in 0..<n {
                 guard let s = try? Ed25519.Signature(rawRepresentation: sigs[i]) else { return [.i32(4)] }
                 guard let k = try? Ed25519.PublicKey(rawRepresentation: pks[i]) else { return [.i32(5)] }
@@ -228,7 +236,13 @@ extension VM {
         }
         define("query_chain") { caller, args, env in
             let request = try read(caller, env, args[0].i32, max: HostImports.maxQuery)
+            // The reads the query makes outside a nested instance (contract info, raw
+            // values, balances) are charged here; a nested instance pays its own storage.
+            let (gasBefore, storageBefore) = (env.session.store.pendingGas, env.session.storageSDK)
             let answer = env.session.queryChain(request, caller: caller)
+            let spent = (env.session.store.pendingGas &- gasBefore) &- (env.session.storageSDK &- storageBefore)
+            env.session.storageSDK &+= spent
+            try charge(caller, spent &* ContractGas.perSDKGas)
             return [.i32(try give(caller, env, Array(answer.utf8)))]
         }
         return imports

@@ -59,16 +59,28 @@ final class EnvironmentBox {
 final class InstancePool: @unchecked Sendable {
     private var idle: [[UInt8]: PooledInstance] = [:]
     private var order: [[UInt8]] = []
+    private var bytes = 0
     static let capacity = 64
+    /// Memory the idle instances may hold (each holds its memory and its image).
+    static let maxBytes = 256 << 20
 
-    func take(_ checksum: [UInt8]) -> PooledInstance? { idle.removeValue(forKey: checksum) }
+    func take(_ checksum: [UInt8]) -> PooledInstance? {
+        guard let instance = idle.removeValue(forKey: checksum) else { return nil }
+        order.removeAll { $0 == checksum }
+        bytes -= 2 * instance.image.count
+        return instance
+    }
 
     func give(_ checksum: [UInt8], _ instance: PooledInstance) {
         guard idle[checksum] == nil else { return }  // a nested call's second instance is dropped
+        guard 2 * instance.image.count <= Self.maxBytes else { return }
         idle[checksum] = instance
-        order.removeAll { $0 == checksum }
         order.append(checksum)
-        while order.count > Self.capacity { idle[order.removeFirst()] = nil }
+        bytes += 2 * instance.image.count
+        while order.count > Self.capacity || bytes > Self.maxBytes {
+            let oldest = order.removeFirst()
+            if let dropped = idle.removeValue(forKey: oldest) { bytes -= 2 * dropped.image.count }
+        }
     }
 }
 

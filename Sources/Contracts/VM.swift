@@ -14,6 +14,9 @@ final class CallEnvironment {
     var iterators: [ContractIterator] = []
     /// Why a host function failed the call (the trap WasmKit reports is generic).
     var failure: ContractError?
+    /// The host is inside the guest's `allocate`: an import called from there would nest
+    /// host and guest frames without bound (each invoke has a fresh Wasm stack).
+    var inAllocate = false
 
     init(session: Session, contract: [UInt8], readOnly: Bool) {
         self.session = session
@@ -122,6 +125,9 @@ enum VM {
         guard let allocate = env.allocate, let memory = env.memory else {
             throw HostFailure(error: .trap("no allocator"))
         }
+        guard !env.inAllocate else { throw HostFailure(error: .trap("allocate re-entered the host")) }
+        env.inAllocate = true
+        defer { env.inAllocate = false }
         let results = try allocate.invoke([.i32(UInt32(data.count))])
         guard results.count == 1, case .i32(let pointer) = results[0] else {
             throw HostFailure(error: .trap("allocate returned no pointer"))

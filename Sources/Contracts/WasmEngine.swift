@@ -558,7 +558,7 @@ final class Session {
         for event in new {
             if event.type != "wasm" { sdk &+= ContractGas.perCustomEventSDK }
             sdk &+= ContractGas.perAttributeSDK &* UInt64(event.attributes.count)
-            let bytes = event.attributes.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
+            let bytes = event.attributes.reduce(event.type.utf8.count) { $0 + $1.key.utf8.count + $1.value.utf8.count }
             if bytes > ContractGas.freeEventBytes { sdk &+= UInt64(bytes - ContractGas.freeEventBytes) }
         }
         try charge(sdk: sdk)
@@ -649,6 +649,13 @@ final class Session {
                     return contractError("msg must be base64")
                 }
                 guard queryDepth < Self.maxQueryDepth else { return contractError("query stack too deep") }
+                // A nested instance costs what any call does (wasmd's SetupContractCost), from the caller's fuel.
+                let setup = ContractGas.instanceSDK * ContractGas.perSDKGas / ContractGas.perFuel
+                guard let have = caller.store.fuel?.remaining, have >= setup else {
+                    caller.store.fuel = Fuel(remaining: 0)
+                    return contractError("out of gas")
+                }
+                caller.store.fuel = Fuel(remaining: have - setup)
                 let budget = caller.store.fuel?.remaining ?? 0
                 lastNestedFuel = 0
                 queryDepth += 1

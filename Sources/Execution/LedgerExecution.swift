@@ -69,7 +69,7 @@ public struct LedgerExecution: BlockExecution {
             guard let tx = pool.transaction(id) else { continue }
             // The voters' execution defers contract work past the block's gas: so does the leader.
             if case .contract(let msg) = tx.payload {
-                guard gas + msg.gasLimit <= ContractMsg.maxBlockGas else { continue }
+                guard msg.gasLimit <= ContractMsg.maxBlockGas - gas else { continue }
             }
             let expected = nextSeq[tx.author] ?? parent.seq(of: tx.author) + 1
             guard tx.seq == expected, parent.balance(of: tx.author) >= tx.fee,

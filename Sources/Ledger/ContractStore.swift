@@ -59,6 +59,26 @@ public struct ContractKeyIndex: Sendable {
     /// The contract's keys in ascending byte order.
     public func keys(of contract: [UInt8]) -> [[UInt8]] { keys[contract] ?? [] }
 
+    /// Applies one block's changes to a contract's keys (true: present) in one pass:
+    /// O(keys + changes · log changes), not a copy per key.
+    mutating func merge(_ contract: [UInt8], _ changes: [[UInt8]: Bool]) {
+        let old = keys[contract] ?? []
+        let added = changes.compactMap { $0.value ? $0.key : nil }.sorted { $0.lexicographicallyPrecedes($1) }
+        var merged: [[UInt8]] = []
+        merged.reserveCapacity(old.count + added.count)
+        var i = 0
+        for key in old {
+            while i < added.count, added[i].lexicographicallyPrecedes(key) {
+                merged.append(added[i])
+                i += 1
+            }
+            if i < added.count, added[i] == key { i += 1 }  // rewritten: kept once
+            if changes[key] != false { merged.append(key) }
+        }
+        merged += added[i...]
+        keys[contract] = merged.isEmpty ? nil : merged
+    }
+
     mutating func insert(_ contract: [UInt8], _ key: [UInt8]) {
         var list = keys[contract] ?? []
         let i = Self.lowerBound(list, key)

@@ -186,7 +186,8 @@ public struct LedgerState: Sendable {
                 continue
             }
             if case .contract(let msg) = tx.payload {
-                guard blockGas + msg.gasLimit <= ContractMsg.maxBlockGas else {
+                // Checked before the transaction's own rules: never add an unchecked limit.
+                guard msg.gasLimit <= ContractMsg.maxBlockGas - blockGas else {
                     receipts.append(
                         Receipt(
                             id: tx.id, code: .blockGasFull, failure: "the block's contract gas is used up",
@@ -314,10 +315,12 @@ public struct LedgerState: Sendable {
 
     /// Keeps `contractIndex` in step with a block's writes under `wasm/store/`.
     private mutating func updateContractIndex(_ writes: [(key: [UInt8], value: [UInt8]?)]) {
+        var byContract: [[UInt8]: [[UInt8]: Bool]] = [:]
         for (treeKey, value) in writes {
             guard let (contract, key) = ContractKeyIndex.split(treeKey) else { continue }
-            if value == nil { contractIndex.remove(contract, key) } else { contractIndex.insert(contract, key) }
+            byContract[contract, default: [:]][key] = value != nil
         }
+        for (contract, changes) in byContract { contractIndex.merge(contract, changes) }
     }
 
     static func u64(_ v: UInt64) -> [UInt8] {

@@ -207,6 +207,11 @@ public struct Transaction: Sendable, Equatable {
         let kind = try r.u16("payload kind")
         let body = try r.bytes32(max: maxEncodedSize, "payload")
         let payload = try TxPayload.decode(kind: kind, body: body)
+        // Only a code upload may be large: everything else stays near a standard transaction.
+        if case .contract(.storeCode) = payload {
+        } else if bytes.count > maxStandardSize + ContractMsg.maxMessageBytes {
+            throw WireError("a transaction of \(bytes.count) bytes that is not a code upload")
+        }
         let count = Int(try r.u16("predecessor count"))
         guard count <= maxPredecessors else { throw WireError("\(count) predecessors exceed \(maxPredecessors)") }
         var preds: [TxID] = []

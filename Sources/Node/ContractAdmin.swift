@@ -57,7 +57,13 @@ enum ContractAdmin {
             }
             return .array(codes.sorted { ($0["code_id"]?.numberValue ?? 0) < ($1["code_id"]?.numberValue ?? 0) })
         case "listcontracts":
-            let filter = params["code_id"]?.numberValue.map { UInt64($0) }
+            var filter: UInt64?
+            if let n = params["code_id"]?.numberValue {
+                guard n >= 1, n < 1e15, n == n.rounded() else {
+                    throw .invalidParams("code_id must be a whole number ≥ 1")
+                }
+                filter = UInt64(n)
+            }
             var out: [JSONValue] = []
             state.tree.visitLeaves { leaf in
                 guard leaf.key.starts(with: StateKey.contractPrefix),
@@ -95,8 +101,11 @@ enum ContractAdmin {
         case "getcontractstate":
             let contract = try address(params)
             let keys = state.contractIndex.keys(of: contract)
-            let limit = Int(params["limit"]?.numberValue ?? 1_000)
-            guard limit >= 1, limit <= 10_000 else { throw .invalidParams("limit must be within 1…10000") }
+            let rawLimit = params["limit"]?.numberValue ?? 1_000
+            guard rawLimit >= 1, rawLimit <= 10_000, rawLimit == rawLimit.rounded() else {
+                throw .invalidParams("limit must be a whole number within 1…10000")
+            }
+            let limit = Int(rawLimit)
             let after = params["start_after_hex"]?.stringValue.flatMap { try? Hex.decode($0) }
             var selected = keys
             if let after { selected = selected.filter { after.lexicographicallyPrecedes($0) } }

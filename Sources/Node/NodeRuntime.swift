@@ -252,9 +252,13 @@ public actor NodeRuntime: Service {
         return CodeStore(
             persist: { checksum, wasm in
                 let file = URL(fileURLWithPath: path).appendingPathComponent(checksum.hex + ".wasm")
-                do { try Data(wasm).write(to: file, options: .atomic) } catch {
-                    // Kept in memory; a restart re-fetches or re-executes it.
+                do {
+                    try Data(wasm).write(to: file, options: .atomic)
+                    return true
+                } catch {
+                    // Kept in memory; a restart re-fetches it from peers.
                     Logger(label: "sidenode.contracts").error("cannot write contract code: \(error)")
+                    return false
                 }
             },
             load: { checksum in
@@ -687,9 +691,12 @@ public actor NodeRuntime: Service {
         }
         switch message {
         case .getCode(let checksum):
-            // Served from the code store (joining or not); costs like a chunk of its size.
+            // Served from the code store (joining or not); paid before the read, as the
+            // largest code would cost (a joining node asks for few codes).
+            guard takeServeTokens(from: from, peer: peer, cost: 1 + Double(ContractMsg.maxCodeBytes) / 65_536) else {
+                return
+            }
             let wasm = contracts.codes.wasm(checksum)
-            guard takeServeTokens(from: from, peer: peer, cost: 1 + Double(wasm?.count ?? 0) / 65_536) else { return }
             execute(engine.sendDirect(SnapshotMessage.code(checksum: checksum, wasm: wasm).encoded(), to: from))
         case .code:
             if codeWait != nil { driveCodeFetch { $0.received(message, from: peer, now: now) } }

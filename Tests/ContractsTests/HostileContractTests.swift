@@ -227,4 +227,36 @@ struct HostileContractTests {
         #expect(cold.code == .ok)
         #expect(Set(gas + [cold.gas]).count == 1, "warm \(gas), cold \(cold.gas)")
     }
+
+    @Test("a leader's contract transaction with a gas limit near 2^64 is refused, never added up (no overflow trap)")
+    func gasLimitOverflow() throws {
+        var h = ContractHarness()
+        let txs = [UInt64(1), .max].enumerated().map { i, gas in
+            Transaction(
+                chainID: ContractHarness.chainID, author: h.bob, seq: UInt64(i + 1), fee: 0,
+                payload: .contract(
+                    .execute(contract: [UInt8](repeating: 1, count: 32), msg: [], funds: 0, gasLimit: gas)),
+                predecessors: [])
+        }
+        let receipts = h.state.executeBlock(txs.map(\.encoded), proposer: h.proposer.publicKey, contracts: h.engine)
+            .receipts
+        #expect(receipts[1].code == .blockGasFull)
+    }
+
+    @Test("allocate calling back into the host fails the call instead of nesting host and guest frames")
+    func allocateReentry() throws {
+        var h = ContractHarness()
+        let base = WATContract.module(
+            imports: #"(import "env" "addr_validate" (func $v (param i32) (result i32)))"#,
+            execute: "(drop (call $v (i32.const 16))) (i32.const 16)")
+        // allocate first asks the host to validate an address (whose error reply would
+        // call allocate again, and so on).
+        let wat = base.replacingOccurrences(
+            of: "(local.set $region (global.get $heap))",
+            with: "(drop (call $v (i32.const 16))) (local.set $region (global.get $heap))")
+        let id = try #require(h.store(try WATContract.wasm(wat)).0)
+        let (contract, receipt) = h.instantiate(id, "{}")
+        #expect(contract == nil)
+        #expect(receipt.failure?.contains("allocate") == true, "\(receipt.failure ?? "")")
+    }
 }
