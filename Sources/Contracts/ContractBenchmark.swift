@@ -145,30 +145,9 @@ public enum ContractBenchmark {
         return figures
     }
 
-    /// A probe contract: the WAT skeleton with `execute` as its body.
+    /// A probe contract: the skeleton with `execute` as its body.
     static func probe(imports: String = "", execute: String) throws -> [UInt8] {
-        let ok = #"{"ok":{"messages":[],"attributes":[],"events":[],"data":null}}"#
-        let len = String(format: "%02x", ok.utf8.count)
-        return try wat2wasm(
-            """
-            (module \(imports)
-              (memory (export "memory") 2)
-              (global $heap (mut i32) (i32.const 4096))
-              (data (i32.const 16) "\\40\\00\\00\\00\\\(len)\\00\\00\\00\\\(len)\\00\\00\\00")
-              (data (i32.const 64) "\(ok.replacingOccurrences(of: "\"", with: "\\\""))")
-                            (func (export "interface_version_8"))
-              (func (export "allocate") (param $size i32) (result i32) (local $r i32)
-                (local.set $r (global.get $heap))
-                (global.set $heap (i32.add (global.get $heap) (i32.add (local.get $size) (i32.const 16))))
-                (i32.store (local.get $r) (i32.add (local.get $r) (i32.const 12)))
-                (i32.store offset=4 (local.get $r) (local.get $size))
-                (i32.store offset=8 (local.get $r) (i32.const 0))
-                (local.get $r))
-              (func (export "deallocate") (param i32))
-              (func (export "instantiate") (param i32 i32 i32) (result i32) (i32.const 16))
-              (func (export "execute") (param i32 i32 i32) (result i32) \(execute))
-            )
-            """)
+        try wat2wasm(ContractSkeleton.wat(imports: imports, execute: execute))
     }
 }
 
