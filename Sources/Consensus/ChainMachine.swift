@@ -294,6 +294,20 @@ public struct ChainMachine<Execution: BlockExecution>: Sendable {
         return out
     }
 
+    /// New transactions reached the pool. A leader that is waiting out the block
+    /// interval for want of transactions proposes at once instead: at low load a
+    /// transaction then waits for three message delays, not for a timer.
+    public mutating func poolGrew(_ inputs: Inputs) throws -> [Action] {
+        guard halted == nil, !catchUp.syncing, let due = proposalDue else { return [] }
+        let batch = payload(inputs.pool)
+        guard !batch.isEmpty else { return [] }
+        proposalDue = nil
+        return try run(core.proposePayload(round: due.round, payload: batch), inputs)
+    }
+
+    /// The round whose proposal waits for transactions or the block interval, if any.
+    public var proposalWaiting: Round? { proposalDue?.round }
+
     // MARK: The core's actions
 
     /// Carries out the core's actions in order, turning its requests (execute, payload,

@@ -239,6 +239,12 @@ struct ConsensusHost {
         return try perform(machine.peerGone(peer, inputs))
     }
 
+    /// Transactions entered the DAG: a leader waiting for some proposes now.
+    mutating func poolGrew(dag: TransactionDAG) throws -> [NetworkAction] {
+        guard machine.proposalWaiting != nil else { return [] }
+        return try perform(machine.poolGrew(inputs(dag)))
+    }
+
     /// Fires due round timers, status reports and catch-up retries.
     mutating func tick(now: Date, dag: TransactionDAG) throws -> [NetworkAction] {
         let inputs = Machine.Inputs(now: now.t, pool: dag, store: StoredChain(store: store))

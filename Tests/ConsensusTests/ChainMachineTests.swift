@@ -51,6 +51,43 @@ struct ChainMachineTests {
     }
 }
 
+@Suite("Chain state machine: latency at low load")
+struct ProposalLatencyTests {
+    /// Runs an idle chain (leaders wait out a long block interval), then lets
+    /// transactions arrive at `arrival`; returns when the first block carrying one
+    /// committed at node 0, in seconds after the arrival.
+    static func commitDelay(tellMachines: Bool) -> Double? {
+        var sim = Simulator(seed: 31, validators: 4)
+        sim.minBlockInterval = 0.9
+        let arrival = 5.0
+        sim.idlePoolUntil = arrival
+        sim.start()
+        sim.run(until: arrival)
+        if tellMachines { sim.poolGrew() }
+        var t = arrival
+        while t < arrival + 3 {
+            t += 0.01
+            sim.run(until: t)
+            let blocks = sim.nodes[0].committed.compactMap { sim.nodes[0].disk.committedBlocks[$0] }
+            if blocks.contains(where: { !$0.payload.isEmpty }) { return t - arrival }
+        }
+        return nil
+    }
+
+    @Test("a leader waiting for transactions proposes as soon as they arrive, not at its block interval")
+    func proposesOnArrival() throws {
+        let told = try #require(Self.commitDelay(tellMachines: true))
+        // Three message delays of the simulated network, far below the 0.9 s interval.
+        #expect(told < 0.3, "committed \(told) s after the transactions arrived")
+    }
+
+    @Test("control: without the pool event the leader waits for its block interval")
+    func waitsWithoutTheEvent() throws {
+        let waited = try #require(Self.commitDelay(tellMachines: false))
+        #expect(waited > 0.3, "committed \(waited) s after the transactions arrived")
+    }
+}
+
 /// A chain store whose epoch record at one height is damaged.
 private struct DamagedEpochRecord: ChainStoreReader {
     struct Damaged: Error {}

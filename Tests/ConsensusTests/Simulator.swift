@@ -93,6 +93,10 @@ struct Simulator {
     var rng: SimRNG
     var now: Double = 0
     var seq = 0
+    /// Until this time the pool is empty (leaders wait out the block interval).
+    var idlePoolUntil = 0.0
+    /// The leaders' block interval when the pool is empty (default: the machine's).
+    var minBlockInterval: Double?
     var queue = Heap<Scheduled>()
     var nodes: [Node] = []
     // Network model.
@@ -219,6 +223,7 @@ struct Simulator {
 
     var options: Machine.Options {
         var options = Machine.Options()
+        if let minBlockInterval { options.minBlockInterval = minBlockInterval }
         // Without catch-up nobody reports a height, so nothing is waited for.
         options.statusInterval = catchUpEnabled ? 1 : nil
         if !catchUpEnabled { options.initialStatusWait = 0 }
@@ -288,7 +293,7 @@ struct Simulator {
         var w = WireWriter()
         w.u64(UInt64(i))
         w.u64(UInt64(seq))
-        var payload = [w.bytes]
+        var payload = now < idlePoolUntil ? [] : [w.bytes]
         if adversary.oversized && adversary.nodes.contains(i) {
             // A Byzantine leader ignores the block cap: voters must refuse it.
             payload = [[UInt8](repeating: 0xEE, count: nodes[i].core.config.maxBlockBytes + 1)]
@@ -298,6 +303,14 @@ struct Simulator {
             payload.append(Array("SET".utf8) + [UInt8(epoch)] + set.map(UInt8.init))
         }
         return payload
+    }
+
+    /// Tells every live node that transactions reached its pool, as the node's driver
+    /// does when its DAG accepts some.
+    mutating func poolGrew() {
+        for i in nodes.indices where nodes[i].alive {
+            step(i) { machine, inputs in try machine.poolGrew(inputs) }
+        }
     }
 
     /// Runs one event on node i's machine, carries out its actions, and schedules its next tick.

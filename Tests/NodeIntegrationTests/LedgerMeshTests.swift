@@ -79,6 +79,36 @@ struct LedgerMeshTests {
         #expect(viaCLI["seq"]?.numberValue == 1)
         let bad = try net.cli(["tx", "send", "--data-dir", net.dataDir(1).path, "--to", "abcd", "--amount", "1"])
         #expect(bad.status != 0 && bad.output.contains("--to must be a node id"))
+
+        // submitbatch: length-prefixed binary, judged in order, failures named by index.
+        func framed(_ txs: [[UInt8]]) -> String {
+            var blob: [UInt8] = []
+            for tx in txs {
+                let n = UInt32(tx.count)
+                blob += [UInt8(n >> 24), UInt8((n >> 16) & 0xff), UInt8((n >> 8) & 0xff), UInt8(n & 0xff)] + tx
+            }
+            return Data(blob).base64EncodedString()
+        }
+        let batchAuthor = Ed25519.PrivateKey()
+        let first = Transaction(
+            chainID: "sidenode-it", author: batchAuthor, seq: 1, fee: 0, payload: .data([1]), predecessors: [])
+        let second = Transaction(
+            chainID: "sidenode-it", author: batchAuthor, seq: 2, fee: 0, payload: .data([2]), predecessors: [first.id])
+        var forged = second.encoded
+        forged[forged.count - 1] ^= 1  // the signature's last byte
+        let reply = try net.admin(2).call("submitbatch", .object(["txs": .string(framed([first.encoded, forged]))]))
+        #expect(reply["accepted"]?.numberValue == 1)
+        #expect(reply["errors"]?.arrayValue?.first?["index"]?.numberValue == 1, "\(reply)")
+        #expect(try net.admin(2).call("gettx", .object(["id": .string(first.id.hex)]))["seq"]?.numberValue == 1)
+        // A truncated frame or text that is not base64 is refused whole, with the format named.
+        var truncated = [UInt8](Data(base64Encoded: framed([second.encoded]))!)
+        truncated.removeLast()
+        for bad in [Data(truncated).base64EncodedString(), "not base64!"] {
+            #expect(throws: AdminCallError.self) {
+                try net.admin(2).call("submitbatch", .object(["txs": .string(bad)]))
+            }
+        }
+        #expect(try net.admin(2).call("getmempool")["count"]?.numberValue == 1003, "nothing of a refused batch entered")
     }
 
     @Test("a Byzantine sender is discouraged; orphan floods stay bounded")
