@@ -296,6 +296,7 @@ public actor NodeRuntime: Service {
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .serverChannelOption(.backlog, value: 256)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.recvAllocator, value: SecureChannelReads.allocator)
                 .bind(host: configuration.listen.host, port: Int(configuration.listen.port)) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
@@ -916,6 +917,7 @@ public actor NodeRuntime: Service {
             let connection = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(.milliseconds(Int64(configuration.dialTimeout * 1000)))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.recvAllocator, value: SecureChannelReads.allocator)
                 .connect(host: address.host, port: Int(address.port)) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
@@ -1004,9 +1006,9 @@ public actor NodeRuntime: Service {
                     group.addTask {
                         for await message in outStream {
                             handle.counters.withLock { $0.queuedBytes -= message.count }
-                            let bytes = try handle.secure.withLock { try $0.send(message) }
-                            handle.counters.withLock { $0.bytesSent += bytes.count }
-                            try await outbound.write(ByteBuffer(bytes: bytes))
+                            let buffer = try handle.secure.sealed(message)
+                            handle.counters.withLock { $0.bytesSent += buffer.readableBytes }
+                            try await outbound.write(buffer)
                         }
                     }
                     for action in handle.secure.withLock({ $0.start() }) {

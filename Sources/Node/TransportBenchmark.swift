@@ -63,6 +63,7 @@ public enum TransportBenchmark {
     static func streamThroughput(seconds: Double, messageBytes: Int) async throws -> Double {
         let group = MultiThreadedEventLoopGroup.singleton
         let server = try await ServerBootstrap(group: group)
+            .childChannelOption(.recvAllocator, value: SecureChannelReads.allocator)
             .bind(host: "127.0.0.1", port: 0) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
@@ -71,6 +72,7 @@ public enum TransportBenchmark {
         let port = server.channel.localAddress!.port!
         let client = try await ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.recvAllocator, value: SecureChannelReads.allocator)
             .connect(host: "127.0.0.1", port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
@@ -120,9 +122,10 @@ public enum TransportBenchmark {
                             try await output.write(ByteBuffer(bytes: bytes))
                         }
                     }
+                    let sender = Mutex(channel)
                     do {
                         while true {
-                            try await output.write(ByteBuffer(bytes: try channel.send(payload)))
+                            try await output.write(try sender.sealed(payload))
                         }
                     } catch {
                         return 0  // the receiver closed: done

@@ -283,7 +283,9 @@ struct Load: AsyncParsableCommand {
             let list = points.map { String(format: "%.1f,%.1f", $0.0, $0.1) }.joined(separator: " ")
             return "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\""
                 + (dashed ? " stroke-dasharray=\"5,4\"" : "") + " points=\"\(list)\"/>\n"
-                + points.map { String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"\(color)\"/>", $0.0, $0.1) }
+                + points.map {
+                    String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"\(color)\"/>", $0.0, $0.1)
+                }
                 .joined(separator: "\n") + "\n"
         }
         func text(_ s: String, _ px: Double, _ py: Double, anchor: String = "middle", size: Int = 12) -> String {

@@ -97,8 +97,18 @@ public struct SecureChannel: Sendable {
     public let role: Role
     public let configuration: SecureChannelConfiguration
     private var state: State
+    /// At most one incomplete frame from an earlier read.
     private var inbound = FrameBuffer()
-    private var reassembly: (expected: Int, data: [UInt8])?
+    /// A message whose later frames are still to come: its final array, filled in place.
+    private var reassembly: Reassembly?
+    /// A first frame's plaintext, before its length says how large the message is;
+    /// reused from frame to frame.
+    private var scratch: [UInt8] = []
+
+    private struct Reassembly: Sendable {
+        var data: [UInt8]
+        var filled: Int
+    }
 
     public init(role: Role, configuration: SecureChannelConfiguration) {
         self.init(role: role, configuration: configuration, staticKey: X25519.PrivateKey(), fixedEphemeral: nil)
@@ -147,31 +157,56 @@ public struct SecureChannel: Sendable {
         }
     }
 
-    /// Bytes from the socket, in any chunking.
+    /// Bytes from the socket, in any chunking. Whole frames are opened straight from
+    /// `bytes` when they are contiguous (a NIO read buffer is); only a frame cut by the
+    /// end of a read is copied aside until the next read completes it.
     public mutating func receive<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> [Action] {
         if isClosed { return [] }
-        inbound.append(bytes)
-        var actions: [Action] = []
-        while !isClosed {
-            let minimum = isEstablished ? ChaChaPoly.tagLength : 1
-            switch inbound.nextFrame(minimumLength: minimum) {
-            case .needMoreData:
-                return actions
-            case .tooShort(let length):
-                return actions + fail(.frameTooShort, "frame of \(length) bytes")
-            case .frame(let range):
-                actions += process(range)
-            }
+        if let actions = bytes.withContiguousStorageIfAvailable({ receive(UnsafeRawBufferPointer($0)) }) {
+            return actions
         }
+        return Array(bytes).withUnsafeBytes { receive($0) }
+    }
+
+    private var minimumFrameLength: Int { isEstablished ? ChaChaPoly.tagLength : 1 }
+
+    private mutating func receive(_ input: UnsafeRawBufferPointer) -> [Action] {
+        var actions: [Action] = []
+        var rest = input[...]
+        // First complete the frame an earlier read cut.
+        while !isClosed, inbound.count > 0, !rest.isEmpty {
+            let take = min(rest.count, inbound.missing)
+            inbound.append(UnsafeRawBufferPointer(rebasing: rest.prefix(take)))
+            rest = rest.dropFirst(take)
+            if let length = inbound.announcedLength, length < minimumFrameLength {
+                return actions + fail(.frameTooShort, "frame of \(length) bytes")
+            }
+            guard inbound.missing == 0 else { continue }
+            let frame = inbound.take()
+            actions += frame.withUnsafeBytes { process(UnsafeRawBufferPointer(rebasing: $0[2...])) }
+            if !isClosed { inbound.give(back: frame) }
+        }
+        // Then every whole frame in place.
+        while !isClosed, rest.count >= 2 {
+            let length = Int(rest[rest.startIndex]) << 8 | Int(rest[rest.startIndex + 1])
+            guard length >= minimumFrameLength else {
+                return actions + fail(.frameTooShort, "frame of \(length) bytes")
+            }
+            guard rest.count >= 2 + length else { break }
+            let body = rest.startIndex + 2..<rest.startIndex + 2 + length
+            actions += process(UnsafeRawBufferPointer(rebasing: rest[body]))
+            rest = rest[body.upperBound...]
+        }
+        if !isClosed, !rest.isEmpty { inbound.append(UnsafeRawBufferPointer(rebasing: rest)) }
         return actions
     }
 
-    private mutating func process(_ range: Range<Int>) -> [Action] {
+    private mutating func process(_ body: UnsafeRawBufferPointer) -> [Action] {
         switch state {
         case .closed:
             return []
         case .handshaking(var handshake):
-            let frame = inbound.bytes(range)
+            let frame = [UInt8](body)
             let payload: [UInt8]
             do {
                 payload = try handshake.readMessage(frame)
@@ -216,45 +251,68 @@ public struct SecureChannel: Sendable {
             }
             return actions
         case .established:
-            return decryptFrame(range)
+            return decryptFrame(body)
         }
     }
 
-    /// Decrypts a transport frame straight from the input buffer into the message
-    /// being reassembled, so a large message is copied as little as possible.
-    private mutating func decryptFrame(_ range: Range<Int>) -> [Action] {
+    /// Decrypts a transport frame: a later frame of a message straight into the
+    /// message's final array, a first frame into the reused scratch buffer (its length
+    /// prefix decides how large the message is).
+    private mutating func decryptFrame(_ sealed: UnsafeRawBufferPointer) -> [Action] {
         guard case .established(let send, var receive, let peer) = state else { return [] }
         guard receive.nonce < configuration.nonceLimit else {
             return fail(.nonceLimit, "receive nonce limit reached")
         }
-        let plainCount = range.count - ChaChaPoly.tagLength
+        let plainCount = sealed.count - ChaChaPoly.tagLength
         if var partial = reassembly {
-            reassembly = nil  // keep the array uniquely referenced while it grows
-            guard partial.data.count + plainCount <= partial.expected else {
+            reassembly = nil  // keep the array uniquely referenced while it is written
+            guard partial.filled + plainCount <= partial.data.count else {
                 return fail(.malformedMessage, "continuation frame overruns the announced length")
             }
-            let base = partial.data.count
-            partial.data.append(contentsOf: repeatElement(0, count: plainCount))
-            let ok = inbound.withBytes(range) { sealed in
-                partial.data.withUnsafeMutableBytes { out in
-                    (try? receive.decrypt(sealed, into: UnsafeMutableRawBufferPointer(rebasing: out[base...]))) != nil
-                }
+            let base = partial.filled
+            let ok = partial.data.withUnsafeMutableBytes { out in
+                (try? receive.decrypt(
+                    sealed, into: UnsafeMutableRawBufferPointer(rebasing: out[base..<base + plainCount])))
+                    != nil
             }
             guard ok else { return fail(.decryptFailed, "transport frame failed authentication") }
             if receive.nonce % Self.rekeyInterval == 0 { receive.rekey() }
             state = .established(send: send, receive: receive, peer: peer)
-            if partial.data.count == partial.expected { return [.deliver(partial.data)] }
+            partial.filled += plainCount
+            if partial.filled == partial.data.count { return [.deliver(partial.data)] }
             reassembly = partial
             return []
         }
-        var plain = [UInt8](repeating: 0, count: plainCount)
-        let ok = inbound.withBytes(range) { sealed in
-            plain.withUnsafeMutableBytes { out in (try? receive.decrypt(sealed, into: out)) != nil }
+        if scratch.count < plainCount {
+            scratch = [UInt8](repeating: 0, count: SecureChannelConfiguration.maxFramePlaintext)
+        }
+        let ok = scratch.withUnsafeMutableBytes { out in
+            (try? receive.decrypt(sealed, into: UnsafeMutableRawBufferPointer(rebasing: out[..<plainCount]))) != nil
         }
         guard ok else { return fail(.decryptFailed, "transport frame failed authentication") }
         if receive.nonce % Self.rekeyInterval == 0 { receive.rekey() }
         state = .established(send: send, receive: receive, peer: peer)
-        return reassemble(plain)
+        guard plainCount >= 4 else { return fail(.malformedMessage, "first frame without a length") }
+        let expected = Int(scratch[0]) << 24 | Int(scratch[1]) << 16 | Int(scratch[2]) << 8 | Int(scratch[3])
+        // Checked before any allocation sized by the peer.
+        guard expected <= configuration.maxMessageSize else {
+            return fail(.messageTooLarge, "message of \(expected) bytes over the \(configuration.maxMessageSize) limit")
+        }
+        let chunk = plainCount - 4
+        guard chunk <= expected else { return fail(.malformedMessage, "frame longer than its message") }
+        if chunk == expected { return [.deliver(Array(scratch[4..<plainCount]))] }
+        // The message's final array at its announced size. Bytes past `filled` are
+        // written by later frames before it is delivered; a channel that fails first
+        // drops it unread.
+        let data = scratch.withUnsafeBytes { first in
+            [UInt8](unsafeUninitializedCapacity: expected) { buffer, initialized in
+                UnsafeMutableRawBufferPointer(buffer).copyMemory(
+                    from: UnsafeRawBufferPointer(rebasing: first[4..<plainCount]))
+                initialized = expected
+            }
+        }
+        reassembly = Reassembly(data: data, filled: chunk)
+        return []
     }
 
     /// The identity payload: Ed25519 public key (32) || Ed25519 signature (64) over
@@ -285,82 +343,93 @@ public struct SecureChannel: Sendable {
         return .success(key)
     }
 
-    private mutating func reassemble(_ plain: [UInt8]) -> [Action] {
-        if var partial = reassembly {
-            guard partial.data.count + plain.count <= partial.expected else {
-                return fail(.malformedMessage, "continuation frame overruns the announced length")
-            }
-            partial.data += plain
-            if partial.data.count == partial.expected {
-                reassembly = nil
-                return [.deliver(partial.data)]
-            }
-            reassembly = partial
-            return []
-        }
-        guard plain.count >= 4 else { return fail(.malformedMessage, "first frame without a length") }
-        let expected = Int(plain[0]) << 24 | Int(plain[1]) << 16 | Int(plain[2]) << 8 | Int(plain[3])
-        // Checked before any allocation sized by the peer.
-        guard expected <= configuration.maxMessageSize else {
-            return fail(.messageTooLarge, "message of \(expected) bytes over the \(configuration.maxMessageSize) limit")
-        }
-        let data = Array(plain[4...])
-        guard data.count <= expected else { return fail(.malformedMessage, "frame longer than its message") }
-        if data.count == expected { return [.deliver(data)] }
-        var buffer = [UInt8]()
-        buffer.reserveCapacity(expected)
-        buffer += data
-        reassembly = (expected, buffer)
-        return []
+    /// The bytes `send` produces for a message of `count` bytes: the u32 length, the
+    /// message, and per frame of at most 65,519 plaintext bytes a u16 length and a tag.
+    public static func sealedCount(ofMessage count: Int) -> Int {
+        let maxPlain = SecureChannelConfiguration.maxFramePlaintext
+        let frames = (count + 4 + maxPlain - 1) / maxPlain
+        return count + 4 + frames * (2 + ChaChaPoly.tagLength)
     }
 
     /// Encrypts and frames one application message; the result goes to the socket as is.
     public mutating func send(_ message: [UInt8]) throws(SecureChannelError) -> [UInt8] {
-        guard case .established(var send, let receive, let peer) = state else {
+        let frames = try checkSend(message.count)
+        let count = Self.sealedCount(ofMessage: message.count)
+        return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            initialized = seal(message, frames: frames, into: UnsafeMutableRawBufferPointer(buffer))
+        }
+    }
+
+    /// Encrypts and frames one message into `out`, which must hold
+    /// `sealedCount(ofMessage: message.count)` bytes (a socket buffer: no copy after);
+    /// returns the bytes written.
+    public mutating func send(
+        _ message: [UInt8], into out: UnsafeMutableRawBufferPointer
+    ) throws(SecureChannelError) -> Int {
+        let frames = try checkSend(message.count)
+        precondition(out.count >= Self.sealedCount(ofMessage: message.count), "output buffer too small")
+        return seal(message, frames: frames, into: out)
+    }
+
+    /// The number of frames a message takes, once the channel can send them.
+    private mutating func checkSend(_ count: Int) throws(SecureChannelError) -> Int {
+        guard case .established(let send, _, _) = state else {
             throw SecureChannelError(.notEstablished, "channel is not established")
         }
-        guard message.count <= configuration.maxMessageSize else {
-            throw SecureChannelError(.messageTooLarge, "message of \(message.count) bytes")
+        guard count <= configuration.maxMessageSize else {
+            throw SecureChannelError(.messageTooLarge, "message of \(count) bytes")
         }
         let maxPlain = SecureChannelConfiguration.maxFramePlaintext
-        let frames = (message.count + 4 + maxPlain - 1) / maxPlain
+        let frames = (count + 4 + maxPlain - 1) / maxPlain
         guard configuration.nonceLimit - send.nonce >= UInt64(frames) else {
             state = .closed
             throw SecureChannelError(.nonceLimit, "send nonce limit reached")
         }
-        let outCount = message.count + 4 + frames * (2 + ChaChaPoly.tagLength)
-        // The first frame carries the u32 message length before the first chunk.
-        let firstChunk = min(message.count, maxPlain - 4)
-        let count = UInt32(message.count)
-        var first: [UInt8] = [
-            UInt8(count >> 24), UInt8((count >> 16) & 0xff), UInt8((count >> 8) & 0xff), UInt8(count & 0xff),
-        ]
-        first += message[0..<firstChunk]
-        let out = [UInt8](unsafeUninitializedCapacity: outCount) { buffer, initialized in
-            let o = UnsafeMutableRawBufferPointer(buffer)
-            var written = 0
-            func frame(_ plaintext: UnsafeRawBufferPointer) {
-                let length = plaintext.count + ChaChaPoly.tagLength
+        return frames
+    }
+
+    /// Writes the frames; each is encrypted in place where its plaintext was laid out.
+    private mutating func seal(_ message: [UInt8], frames: Int, into o: UnsafeMutableRawBufferPointer) -> Int {
+        guard case .established(var send, let receive, let peer) = state else { return 0 }
+        let maxPlain = SecureChannelConfiguration.maxFramePlaintext
+        var written = 0
+        message.withUnsafeBytes { all in
+            var offset = 0
+            for index in 0..<frames {
+                // The first frame carries the u32 message length before its chunk.
+                let header = index == 0 ? 4 : 0
+                let chunk = min(all.count - offset, maxPlain - header)
+                let plain = header + chunk
+                let length = plain + ChaChaPoly.tagLength
                 o[written] = UInt8(length >> 8)
                 o[written + 1] = UInt8(length & 0xff)
-                let target = UnsafeMutableRawBufferPointer(rebasing: o[(written + 2)..<(written + 2 + length)])
-                try! send.encrypt(plaintext, into: target)  // key present and nonce checked above
-                if send.nonce % Self.rekeyInterval == 0 { send.rekey() }
-                written += 2 + length
-            }
-            first.withUnsafeBytes { frame($0) }
-            message.withUnsafeBytes { all in
-                var offset = firstChunk
-                while offset < message.count {
-                    let end = min(message.count, offset + maxPlain)
-                    frame(UnsafeRawBufferPointer(rebasing: all[offset..<end]))
-                    offset = end
+                let body = written + 2
+                if header == 4 {
+                    let n = UInt32(all.count)
+                    o[body] = UInt8(n >> 24)
+                    o[body + 1] = UInt8((n >> 16) & 0xff)
+                    o[body + 2] = UInt8((n >> 8) & 0xff)
+                    o[body + 3] = UInt8(n & 0xff)
                 }
+                let source: UnsafeRawBufferPointer
+                if header == 4 {
+                    // The length and the first chunk are laid out together and encrypted
+                    // in place (libsodium allows the ciphertext to be the plaintext's memory).
+                    UnsafeMutableRawBufferPointer(rebasing: o[(body + 4)..<(body + plain)])
+                        .copyMemory(from: UnsafeRawBufferPointer(rebasing: all[offset..<(offset + chunk)]))
+                    source = UnsafeRawBufferPointer(rebasing: o[body..<(body + plain)])
+                } else {
+                    source = UnsafeRawBufferPointer(rebasing: all[offset..<(offset + chunk)])
+                }
+                // The key is present and the nonce was checked for every frame.
+                try! send.encrypt(source, into: UnsafeMutableRawBufferPointer(rebasing: o[body..<(body + length)]))
+                if send.nonce % Self.rekeyInterval == 0 { send.rekey() }
+                written = body + length
+                offset += chunk
             }
-            initialized = written
         }
         state = .established(send: send, receive: receive, peer: peer)
-        return out
+        return written
     }
 
     private mutating func fail(_ kind: SecureChannelError.Kind, _ detail: String) -> [Action] {
@@ -392,44 +461,31 @@ public struct SecureChannel: Sendable {
     }
 }
 
-/// Accumulates socket bytes and cuts them into `u16 BE length || body` frames.
-/// Holds at most one partial frame (≤ 65537 bytes) plus what one read delivered.
+/// The start of one `u16 BE length || body` frame that a read cut short, kept until
+/// the next read completes it (at most 65,537 bytes).
 struct FrameBuffer: Sendable {
-    enum Next {
-        case needMoreData
-        case tooShort(Int)
-        /// The frame body's position in the buffer, valid until the next `append`.
-        case frame(Range<Int>)
-    }
-
     private var storage: [UInt8] = []
-    private var start = 0
 
-    mutating func append<Bytes: Collection<UInt8>>(_ more: Bytes) {
-        // Drop consumed bytes before growing, so the buffer stays bounded.
-        if start > 0 && (start >= 65536 || start == storage.count) {
-            storage.removeFirst(start)
-            start = 0
-        }
-        storage += more
+    var count: Int { storage.count }
+
+    /// The frame's body length, once its two length bytes are here.
+    var announcedLength: Int? { storage.count >= 2 ? Int(storage[0]) << 8 | Int(storage[1]) : nil }
+
+    /// Bytes still needed: the rest of the length, or the rest of the frame it announces.
+    var missing: Int { announcedLength.map { 2 + $0 - storage.count } ?? 2 - storage.count }
+
+    mutating func append(_ bytes: UnsafeRawBufferPointer) { storage.append(contentsOf: bytes) }
+
+    /// The complete frame (length bytes included); the buffer is empty after.
+    mutating func take() -> [UInt8] {
+        defer { storage = [] }
+        return storage
     }
 
-    mutating func nextFrame(minimumLength: Int) -> Next {
-        guard storage.count - start >= 2 else { return .needMoreData }
-        let length = Int(storage[start]) << 8 | Int(storage[start + 1])
-        guard length >= minimumLength else { return .tooShort(length) }
-        guard storage.count - start >= 2 + length else { return .needMoreData }
-        let range = (start + 2)..<(start + 2 + length)
-        start += 2 + length
-        return .frame(range)
-    }
-
-    func bytes(_ range: Range<Int>) -> [UInt8] { Array(storage[range]) }
-
-    /// Unconsumed bytes.
-    var count: Int { storage.count - start }
-
-    func withBytes<R>(_ range: Range<Int>, _ body: (UnsafeRawBufferPointer) -> R) -> R {
-        storage.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[range])) }
+    /// Empties the buffer keeping its memory (frames cut by reads recur on a busy connection).
+    mutating func give(back frame: [UInt8]) {
+        guard storage.isEmpty else { return }
+        storage = frame
+        storage.removeAll(keepingCapacity: true)
     }
 }

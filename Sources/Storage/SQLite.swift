@@ -11,6 +11,12 @@ public struct StorageError: Error, CustomStringConvertible, Sendable {
 public final class SQLiteDatabase {
     private let handle: OpaquePointer
     public let path: String
+    /// Prepared statements by SQL text, reset and kept for the next use: a loaded node
+    /// runs the same few statements thousands of times a second, and parsing them each
+    /// time cost more than the writes. A statement in use is out of the cache, so a
+    /// nested use of the same SQL prepares its own.
+    private var statements: [String: OpaquePointer] = [:]
+    private static let maxCachedStatements = 128
 
     /// Opens (creating if needed) a database in WAL mode with full fsync on commit.
     public init(path: String) throws(StorageError) {
@@ -33,7 +39,10 @@ public final class SQLiteDatabase {
         }
     }
 
-    deinit { sqlite3_close_v2(handle) }
+    deinit {
+        for statement in statements.values { sqlite3_finalize(statement) }
+        sqlite3_close_v2(handle)
+    }
 
     private func error(_ what: String) -> StorageError {
         StorageError("\(what): \(String(cString: sqlite3_errmsg(handle))) (\(path))")
@@ -51,7 +60,7 @@ public final class SQLiteDatabase {
     /// Runs `sql` with `bindings` (blobs, integers or text) for its effect.
     public func run(_ sql: String, _ bindings: [SQLiteValue] = []) throws(StorageError) {
         let statement = try prepare(sql, bindings)
-        defer { sqlite3_finalize(statement) }
+        defer { release(sql, statement) }
         let rc = sqlite3_step(statement)
         guard rc == SQLITE_DONE || rc == SQLITE_ROW else { throw error("step") }
     }
@@ -60,7 +69,7 @@ public final class SQLiteDatabase {
     public func runMany(_ sql: String, _ rows: [[SQLiteValue]]) throws(StorageError) {
         guard let first = rows.first else { return }
         let statement = try prepare(sql, first)
-        defer { sqlite3_finalize(statement) }
+        defer { release(sql, statement) }
         for (i, row) in rows.enumerated() {
             if i > 0 {
                 sqlite3_reset(statement)
@@ -76,7 +85,7 @@ public final class SQLiteDatabase {
         _ sql: String, _ bindings: [SQLiteValue] = [], _ body: (Row) throws(StorageError) -> Void
     ) throws(StorageError) {
         let statement = try prepare(sql, bindings)
-        defer { sqlite3_finalize(statement) }
+        defer { release(sql, statement) }
         while true {
             let rc = sqlite3_step(statement)
             if rc == SQLITE_DONE { return }
@@ -90,7 +99,7 @@ public final class SQLiteDatabase {
         _ sql: String, _ bindings: [SQLiteValue] = [], _ row: (Row) throws(StorageError) -> T
     ) throws(StorageError) -> [T] {
         let statement = try prepare(sql, bindings)
-        defer { sqlite3_finalize(statement) }
+        defer { release(sql, statement) }
         var out: [T] = []
         while true {
             let rc = sqlite3_step(statement)
@@ -114,17 +123,35 @@ public final class SQLiteDatabase {
     }
 
     private func prepare(_ sql: String, _ bindings: [SQLiteValue]) throws(StorageError) -> OpaquePointer {
-        var statement: OpaquePointer?
-        guard sqlite3_prepare_v2(handle, sql, -1, &statement, nil) == SQLITE_OK, let statement else {
-            throw error("prepare \(sql.prefix(60))")
+        let statement: OpaquePointer
+        if let cached = statements.removeValue(forKey: sql) {
+            statement = cached
+        } else {
+            var fresh: OpaquePointer?
+            guard sqlite3_prepare_v2(handle, sql, -1, &fresh, nil) == SQLITE_OK, let fresh else {
+                throw error("prepare \(sql.prefix(60))")
+            }
+            statement = fresh
         }
         do {
             try bind(statement, bindings)
         } catch {
-            sqlite3_finalize(statement)
+            release(sql, statement)
             throw error
         }
         return statement
+    }
+
+    /// Resets a statement (ending its read, dropping its bindings) and keeps it for
+    /// the next use of `sql`.
+    private func release(_ sql: String, _ statement: OpaquePointer) {
+        sqlite3_reset(statement)
+        sqlite3_clear_bindings(statement)
+        if statements[sql] == nil, statements.count < Self.maxCachedStatements {
+            statements[sql] = statement
+        } else {
+            sqlite3_finalize(statement)
+        }
     }
 
     private func bind(_ statement: OpaquePointer, _ bindings: [SQLiteValue]) throws(StorageError) {
