@@ -115,7 +115,8 @@ public actor NodeRuntime: Service {
     private var handshakeFailures = 0
     private var sync: LedgerSync
     // Confined to this actor.
-    private nonisolated(unsafe) let store: TransactionStore
+    /// Accepted transactions go to `ledger.sqlite` from the writer's own thread.
+    private let transactionWriter: TransactionWriter
     private var lastSyncRound = Date.distantPast
     private var consensus: ConsensusHost?
     /// Runs contract transactions; its code store keeps uploaded code under DATA_DIR/wasm/.
@@ -165,12 +166,14 @@ public actor NodeRuntime: Service {
         let book = try files.loadAddressBook(config: configuration.gossip)
         let bans = try files.loadBans()
         let storePath = configuration.dataDirectory.appendingPathComponent("ledger.sqlite").path
+        let store: TransactionStore
         do {
             store = try TransactionStore(path: storePath)
         } catch {
             throw ConfigError("\(error)")
         }
         sync = LedgerSync(dag: try Self.replay(store, chainID: configuration.chainID, path: storePath))
+        transactionWriter = TransactionWriter(store: store)
         contracts = WasmEngine(codes: try Self.codeStore(directory: configuration.dataDirectory, logger: logger))
         if let file = configuration.genesisFile {
             let genesis = try Genesis.load(try Data(contentsOf: URL(fileURLWithPath: file)), source: file)
@@ -357,6 +360,9 @@ public actor NodeRuntime: Service {
         admin.close()
         metricsServer?.close()
         flushTransactions()
+        do { try transactionWriter.flush() } catch {
+            logger.critical("cannot store transactions", metadata: ["error": "\(error)"])
+        }
         saveState(force: true)
         watchdog?.disarm()
         logger.info("node stopped", metadata: ["node_id": "\(keys.nodeID)"])
@@ -1273,7 +1279,7 @@ public actor NodeRuntime: Service {
         executeLedger(sync.takeBroadcasts())
         guard !unsavedTransactions.isEmpty else { return }
         do {
-            try store.append(unsavedTransactions)
+            try transactionWriter.append(unsavedTransactions)
             unsavedTransactions.removeAll(keepingCapacity: true)
         } catch {
             // Without durable storage the node must not go on as if it had them.

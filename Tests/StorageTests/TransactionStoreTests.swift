@@ -30,3 +30,56 @@ struct TransactionStoreTests {
         #expect(error?.description.contains(path) == true)
     }
 }
+
+@Suite("Transaction writer: off the actor, group commit, failures surface")
+struct TransactionWriterTests {
+    func rows(_ range: Range<Int>) -> [(id: [UInt8], encoded: [UInt8])] {
+        range.map { i in
+            (
+                id: [UInt8](repeating: UInt8(i & 0xff), count: 30) + [UInt8(i >> 8), UInt8(i & 0xff)],
+                encoded: [UInt8](repeating: 7, count: 100 + i % 50)
+            )
+        }
+    }
+
+    @Test("batches handed over quickly are all written, in order, and survive a reopen")
+    func writesEverythingInOrder() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("ledger.sqlite").path
+        let writer = TransactionWriter(store: try TransactionStore(path: path))
+        for k in 0..<40 { try writer.append(rows((k * 50)..<(k * 50 + 50))) }
+        try writer.flush()
+        #expect(writer.pendingCount == 0)
+        let stored = try TransactionStore(path: path).loadAll()
+        #expect(stored.count == 2_000)
+        #expect(stored.map(\.id) == rows(0..<2_000).map(\.id), "acceptance order is kept")
+    }
+
+    @Test("past the backlog limit the caller waits for the disk: nothing waits beyond it")
+    func backlogIsBounded() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let writer = TransactionWriter(
+            store: try TransactionStore(path: dir.appendingPathComponent("ledger.sqlite").path), maxPending: 100)
+        for k in 0..<20 {
+            try writer.append(rows((k * 150)..<(k * 150 + 150)))
+            #expect(writer.pendingCount == 0, "a batch over the limit is written before append returns")
+        }
+    }
+
+    @Test("a write that fails is reported by the next append and by flush")
+    func failureSurfaces() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("ledger.sqlite").path
+        let writer = TransactionWriter(store: try TransactionStore(path: path))
+        try writer.append(rows(0..<10))
+        try writer.flush()
+        // Another connection removes the table: the writer's next insert fails.
+        try SQLiteDatabase(path: path).execute("DROP TABLE transactions")
+        try writer.append(rows(10..<20))
+        #expect(throws: StorageError.self) { try writer.flush() }
+        #expect(throws: StorageError.self) { try writer.append(rows(20..<30)) }
+    }
+}
