@@ -139,6 +139,9 @@ public struct ChainMachine<Execution: BlockExecution>: Sendable {
     private var timers: [Round: Double] = [:]
     /// A round this node leads, and when to propose for it.
     private var proposalDue: (round: Round, at: Double)?
+    /// Payload scans `poolGrew` made for the round whose proposal waits.
+    private var poolScans: (round: Round, count: Int) = (0, 0)
+    static var maxPoolScansPerRound: Int { 4 }
     private var lastStatusSent = -Double.infinity
     private var heardStatus = false
     private let startedAt: Double
@@ -299,6 +302,11 @@ public struct ChainMachine<Execution: BlockExecution>: Sendable {
     /// transaction then waits for three message delays, not for a timer.
     public mutating func poolGrew(_ inputs: Inputs) throws -> [Action] {
         guard halted == nil, !catchUp.syncing, let due = proposalDue else { return [] }
+        // A payload scan walks the pool's uncommitted tail: a few per waiting round at
+        // most, whatever peers send (the timer proposes anyway).
+        if poolScans.round != due.round { poolScans = (due.round, 0) }
+        guard poolScans.count < Self.maxPoolScansPerRound else { return [] }
+        poolScans.count += 1
         let batch = payload(inputs.pool)
         guard !batch.isEmpty else { return [] }
         proposalDue = nil

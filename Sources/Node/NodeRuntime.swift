@@ -1276,7 +1276,7 @@ public actor NodeRuntime: Service {
 
     private func flushTransactions() {
         // Transactions released from pending since the last tick go out in one batch.
-        executeLedger(sync.takeBroadcasts())
+        finishSubmissions()
         guard !unsavedTransactions.isEmpty else { return }
         do {
             try transactionWriter.append(unsavedTransactions)
@@ -1339,17 +1339,24 @@ public actor NodeRuntime: Service {
     }
 
     private func executeLedger(_ actions: [LedgerSync.Action]) {
-        var grew = false
+        var runnable = false
         defer {
             // A leader waiting for transactions proposes now rather than at its next tick.
-            if grew, consensus?.machine.proposalWaiting != nil {
-                runConsensus { host, dag in try host.poolGrew(dag: dag) }
-            }
+            if runnable { runConsensus { host, dag in try host.poolGrew(dag: dag) } }
         }
         for action in actions {
             switch action {
             case .persist(let txs):
-                grew = grew || !txs.isEmpty
+                // Only a transaction that can run next on the committed state wakes a
+                // waiting leader: one with a sequence gap (free to make) would make it
+                // scan its pool for nothing. (A waiting leader's parent holds no
+                // uncommitted transactions, so the committed state is its parent's.)
+                if !runnable, let host = consensus, host.machine.proposalWaiting != nil {
+                    let state = host.committedState
+                    runnable = txs.contains {
+                        $0.seq == state.seq(of: $0.author) + 1 && state.balance(of: $0.author) >= $0.fee
+                    }
+                }
                 // Written in batches (every 50 ms or 1,000 transactions): one fsync per
                 // transaction would cap every node at the disk's sync rate. A crash loses at
                 // most the last batch, which anti-entropy fetches again from peers.
@@ -1379,6 +1386,16 @@ public actor NodeRuntime: Service {
 
     /// One client transaction into the DAG (stored, and queued for gossip: the caller
     /// sends the queue once for all it submits).
+    /// Ledger actions of this admin call's submissions, not yet carried out.
+    private var submittedActions: [LedgerSync.Action] = []
+
+    /// Stores and gossips what this admin call submitted, in one go.
+    private func finishSubmissions() {
+        let actions = submittedActions + sync.takeBroadcasts()
+        submittedActions = []
+        executeLedger(actions)
+    }
+
     private func submit(hex: String?) -> Submission {
         guard let hex, let encoded = try? Hex.decode(hex) else { return .notHex }
         return submit(encoded: encoded)
@@ -1392,7 +1409,9 @@ public actor NodeRuntime: Service {
             )
         }
         let (result, actions) = sync.submit(encoded)
-        executeLedger(actions)
+        // Carried out once for the whole call (finishSubmissions): a waiting leader then
+        // proposes the call's transactions together, not the first one alone.
+        submittedActions += actions
         switch result {
         case .success(let tx): return .accepted(tx)
         case .failure(let error): return .rejected("transaction rejected: \(error)")
@@ -1522,7 +1541,7 @@ public actor NodeRuntime: Service {
             }
         case "submittx":
             let submission = submit(hex: params["hex"]?.stringValue)
-            executeLedger(sync.takeBroadcasts())
+            finishSubmissions()
             switch submission {
             case .accepted(let tx): return .object(["id": .string(tx.id.hex)])
             case .notHex: throw AdminError.invalidParams("submittx needs {\"hex\": HEX of the encoded transaction}")
@@ -1546,7 +1565,7 @@ public actor NodeRuntime: Service {
                 case .rejected(let reason): results.append(.object(["error": .string(reason)]))
                 }
             }
-            executeLedger(sync.takeBroadcasts())
+            finishSubmissions()
             return .object(["accepted": .int(accepted), "results": .array(results)])
         case "submitbatch":
             // The same as submittxs in one base64 string of length-prefixed encodings
@@ -1578,7 +1597,7 @@ public actor NodeRuntime: Service {
                     errors.append(.object(["index": .int(index), "error": .string(reason)]))
                 }
             }
-            executeLedger(sync.takeBroadcasts())
+            finishSubmissions()
             return .object(["accepted": .int(encodings.count - errors.count), "errors": .array(errors)])
         case "getmempool":
             return .object([
@@ -1893,7 +1912,7 @@ public actor NodeRuntime: Service {
                 payload: .validatorChange(change, approvals: approvals),
                 predecessors: Array(sync.dag.heads.prefix(Transaction.maxPredecessors)))
             let submission = submit(hex: tx.encoded.hex)
-            executeLedger(sync.takeBroadcasts())
+            finishSubmissions()
             switch submission {
             case .accepted(let accepted):
                 return .object(["txid": .string(accepted.id.hex), "change": Self.json(change)])

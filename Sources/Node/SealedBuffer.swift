@@ -25,8 +25,9 @@ extension Mutex where Value == SecureChannel {
 
 /// How peer connections read from their sockets.
 enum SecureChannelReads {
-    /// Reads grow (adaptively, as NIO's default does) up to 256 KiB rather than 64 KiB:
+    /// Reads grow (adaptively, as NIO's default does) up to 128 KiB rather than 64 KiB:
     /// a full Noise frame is 65,537 bytes on the wire, so with 64 KiB reads nearly every
-    /// frame is cut in two and copied aside; an idle connection still reads 2 KiB.
-    static let allocator = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2_048, maximum: 262_144)
+    /// frame is cut in two and copied aside. Not more: a flooding peer's reads wait in
+    /// the channel's inbound buffer (16 reads at most), beside a 4 MiB reassembly.
+    static let allocator = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2_048, maximum: 131_072)
 }

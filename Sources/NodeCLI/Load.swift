@@ -213,11 +213,12 @@ struct Load: AsyncParsableCommand {
                 }
                 let reply = try client.call("submitbatch", .object(["txs": .string(Data(blob).base64EncodedString())]))
                 let at = Date()
+                // A node names refused transactions by index; one it cannot name counts as the first.
                 let firstRefused = reply["errors"]?.arrayValue?.compactMap { $0["index"]?.numberValue }.min()
-                    .map { Int($0) }
+                    .map { min(max(0, Int(exactly: $0.rounded()) ?? 0), batch.count) }
                 let acceptedCount = firstRefused ?? batch.count
                 for tx in batch.prefix(acceptedCount) { submitted[tx.seq] = at }
-                if let firstRefused {
+                if let firstRefused, firstRefused < batch.count {
                     // Later transactions chain on a refused one: re-sign from there.
                     rejected += batch.count - firstRefused
                     seq -= UInt64(batch.count - firstRefused)

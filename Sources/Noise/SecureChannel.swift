@@ -184,7 +184,6 @@ public struct SecureChannel: Sendable {
             guard inbound.missing == 0 else { continue }
             let frame = inbound.take()
             actions += frame.withUnsafeBytes { process(UnsafeRawBufferPointer(rebasing: $0[2...])) }
-            if !isClosed { inbound.give(back: frame) }
         }
         // Then every whole frame in place.
         while !isClosed, rest.count >= 2 {
@@ -449,7 +448,7 @@ public struct SecureChannel: Sendable {
         [UInt8(message.count >> 8), UInt8(message.count & 0xff)] + message
     }
 
-    /// Bytes held in the input buffer (at most one partial frame plus one read).
+    /// Bytes held in the input buffer (at most one frame a read cut short).
     @_spi(Testing) public var bufferedByteCount: Int { inbound.count }
 
     /// Test hook: move the send nonce close to the limit.
@@ -482,10 +481,4 @@ struct FrameBuffer: Sendable {
         return storage
     }
 
-    /// Empties the buffer keeping its memory (frames cut by reads recur on a busy connection).
-    mutating func give(back frame: [UInt8]) {
-        guard storage.isEmpty else { return }
-        storage = frame
-        storage.removeAll(keepingCapacity: true)
-    }
 }

@@ -56,12 +56,15 @@ struct ProposalLatencyTests {
     /// Runs an idle chain (leaders wait out a long block interval), then lets
     /// transactions arrive at `arrival`; returns when the first block carrying one
     /// committed at node 0, in seconds after the arrival.
-    static func commitDelay(tellMachines: Bool) -> Double? {
+    static func commitDelay(tellMachines: Bool, emptyEventsFirst: Int = 0) -> Double? {
         var sim = Simulator(seed: 31, validators: 4)
         sim.minBlockInterval = 0.9
         let arrival = 5.0
         sim.idlePoolUntil = arrival
         sim.start()
+        sim.run(until: arrival - 0.01)
+        // Events that bring nothing proposable (a peer's transactions with a sequence gap).
+        for _ in 0..<emptyEventsFirst { sim.poolGrew() }
         sim.run(until: arrival)
         if tellMachines { sim.poolGrew() }
         var t = arrival
@@ -79,6 +82,14 @@ struct ProposalLatencyTests {
         let told = try #require(Self.commitDelay(tellMachines: true))
         // Three message delays of the simulated network, far below the 0.9 s interval.
         #expect(told < 0.3, "committed \(told) s after the transactions arrived")
+    }
+
+    @Test("pool events are capped per waiting round: a flood of them costs a few scans, then the timer decides")
+    func scansAreCappedPerRound() throws {
+        let waited = try #require(Self.commitDelay(tellMachines: true, emptyEventsFirst: 4))
+        #expect(waited > 0.3, "after four empty scans the leader waits for its interval: \(waited) s")
+        let told = try #require(Self.commitDelay(tellMachines: true, emptyEventsFirst: 3))
+        #expect(told < 0.3, "three empty scans leave one for the real arrival: \(told) s")
     }
 
     @Test("control: without the pool event the leader waits for its block interval")
