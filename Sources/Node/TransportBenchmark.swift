@@ -12,6 +12,8 @@ public enum TransportBenchmark {
         public var rawSealMBps: Double
         public var rawOpenMBps: Double
         public var streamMBps: Double
+        /// Cores the process used while streaming (CPU time ÷ wall time, both ends).
+        public var streamCores: Double
         public var messageBytes: Int
         public var handshakesPerSecond: Double
     }
@@ -56,11 +58,20 @@ public enum TransportBenchmark {
         let stream = try await streamThroughput(seconds: seconds, messageBytes: messageBytes)
         return Result(
             rawSealMBps: seal * Double(frame.count) / 1e6, rawOpenMBps: open * Double(frame.count) / 1e6,
-            streamMBps: stream, messageBytes: messageBytes, handshakesPerSecond: handshakes)
+            streamMBps: stream.mbps, streamCores: stream.cores, messageBytes: messageBytes,
+            handshakesPerSecond: handshakes)
     }
 
     /// Bytes of application payload per second delivered from one channel to the other.
-    static func streamThroughput(seconds: Double, messageBytes: Int) async throws -> Double {
+    /// This process's CPU time so far (user + system), in seconds.
+    static func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    }
+
+    static func streamThroughput(seconds: Double, messageBytes: Int) async throws -> (mbps: Double, cores: Double) {
         let group = MultiThreadedEventLoopGroup.singleton
         let server = try await ServerBootstrap(group: group)
             .childChannelOption(.recvAllocator, value: SecureChannelReads.allocator)
@@ -81,32 +92,38 @@ public enum TransportBenchmark {
         let config = SecureChannelConfiguration(chainID: "bench", identity: Ed25519.PrivateKey())
         let payload = SecureRandom.bytes(messageBytes)
 
-        return try await withThrowingTaskGroup(of: Double.self) { group in
+        return try await withThrowingTaskGroup(of: (mbps: Double, cores: Double).self) { group in
             // Receiver: handshake as responder, then count delivered bytes for `seconds`.
             group.addTask {
                 try await server.executeThenClose { inbound in
                     var iterator = inbound.makeAsyncIterator()
-                    guard let connection = try await iterator.next() else { return 0 }
+                    guard let connection = try await iterator.next() else { return (0, 0) }
                     return try await connection.executeThenClose { input, output in
                         var channel = SecureChannel(role: .responder, configuration: config)
                         var delivered = 0
                         var start: ContinuousClock.Instant?
+                        var cpuAtStart = 0.0
                         let clock = ContinuousClock()
                         for try await buffer in input {
                             for action in channel.receive(buffer.readableBytesView) {
                                 switch action {
                                 case .write(let bytes): try await output.write(ByteBuffer(bytes: bytes))
                                 case .deliver(let m):
-                                    if start == nil { start = clock.now } else { delivered += m.count }
+                                    if start == nil {
+                                        start = clock.now
+                                        cpuAtStart = Self.cpuSeconds()
+                                    } else {
+                                        delivered += m.count
+                                    }
                                 case .established, .close: break
                                 }
                             }
                             if let start, clock.now - start >= .seconds(seconds) {
-                                let elapsed = clock.now - start
-                                return Double(delivered) / elapsed.inSeconds / 1e6
+                                let elapsed = (clock.now - start).inSeconds
+                                return (Double(delivered) / elapsed / 1e6, (Self.cpuSeconds() - cpuAtStart) / elapsed)
                             }
                         }
-                        return 0
+                        return (0, 0)
                     }
                 }
             }
@@ -117,7 +134,7 @@ public enum TransportBenchmark {
                     for case .write(let bytes) in channel.start() { try await output.write(ByteBuffer(bytes: bytes)) }
                     var iterator = input.makeAsyncIterator()
                     while !channel.isEstablished {
-                        guard let buffer = try await iterator.next() else { return 0 }
+                        guard let buffer = try await iterator.next() else { return (0, 0) }
                         for case .write(let bytes) in channel.receive(buffer.readableBytesView) {
                             try await output.write(ByteBuffer(bytes: bytes))
                         }
@@ -128,12 +145,12 @@ public enum TransportBenchmark {
                             try await output.write(try sender.sealed(payload))
                         }
                     } catch {
-                        return 0  // the receiver closed: done
+                        return (0, 0)  // the receiver closed: done
                     }
                 }
             }
-            var result = 0.0
-            for try await value in group { result = max(result, value) }
+            var result = (mbps: 0.0, cores: 0.0)
+            for try await value in group where value.mbps > result.mbps { result = value }
             return result
         }
     }
