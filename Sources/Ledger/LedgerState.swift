@@ -93,6 +93,10 @@ public struct LedgerState: Sendable {
     /// Derived from `dag/recent/…`: each recent id's position in execution order.
     private var recent: TreeDictionary<TxID, UInt64> = [:]
     private var executedCount: UInt64 = 0
+    /// The recent-id bucket being filled by the block that runs (written to the store
+    /// once, when the block ends or the bucket is full): appending each id to the stored
+    /// bucket copied up to 8 KiB per transaction.
+    private var openBucket: (index: UInt64, ids: [UInt8])?
     /// Derived from `wasm/store/…`: each contract's keys in byte order (for `db_scan`).
     public private(set) var contractIndex = ContractKeyIndex()
 
@@ -215,6 +219,7 @@ public struct LedgerState: Sendable {
             version += 1
             store.set(StateKey.height, Self.u64(version), charged: false)
         }
+        flushRecent(&store)
         updateContractIndex(store.pendingWrites(prefix: StateKey.contractStorePrefix))
         tree = store.commit(version: version)
         return (receipts, ends)
@@ -294,12 +299,15 @@ public struct LedgerState: Sendable {
     private mutating func recordExecuted(_ id: TxID, _ store: inout StateOverlay) {
         let position = executedCount
         let bucket = position / Self.bucketSize
-        let key = StateKey.recentBucket(bucket)
-        let ids = position % Self.bucketSize == 0 ? [] : (store.get(key, charged: false) ?? [])
-        store.set(key, ids + id.bytes, charged: false)
+        if openBucket?.index != bucket {
+            flushRecent(&store)
+            let stored =
+                position % Self.bucketSize == 0 ? [] : (store.get(StateKey.recentBucket(bucket), charged: false) ?? [])
+            openBucket = (bucket, stored)
+        }
+        openBucket!.ids += id.bytes  // set just above
         recent[id] = position
         executedCount += 1
-        store.set(StateKey.executedCount, Self.u64(executedCount), charged: false)
         let windowBuckets = Self.recentWindow / Self.bucketSize
         if position % Self.bucketSize == 0, bucket >= windowBuckets {
             let old = bucket - windowBuckets
@@ -311,6 +319,15 @@ public struct LedgerState: Sendable {
             }
             store.delete(oldKey, charged: false)
         }
+    }
+
+    /// Writes the open recent-id bucket and the executed count to the store: the block's
+    /// state holds exactly what writing them per transaction gave.
+    private mutating func flushRecent(_ store: inout StateOverlay) {
+        guard let open = openBucket else { return }
+        openBucket = nil
+        store.set(StateKey.recentBucket(open.index), open.ids, charged: false)
+        store.set(StateKey.executedCount, Self.u64(executedCount), charged: false)
     }
 
     /// Keeps `contractIndex` in step with a block's writes under `wasm/store/`.

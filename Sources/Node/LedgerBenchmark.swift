@@ -11,6 +11,9 @@ public enum LedgerBenchmark {
         public var ed25519VerifyPerSecond: Double
         public var insertPerSecond: Double
         public var insertAndStorePerSecond: Double
+        /// The same transactions executed in blocks of 300 (signatures already checked by
+        /// the DAG, as in the node), each block ending with its state root.
+        public var executePerSecond: Double
     }
 
     public static func run(transactions count: Int, directory: URL) throws -> Result {
@@ -67,8 +70,21 @@ public enum LedgerBenchmark {
         }
         try store.append(batch)
         let storeRate = Double(count) / (clock.now - storeStart).inSeconds
+
+        var state = LedgerState(
+            chainID: "bench", balances: Dictionary(uniqueKeysWithValues: authors.map { ($0.publicKey, 1_000_000_000) }))
+        let executeStart = clock.now
+        for start in stride(from: 0, to: encoded.count, by: 300) {
+            let receipts = state.executeBlock(
+                Array(encoded[start..<min(encoded.count, start + 300)]), proposer: authors[0].publicKey,
+                signatureChecked: { _ in true }
+            ).receipts
+            precondition(receipts.allSatisfy { $0.failure == nil }, "benchmark tx failed: \(receipts)")
+            _ = state.root
+        }
+        let executeRate = Double(count) / (clock.now - executeStart).inSeconds
         return Result(
             transactions: count, ed25519VerifyPerSecond: verifyRate, insertPerSecond: insertRate,
-            insertAndStorePerSecond: storeRate)
+            insertAndStorePerSecond: storeRate, executePerSecond: executeRate)
     }
 }

@@ -195,6 +195,7 @@ struct LedgerBench: AsyncParsableCommand {
         line("Ed25519 verify (the bound)", r.ed25519VerifyPerSecond)
         line("decode + verify + insert into the DAG", r.insertPerSecond)
         line("… + SQLite store (WAL, fsync per 100)", r.insertAndStorePerSecond)
+        line("execute in blocks of 300 (with each block's root)", r.executePerSecond)
     }
 }
 

@@ -126,3 +126,40 @@ struct LedgerStateTests {
         #expect(!restored.isRecentlyExecuted(all[0].id))
     }
 }
+
+@Suite("Ledger state: roots are fixed by the rules, not by how they are computed")
+struct LedgerRootVectorTests {
+    /// A fixed chain: four authors from fixed seeds, blocks of 100 transfers, data and
+    /// failing transactions across bucket boundaries of the recent-id window.
+    static func root() throws -> String {
+        let authors = try (1...4).map { try Ed25519.PrivateKey(seed: [UInt8](repeating: UInt8($0), count: 32)) }
+        let proposer = try Ed25519.PrivateKey(seed: [UInt8](repeating: 9, count: 32)).publicKey
+        var state = LedgerState(
+            chainID: "c", balances: Dictionary(uniqueKeysWithValues: authors.map { ($0.publicKey, 1_000) }))
+        var seqs = [UInt64](repeating: 0, count: 4)
+        var previous: [TxID?] = [nil, nil, nil, nil]
+        for block in 0..<9 {
+            var payload: [[UInt8]] = []
+            for k in 0..<100 {
+                let a = (block + k) % 4
+                seqs[a] += 1
+                let amount: UInt64 = k % 17 == 0 ? 1_000_000 : UInt64(k)  // some transfers fail
+                let tx = Transaction(
+                    chainID: "c", author: authors[a], seq: seqs[a], fee: 1,
+                    payload: k % 5 == 0
+                        ? .data([UInt8(k)]) : .transfer(to: authors[(a + 1) % 4].publicKey, amount: amount),
+                    predecessors: previous[a].map { [$0] } ?? [])
+                previous[a] = tx.id
+                payload.append(tx.encoded)
+            }
+            _ = state.executeBlock(payload, proposer: proposer, signatureChecked: { _ in true })
+        }
+        return state.root.hex
+    }
+
+    @Test("a fixed chain of 900 transactions has the root it had before the recent-id window was buffered per block")
+    func fixedChainRoot() throws {
+        let root = try Self.root()
+        #expect(root == "09694ec9eeb58e28a0eb18632bfc6985bb8cd4436d750604aaa0940c07f1d20c", "root \(root)")
+    }
+}
