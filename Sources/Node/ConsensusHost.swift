@@ -241,8 +241,7 @@ struct ConsensusHost {
 
     /// Transactions entered the DAG: a leader waiting for some proposes now.
     mutating func poolGrew(dag: TransactionDAG) throws -> [NetworkAction] {
-        guard machine.proposalWaiting != nil else { return [] }
-        return try perform(machine.poolGrew(inputs(dag)))
+        try perform(machine.poolGrew(inputs(dag)))
     }
 
     /// Fires due round timers, status reports and catch-up retries.

@@ -345,9 +345,13 @@ public struct SecureChannel: Sendable {
     /// The bytes `send` produces for a message of `count` bytes: the u32 length, the
     /// message, and per frame of at most 65,519 plaintext bytes a u16 length and a tag.
     public static func sealedCount(ofMessage count: Int) -> Int {
+        count + 4 + frameCount(ofMessage: count) * (2 + ChaChaPoly.tagLength)
+    }
+
+    /// Frames a message of `count` bytes takes (its u32 length rides in the first).
+    private static func frameCount(ofMessage count: Int) -> Int {
         let maxPlain = SecureChannelConfiguration.maxFramePlaintext
-        let frames = (count + 4 + maxPlain - 1) / maxPlain
-        return count + 4 + frames * (2 + ChaChaPoly.tagLength)
+        return (count + 4 + maxPlain - 1) / maxPlain
     }
 
     /// Encrypts and frames one application message; the result goes to the socket as is.
@@ -378,8 +382,7 @@ public struct SecureChannel: Sendable {
         guard count <= configuration.maxMessageSize else {
             throw SecureChannelError(.messageTooLarge, "message of \(count) bytes")
         }
-        let maxPlain = SecureChannelConfiguration.maxFramePlaintext
-        let frames = (count + 4 + maxPlain - 1) / maxPlain
+        let frames = Self.frameCount(ofMessage: count)
         guard configuration.nonceLimit - send.nonce >= UInt64(frames) else {
             state = .closed
             throw SecureChannelError(.nonceLimit, "send nonce limit reached")
@@ -403,17 +406,15 @@ public struct SecureChannel: Sendable {
                 o[written] = UInt8(length >> 8)
                 o[written + 1] = UInt8(length & 0xff)
                 let body = written + 2
+                let source: UnsafeRawBufferPointer
                 if header == 4 {
+                    // The length and the first chunk are laid out together and encrypted
+                    // in place (libsodium allows the ciphertext to be the plaintext's memory).
                     let n = UInt32(all.count)
                     o[body] = UInt8(n >> 24)
                     o[body + 1] = UInt8((n >> 16) & 0xff)
                     o[body + 2] = UInt8((n >> 8) & 0xff)
                     o[body + 3] = UInt8(n & 0xff)
-                }
-                let source: UnsafeRawBufferPointer
-                if header == 4 {
-                    // The length and the first chunk are laid out together and encrypted
-                    // in place (libsodium allows the ciphertext to be the plaintext's memory).
                     UnsafeMutableRawBufferPointer(rebasing: o[(body + 4)..<(body + plain)])
                         .copyMemory(from: UnsafeRawBufferPointer(rebasing: all[offset..<(offset + chunk)]))
                     source = UnsafeRawBufferPointer(rebasing: o[body..<(body + plain)])
@@ -480,5 +481,4 @@ struct FrameBuffer: Sendable {
         defer { storage = [] }
         return storage
     }
-
 }
