@@ -17,6 +17,8 @@ public struct LedgerExecution: BlockExecution {
     /// Index into the DAG's order before which every transaction is committed: a
     /// payload scan covers only the recent tail.
     private var cursor = 0
+    /// The DAG's prune generation the cursor was taken in (pruning shifts positions).
+    private var cursorGeneration = 0
 
     public init(
         contracts: (any ContractEngine)? = nil,
@@ -56,6 +58,10 @@ public struct LedgerExecution: BlockExecution {
         on parent: LedgerState, committed: LedgerState, pool: TransactionDAG, budget: Int, maxCount: Int
     ) -> [[UInt8]] {
         let order = pool.order
+        if cursorGeneration != pool.generation {
+            cursor = 0
+            cursorGeneration = pool.generation
+        }
         while cursor < order.count {
             if let tx = pool.transaction(order[cursor]), !committed.isDone(tx) { break }
             cursor += 1

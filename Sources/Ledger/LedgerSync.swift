@@ -39,7 +39,29 @@ public struct LedgerSync: Sendable {
     /// Accepted here first (submitted, or released from pending) and not yet gossiped.
     private var outbox: [Transaction] = []
 
+    /// The last committed ledger state (the node sets it after every commit): what it
+    /// settles is neither taken in nor kept (`prune`).
+    public var committed: LedgerState?
+
     public init(dag: TransactionDAG) { self.dag = dag }
+
+    /// Whether a transaction can never run again: the committed state is past its seq
+    /// and it is no longer among the executed transactions a new one may name as
+    /// predecessors. (A copy of the state, so the DAG can be mutated while it is asked.)
+    public var isSettled: (Transaction) -> Bool {
+        guard let committed else { return { _ in false } }
+        return { tx in committed.isDone(tx) && !committed.isRecentlyExecuted(tx.id) }
+    }
+
+    /// Transactions the committed state settled, to be pruned.
+    public func settledIDs() -> [TxID] { dag.settledIDs(where: isSettled) }
+
+    /// Removes settled transactions from the DAG (and pending ones the committed state
+    /// settled); returns the ids removed, which the node deletes from its store too.
+    public mutating func prune(_ ids: Set<TxID>) -> [TxID] {
+        let settled = isSettled
+        return dag.prune(ids, settled: settled)
+    }
 
     /// Gossip payloads for everything in the outbox, in causal order, in batches.
     public mutating func takeBroadcasts() -> [Action] {
@@ -92,8 +114,9 @@ public struct LedgerSync: Sendable {
         var missing: Set<TxID> = []
         var rejection: String?
         var inBatch: Set<TxID> = []
+        let settled = isSettled
         for encoded in encodings {
-            switch dag.insert(encoded: encoded, source: source) {
+            switch dag.insert(encoded: encoded, source: source, settled: settled) {
             case .accepted(let txs):
                 accepted += txs
                 if let first = txs.first { inBatch.insert(first.id) }
@@ -118,7 +141,8 @@ public struct LedgerSync: Sendable {
     /// to forward it; pending transactions are not forwarded until they are accepted.
     public mutating func gossipReceived(_ encoded: [UInt8], from connection: Int, source: String) -> (Verdict, [Action])
     {
-        switch dag.insert(encoded: encoded, source: source) {
+        let settled = isSettled
+        switch dag.insert(encoded: encoded, source: source, settled: settled) {
         case .accepted(let txs):
             // The first is this payload, which gossip forwards; the rest were released.
             outbox += txs.dropFirst()
@@ -141,6 +165,10 @@ public struct LedgerSync: Sendable {
             tx = try Transaction.decode(encoded)
         } catch {
             return (.failure(SubmitError("malformed transaction: \(error)")), [])
+        }
+        let settled = isSettled
+        if !dag.contains(tx.id), settled(tx) {
+            return (.failure(SubmitError("seq \(tx.seq) of this author is already committed")), [])
         }
         switch dag.insert(tx, source: "local") {
         case .accepted(let txs):
@@ -199,8 +227,9 @@ public struct LedgerSync: Sendable {
             var accepted: [Transaction] = []
             var actions: [Action] = []
             var missing: Set<TxID> = []
+            let settled = isSettled
             for encoded in encodings {
-                switch dag.insert(encoded: encoded, source: source) {
+                switch dag.insert(encoded: encoded, source: source, settled: settled) {
                 case .accepted(let txs): accepted += txs
                 case .pending(let m): missing.formUnion(m)
                 case .duplicate: break

@@ -69,6 +69,10 @@ public struct TransactionDAG: Sendable {
     /// limbs, most significant first): an order-independent digest kept up to date in
     /// O(1) per transaction.
     private var idSum: [UInt64] = [0, 0, 0, 0]
+    /// Bumped by every `prune`: positions in `order` taken before it are stale.
+    public private(set) var generation = 0
+    /// Transactions removed by `prune` since this value was made.
+    public private(set) var prunedCount = 0
 
     public init(chainID: String, limits: Limits = .init()) {
         self.chainID = chainID
@@ -121,19 +125,25 @@ public struct TransactionDAG: Sendable {
 
     /// Decodes, verifies and inserts an encoded transaction from `source` (a peer id,
     /// "local" or "store"). Malformed input is rejected without being remembered.
-    public mutating func insert(encoded bytes: [UInt8], source: String) -> Outcome {
+    /// A transaction `settled` calls done — one `prune` would remove — counts as a
+    /// duplicate before its signature is checked: it can never run again.
+    public mutating func insert(
+        encoded bytes: [UInt8], source: String, settled: (Transaction) -> Bool = { _ in false }
+    ) -> Outcome {
         let tx: Transaction
         do {
             tx = try Transaction.decode(bytes)
         } catch {
             return .rejected("malformed transaction: \(error)")
         }
-        return insert(tx, source: source)
+        return insert(tx, source: source, settled: settled)
     }
 
     /// Inserts a decoded transaction, checking its signature and rules.
-    public mutating func insert(_ tx: Transaction, source: String) -> Outcome {
-        if transactions[tx.id] != nil || pending[tx.id] != nil { return .duplicate }
+    public mutating func insert(
+        _ tx: Transaction, source: String, settled: (Transaction) -> Bool = { _ in false }
+    ) -> Outcome {
+        if transactions[tx.id] != nil || pending[tx.id] != nil || settled(tx) { return .duplicate }
         if let reason = rejected[tx.id] { return .rejected(reason) }
         if let reason = tx.validateStandalone(chainID: chainID) {
             remember(rejection: tx.id, reason)
@@ -165,6 +175,61 @@ public struct TransactionDAG: Sendable {
         var accepted = [accept(tx)]
         accepted += release(from: tx.id)
         return .accepted(accepted)
+    }
+
+    /// Reloads a transaction from this node's own store, where it was accepted before.
+    /// Predecessors absent here were pruned since (every stored transaction's were
+    /// accepted before it), so they do not hold it back.
+    public mutating func insertStored(_ tx: Transaction) -> Outcome {
+        if transactions[tx.id] != nil { return .duplicate }
+        var accepted = [accept(tx)]
+        accepted += release(from: tx.id)
+        return .accepted(accepted)
+    }
+
+    // MARK: Pruning
+
+    /// Accepted transactions `settled` calls done (in acceptance order): executed long
+    /// enough ago that no transaction that can still run may name them, or superseded
+    /// by what was executed.
+    public func settledIDs(where settled: (Transaction) -> Bool) -> [TxID] {
+        order.filter { transactions[$0].map(settled) ?? false }
+    }
+
+    /// Removes `ids` (accepted ones) and every pending transaction `settled` calls done,
+    /// and takes them out of the digest. What remains keeps its acceptance order.
+    /// Returns the accepted transactions removed.
+    @discardableResult
+    public mutating func prune(_ ids: Set<TxID>, settled: (Transaction) -> Bool = { _ in false }) -> [TxID] {
+        var removed: [TxID] = []
+        for id in ids {
+            guard let tx = transactions.removeValue(forKey: id) else { continue }
+            removed.append(id)
+            headSet.remove(id)
+            subtractFromDigest(id)
+            let key = AuthorSeq(author: tx.author, seq: tx.seq)
+            bySeq[key]?.removeAll { $0 == id }
+            if bySeq[key]?.isEmpty == true { bySeq[key] = nil }
+            if (bySeq[key]?.count ?? 0) < 2 { equivocating.remove(key) }
+        }
+        for (id, entry) in pending where settled(entry.tx) { dropPending(id) }
+        guard !removed.isEmpty else { return removed }
+        order.removeAll { transactions[$0] == nil }
+        generation += 1
+        prunedCount += removed.count
+        return removed.sorted()
+    }
+
+    private mutating func subtractFromDigest(_ id: TxID) {
+        var borrow: UInt64 = 0
+        for limb in stride(from: 3, through: 0, by: -1) {
+            var word: UInt64 = 0
+            for byte in id.bytes[(limb * 8)..<(limb * 8 + 8)] { word = word << 8 | UInt64(byte) }
+            let (partial, underflow1) = idSum[limb].subtractingReportingOverflow(word)
+            let (difference, underflow2) = partial.subtractingReportingOverflow(borrow)
+            idSum[limb] = difference
+            borrow = (underflow1 ? 1 : 0) + (underflow2 ? 1 : 0)
+        }
     }
 
     /// The rule that depends on the causal past: an author's seq grows along its own

@@ -355,13 +355,17 @@ struct ConsensusHost {
                     "block": "\(last.block.id.hex.prefix(16))",
                 ])
         }
+        if recentLatencies.count > 512 { recentLatencies.removeFirst(256) }
         guard let metrics else { return }
         if commit.byCatchUp {
             metrics.catchUpBlocks.increment(by: Int64(records.count))
         } else {
             let seen = ContinuousClock.now
             for record in commit.records {
-                if let at = blockSeenAt.removeValue(forKey: record.block.id) { metrics.commitLatency.record(seen - at) }
+                if let at = blockSeenAt.removeValue(forKey: record.block.id) {
+                    metrics.commitLatency.record(seen - at)
+                    recentLatencies.append(seen - at)
+                }
             }
             metrics.commits.increment(by: Int64(records.count))
         }
@@ -451,6 +455,9 @@ struct ConsensusHost {
     /// Commits since the runtime last took them: the height, the QC that committed it,
     /// whether that block ends its epoch, and when (UNIX seconds).
     private(set) var commitEvents: [(height: UInt64, qc: QuorumCert, endsEpoch: Bool, at: Double)] = []
+    /// Proposal-to-commit times of the last blocks this node saw proposed (at most 512),
+    /// for the status page's recent latency.
+    private(set) var recentLatencies: [Duration] = []
 
     mutating func takeCommitEvents() -> [(height: UInt64, qc: QuorumCert, endsEpoch: Bool, at: Double)] {
         defer { commitEvents = [] }

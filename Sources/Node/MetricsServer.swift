@@ -5,7 +5,8 @@ import NIOPosix
 import Prometheus
 
 /// The node's Prometheus metrics, and a minimal HTTP endpoint serving them at
-/// `GET /metrics` on `metrics_listen`.
+/// `GET /metrics` on `metrics_listen`, with the status page at `GET /status` and its
+/// data at `GET /status.json`.
 public final class NodeMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
     let round: Gauge
@@ -19,6 +20,7 @@ public final class NodeMetrics: Sendable {
     let commitLatency: DurationHistogram
     let peers: Gauge
     let dagTransactions: Gauge
+    let dagPruned: Counter
     let failedTransactions: Counter
     let syncing: Gauge
     let syncTarget: Gauge
@@ -66,6 +68,9 @@ public final class NodeMetrics: Sendable {
         peers = registry.makeGauge(descriptor: name("p2p", "peers", "", "Connected peers"))
         dagTransactions = registry.makeGauge(
             descriptor: name("ledger", "dag_transactions", "", "Transactions in the BFT-CRDT DAG"))
+        dagPruned = registry.makeCounter(
+            descriptor: name(
+                "ledger", "dag_pruned", "total", "Settled transactions pruned from the DAG and its store"))
         failedTransactions = registry.makeCounter(
             descriptor: name("ledger", "failed_transactions", "total", "Committed transactions that failed execution"))
         bitcoinHeight = registry.makeGauge(
@@ -94,8 +99,12 @@ struct MetricsServer: Sendable {
     let server: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
     let metrics: NodeMetrics
     let logger: Logger
+    /// The status page's data (NodeRuntime.statusJSON); nil serves no status page.
+    let status: (@Sendable () async -> String)?
 
-    static func bind(_ endpoint: String, metrics: NodeMetrics, logger: Logger) async throws -> MetricsServer {
+    static func bind(
+        _ endpoint: String, metrics: NodeMetrics, logger: Logger, status: (@Sendable () async -> String)? = nil
+    ) async throws -> MetricsServer {
         let parts = endpoint.split(separator: ":")
         guard parts.count == 2, let port = Int(parts[1]) else {
             throw ConfigError("metrics_listen must be HOST:PORT, got \(endpoint)")
@@ -109,7 +118,7 @@ struct MetricsServer: Sendable {
                         wrappingChannelSynchronously: channel)
                 }
             }
-        return MetricsServer(server: server, metrics: metrics, logger: logger)
+        return MetricsServer(server: server, metrics: metrics, logger: logger, status: status)
     }
 
     func close() { server.channel.close(promise: nil) }
@@ -128,6 +137,24 @@ struct MetricsServer: Sendable {
         }
     }
 
+    private func response(for uri: String) async -> (HTTPResponseStatus, String, String) {
+        let path =
+            uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+        switch path {
+        case "/metrics":
+            return (.ok, "text/plain; version=0.0.4", metrics.registry.emitToString())
+        case "/status", "/status/", "/":
+            guard status != nil else { break }
+            return (.ok, "text/html; charset=utf-8", StatusPage.html)
+        case "/status.json":
+            guard let status else { break }
+            return (.ok, "application/json", await status())
+        default:
+            break
+        }
+        return (.notFound, "text/plain", "not found; try /metrics or /status\n")
+    }
+
     private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
         do {
             try await connection.executeThenClose { inbound, outbound in
@@ -137,13 +164,18 @@ struct MetricsServer: Sendable {
                     case .head(let head): path = head.uri
                     case .body: break
                     case .end:
-                        let found = path == "/metrics"
-                        let body = found ? metrics.registry.emitToString() : "not found; try /metrics\n"
+                        let (status, contentType, body) = await response(for: path)
                         var headers = HTTPHeaders()
-                        headers.add(name: "Content-Type", value: found ? "text/plain; version=0.0.4" : "text/plain")
+                        headers.add(name: "Content-Type", value: contentType)
                         headers.add(name: "Content-Length", value: "\(body.utf8.count)")
-                        let head = HTTPResponseHead(
-                            version: .http1_1, status: found ? .ok : .notFound, headers: headers)
+                        headers.add(name: "Cache-Control", value: "no-store")
+                        // The page runs only its own script and fetches only its own origin.
+                        headers.add(
+                            name: "Content-Security-Policy",
+                            value: "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; "
+                                + "connect-src 'self'; img-src 'self' data:")
+                        headers.add(name: "X-Content-Type-Options", value: "nosniff")
+                        let head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
                         try await outbound.write(.head(head))
                         try await outbound.write(.body(.byteBuffer(ByteBuffer(string: body))))
                         try await outbound.write(.end(nil))

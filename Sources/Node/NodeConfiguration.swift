@@ -31,6 +31,10 @@ public struct NodeConfiguration: Sendable, Equatable {
     /// Seconds between anti-entropy rounds (head exchange with a random peer).
     public var syncInterval: Double = 5
     public var gossip = GossipConfiguration()
+    /// `gossip.outbound_address`: the local IP outbound peer connections are made from
+    /// (a multi-homed host, or a loopback testnet whose links pass through a relay that
+    /// tells nodes apart by address); the system chooses when nil.
+    public var outboundAddress: String?
     /// `[bitcoin]`: where the node follows the checkpoint coin and broadcasts checkpoints.
     public var bitcoin = BitcoinSettings()
     /// `[state]`: stored state versions, snapshots served to new nodes, how this node joins.
@@ -86,7 +90,7 @@ public struct NodeConfiguration: Sendable, Equatable {
         "address_reply_size", "address_refresh_interval", "test_messages",
         "max_pending_handshakes", "max_pending_per_host", "max_pending_per_group", "pressure_handshake_timeout",
         "max_send_queue_bytes",
-        "allow_local_addresses",
+        "allow_local_addresses", "outbound_address",
     ]
 
     /// Refuses what the TOML parser underneath (toml++ in TOMLKit) would abort the process on
@@ -229,6 +233,12 @@ public struct NodeConfiguration: Sendable, Equatable {
                     throw ConfigError("\(source): 'gossip.allow_local_addresses' must be true or false")
                 }
                 gossip.allowLocalAddresses = flag
+            }
+            if let v = g["outbound_address"] {
+                guard let text = v.string, let ip = IPAddress(text) else {
+                    throw ConfigError("\(source): 'gossip.outbound_address' must be an IP address such as \"10.0.0.5\"")
+                }
+                outboundAddress = ip.description
             }
             if let v = g["test_messages"] {
                 guard let flag = v.bool else {

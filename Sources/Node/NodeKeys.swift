@@ -43,10 +43,15 @@ public struct KeyStore: Sendable {
 
     public init(directory: URL) { self.directory = directory }
 
-    /// `~/.sidenode/NAME`, the default data directory of a named node.
-    public static func defaultDirectory(name: String) -> URL {
-        FileManager.default.homeDirectoryForCurrentUser
-            .appendingPathComponent(".sidenode", isDirectory: true)
+    /// `~/.sidenode/NAME`, the default data directory of a named node. `~` is `$HOME` when
+    /// set (as git, ssh and bitcoind read it), else the account's home directory.
+    public static func defaultDirectory(
+        name: String, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> URL {
+        let home =
+            environment["HOME"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0, isDirectory: true) }
+            ?? FileManager.default.homeDirectoryForCurrentUser
+        return home.appendingPathComponent(".sidenode", isDirectory: true)
             .appendingPathComponent(name, isDirectory: true)
     }
 

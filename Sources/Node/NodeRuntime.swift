@@ -118,6 +118,15 @@ public actor NodeRuntime: Service {
     /// Accepted transactions go to `ledger.sqlite` from the writer's own thread.
     private let transactionWriter: TransactionWriter
     private var lastSyncRound = Date.distantPast
+    /// Committed height and transactions once a second for the last five minutes: the
+    /// status page's recent rates (bounded ring).
+    private var statusSamples: [(time: Double, height: UInt64, transactions: Int)] = []
+    /// Settled transactions found at a committed height, pruned from the DAG and its
+    /// store once a confirmed checkpoint covers that height (at once without
+    /// checkpointing). One set at a time, so the DAG holds at most the recent-id window,
+    /// what is not yet committed, and what arrived before one checkpoint.
+    private var prunePlan: (height: UInt64, ids: Set<TxID>)?
+    private var lastPruneCheck = Date.distantPast
     private var consensus: ConsensusHost?
     /// Runs contract transactions; its code store keeps uploaded code under DATA_DIR/wasm/.
     let contracts: WasmEngine
@@ -277,8 +286,9 @@ public actor NodeRuntime: Service {
         do { rows = try store.loadAll() } catch { throw ConfigError("\(error)") }
         for (index, row) in rows.enumerated() {
             // Our own store: the format is checked, signatures were checked on the way in.
+            // Predecessors pruned since it was stored do not hold it back.
             guard let tx = try? Transaction.decode(row.encoded), tx.id.bytes == row.id,
-                case .accepted = dag.insertVerified(tx, source: "store")
+                case .accepted = dag.insertStored(tx)
             else {
                 throw ConfigError("\(path): stored transaction \(index + 1) does not decode or does not fit the DAG")
             }
@@ -316,7 +326,8 @@ public actor NodeRuntime: Service {
         let metricsServer: MetricsServer?
         if let endpoint = configuration.metricsListen {
             do {
-                metricsServer = try await MetricsServer.bind(endpoint, metrics: metrics, logger: logger)
+                metricsServer = try await MetricsServer.bind(
+                    endpoint, metrics: metrics, logger: logger, status: { await self.statusJSON() })
             } catch {
                 admin.close()
                 throw ConfigError("cannot serve metrics on \(endpoint): \(error)")
@@ -408,6 +419,14 @@ public actor NodeRuntime: Service {
             if bansDirty { saveBans() }
             metrics.peers.set(Double(engine.peers.count))
             metrics.dagTransactions.set(Double(sync.dag.count))
+            if Date().timeIntervalSince(lastPruneCheck) >= 10 {
+                lastPruneCheck = Date()
+                pruneDAG()
+            }
+            if let host = consensus {
+                statusSamples.append((Date().timeIntervalSince1970, host.committedHeight, host.committedTransactions))
+                if statusSamples.count > 300 { statusSamples.removeFirst(statusSamples.count - 300) }
+            }
             if Date().timeIntervalSince(lastSyncRound) >= configuration.syncInterval, let peer = engine.randomPeer() {
                 lastSyncRound = Date()
                 execute(engine.sendDirect(sync.headsAnnouncement(), to: peer))
@@ -920,10 +939,15 @@ public actor NodeRuntime: Service {
     private func dial(_ address: NodeAddress) async {
         logger.debug("dialling", metadata: ["peer": "\(address)"])
         do {
-            let connection = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(.milliseconds(Int64(configuration.dialTimeout * 1000)))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelOption(.recvAllocator, value: SecureChannelReads.allocator)
+            if let source = configuration.outboundAddress {
+                bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0))
+            }
+            let connection =
+                try await bootstrap
                 .connect(host: address.host, port: Int(address.port)) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
@@ -1274,6 +1298,38 @@ public actor NodeRuntime: Service {
         }
     }
 
+    /// Prunes what the committed state settled: transactions executed more than the
+    /// recent-id window ago (no transaction that can still run may name them, and the
+    /// committed blocks keep them for catch-up) and ones superseded by what executed.
+    private func pruneDAG() {
+        guard let host = consensus, !host.catchUp.syncing else { return }
+        sync.committed = host.committedState
+        if prunePlan == nil {
+            let ids = sync.settledIDs()
+            if !ids.isEmpty { prunePlan = (host.committedHeight, Set(ids)) }
+        }
+        guard let plan = prunePlan else { return }
+        if let checkpoint {
+            guard let anchored = checkpoint.follower.last?.height, anchored >= plan.height else { return }
+        }
+        prunePlan = nil
+        // Rows still buffered here go to the writer before their deletions.
+        flushTransactions()
+        let removed = sync.prune(plan.ids)
+        do {
+            try transactionWriter.delete(removed.map(\.bytes))
+        } catch {
+            logger.critical("cannot store transactions; stopping", metadata: ["error": "\(error)"])
+            requestStop()
+        }
+        metrics.dagPruned.increment(by: Int64(removed.count))
+        logger.info(
+            "pruned settled transactions",
+            metadata: [
+                "pruned": "\(removed.count)", "kept": "\(sync.dag.count)", "height": "\(plan.height)",
+            ])
+    }
+
     private func flushTransactions() {
         // Transactions released from pending since the last tick go out in one batch.
         finishSubmissions()
@@ -1372,6 +1428,57 @@ public actor NodeRuntime: Service {
                         peer: connection, points: configuration.gossip.invalidMessagePenalty, reason: reason, now: now))
             }
         }
+    }
+
+    // MARK: Status page (docs/observability.md)
+
+    /// `GET /status.json` on the metrics endpoint: what the status page shows, built from
+    /// the read-only admin results (no method that changes anything is reachable here).
+    func statusJSON() -> String {
+        func result(_ method: String) -> JSONValue {
+            (try? admin(method, .object([:]))) ?? .null
+        }
+        var checkpoints = result("getcheckpoints")
+        if case .object(var o) = checkpoints, case .array(let rows)? = o["checkpoints"] {
+            // The PSBTs are large and only for auditing; the page links nothing to them.
+            o["checkpoints"] = .array(
+                rows.suffix(10).map { row in
+                    guard case .object(var r) = row else { return row }
+                    r["psbt"] = nil
+                    return .object(r)
+                })
+            checkpoints = .object(o)
+        }
+        let window = 60.0
+        let now = Date().timeIntervalSince1970
+        let recentSamples = statusSamples.filter { now - $0.time <= window + 1 }
+        var recent: [String: JSONValue] = [
+            "window_seconds": .number(window), "blocks_per_second": .number(0), "transactions_per_second": .number(0),
+            "commit_latency_ms": .null,
+            "samples": .array(
+                statusSamples.suffix(120).map {
+                    .object([
+                        "time": .number($0.time), "height": .int($0.height),
+                        "committed_transactions": .int($0.transactions),
+                    ])
+                }),
+        ]
+        if let first = recentSamples.first, let last = recentSamples.last, last.time > first.time {
+            let span = last.time - first.time
+            recent["blocks_per_second"] = .number(Double(last.height &- first.height) / span)
+            recent["transactions_per_second"] = .number(Double(last.transactions - first.transactions) / span)
+        }
+        if let latencies = consensus?.recentLatencies.suffix(200), !latencies.isEmpty {
+            let ms = latencies.map { Double($0.components.seconds) * 1000 + Double($0.components.attoseconds) / 1e15 }
+                .sorted()
+            func quantile(_ q: Double) -> Double { ms[min(ms.count - 1, Int(Double(ms.count - 1) * q + 0.5))] }
+            recent["commit_latency_ms"] = .object(["p50": .number(quantile(0.5)), "p99": .number(quantile(0.99))])
+        }
+        let body: JSONValue = .object([
+            "time": .number(now), "info": result("getinfo"), "status": result("getstatus"),
+            "peers": result("getpeerinfo"), "checkpoints": checkpoints, "recent": .object(recent),
+        ])
+        return body.description
     }
 
     // MARK: Admin API (docs/admin-api.md)

@@ -26,6 +26,15 @@ public final class TransactionStore {
         }
     }
 
+    /// Deletes pruned transactions (ids not stored are ignored), atomically. Freed pages
+    /// are reused by later appends, so the file stops growing once pruning keeps pace.
+    public func delete(_ ids: [[UInt8]]) throws(StorageError) {
+        guard !ids.isEmpty else { return }
+        try db.transaction { () throws(StorageError) in
+            for id in ids { try db.run("DELETE FROM transactions WHERE id = ?", [.blob(id)]) }
+        }
+    }
+
     /// Every stored transaction in acceptance order.
     public func loadAll() throws(StorageError) -> [(id: [UInt8], encoded: [UInt8])] {
         try db.query("SELECT id, encoded FROM transactions ORDER BY position") { row in

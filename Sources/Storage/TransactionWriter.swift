@@ -9,6 +9,8 @@ import Synchronization
 public final class TransactionWriter: Sendable {
     private struct State {
         var pending: [(id: [UInt8], encoded: [UInt8])] = []
+        /// Pruned ids to delete, after the appends handed over before them.
+        var deletions: [[UInt8]] = []
         var draining = false
         var failure: StorageError?
     }
@@ -40,6 +42,20 @@ public final class TransactionWriter: Sendable {
         if backlog > maxPending { try flush() }
     }
 
+    /// Hands over ids to delete (pruned from the DAG). They are deleted after every
+    /// append handed over before this call.
+    public func delete(_ ids: [[UInt8]]) throws(StorageError) {
+        guard !ids.isEmpty else { return }
+        let (start, failure) = state.withLock { s in
+            s.deletions += ids
+            let start = !s.draining
+            if start { s.draining = true }
+            return (start, s.failure)
+        }
+        if let failure { throw failure }
+        if start { queue.async { self.drain() } }
+    }
+
     /// Waits until everything handed over is written; throws a write's failure.
     public func flush() throws(StorageError) {
         queue.sync {}
@@ -51,19 +67,23 @@ public final class TransactionWriter: Sendable {
 
     private func drain() {
         while true {
-            let batch = state.withLock { s in
-                let batch = s.pending
+            let (batch, deletions) = state.withLock { s in
+                let work = (s.pending, s.deletions)
                 s.pending = []
-                if batch.isEmpty { s.draining = false }
-                return batch
+                s.deletions = []
+                if work.0.isEmpty && work.1.isEmpty { s.draining = false }
+                return work
             }
-            if batch.isEmpty { return }
+            if batch.isEmpty && deletions.isEmpty { return }
             do {
+                // Appends first: a deletion handed over later may name a row in this batch.
                 try store.append(batch)
+                try store.delete(deletions)
             } catch {
                 state.withLock { s in
                     s.failure = s.failure ?? error
                     s.pending = []
+                    s.deletions = []
                     s.draining = false
                 }
                 return

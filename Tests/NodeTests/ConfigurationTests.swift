@@ -93,6 +93,8 @@ struct ConfigurationTests {
             ("max_message_size = 999999999", "'max_message_size' must be ≤ 64 MiB"),
             ("[gossip]\nallow_local_addresses = 1", "'gossip.allow_local_addresses' must be true or false"),
             ("[gossip]\nmax_send_queue_bytes = 10", "must be ≥ 1048576"),
+            ("[gossip]\noutbound_address = \"example.com\"", "'gossip.outbound_address' must be an IP address"),
+            ("[gossip]\noutbound_address = 7", "'gossip.outbound_address' must be an IP address"),
             // toml++ (under TOMLKit) aborted the process on these (found by fuzzing).
             ("[é]", "a table name cannot start with 'é'"),
             ("[[[a]]]", "a table name cannot start with '['"),
@@ -104,6 +106,14 @@ struct ConfigurationTests {
         var c = config()
         let error = #expect(throws: ConfigError.self) { try c.apply(toml: text, source: "node.toml") }
         #expect(error?.description.contains(expected) == true, "\(error?.description ?? "")")
+    }
+
+    @Test("outbound_address: an IP literal, kept in its canonical spelling")
+    func outboundAddress() throws {
+        var c = config()
+        #expect(c.outboundAddress == nil)
+        try c.apply(toml: "[gossip]\noutbound_address = \"127.0.0.12\"", source: "node.toml")
+        #expect(c.outboundAddress == "127.0.0.12")
     }
 
     @Test func defaultsAreValid() throws {

@@ -56,6 +56,24 @@ struct TransactionWriterTests {
         #expect(stored.map(\.id) == rows(0..<2_000).map(\.id), "acceptance order is kept")
     }
 
+    @Test("deletions handed over after appends remove those rows, even ones still queued")
+    func deletionsFollowAppends() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("ledger.sqlite").path
+        let writer = TransactionWriter(store: try TransactionStore(path: path))
+        for k in 0..<6 {
+            // Append a round and at once delete the round before it and half of this one
+            // (some of which may not be written yet): appends go first.
+            try writer.append(rows((k * 500)..<(k * 500 + 500)))
+            let old = k == 0 ? [] : rows(((k - 1) * 500 + 250)..<(k * 500)).map(\.id)
+            try writer.delete(old + rows((k * 500)..<(k * 500 + 250)).map(\.id))
+        }
+        try writer.flush()
+        let stored = try TransactionStore(path: path).loadAll()
+        #expect(stored.map(\.id) == rows(2_750..<3_000).map(\.id), "only the last round's second half is left")
+    }
+
     @Test("past the backlog limit the caller waits for the disk: nothing waits beyond it")
     func backlogIsBounded() throws {
         let dir = try makeTemporaryDirectory()
