@@ -573,6 +573,9 @@ public struct ChainMachine<Execution: BlockExecution>: Sendable {
         var end: (count: Int, proof: QuorumCert, suffix: [Block])?
         // Commit groups are short; read a little past `count` to reach the end of one.
         for stored in try store.committed(from: height, limit: Int(count) + 32) {
+            // Heights pruned here, or below the snapshot this node joined by, are not
+            // served: a range starts at the height asked for and has no gaps.
+            guard stored.height == height + UInt64(blocks.count) else { break }
             bytes += stored.block.encoded().count
             // The first commit group always goes whole: voters keep every uncommitted
             // branch within the budget, so one large block cannot stall catch-up.

@@ -716,10 +716,18 @@ struct StatePersistence {
         var keepFrom = height > settings.retainedHeights ? height - settings.retainedHeights : 0
         // The oldest snapshot still kept bounds pruning from below.
         let snapshots = (snapshot ? [height] : []) + (try store.snapshots().map(\.height))
-        if let oldest = snapshots.prefix(settings.snapshotsKept).last { keepFrom = min(keepFrom, oldest) }
+        let oldestSnapshot = snapshots.prefix(settings.snapshotsKept).last
+        if let oldestSnapshot { keepFrom = min(keepFrom, oldestSnapshot) }
+        // Blocks from the oldest kept snapshot on stay, so a node can join by it; without
+        // a snapshot yet, nothing is pruned.
+        var blocksFrom: UInt64?
+        if settings.keepBlocks > 0, height > settings.keepBlocks, let oldestSnapshot {
+            blocksFrom = min(height - settings.keepBlocks, oldestSnapshot)
+        }
         return ConsensusStore.StateWrite(
             height: height, version: state.version, root: delta.root.encoded,
             nodes: delta.nodes.map { ($0.version, $0.hash.bytes, $0.body) },
-            stale: delta.stale.map { ($0.version, $0.hash.bytes) }, snapshot: snapshot, keepFrom: keepFrom)
+            stale: delta.stale.map { ($0.version, $0.hash.bytes) }, snapshot: snapshot, keepFrom: keepFrom,
+            blocksFrom: blocksFrom)
     }
 }

@@ -48,6 +48,9 @@ public struct NodeConfiguration: Sendable, Equatable {
         public var snapshotsKept = 2
         /// State versions kept below the newest (besides snapshots).
         public var retainedHeights: UInt64 = 1_000
+        /// Committed blocks (with their receipts) kept below the newest; 0 keeps them all.
+        /// Never below the oldest kept snapshot, so a new node can still join by snapshot.
+        public var keepBlocks: UInt64 = 0
         /// How a node with an empty data directory joins: "blocks" (replay from genesis) or
         /// "snapshot" (download a verified state snapshot, then the blocks after it).
         public var sync = "blocks"
@@ -79,7 +82,9 @@ public struct NodeConfiguration: Sendable, Equatable {
         "chain_id", "listen", "bootstrap", "log_level", "handshake_timeout", "dial_timeout", "max_message_size",
         "peer_queue_limit", "sync_interval", "genesis", "metrics_listen", "gossip", "bitcoin", "state",
     ]
-    static let stateKeys: Set<String> = ["snapshot_interval", "snapshots_kept", "retained_heights", "sync"]
+    static let stateKeys: Set<String> = [
+        "snapshot_interval", "snapshots_kept", "retained_heights", "sync", "keep_blocks",
+    ]
     static let bitcoinKeys: Set<String> = [
         "network", "esplora", "poll_interval", "fee_target", "fee_rate", "confirmations",
     ]
@@ -290,6 +295,13 @@ public struct NodeConfiguration: Sendable, Equatable {
                 state.snapshotsKept = v
             }
             if let v = try integer(t, "retained_heights", "state.", min: 100) { state.retainedHeights = UInt64(v) }
+            if let v = try integer(t, "keep_blocks", "state.", min: 0) {
+                guard v == 0 || v >= 1_000 else {
+                    throw ConfigError(
+                        "\(source): 'state.keep_blocks' must be 0 (keep every block) or at least 1000, got \(v)")
+                }
+                state.keepBlocks = UInt64(v)
+            }
             if let v = t["sync"] {
                 guard let mode = v.string, ["blocks", "snapshot"].contains(mode) else {
                     throw ConfigError("\(source): 'state.sync' must be \"blocks\" or \"snapshot\"")

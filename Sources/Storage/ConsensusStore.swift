@@ -174,11 +174,14 @@ public final class ConsensusStore {
         public var snapshot: Bool
         /// Versions stored at heights below this are deleted with the nodes only they used.
         public var keepFrom: UInt64?
+        /// Committed blocks and receipts below this height are deleted (block pruning).
+        public var blocksFrom: UInt64?
 
         public init(
             height: UInt64, version: UInt64, root: [UInt8], nodes: [(version: UInt64, hash: [UInt8], body: [UInt8])],
-            stale: [(version: UInt64, hash: [UInt8])], snapshot: Bool, keepFrom: UInt64?
+            stale: [(version: UInt64, hash: [UInt8])], snapshot: Bool, keepFrom: UInt64?, blocksFrom: UInt64? = nil
         ) {
+            self.blocksFrom = blocksFrom
             self.height = height
             self.version = version
             self.root = root
@@ -364,6 +367,10 @@ public final class ConsensusStore {
     }
 
     private func write(_ state: StateWrite) throws(StorageError) {
+        if let from = state.blocksFrom, let below = Int64(exactly: from) {
+            try db.run("DELETE FROM committed_blocks WHERE height < ?", [.integer(below)])
+            try db.run("DELETE FROM receipts WHERE height < ?", [.integer(below)])
+        }
         // In key order: appending to the B-tree instead of inserting at random places is
         // several times faster for a whole tree (a snapshot install).
         let nodes = state.nodes.sorted {

@@ -99,6 +99,20 @@ struct ProposalLatencyTests {
     }
 }
 
+/// A chain store that no longer holds the blocks below `first` (pruned, or below the
+/// snapshot the node joined by).
+private struct PrunedBelow: ChainStoreReader {
+    let base: Simulator.Disk
+    let first: UInt64
+
+    func committed(from height: UInt64, limit: Int) -> [CommittedRecord] {
+        // What SQLite's `height >= ?` returns: the kept blocks from the first one on.
+        base.committed(from: max(height, first), limit: limit)
+    }
+    func committed(id: Hash32) -> CommittedRecord? { base.committed(id: id) }
+    func epochChange(endingAt height: UInt64) throws -> EpochChangeProof? { base.epochChange(endingAt: height) }
+}
+
 /// A chain store whose epoch record at one height is damaged.
 private struct DamagedEpochRecord: ChainStoreReader {
     struct Damaged: Error {}
@@ -146,5 +160,19 @@ struct ChainMachineFailureTests {
         let served = try #require(cut)
         #expect(served.blocks.count < 10, "nothing at or past the damaged record is served")
         #expect(served.blocks.map(\.id) == Array(whole.blocks.prefix(served.blocks.count)).map(\.id))
+    }
+
+    @Test("a node missing the heights asked for serves nothing, never a range starting higher up")
+    func prunedHeightsAreNotServed() throws {
+        var sim = Simulator(seed: 25, validators: 4)
+        sim.start()
+        sim.run(until: 4)
+        let disk = sim.nodes[0].disk
+        try #require(disk.records.count > 20)
+        let pruned = PrunedBelow(base: disk, first: 10)
+        #expect(try Simulator.Machine.committedRange(store: pruned, from: 3, count: 16) == nil)
+        let kept = try #require(try Simulator.Machine.committedRange(store: pruned, from: 10, count: 4))
+        let whole = try #require(try Simulator.Machine.committedRange(store: disk, from: 10, count: 4))
+        #expect(kept.blocks.map(\.id) == whole.blocks.map(\.id))
     }
 }

@@ -95,6 +95,8 @@ struct ConfigurationTests {
             ("[gossip]\nmax_send_queue_bytes = 10", "must be ≥ 1048576"),
             ("[gossip]\noutbound_address = \"example.com\"", "'gossip.outbound_address' must be an IP address"),
             ("[gossip]\noutbound_address = 7", "'gossip.outbound_address' must be an IP address"),
+            ("[state]\nkeep_blocks = 10", "'state.keep_blocks' must be 0 (keep every block) or at least 1000"),
+            ("[state]\nkeep_blocks = -1", "'state.keep_blocks' must be ≥ 0"),
             // toml++ (under TOMLKit) aborted the process on these (found by fuzzing).
             ("[é]", "a table name cannot start with 'é'"),
             ("[[[a]]]", "a table name cannot start with '['"),

@@ -76,6 +76,26 @@ struct ConsensusStoreTests {
         #expect(try store.committed(from: 27, limit: 10).isEmpty)
     }
 
+    @Test("block pruning deletes committed blocks and receipts below the height given, nothing else")
+    func blockPruning() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try ConsensusStore(path: dir.appendingPathComponent("consensus.sqlite").path)
+        for h in UInt64(1)...30 {
+            try store.commit(
+                [block(h)], state: nil,
+                receipts: [.init(height: h, index: 0, txID: [UInt8(h)], code: 0, log: nil, gas: 1)]
+            )
+        }
+        var write = state(31)
+        write.blocksFrom = 21
+        try store.commit([block(31)], state: write)
+        #expect(try store.firstCommittedHeight() == 21)
+        #expect(try store.committed(height: 20) == nil && store.committed(height: 21) != nil)
+        #expect(try store.receipts(txID: [20]).isEmpty && store.receipts(txID: [21]).count == 1)
+        #expect(try store.lastCommitted()?.height == 31 && store.stateVersion(height: 31) != nil)
+    }
+
     @Test("corruption inside the database stops start-up with a clear error")
     func corruptionInTheMiddle() throws {
         let dir = try makeTemporaryDirectory()

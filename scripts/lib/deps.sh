@@ -1,5 +1,7 @@
 # Sourced by the scripts: installs the Debian packages the build needs when missing.
-APT_PACKAGES=(libsodium-dev libsecp256k1-dev libcurl4-openssl-dev pkg-config libsqlite3-dev python3 python3-venv)
+# chromium: the status page's browser check (tools/statuspage/check.py, StatusPageTests).
+APT_PACKAGES=(libsodium-dev libsecp256k1-dev libcurl4-openssl-dev pkg-config libsqlite3-dev python3 python3-venv
+    chromium)
 
 ensure_system_packages() {
     local missing=() pkg SUDO=""
