@@ -93,6 +93,17 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
     public var coinScript: Script { Script(bytes: (try? Hex.decode(coinScriptHex)) ?? []) }
     public var last: Record? { records.last }
 
+    /// Confirmed checkpoints kept (Bitcoin keeps them all: `checkpoint verify` walks the
+    /// coin from genesis). More than a 100-block reorg can undo, few enough that the record
+    /// file, rewritten on every change, stays small on a chain that checkpoints every block.
+    public static let keptRecords = 1_000
+
+    /// Drops the oldest confirmed checkpoints beyond `count` (at least 1 is kept).
+    public mutating func trim(keeping count: Int) {
+        let excess = records.count - max(1, count)
+        if excess > 0 { records.removeFirst(excess) }
+    }
+
     public enum Outcome: Sendable, Equatable {
         /// Confirmed and verified: the coin moved to its output 0.
         case adopted(Record)
@@ -149,6 +160,7 @@ public struct CheckpointFollower: Sendable, Equatable, Codable {
             }
             record.spent = currentCoin
             records.append(record)
+            trim(keeping: Self.keptRecords)
             unconfirmed = nil
             coinTxid = record.txid
             coinVout = 0

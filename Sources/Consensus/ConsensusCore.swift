@@ -140,7 +140,6 @@ public struct ConsensusCore: Sendable {
 
     private var blocks: [Hash32: Block] = [:]
     private var states: [Hash32: Hash32] = [:]
-    private var roundsOf: [Hash32: Round] = [:]
     private var verifiedQCs: Set<Hash32> = []
     /// TCs verified already (every timeout and the next proposal repeat the last one).
     private var verifiedTCs: Set<Hash32> = []
@@ -203,12 +202,10 @@ public struct ConsensusCore: Sendable {
         committedBlockID = recovered?.committedBlockID ?? config.genesisBlockID
         lastCommitRoundForBackoff = committedRound
         states[committedBlockID] = recovered?.committedStateID ?? config.genesisStateID
-        roundsOf[committedBlockID] = committedRound
         verifiedQCs.insert(Self.qcKey(genesisQC))
         history = (recovered?.recentCommitted ?? []).map(CommitRecord.init)
         for block in recovered?.blocks ?? [] where block.round > committedRound {
             blocks[block.id] = block
-            roundsOf[block.id] = block.round
         }
     }
 
@@ -469,7 +466,6 @@ public struct ConsensusCore: Sendable {
         // After the epoch's last block only empty blocks may follow (they exist to commit it).
         guard !reconfiguration.contains(block.parentID) || block.payload.isEmpty else { return [] }
         blocks[block.id] = block
-        roundsOf[block.id] = block.round
         var actions: [Action] = [.persistBlock(block)]
         if let parentState = states[block.parentID] { actions += execute(block, parentState: parentState) }
         return actions

@@ -107,6 +107,8 @@ struct CheckpointHost {
     private mutating func coin(epoch: Epoch, chain: ConsensusHost) -> CheckpointCoin? {
         if let coin = coins[epoch] { return coin }
         let coin = Self.coin(epoch: epoch, chain: chain)
+        // A cache of recent epochs' coins (epochs can be short): old ones are recomputed.
+        if coins.count >= 64 { coins = coins.filter { $0.key + 8 >= epoch } }
         coins[epoch] = coin
         return coin
     }

@@ -1309,8 +1309,13 @@ public actor NodeRuntime: Service {
             if !ids.isEmpty { prunePlan = (host.committedHeight, Set(ids)) }
         }
         guard let plan = prunePlan else { return }
-        if let checkpoint {
-            guard let anchored = checkpoint.follower.last?.height, anchored >= plan.height else { return }
+        if let checkpoint, (checkpoint.follower.last?.height ?? 0) < plan.height {
+            // Checkpoints that stop landing must not grow memory without bound: past four
+            // recent-id windows the plan goes ahead (the checkpoint alarm says why they stopped).
+            guard sync.dag.count > 4 * Int(LedgerState.recentWindow) else { return }
+            logger.warning(
+                "pruning the DAG before a checkpoint covers it: checkpoints are not landing",
+                metadata: ["dag": "\(sync.dag.count)", "height": "\(plan.height)"])
         }
         prunePlan = nil
         // Rows still buffered here go to the writer before their deletions.

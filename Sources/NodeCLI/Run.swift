@@ -79,7 +79,14 @@ struct Run: AsyncParsableCommand {
         }
 
         let level = configuration.logLevel
+        // Under systemd, priority-prefixed lines let `journalctl -p warning` filter by level.
+        let journal = JournalLogHandler.stderrIsJournal()
         LoggingSystem.bootstrap { label in
+            if journal {
+                var handler = JournalLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler

@@ -99,6 +99,12 @@ struct CheckpointFollowerTests {
             return
         }
         #expect(record.epoch == 2 && record.signatures == 4 && f.records.count == 2)
+        // Only the newest records are kept: the coin and the last checkpoint are untouched,
+        // and a reorg can still undo the last one.
+        let coinBefore = f.coin
+        f.trim(keeping: 1)
+        #expect(f.records.map(\.txid) == [record.txid] && f.coin == coinBefore)
+        #expect(f.orphaned()?.txid == record.txid && f.coinEpoch == 2 && f.records.isEmpty)
     }
 
     @Test("too few signatures, a payload going back, or output 0 to a foreign script are rejected and change nothing")
