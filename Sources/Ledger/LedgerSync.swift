@@ -114,6 +114,7 @@ public struct LedgerSync: Sendable {
         var missing: Set<TxID> = []
         var rejection: String?
         var inBatch: Set<TxID> = []
+        var unverified = false
         let settled = isSettled
         for encoded in encodings {
             switch dag.insert(encoded: encoded, source: source, settled: settled) {
@@ -122,9 +123,14 @@ public struct LedgerSync: Sendable {
                 if let first = txs.first { inBatch.insert(first.id) }
             case .pending(let m): missing.formUnion(m)
             case .duplicate: break
+            case .settled: unverified = true
             case .rejected(let reason): rejection = rejection ?? reason
             }
         }
+        // A settled entry was not verified here: forwarding the batch as it is would vouch
+        // for it to a peer that has not settled it yet (and would reject a forgery). What
+        // it brought goes out in our own next batch instead.
+        if unverified && rejection == nil { inBatch = [] }
         missing = missing.filter { !dag.contains($0) && !dag.isPending($0) }
         var actions: [Action] = accepted.isEmpty ? [] : [.persist(accepted)]
         // Released earlier arrivals travel on in our own next batch; the batch itself is forwarded.
@@ -151,7 +157,7 @@ public struct LedgerSync: Sendable {
             return (
                 .ignore, [.sendDirect(connection: connection, payload: SyncMessage.getTransactions(missing).encoded())]
             )
-        case .duplicate:
+        case .duplicate, .settled:
             return (.ignore, [])
         case .rejected(let reason):
             return (.reject(reason), [])
@@ -182,7 +188,7 @@ public struct LedgerSync: Sendable {
                         "unknown predecessors: \(missing.map { String($0.hex.prefix(16)) }.joined(separator: ", "))")),
                 []
             )
-        case .duplicate:
+        case .duplicate, .settled:
             return (.success(tx), [])
         case .rejected(let reason):
             return (.failure(SubmitError(reason)), [])
@@ -208,7 +214,9 @@ public struct LedgerSync: Sendable {
             guard digest != dag.digest(), unknownHead || truncated else { return [] }
             return [.sendDirect(connection: connection, payload: syncRequest())]
         case .syncRequest(let heads):
-            let missing = dag.missing(givenHeads: heads, limit: Self.maxBatch)
+            // Settled transactions are not sent: the peer may have pruned them already.
+            let settled = isSettled
+            let missing = dag.missing(givenHeads: heads, limit: Self.maxBatch).filter { !settled($0) }
             var batch: [[UInt8]] = []
             var bytes = 0
             for tx in missing {
@@ -227,12 +235,17 @@ public struct LedgerSync: Sendable {
             var accepted: [Transaction] = []
             var actions: [Action] = []
             var missing: Set<TxID> = []
+            var fresh = false
             let settled = isSettled
             for encoded in encodings {
                 switch dag.insert(encoded: encoded, source: source, settled: settled) {
-                case .accepted(let txs): accepted += txs
-                case .pending(let m): missing.formUnion(m)
-                case .duplicate: break
+                case .accepted(let txs):
+                    accepted += txs
+                    fresh = true
+                case .pending(let m):
+                    missing.formUnion(m)
+                    fresh = true
+                case .duplicate, .settled: break
                 case .rejected(let reason):
                     actions.append(
                         .penalize(connection: connection, reason: "invalid transaction in sync batch: \(reason)"))
@@ -240,7 +253,9 @@ public struct LedgerSync: Sendable {
             }
             missing = missing.filter { !dag.contains($0) && !dag.isPending($0) }
             if !accepted.isEmpty { actions.insert(.persist(accepted), at: 0) }
-            if more {
+            // "More" is followed only while it brings something: a peer that has not
+            // pruned what this node has would otherwise send the same batch forever.
+            if more && fresh {
                 actions.append(.sendDirect(connection: connection, payload: syncRequest()))
             } else if !missing.isEmpty {
                 let ids = Array(missing.sorted().prefix(Self.maxRequestedIDs))

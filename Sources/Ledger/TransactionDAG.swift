@@ -28,6 +28,9 @@ public struct TransactionDAG: Sendable {
         /// Held until these predecessors arrive.
         case pending(missing: [TxID])
         case duplicate
+        /// Settled (see `prune`): refused before its signature was checked, so whoever
+        /// forwards it must not vouch for it.
+        case settled
         /// Rejected with a reason; descendants held in pending are rejected with it.
         case rejected(String)
     }
@@ -143,7 +146,8 @@ public struct TransactionDAG: Sendable {
     public mutating func insert(
         _ tx: Transaction, source: String, settled: (Transaction) -> Bool = { _ in false }
     ) -> Outcome {
-        if transactions[tx.id] != nil || pending[tx.id] != nil || settled(tx) { return .duplicate }
+        if transactions[tx.id] != nil || pending[tx.id] != nil { return .duplicate }
+        if settled(tx) { return .settled }
         if let reason = rejected[tx.id] { return .rejected(reason) }
         if let reason = tx.validateStandalone(chainID: chainID) {
             remember(rejection: tx.id, reason)
@@ -215,6 +219,10 @@ public struct TransactionDAG: Sendable {
         for (id, entry) in pending where settled(entry.tx) { dropPending(id) }
         guard !removed.isEmpty else { return removed }
         order.removeAll { transactions[$0] == nil }
+        // A kept transaction only a pruned one named is a head again (as after a reload).
+        var named: Set<TxID> = []
+        for id in order { named.formUnion(transactions[id]!.predecessors) }
+        headSet = Set(order.filter { !named.contains($0) })
         generation += 1
         prunedCount += removed.count
         return removed.sorted()

@@ -108,7 +108,10 @@ struct CheckpointHost {
         if let coin = coins[epoch] { return coin }
         let coin = Self.coin(epoch: epoch, chain: chain)
         // A cache of recent epochs' coins (epochs can be short): old ones are recomputed.
-        if coins.count >= 64 { coins = coins.filter { $0.key + 8 >= epoch } }
+        if coins.count >= 64 {
+            let following = follower.coinEpoch
+            coins = coins.filter { $0.key + 8 >= epoch || $0.key == following }
+        }
         coins[epoch] = coin
         return coin
     }

@@ -33,15 +33,35 @@ public struct JournalLogHandler: LogHandler {
         }
     }
 
+    /// Longest line written; journald splits longer ones (`LineMax`, 48 KiB by default).
+    public static let maxLine = 16 * 1024
+
     /// One journal line: priority, level, label, message, then the metadata sorted by key.
-    /// Line breaks inside a message would start new journal entries at the default
-    /// priority, so they are escaped.
+    /// journald starts a new entry, with a new `<N>` priority, after a line break or a NUL,
+    /// and peers supply some of what is logged (chain ids, agents): every control
+    /// character is escaped, and the line is cut at `maxLine`.
     public static func line(
         level: Logger.Level, label: String, message: String, metadata: Logger.Metadata
     ) -> String {
-        var text = "<\(priority(level))>\(level) \(label): \(message)"
+        var text = "\(level) \(label): \(message)"
         for (key, value) in metadata.sorted(by: { $0.key < $1.key }) { text += " \(key)=\(value)" }
-        return text.replacingOccurrences(of: "\n", with: "\\n") + "\n"
+        var out = "<\(priority(level))>"
+        var bytes = 3
+        for scalar in text.unicodeScalars {
+            if bytes >= maxLine {
+                out += "…"
+                break
+            }
+            let piece: String
+            switch scalar.value {
+            case 0x0A: piece = "\\n"
+            case 0x00..<0x20, 0x7F, 0x80..<0xA0, 0x2028, 0x2029: piece = "\\u{\(String(scalar.value, radix: 16))}"
+            default: piece = String(scalar)
+            }
+            out += piece
+            bytes += piece.utf8.count
+        }
+        return out + "\n"
     }
 
     /// Whether stderr is the journal stream systemd named in `JOURNAL_STREAM`

@@ -1,8 +1,10 @@
+import Gossip
 import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Prometheus
+import Synchronization
 
 /// The node's Prometheus metrics, and a minimal HTTP endpoint serving them at
 /// `GET /metrics` on `metrics_listen`, with the status page at `GET /status` and its
@@ -123,12 +125,26 @@ struct MetricsServer: Sendable {
 
     func close() { server.channel.close(promise: nil) }
 
+    /// Connections served at once; more are closed on arrival.
+    static let maxConnections = 32
+
     func run() async {
+        let active = ConnectionCount()
         do {
             try await withThrowingDiscardingTaskGroup { group in
                 try await server.executeThenClose { inbound in
                     for try await connection in inbound {
-                        group.addTask { await serve(connection) }
+                        // A bounded number at once: the endpoint must not become a way to
+                        // hold the node's memory or descriptors.
+                        guard active.value.add(1, ordering: .relaxed).newValue <= Self.maxConnections else {
+                            active.value.subtract(1, ordering: .relaxed)
+                            try? await connection.channel.close()
+                            continue
+                        }
+                        group.addTask {
+                            await serve(connection)
+                            active.value.subtract(1, ordering: .relaxed)
+                        }
                     }
                 }
             }
@@ -137,17 +153,34 @@ struct MetricsServer: Sendable {
         }
     }
 
-    private func response(for uri: String) async -> (HTTPResponseStatus, String, String) {
+    /// Whether a request's `Host` names this server by address (or as localhost), not by
+    /// a domain name: a page on another site that rebinds its name to this address must
+    /// not read the status page's peer list with the operator's browser.
+    static func hostIsAddress(_ host: String?) -> Bool {
+        guard var name = host?.lowercased(), !name.isEmpty else { return false }
+        if name.hasPrefix("[") {
+            guard let end = name.firstIndex(of: "]") else { return false }
+            name = String(name[name.index(after: name.startIndex)..<end])
+        } else if let colon = name.lastIndex(of: ":") {
+            name = String(name[..<colon])
+        }
+        return name == "localhost" || IPAddress(name) != nil
+    }
+
+    private func response(for uri: String, host: String?) async -> (HTTPResponseStatus, String, String) {
         let path =
             uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+        let misdirected = (HTTPResponseStatus.misdirectedRequest, "text/plain", "use the node's address as the host\n")
         switch path {
         case "/metrics":
             return (.ok, "text/plain; version=0.0.4", metrics.registry.emitToString())
         case "/status", "/status/", "/":
             guard status != nil else { break }
+            guard Self.hostIsAddress(host) else { return misdirected }
             return (.ok, "text/html; charset=utf-8", StatusPage.html)
         case "/status.json":
             guard let status else { break }
+            guard Self.hostIsAddress(host) else { return misdirected }
             return (.ok, "application/json", await status())
         default:
             break
@@ -159,12 +192,15 @@ struct MetricsServer: Sendable {
         do {
             try await connection.executeThenClose { inbound, outbound in
                 var path = ""
+                var host: String?
                 for try await part in inbound {
                     switch part {
-                    case .head(let head): path = head.uri
+                    case .head(let head):
+                        path = head.uri
+                        host = head.headers["Host"].first
                     case .body: break
                     case .end:
-                        let (status, contentType, body) = await response(for: path)
+                        let (status, contentType, body) = await response(for: path, host: host)
                         var headers = HTTPHeaders()
                         headers.add(name: "Content-Type", value: contentType)
                         headers.add(name: "Content-Length", value: "\(body.utf8.count)")
@@ -186,4 +222,9 @@ struct MetricsServer: Sendable {
             logger.debug("metrics connection ended", metadata: ["error": "\(error)"])
         }
     }
+}
+
+/// Connections the metrics endpoint is serving.
+private final class ConnectionCount: Sendable {
+    let value = Atomic<Int>(0)
 }

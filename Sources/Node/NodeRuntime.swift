@@ -18,6 +18,10 @@ import Storage
 import Synchronization
 import Wire
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// One live TCP connection: its secure channel, its outbound queue and counters.
 final class PeerConnection: Sendable {
     struct Counters {
@@ -127,6 +131,7 @@ public actor NodeRuntime: Service {
     /// what is not yet committed, and what arrived before one checkpoint.
     private var prunePlan: (height: UInt64, ids: Set<TxID>)?
     private var lastPruneCheck = Date.distantPast
+    private var statusCache: (at: Date, text: String)?
     private var consensus: ConsensusHost?
     /// Runs contract transactions; its code store keeps uploaded code under DATA_DIR/wasm/.
     let contracts: WasmEngine
@@ -296,6 +301,25 @@ public actor NodeRuntime: Service {
         return dag
     }
 
+    /// `gossip.outbound_address` must be an address of this host: otherwise every dial
+    /// would fail (logged only at debug level) and the node would sit without peers.
+    static func checkLocalAddress(_ ip: String) throws {
+        let address: SocketAddress
+        do { address = try SocketAddress(ipAddress: ip, port: 0) } catch {
+            throw ConfigError("gossip.outbound_address \(ip): \(error)")
+        }
+        let fd = socket(address.protocol.rawValue, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else {
+            throw ConfigError("gossip.outbound_address: no socket: \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        let result = address.withSockAddr { bind(fd, $0, socklen_t($1)) }
+        guard result == 0 else {
+            throw ConfigError(
+                "gossip.outbound_address \(ip) is not an address of this host: \(String(cString: strerror(errno)))")
+        }
+    }
+
     /// The TCP port actually bound (useful with port 0).
     public nonisolated var listeningPort: Int? { boundPort.withLock { $0 } }
 
@@ -303,6 +327,7 @@ public actor NodeRuntime: Service {
 
     public func run() async throws {
         let group = MultiThreadedEventLoopGroup.singleton
+        if let source = configuration.outboundAddress { try Self.checkLocalAddress(source) }
         let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
         do {
             server = try await ServerBootstrap(group: group)
@@ -1440,6 +1465,14 @@ public actor NodeRuntime: Service {
     /// `GET /status.json` on the metrics endpoint: what the status page shows, built from
     /// the read-only admin results (no method that changes anything is reachable here).
     func statusJSON() -> String {
+        // Built at most once a second, however often it is asked for: the actor runs consensus.
+        if let cached = statusCache, Date().timeIntervalSince(cached.at) < 1 { return cached.text }
+        let text = buildStatusJSON()
+        statusCache = (Date(), text)
+        return text
+    }
+
+    private func buildStatusJSON() -> String {
         func result(_ method: String) -> JSONValue {
             (try? admin(method, .object([:]))) ?? .null
         }

@@ -366,10 +366,21 @@ public final class ConsensusStore {
         }
     }
 
+    /// Heights block pruning deletes in one state write at most.
+    public static let maxPrunedPerWrite: Int64 = 20_000
+
     private func write(_ state: StateWrite) throws(StorageError) {
-        if let from = state.blocksFrom, let below = Int64(exactly: from) {
-            try db.run("DELETE FROM committed_blocks WHERE height < ?", [.integer(below)])
-            try db.run("DELETE FROM receipts WHERE height < ?", [.integer(below)])
+        if let from = state.blocksFrom, let below = Int64(exactly: from),
+            let first = try db.query(
+                "SELECT MIN(height) FROM committed_blocks", [], { $0.isNull(0) ? nil : $0.integer(0) }
+            )
+            .first ?? nil, first < below
+        {
+            // At most `maxPrunedPerWrite` heights per write: turning pruning on for a long
+            // chain must not stall one commit for the whole backlog.
+            let upTo = min(below, first + Self.maxPrunedPerWrite)
+            try db.run("DELETE FROM committed_blocks WHERE height < ?", [.integer(upTo)])
+            try db.run("DELETE FROM receipts WHERE height < ?", [.integer(upTo)])
         }
         // In key order: appending to the B-tree instead of inserting at random places is
         // several times faster for a whole tree (a snapshot install).

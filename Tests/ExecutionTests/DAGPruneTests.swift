@@ -51,7 +51,7 @@ struct DAGPruneTests {
         var d = TransactionDAG(chainID: "c")
         var forged = tx(alice, 1).encoded
         forged[forged.count - 1] ^= 1
-        #expect(d.insert(encoded: forged, source: "p", settled: { _ in true }) == .duplicate)
+        #expect(d.insert(encoded: forged, source: "p", settled: { _ in true }) == .settled)
         #expect(d.rejection(try! Transaction.decode(forged).id) == nil, "nothing remembered against it")
         guard case .rejected = d.insert(encoded: forged, source: "p", settled: { _ in false }) else {
             Issue.record("a forged, unsettled transaction must be rejected")
@@ -70,6 +70,69 @@ struct DAGPruneTests {
         }
         var fromPeer = TransactionDAG(chainID: "c")
         #expect(fromPeer.insert(a2, source: "p") == .pending(missing: [a1.id]))
+    }
+
+    @Test("a kept transaction that only a pruned one named becomes a head again, as after a reload")
+    func headsAfterPrune() {
+        let a1 = tx(alice, 1)
+        let rival = tx(alice, 2, preds: [a1.id], amount: 3)
+        let b1 = tx(bob, 1)
+        var d = dag([a1, b1, rival])
+        #expect(d.heads == [b1.id, rival.id].sorted())
+        d.prune([rival.id])
+        var reloaded = TransactionDAG(chainID: "c")
+        _ = reloaded.insertStored(a1)
+        _ = reloaded.insertStored(b1)
+        #expect(d.heads == reloaded.heads && d.heads == [a1.id, b1.id].sorted())
+    }
+
+    @Test(
+        "a gossiped batch holding a settled entry is not forwarded as it is; what it brought goes out in our own batch")
+    func settledEntryIsNotVouchedFor() throws {
+        var state = LedgerState(chainID: "c", balances: [alice.publicKey: 100])
+        let a1 = tx(alice, 1)
+        _ = state.executeBlock([a1.encoded], proposer: proposer.publicKey, signatureChecked: { _ in true })
+        var sync = LedgerSync(dag: TransactionDAG(chainID: "c"))
+        sync.committed = state
+        // A forged rival of the executed a1 (settled here, so not verified) and a fresh one.
+        var forged = tx(alice, 1, amount: 9).encoded
+        forged[forged.count - 1] ^= 1
+        let fresh = tx(bob, 1)
+        let batch = Array(LedgerSync.batchPayload([forged, fresh.encoded]).dropFirst())
+        let (verdict, _) = sync.gossipBatchReceived(batch, from: 1, source: "p")
+        #expect(verdict == .ignore, "forwarding would vouch for the unverified entry")
+        #expect(sync.dag.contains(fresh.id))
+        let out = sync.takeBroadcasts()
+        #expect(out.count == 1, "the fresh transaction is gossiped in our own batch")
+        // A node that has not settled it (no committed state yet) rejects the forgery.
+        var other = LedgerSync(dag: TransactionDAG(chainID: "c"))
+        guard case .reject = other.gossipBatchReceived(batch, from: 1, source: "p").0 else {
+            Issue.record("the forgery must be rejected where it is not settled")
+            return
+        }
+    }
+
+    @Test("a sync batch that brings nothing new is not followed by another request, even marked 'more'")
+    func noEndlessSync() throws {
+        var state = LedgerState(chainID: "c", balances: [alice.publicKey: 100])
+        let a1 = tx(alice, 1)
+        let rival = tx(alice, 1, amount: 2)
+        _ = state.executeBlock([a1.encoded], proposer: proposer.publicKey, signatureChecked: { _ in true })
+        var pruned = LedgerSync(dag: dag([a1]))
+        pruned.committed = state
+        // A peer that has not pruned the rival sends it, saying there is more.
+        let message = SyncMessage.batch(more: true, [rival.encoded]).encoded()
+        let actions = pruned.directReceived(message, from: 1, source: "p")
+        #expect(!actions.contains { if case .sendDirect = $0 { true } else { false } })
+        // And a node that has settled the rival does not send it to a peer that asks.
+        var holder = LedgerSync(dag: dag([a1, rival]))
+        holder.committed = state
+        let request = SyncMessage.syncRequest(heads: []).encoded()
+        let answer = holder.directReceived(request, from: 2, source: "q")
+        for case .sendDirect(_, let payload) in answer {
+            guard case .batch(_, let txs) = try SyncMessage.decode(payload) else { continue }
+            #expect(!txs.contains(rival.encoded))
+        }
     }
 
     var execution: LedgerExecution {
