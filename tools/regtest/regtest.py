@@ -13,7 +13,11 @@ fee), then by Bitcoin Core itself: a candidate block holding the mempool and the
 transaction is validated on a scratch copy of the chain, and a rejection is returned
 with Core's own reason (which libbitcoinkernel reports only through its log).
 
-    tools/regtest/regtest.py --port 3002 [--block-interval 2] [--datadir DIR]
+    tools/regtest/regtest.py --port 3002 [--block-interval 2] [--datadir DIR [--resume]]
+
+With --datadir the chain is kept there as it grows (blocks.hex, mempool.hex,
+faucet_key.hex); --resume reloads it, validating every block again with Bitcoin
+Core's engine, instead of starting a new chain.
 """
 
 import argparse
@@ -84,8 +88,9 @@ class Reader:
 class Tx:
     """A parsed transaction: enough for indexing, policy and the esplora JSON."""
 
-    def __init__(self, raw):
-        r = Reader(raw)
+    def __init__(self, raw, reader=None):
+        r = reader or Reader(raw)
+        start = r.pos
         self.version = struct.unpack("<i", r.take(4))[0]
         n = r.compact()
         segwit = False
@@ -104,7 +109,9 @@ class Tx:
             for i in self.vin:
                 i["witness"] = [r.var() for _ in range(r.compact())]
         self.locktime = r.u32()
-        if r.pos != len(raw):
+        if reader is not None:
+            raw = r.data[start:r.pos]  # one transaction of a block
+        elif r.pos != len(raw):
             raise ValueError("trailing bytes after the transaction")
         self.raw = raw
         self.stripped = self.serialize(False)
@@ -233,9 +240,14 @@ class KernelChain:
 
 
 class Node:
-    def __init__(self, datadir):
+    """The chain. With --datadir it is kept there (blocks.hex: one raw block per line
+    from height 1, rewritten after a reorg; mempool.hex; faucet_key.hex) and --resume
+    reloads it: every block validated again by Bitcoin Core's engine."""
+
+    def __init__(self, datadir, persist=False):
         self.lock = threading.RLock()
         self.datadir = datadir
+        self.persist = persist
         self.chain = KernelChain(os.path.join(datadir, "chain"))
         self.scratch = None  # built on demand; see check_with_core
         self.blocks = []  # raw blocks, index = height (0 = genesis placeholder)
@@ -245,12 +257,79 @@ class Node:
         self.utxos = {}  # (txid, vout) -> {"value", "spk", "height", "coinbase"}
         self.spent = {}  # (txid, vout) -> (spending txid, vin)
         self.mempool = {}  # txid -> {"tx", "fee"}, in arrival order
-        self.faucet_key = ec.PrivateKey(os.urandom(32))
+        self.faucet_key = ec.PrivateKey(self._faucet_secret())
         self.faucet_spk = escript.p2wpkh(self.faucet_key.get_public_key()).data
         genesis = self.chain.chainman.get_active_chain().block_tree_entries[0]
         self.block_info.append({"hash": str(genesis.block_hash), "prev": None, "time": 1296688602, "txids": [], "size": 285, "weight": 1140, "merkle": "", "nonce": 2, "raw": None})
         self.blocks.append(None)
         self.genesis_hash_internal = bytes(genesis.block_hash)
+
+    # Kept on disk
+
+    def path(self, name):
+        return os.path.join(self.datadir, name)
+
+    def _faucet_secret(self):
+        """The faucet's key: kept beside the blocks so that a resumed chain can spend its coinbases."""
+        if self.persist and os.path.exists(self.path("faucet_key.hex")):
+            return bytes.fromhex(open(self.path("faucet_key.hex")).read().strip())
+        secret = os.urandom(32)
+        if self.persist:
+            self._write("faucet_key.hex", secret.hex() + "\n")
+        return secret
+
+    def _write(self, name, text):
+        tmp = self.path(name + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path(name))
+
+    def save_blocks(self):
+        if self.persist:
+            self._write("blocks.hex", "".join(raw.hex() + "\n" for raw in self.blocks[1:]))
+
+    def save_mempool(self):
+        if self.persist:
+            self._write("mempool.hex", "".join(e["tx"].raw.hex() + "\n" for e in self.mempool.values()))
+
+    def load(self):
+        """Replays blocks.hex through Bitcoin Core's engine and refills the mempool from
+        mempool.hex (each transaction checked again). Returns the number of blocks."""
+        lines = open(self.path("blocks.hex")).read().split("\n")
+        with self.lock:
+            for n, line in enumerate(lines):
+                if not line.strip():
+                    continue
+                try:
+                    raw = bytes.fromhex(line.strip())
+                except ValueError:
+                    if n == len(lines) - 1:
+                        break  # a torn last line: the block was never acknowledged
+                    raise
+                height = self.height + 1
+                reason = self.chain.process(raw)
+                if reason is not None:
+                    raise SystemExit(f"regtest: saved block {height} refused by Bitcoin Core: {reason}")
+                r = Reader(raw)
+                header = r.take(80)
+                txs = [Tx(None, r) for _ in range(r.compact())]
+                info = {"hash": sha256d(header)[::-1].hex(), "time": struct.unpack("<I", header[68:72])[0],
+                        "merkle": header[36:68][::-1].hex(), "nonce": struct.unpack("<I", header[76:80])[0],
+                        "prev": header[4:36][::-1].hex()}
+                self.connect(raw, txs, info, height, save=False)
+            self.save_blocks()  # without a torn line
+            kept = 0
+            if os.path.exists(self.path("mempool.hex")):
+                for line in open(self.path("mempool.hex")).read().split():
+                    try:
+                        self.accept(bytes.fromhex(line))
+                        kept += 1
+                    except (Rejected, ValueError) as e:
+                        print(f"regtest: a saved mempool transaction is dropped: {e}", file=sys.stderr)
+            self.save_mempool()
+        return self.height, kept
 
     # Blocks
 
@@ -335,10 +414,14 @@ class Node:
                     self._drop_scratch()
                 self.connect(raw, all_txs, info, height)
                 hashes.append(info["hash"])
+            self.save_mempool()
         return hashes
 
-    def connect(self, raw, all_txs, info, height):
+    def connect(self, raw, all_txs, info, height, save=True):
         self.blocks.append(raw)
+        if save and self.persist:
+            with open(self.path("blocks.hex"), "a") as f:
+                f.write(raw.hex() + "\n")
         info.update({"txids": [t.txid for t in all_txs], "size": len(raw), "weight": sum(t.weight for t in all_txs) + 80 * 4 + len(compact(len(all_txs))) * 4})
         self.block_info.append(info)
         for t in all_txs:
@@ -417,7 +500,9 @@ class Node:
                 if self.chain.height != before + 1:
                     raise Rejected(f"Bitcoin Core did not switch to the new branch: {KernelChain.reason()}")
                 for k, (raw, all_txs, info) in enumerate(built):
-                    self.connect(raw, all_txs, info, fork + 1 + k)
+                    self.connect(raw, all_txs, info, fork + 1 + k, save=False)
+                self.save_blocks()
+                self.save_mempool()
             except Exception:
                 self.blocks, self.block_info, self.tx_height, self.utxos, self.spent, self.mempool = saved
                 self.txs = known
@@ -500,6 +585,7 @@ class Node:
                 del self.mempool[t]
             self.mempool[tx.txid] = {"tx": tx, "fee": fee, "time": int(time.time())}
             self.txs[tx.txid] = tx
+            self.save_mempool()
             return tx.txid
 
     def with_descendants(self, roots):
@@ -737,17 +823,33 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=3002)
     parser.add_argument("--block-interval", type=float, default=2.0, help="seconds between blocks (0: only on request)")
-    parser.add_argument("--datadir", default=None, help="working directory (default: a temporary one)")
+    parser.add_argument("--datadir", default=None, help="working directory, where the chain is kept (default: a temporary one, not kept)")
+    parser.add_argument("--resume", action="store_true", help="reload the chain kept in --datadir instead of starting a new one")
     parser.add_argument("--prefix", default="", help="URL prefix, e.g. /api")
     args = parser.parse_args()
+    if args.resume and not (args.datadir and os.path.exists(os.path.join(args.datadir, "blocks.hex"))
+                            and os.path.exists(os.path.join(args.datadir, "faucet_key.hex"))):
+        parser.error("--resume needs a --datadir holding a kept chain (blocks.hex, faucet_key.hex)")
     datadir = args.datadir or tempfile.mkdtemp(prefix="sidenode-regtest-")
+    os.makedirs(datadir, exist_ok=True)
     shutil.rmtree(os.path.join(datadir, "chain"), ignore_errors=True)
-    node = Node(datadir)
     start = time.time()
-    node.mine(101)  # the faucet's first coinbase matures
-    print(f"regtest: {node.height} blocks mined and validated by Bitcoin Core in {time.time() - start:.2f} s", flush=True)
+    if args.resume:
+        node = Node(datadir, persist=True)
+        height, kept = node.load()
+        print(f"regtest: resumed {height} blocks (validated again by Bitcoin Core) and {kept} mempool "
+              f"transactions from {datadir} in {time.time() - start:.2f} s", flush=True)
+    else:
+        if args.datadir:
+            for name in ("blocks.hex", "mempool.hex", "faucet_key.hex"):
+                if os.path.exists(os.path.join(datadir, name)):
+                    os.unlink(os.path.join(datadir, name))
+        node = Node(datadir, persist=bool(args.datadir))
+    if node.height < 101:
+        node.mine(101 - node.height)  # the faucet's first coinbase matures
+        print(f"regtest: {node.height} blocks mined and validated by Bitcoin Core in {time.time() - start:.2f} s", flush=True)
     # libbitcoinkernel replaces the default signal handlers; stop at once on SIGTERM and
-    # SIGINT (this chain is throwaway: nothing to flush).
+    # SIGINT (every block and the mempool are written as they change: nothing to flush).
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: os._exit(0))
     Handler.node = node
