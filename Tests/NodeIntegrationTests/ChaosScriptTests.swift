@@ -36,6 +36,25 @@ struct ChaosScriptTests {
         return TestPorts.withLoopback(port) { bind(fd, $0, $1) } == 0
     }
 
+    @Test("the relay's own tests: echo, partition and heal, delay, loss, resets, half-close, backpressure")
+    func relaySelfTest() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", Self.repository.appendingPathComponent("tools/netem/test_relay.py").path]
+        process.currentDirectoryURL = Self.repository
+        var environment = ProcessInfo.processInfo.environment
+        environment["NETEM_TEST_BASE_PORT"] = "\(Self.basePort())"
+        process.environment = environment
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(output.suffix(3000))")
+        #expect(output.contains("OK"), "\(output.suffix(1000))")
+    }
+
     @Test("chaos.sh --quick --scenario partition-one: exactly once, agreement, a new checkpoint")
     func partitionOne() throws {
         let binary = try LocalTestnet.findBinary()

@@ -571,6 +571,9 @@ def show(status):
 
 
 def main():
+    # A parent may have blocked SIGTERM (a Swift test runner's threads do, and children
+    # inherit the mask): the relay must still stop when its testnet stops it.
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="mode", required=True)
     s = sub.add_parser("serve", help="run the relay for N nodes")

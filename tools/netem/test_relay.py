@@ -263,4 +263,8 @@ class RelayTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
+    # Children inherit a blocked SIGTERM from a Swift test runner: clear it first.
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
     unittest.main()
