@@ -131,7 +131,6 @@ public actor NodeRuntime: Service {
     /// what is not yet committed, and what arrived before one checkpoint.
     private var prunePlan: (height: UInt64, ids: Set<TxID>)?
     private var lastPruneCheck = Date.distantPast
-    private var lastTrim = Date()
     private var statusCache: (at: Date, text: String)?
     private var consensus: ConsensusHost?
     /// Runs contract transactions; its code store keeps uploaded code under DATA_DIR/wasm/.
@@ -302,13 +301,6 @@ public actor NodeRuntime: Service {
         return dag
     }
 
-    /// glibc's `malloc_trim` (malloc.h, which the Glibc module does not import); nil
-    /// with another C library.
-    static let mallocTrim: (@convention(c) (Int) -> Int32)? = {
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return nil }
-        return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
-    }()
-
     /// `gossip.outbound_address` must be an address of this host: otherwise every dial
     /// would fail (logged only at debug level) and the node would sit without peers.
     static func checkLocalAddress(_ ip: String) throws {
@@ -455,13 +447,6 @@ public actor NodeRuntime: Service {
             if Date().timeIntervalSince(lastPruneCheck) >= 10 {
                 lastPruneCheck = Date()
                 pruneDAG()
-            }
-            if Date().timeIntervalSince(lastTrim) >= 60 {
-                lastTrim = Date()
-                // glibc keeps freed memory in its arenas: a soak showed the live heap flat
-                // (malloc_stats: 123 → 124 MB in use) while the arenas grew 129 → 154 MB.
-                // Handing free pages back keeps a long-running node's RSS at its live size.
-                _ = Self.mallocTrim?(0)
             }
             if let host = consensus {
                 statusSamples.append((Date().timeIntervalSince1970, host.committedHeight, host.committedTransactions))

@@ -64,15 +64,3 @@ struct StatusEndpointTests {
         #expect(error?.description.contains("is not an address of this host") == true)
     }
 }
-
-@Suite("Long-running node: the allocator hands free memory back")
-struct MallocTrimTests {
-    @Test("glibc's malloc_trim is found and runs (the node calls it once a minute)")
-    func trimResolves() throws {
-        let trim = try #require(NodeRuntime.mallocTrim)
-        var blocks: [UnsafeMutableRawPointer] = []
-        for _ in 0..<2_000 { blocks.append(malloc(4096)!) }
-        for block in blocks { free(block) }
-        #expect([0, 1].contains(trim(0)))
-    }
-}
