@@ -110,9 +110,7 @@ public struct TransactionDAG: Sendable {
     private mutating func addToDigest(_ id: TxID) {
         var carry: UInt64 = 0
         for limb in stride(from: 3, through: 0, by: -1) {
-            var word: UInt64 = 0
-            for byte in id.bytes[(limb * 8)..<(limb * 8 + 8)] { word = word << 8 | UInt64(byte) }
-            let (partial, overflow1) = idSum[limb].addingReportingOverflow(word)
+            let (partial, overflow1) = idSum[limb].addingReportingOverflow(Self.word(id, limb))
             let (sum, overflow2) = partial.addingReportingOverflow(carry)
             idSum[limb] = sum
             carry = (overflow1 ? 1 : 0) + (overflow2 ? 1 : 0)
@@ -221,19 +219,24 @@ public struct TransactionDAG: Sendable {
         order.removeAll { transactions[$0] == nil }
         // A kept transaction only a pruned one named is a head again (as after a reload).
         var named: Set<TxID> = []
-        for id in order { named.formUnion(transactions[id]!.predecessors) }
-        headSet = Set(order.filter { !named.contains($0) })
+        for tx in transactions.values { named.formUnion(tx.predecessors) }
+        headSet = Set(transactions.keys.filter { !named.contains($0) })
         generation += 1
         prunedCount += removed.count
         return removed.sorted()
     }
 
+    /// Limb `limb` of an id read as a 256-bit big-endian number (0 most significant).
+    private static func word(_ id: TxID, _ limb: Int) -> UInt64 {
+        var word: UInt64 = 0
+        for byte in id.bytes[(limb * 8)..<(limb * 8 + 8)] { word = word << 8 | UInt64(byte) }
+        return word
+    }
+
     private mutating func subtractFromDigest(_ id: TxID) {
         var borrow: UInt64 = 0
         for limb in stride(from: 3, through: 0, by: -1) {
-            var word: UInt64 = 0
-            for byte in id.bytes[(limb * 8)..<(limb * 8 + 8)] { word = word << 8 | UInt64(byte) }
-            let (partial, underflow1) = idSum[limb].subtractingReportingOverflow(word)
+            let (partial, underflow1) = idSum[limb].subtractingReportingOverflow(Self.word(id, limb))
             let (difference, underflow2) = partial.subtractingReportingOverflow(borrow)
             idSum[limb] = difference
             borrow = (underflow1 ? 1 : 0) + (underflow2 ? 1 : 0)

@@ -371,10 +371,7 @@ public final class ConsensusStore {
 
     private func write(_ state: StateWrite) throws(StorageError) {
         if let from = state.blocksFrom, let below = Int64(exactly: from),
-            let first = try db.query(
-                "SELECT MIN(height) FROM committed_blocks", [], { $0.isNull(0) ? nil : $0.integer(0) }
-            )
-            .first ?? nil, first < below
+            let first = try firstCommittedHeight().flatMap({ Int64(exactly: $0) }), first < below
         {
             // At most `maxPrunedPerWrite` heights per write: turning pruning on for a long
             // chain must not stall one commit for the whole backlog.
