@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 /// The `p2pnode` command tree. Kept in a library so tests can parse and run
 /// subcommands in-process.
@@ -31,6 +32,7 @@ extension P2PNode {
     /// this because the root's inherited synchronous `main()` would be chosen from
     /// top-level code and would not run async subcommands.
     public static func execute(_ arguments: [String]? = nil) async {
+        AllocatorTuning.apply(environment: ProcessInfo.processInfo.environment)
         do {
             var command = try parseAsRoot(arguments)
             if var asyncCommand = command as? any AsyncParsableCommand {
