@@ -19,7 +19,7 @@ struct ValidatorCommand: AsyncParsableCommand {
             then `p2pnode validator submit FILE`. Approvals are for one epoch only: collect \
             them within it.
             """,
-        subcommands: [Add.self, Remove.self, SetBitcoinKey.self, Approve.self, Submit.self]
+        subcommands: [Add.self, Remove.self, SetBitcoinKey.self, Show.self, Approve.self, Submit.self]
     )
 
     struct Target: ParsableArguments {
@@ -80,6 +80,86 @@ struct ValidatorCommand: AsyncParsableCommand {
         }
     }
 
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print what a change file changes and check its approvals, before approving it.",
+            discussion: """
+                Offline with --genesis (checks each approval's signature against the chain id); \
+                with --socket or --data-dir also against the node's current epoch: whether the change is for \
+                it, who of the approvers is a validator, and the power they carry against the \
+                quorum. Exits 1 if an approval's signature is bad.
+                """
+        )
+        @Argument(help: "The change file.") var file: String
+        @Option(help: "The chain's genesis file, to check the approvals' signatures offline.") var genesis: String?
+        @Option(help: "Admin socket of a node, to check against its current epoch (and chain id).") var socket: String?
+        @Option(name: .customLong("data-dir"), help: "Data directory of a running node: its admin.sock, as --socket.")
+        var dataDir: String?
+
+        func run() async throws {
+            let socket = socket ?? dataDir.map { URL(fileURLWithPath: $0).appendingPathComponent("admin.sock").path }
+            let proposal = try Proposal.load(file)
+            let change = try proposal.decoded(file)
+            print(change.summary)
+            var chainID: String?
+            if let genesis {
+                let data = try Data(contentsOf: URL(fileURLWithPath: genesis))
+                chainID = try Genesis.load(data, source: genesis).chain_id
+            }
+            var powers: [String: Double]?
+            if let socket {
+                let client = AdminClient(socketPath: socket)
+                let info = try client.call("getinfo")
+                let nodeChain = info["chain_id"]?.stringValue
+                if let chainID, let nodeChain, chainID != nodeChain {
+                    throw CLIError("\(socket) runs chain \(nodeChain), the genesis names \(chainID)")
+                }
+                chainID = chainID ?? nodeChain
+                let epoch = try client.call("getepoch")
+                powers = Dictionary(
+                    (epoch["validators"]?.arrayValue ?? []).compactMap { v -> (String, Double)? in
+                        guard let id = v["node_id"]?.stringValue, let power = v["power"]?.numberValue else {
+                            return nil
+                        }
+                        return (id, power)
+                    }, uniquingKeysWith: { a, _ in a })
+                if let current = epoch["epoch"]?.numberValue, UInt64(current) != change.epoch {
+                    print(
+                        "warning: the node is in epoch \(Int(current)); this change is for epoch \(change.epoch) and will be refused"
+                    )
+                }
+                let quorum = Int(epoch["quorum_power"]?.numberValue ?? 0)
+                let carried = proposal.approvals.reduce(0.0) { $0 + (powers?[$1["validator"] ?? ""] ?? 0) }
+                print("approvals carry power \(Int(carried)); \(quorum) needed")
+            }
+            var bad = 0
+            for approval in proposal.approvals {
+                let who = approval["validator"] ?? "?"
+                var verdict = "signature not checked (give --genesis or --socket)"
+                if let chainID {
+                    let good = ValidatorCommand.verify(approval, change: change, chainID: chainID)
+                    verdict = good ? "signature good" : "SIGNATURE BAD"
+                    if !good { bad += 1 }
+                }
+                let member = powers.map {
+                    $0[who].map { "validator, power \(Int($0))" } ?? "NOT a validator of this epoch"
+                }
+                print("approval by \(who): \(verdict)\(member.map { "; \($0)" } ?? "")")
+            }
+            if proposal.approvals.isEmpty { print("no approvals yet") }
+            if bad > 0 { throw ExitCode(1) }
+        }
+    }
+
+    static func verify(_ approval: [String: String], change: ValidatorChange, chainID: String) -> Bool {
+        guard let id = approval["validator"], let idBytes = try? Hex.decode(id),
+            let key = try? Ed25519.PublicKey(rawRepresentation: idBytes),
+            let sigHex = approval["signature"], let sigBytes = try? Hex.decode(sigHex),
+            let signature = try? Ed25519.Signature(rawRepresentation: sigBytes)
+        else { return false }
+        return key.isValidSignature(signature, for: change.signingMessage(chainID: chainID))
+    }
+
     struct Approve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add this node's approval to a change file.")
         @Argument(help: "The change file.") var file: String
@@ -87,6 +167,8 @@ struct ValidatorCommand: AsyncParsableCommand {
 
         func run() async throws {
             var proposal = try Proposal.load(file)
+            // What is signed is printed first: `validator show FILE` prints it without signing.
+            print("approving: \(try proposal.decoded(file).summary)")
             let approval = try AdminClient(socketPath: socket.path).call(
                 "approvevalidatorchange", .object(["change": .string(proposal.change)]))
             proposal.add(approval)
@@ -124,6 +206,13 @@ struct ValidatorCommand: AsyncParsableCommand {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(self).write(to: URL(fileURLWithPath: path))
+        }
+
+        func decoded(_ path: String) throws -> ValidatorChange {
+            guard let bytes = try? Hex.decode(change), let decoded = try? ValidatorChange.decode(bytes) else {
+                throw CLIError("\(path): the change is not a valid encoded validator change")
+            }
+            return decoded
         }
 
         mutating func add(_ approval: JSONValue) {
@@ -208,4 +297,19 @@ private func submit(_ proposal: ValidatorCommand.Proposal, socket: String) throw
     let epoch = Int(result["change"]?["epoch"]?.numberValue ?? 0)
     print("submitted \(result["txid"]?.stringValue ?? "?"): the epoch ends with the block that executes it;")
     print("the new set signs from epoch \(epoch + 1) (see `p2pnode admin getepoch`)")
+}
+
+extension ValidatorChange {
+    /// One line an operator reads before approving.
+    var summary: String {
+        let id = validator.rawRepresentation.hex
+        switch operation {
+        case .add(let power, let key):
+            return "epoch \(epoch): ADD validator \(id) with power \(power), Bitcoin key \(key.hex)"
+        case .remove:
+            return "epoch \(epoch): REMOVE validator \(id)"
+        case .setBitcoinKey(let key):
+            return "epoch \(epoch): SET the Bitcoin key of validator \(id) to \(key.hex)"
+        }
+    }
 }

@@ -1,0 +1,94 @@
+import ArgumentParser
+import Foundation
+import Ledger
+import Node
+import NodeCrypto
+import TestSupport
+import Testing
+
+@testable import NodeCLI
+
+/// `validator show FILE` is what an operator reads before `validator approve FILE`: it must
+/// decode exactly what would be signed and refuse approvals that do not verify.
+@Suite("p2pnode validator show")
+struct ValidatorShowTests {
+    let alice = Ed25519.PrivateKey()
+    let erin = Ed25519.PrivateKey()
+    let erinBitcoin = Secp256k1.PrivateKey().xOnlyPublicKey.rawRepresentation
+
+    var change: ValidatorChange {
+        ValidatorChange(epoch: 3, validator: erin.publicKey, operation: .add(power: 2, bitcoinKey: erinBitcoin))
+    }
+
+    func files(
+        approvals: [ValidatorChange.Approval], change hex: String? = nil
+    ) throws -> (dir: URL, file: String, genesis: String) {
+        let dir = try makeTemporaryDirectory()
+        let genesis = Genesis(
+            chainID: "show-test", genesisTime: 0, epochLength: 100,
+            validators: [
+                .init(
+                    node_id: alice.publicKey.rawRepresentation.hex, power: 1,
+                    bitcoin_xonly: Secp256k1.PrivateKey().xOnlyPublicKey.rawRepresentation.hex)
+            ], balances: [:])
+        let genesisPath = dir.appendingPathComponent("genesis.json").path
+        try JSONEncoder().encode(genesis).write(to: URL(fileURLWithPath: genesisPath))
+        let proposal = ValidatorCommand.Proposal(
+            change: hex ?? change.encoded.hex,
+            approvals: approvals.map {
+                ["validator": $0.validator.rawRepresentation.hex, "signature": $0.signature.rawRepresentation.hex]
+            })
+        let file = dir.appendingPathComponent("change.json").path
+        try proposal.save(file)
+        return (dir, file, genesisPath)
+    }
+
+    func show(_ arguments: [String]) async throws {
+        let command = try #require(
+            try P2PNode.parseAsRoot(["validator", "show"] + arguments) as? ValidatorCommand.Show)
+        try await command.run()
+    }
+
+    @Test func summaryNamesWhatIsApproved() {
+        #expect(
+            change.summary
+                == "epoch 3: ADD validator \(erin.publicKey.rawRepresentation.hex) with power 2, Bitcoin key \(erinBitcoin.hex)"
+        )
+        let remove = ValidatorChange(epoch: 4, validator: erin.publicKey, operation: .remove)
+        #expect(remove.summary == "epoch 4: REMOVE validator \(erin.publicKey.rawRepresentation.hex)")
+    }
+
+    @Test func goodApprovalsPassOffline() async throws {
+        let (dir, file, genesis) = try files(approvals: [change.approve(chainID: "show-test", key: alice)])
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try await show([file, "--genesis", genesis])
+    }
+
+    @Test func anApprovalForAnotherChainOrChangeFails() async throws {
+        let otherChain = change.approve(chainID: "another-chain", key: alice)
+        let otherChange = ValidatorChange(epoch: 3, validator: erin.publicKey, operation: .remove)
+            .approve(chainID: "show-test", key: alice)
+        for approval in [otherChain, otherChange] {
+            let (dir, file, genesis) = try files(approvals: [approval])
+            defer { try? FileManager.default.removeItem(at: dir) }
+            await #expect(throws: ExitCode(1)) { try await show([file, "--genesis", genesis]) }
+        }
+        #expect(!ValidatorCommand.verify(["validator": "zz", "signature": "00"], change: change, chainID: "show-test"))
+    }
+
+    @Test func aMalformedChangeIsRefusedBeforeAnythingIsSigned() async throws {
+        var bytes = change.encoded
+        bytes[8] = 9  // an operation that does not exist
+        for hex in [bytes.hex, "not hex", change.encoded.hex + "00"] {
+            let (dir, file, genesis) = try files(approvals: [], change: hex)
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let error = await #expect(throws: CLIError.self) { try await show([file, "--genesis", genesis]) }
+            #expect(error?.description.contains("not a valid encoded validator change") == true)
+            // approve decodes first too, so it fails before it reaches any node.
+            let approve = try #require(
+                try P2PNode.parseAsRoot(["validator", "approve", file, "--socket", "/nonexistent.sock"])
+                    as? ValidatorCommand.Approve)
+            await #expect(throws: CLIError.self) { try await approve.run() }
+        }
+    }
+}
