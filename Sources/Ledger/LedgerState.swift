@@ -135,6 +135,18 @@ public struct LedgerState: Sendable {
     /// Whether `id` is among the last `recentWindow` executed transactions.
     public func isRecentlyExecuted(_ id: TxID) -> Bool { recent[id] != nil }
 
+    /// The last `limit` executed transactions, newest first (one pass over the window).
+    public func latestExecuted(limit: Int) -> [TxID] {
+        guard limit > 0 else { return [] }
+        var newest: [(id: TxID, position: UInt64)] = []
+        for (id, position) in recent where newest.count < limit || position > newest[newest.count - 1].position {
+            let at = newest.firstIndex { $0.position < position } ?? newest.count
+            newest.insert((id, position), at: at)
+            if newest.count > limit { newest.removeLast() }
+        }
+        return newest.map(\.id)
+    }
+
     /// The state id: the tree's root.
     public var root: [UInt8] { tree.rootHash.bytes }
     public var stateRoot: StateHash { tree.rootHash }

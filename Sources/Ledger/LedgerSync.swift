@@ -53,6 +53,19 @@ public struct LedgerSync: Sendable {
         return { tx in committed.isDone(tx) && !committed.isRecentlyExecuted(tx.id) }
     }
 
+    /// Predecessors for a transaction this node builds or hands to a client (`getnextseq`):
+    /// heads that the committed state executed recently, else the newest executed ones.
+    /// A head that never executes (a seq gap, an unfunded author: anyone can make one for
+    /// free) would make every transaction naming it unrunnable, since execution requires
+    /// each predecessor among the recently executed; heads sort by id, so such a head
+    /// could be ground to come first. Without a committed state (no execution yet): none.
+    public func predecessorsForNewTransaction() -> [TxID] {
+        guard let committed else { return [] }
+        let executedHeads = dag.heads.lazy.filter { committed.isRecentlyExecuted($0) }
+            .prefix(Transaction.maxPredecessors)
+        return executedHeads.isEmpty ? committed.latestExecuted(limit: 1) : Array(executedHeads)
+    }
+
     /// Transactions the committed state settled, to be pruned.
     public func settledIDs() -> [TxID] { dag.settledIDs(where: isSettled) }
 

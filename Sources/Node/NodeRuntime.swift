@@ -1794,7 +1794,7 @@ public actor NodeRuntime: Service {
             else { throw AdminError.invalidParams("getnextseq needs {\"author\": HEX of an account key}") }
             return .object([
                 "author": .string(author.hex), "next_seq": .int(sync.dag.nextSeq(for: author)),
-                "heads": .array(sync.dag.heads.prefix(Transaction.maxPredecessors).map { .string($0.hex) }),
+                "heads": .array(sync.predecessorsForNewTransaction().map { .string($0.hex) }),
                 "chain_id": .string(configuration.chainID),
             ])
         case "getgossipinfo":
@@ -2055,7 +2055,7 @@ public actor NodeRuntime: Service {
             let tx = Transaction(
                 chainID: configuration.chainID, author: author, seq: sync.dag.nextSeq(for: author.publicKey), fee: 0,
                 payload: .validatorChange(change, approvals: approvals),
-                predecessors: Array(sync.dag.heads.prefix(Transaction.maxPredecessors)))
+                predecessors: sync.predecessorsForNewTransaction())
             let submission = submit(hex: tx.encoded.hex)
             finishSubmissions()
             switch submission {

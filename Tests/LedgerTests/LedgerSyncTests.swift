@@ -128,3 +128,67 @@ struct LedgerBatchGossipTests {
 }
 
 struct BatchError: Error {}
+
+@Suite("Predecessors handed to new transactions")
+struct PredecessorChoiceTests {
+    let alice = Ed25519.PrivateKey()
+    let mallory = Ed25519.PrivateKey()
+    let proposer = Ed25519.PrivateKey()
+
+    func transfer(
+        _ seq: UInt64, predecessors: [TxID], from key: Ed25519.PrivateKey? = nil, fee: UInt64 = 1
+    )
+        -> Transaction
+    {
+        Transaction(
+            chainID: "c", author: key ?? alice, seq: seq, fee: fee,
+            payload: .transfer(to: proposer.publicKey, amount: 1),
+            predecessors: predecessors)
+    }
+
+    /// A head that will never run (a seq gap from an unfunded key, its id ground to sort
+    /// first) must not be handed out: a transaction naming it could never execute.
+    @Test func aHeadThatNeverRunsIsNotNamed() throws {
+        var sync = LedgerSync(dag: TransactionDAG(chainID: "c"))
+        var state = LedgerState(chainID: "c", balances: [alice.publicKey: 100])
+        #expect(sync.predecessorsForNewTransaction().isEmpty, "no committed state: no predecessors")
+
+        let first = transfer(1, predecessors: [])
+        _ = sync.dag.insert(first, source: "t")
+        #expect(state.execute([first.encoded], proposer: proposer.publicKey).map(\.code) == [.ok])
+        var spam = transfer(5, predecessors: [], from: mallory)
+        for nonce in 0..<UInt64(4096) where spam.id >= first.id {
+            spam = transfer(5, predecessors: [], from: mallory, fee: 1 + nonce)
+        }
+        #expect(spam.id < first.id, "the spam head sorts first")
+        _ = sync.dag.insert(spam, source: "mallory")
+        #expect(sync.dag.heads.first == spam.id, "the old choice, the lowest heads, named it")
+        sync.committed = state
+
+        let chosen = sync.predecessorsForNewTransaction()
+        #expect(chosen == [first.id])
+        let next = transfer(2, predecessors: chosen)
+        #expect(sync.dag.insert(next, source: "t") == .accepted([next]))
+        #expect(state.execute([next.encoded], proposer: proposer.publicKey).map(\.code) == [.ok])
+        // What naming the spam head would have done:
+        let poisoned = transfer(3, predecessors: [spam.id])
+        #expect(state.execute([poisoned.encoded], proposer: proposer.publicKey).map(\.code) == [.missingPredecessor])
+    }
+
+    @Test func withNoExecutedHeadTheNewestExecutedIsNamed() {
+        var state = LedgerState(chainID: "c", balances: [alice.publicKey: 100])
+        var txs: [Transaction] = []
+        for seq in 1...UInt64(40) { txs.append(transfer(seq, predecessors: txs.last.map { [$0.id] } ?? [])) }
+        #expect(Set(state.execute(txs.map(\.encoded), proposer: proposer.publicKey).map(\.code)) == [.ok])
+        #expect(state.latestExecuted(limit: 3) == [txs[39].id, txs[38].id, txs[37].id])
+        #expect(state.latestExecuted(limit: 0).isEmpty)
+        #expect(state.latestExecuted(limit: 100).count == 40)
+
+        // The DAG holds only a pending transaction (not executed): its head is not named.
+        var sync = LedgerSync(dag: TransactionDAG(chainID: "c"))
+        let pending = transfer(41, predecessors: [])
+        _ = sync.dag.insert(pending, source: "t")
+        sync.committed = state
+        #expect(sync.predecessorsForNewTransaction() == [txs[39].id])
+    }
+}
