@@ -135,6 +135,11 @@ public struct LedgerState: Sendable {
     /// Whether `id` is among the last `recentWindow` executed transactions.
     public func isRecentlyExecuted(_ id: TxID) -> Bool { recent[id] != nil }
 
+    /// How many executions ago `id` ran (0: the last one), if it is still in the window.
+    public func executionAge(of id: TxID) -> UInt64? {
+        recent[id].map { executedCount - 1 - $0 }
+    }
+
     /// The last `limit` executed transactions, newest first (one pass over the window).
     public func latestExecuted(limit: Int) -> [TxID] {
         guard limit > 0 else { return [] }

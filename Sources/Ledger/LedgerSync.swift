@@ -54,16 +54,25 @@ public struct LedgerSync: Sendable {
     }
 
     /// Predecessors for a transaction this node builds or hands to a client (`getnextseq`):
-    /// heads that the committed state executed recently, else the newest executed ones.
-    /// A head that never executes (a seq gap, an unfunded author: anyone can make one for
-    /// free) would make every transaction naming it unrunnable, since execution requires
-    /// each predecessor among the recently executed; heads sort by id, so such a head
-    /// could be ground to come first. Without a committed state (no execution yet): none.
-    public func predecessorsForNewTransaction() -> [TxID] {
-        guard let committed else { return [] }
-        let executedHeads = dag.heads.lazy.filter { committed.isRecentlyExecuted($0) }
-            .prefix(Transaction.maxPredecessors)
-        return executedHeads.isEmpty ? committed.latestExecuted(limit: 1) : Array(executedHeads)
+    /// the heads that `executed` (the latest committed state) ran in the newer half of
+    /// the recent-id window, newest first; else the newest executed transaction this DAG
+    /// holds; else none (always valid). A transaction runs only if every predecessor is
+    /// among the recently executed, so a head that never runs (a seq gap, an unfunded
+    /// author: anyone can make one for free) would make it unrunnable, and one that is
+    /// about to leave the window could too before it runs.
+    public func predecessorsForNewTransaction(executed: LedgerState?) -> [TxID] {
+        guard let executed else { return [] }
+        let fresh = LedgerState.recentWindow / 2
+        var heads: [(id: TxID, age: UInt64)] = []
+        for id in dag.unorderedHeads {
+            if let age = executed.executionAge(of: id), age < fresh { heads.append((id, age)) }
+        }
+        if !heads.isEmpty {
+            return heads.sorted { ($0.age, $0.id) < ($1.age, $1.id) }.prefix(Transaction.maxPredecessors).map(\.id)
+        }
+        // A node that joined by snapshot lacks what executed before it: name only what it holds.
+        return executed.latestExecuted(limit: Transaction.maxPredecessors).first { dag.contains($0) }.map { [$0] }
+            ?? []
     }
 
     /// Transactions the committed state settled, to be pruned.

@@ -245,7 +245,7 @@ public struct ValidatorChange: Sendable, Equatable {
     }
 
     /// Field rules that need no state: a valid node id, a valid x-only key, a power.
-    func validate() -> String? {
+    public func validate() -> String? {
         guard (try? Ed25519.PublicKey(rawRepresentation: validator.rawRepresentation)) != nil else {
             return "validator change: not a valid node id"
         }

@@ -88,6 +88,8 @@ public struct TransactionDAG: Sendable {
     public var pendingCount: Int { pending.count }
     public var pendingIDs: [TxID] { pending.keys.sorted() }
     public var heads: [TxID] { headSet.sorted() }
+    /// The heads in no particular order (no sort: for scans).
+    public var unorderedHeads: Set<TxID> { headSet }
     public func contains(_ id: TxID) -> Bool { transactions[id] != nil }
     public func transaction(_ id: TxID) -> Transaction? { transactions[id] }
     public func rejection(_ id: TxID) -> String? { rejected[id] }

@@ -1323,6 +1323,13 @@ public actor NodeRuntime: Service {
         }
     }
 
+    /// The committed state, for choosing predecessors: none while catching up (its state
+    /// is behind the chain's, and what it executed may have left the window already).
+    private var latestExecutedState: LedgerState? {
+        guard let host = consensus, !host.catchUp.syncing else { return nil }
+        return host.committedState
+    }
+
     /// Prunes what the committed state settled: transactions executed more than the
     /// recent-id window ago (no transaction that can still run may name them, and the
     /// committed blocks keep them for catch-up) and ones superseded by what executed.
@@ -1794,7 +1801,8 @@ public actor NodeRuntime: Service {
             else { throw AdminError.invalidParams("getnextseq needs {\"author\": HEX of an account key}") }
             return .object([
                 "author": .string(author.hex), "next_seq": .int(sync.dag.nextSeq(for: author)),
-                "heads": .array(sync.predecessorsForNewTransaction().map { .string($0.hex) }),
+                "heads": .array(
+                    sync.predecessorsForNewTransaction(executed: latestExecutedState).map { .string($0.hex) }),
                 "chain_id": .string(configuration.chainID),
             ])
         case "getgossipinfo":
@@ -2055,7 +2063,7 @@ public actor NodeRuntime: Service {
             let tx = Transaction(
                 chainID: configuration.chainID, author: author, seq: sync.dag.nextSeq(for: author.publicKey), fee: 0,
                 payload: .validatorChange(change, approvals: approvals),
-                predecessors: sync.predecessorsForNewTransaction())
+                predecessors: sync.predecessorsForNewTransaction(executed: latestExecutedState))
             let submission = submit(hex: tx.encoded.hex)
             finishSubmissions()
             switch submission {

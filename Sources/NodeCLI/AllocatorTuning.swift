@@ -1,3 +1,5 @@
+import Foundation
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -11,9 +13,11 @@
 /// - a dynamic mmap threshold: after a large block (a DAG table resize) is freed, blocks up
 ///   to that size are carved from the arenas instead of mapped, and leave large holes there.
 ///
-/// The node caps the arenas at 2 and fixes the threshold at glibc's initial 128 KiB, which
-/// is what `MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072` would do. An operator's own
-/// `MALLOC_*` setting for either wins.
+/// The node caps the arenas at one per core, between 2 and 8 (glibc's default is 8 per
+/// core), and fixes the threshold at glibc's initial 128 KiB: on 2 cores that is
+/// `MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072`. An operator's own setting for either
+/// (that variable, or `glibc.malloc.arena_max` / `glibc.malloc.mmap_threshold` in
+/// `GLIBC_TUNABLES`) wins.
 public enum AllocatorTuning {
     /// One `mallopt` call: the option's glibc number and the value.
     public struct Setting: Equatable, Sendable {
@@ -22,25 +26,36 @@ public enum AllocatorTuning {
         public let value: Int32
     }
 
-    public static let arenaMax = Setting(name: "MALLOC_ARENA_MAX", option: -8, value: 2)
+    public static func arenaMax(cores: Int) -> Setting {
+        Setting(name: "MALLOC_ARENA_MAX", option: -8, value: Int32(min(8, max(2, cores))))
+    }
     public static let mmapThreshold = Setting(name: "MALLOC_MMAP_THRESHOLD_", option: -3, value: 128 * 1024)
 
     /// The settings to apply, given the process environment: each unless the operator set it.
-    public static func settings(environment: [String: String]) -> [Setting] {
-        [arenaMax, mmapThreshold].filter { environment[$0.name] == nil }
+    public static func settings(environment: [String: String], cores: Int) -> [Setting] {
+        let tunables = environment["GLIBC_TUNABLES"] ?? ""
+        func setByOperator(_ variable: String, tunable: String) -> Bool {
+            !(environment[variable] ?? "").isEmpty || tunables.contains("glibc.malloc.\(tunable)=")
+        }
+        var chosen: [Setting] = []
+        if !setByOperator("MALLOC_ARENA_MAX", tunable: "arena_max") { chosen.append(arenaMax(cores: cores)) }
+        if !setByOperator("MALLOC_MMAP_THRESHOLD_", tunable: "mmap_threshold") { chosen.append(mmapThreshold) }
+        return chosen
     }
 
-    /// Applies `settings(environment:)`. Called first thing, before the node's threads start
-    /// allocating. Returns what was applied (empty where glibc is not the C library).
+    /// Applies `settings(environment:cores:)`. Called first thing, before the node's threads
+    /// start allocating. Returns what was applied (empty where glibc is not the C library).
     @discardableResult
-    public static func apply(environment: [String: String]) -> [Setting] {
+    public static func apply(
+        environment: [String: String], cores: Int = ProcessInfo.processInfo.activeProcessorCount
+    ) -> [Setting] {
         #if canImport(Glibc)
             // Looked up at run time: Swift's Glibc module does not export <malloc.h>, and a C
             // library without mallopt (musl) simply keeps its defaults.
             guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return [] }
             typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
             let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
-            return settings(environment: environment).filter { mallopt($0.option, $0.value) == 1 }
+            return settings(environment: environment, cores: cores).filter { mallopt($0.option, $0.value) == 1 }
         #else
             return []
         #endif

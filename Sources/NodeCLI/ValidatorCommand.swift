@@ -87,7 +87,8 @@ struct ValidatorCommand: AsyncParsableCommand {
                 Offline with --genesis (checks each approval's signature against the chain id); \
                 with --socket or --data-dir also against the node's current epoch: whether the change is for \
                 it, who of the approvers is a validator, and the power they carry against the \
-                quorum. Exits 1 if an approval's signature is bad.
+                quorum. Exits 1 on anything the chain would refuse: an invalid change, a wrong \
+                epoch, a bad signature, an approver twice or outside the set.
                 """
         )
         @Argument(help: "The change file.") var file: String
@@ -101,53 +102,81 @@ struct ValidatorCommand: AsyncParsableCommand {
             let proposal = try Proposal.load(file)
             let change = try proposal.decoded(file)
             print(change.summary)
+            var problems = 0
+            if let reason = change.validate() {
+                print("INVALID: \(reason): the chain would refuse it")
+                problems += 1
+            }
             var chainID: String?
             if let genesis {
                 let data = try Data(contentsOf: URL(fileURLWithPath: genesis))
                 chainID = try Genesis.load(data, source: genesis).chain_id
             }
-            var powers: [String: Double]?
+            var powers: [String: UInt64]?
+            var quorum: UInt64?
             if let socket {
                 let client = AdminClient(socketPath: socket)
-                let info = try client.call("getinfo")
-                let nodeChain = info["chain_id"]?.stringValue
+                let nodeChain = try client.call("getinfo")["chain_id"]?.stringValue
                 if let chainID, let nodeChain, chainID != nodeChain {
                     throw CLIError("\(socket) runs chain \(nodeChain), the genesis names \(chainID)")
                 }
                 chainID = chainID ?? nodeChain
                 let epoch = try client.call("getepoch")
                 powers = Dictionary(
-                    (epoch["validators"]?.arrayValue ?? []).compactMap { v -> (String, Double)? in
-                        guard let id = v["node_id"]?.stringValue, let power = v["power"]?.numberValue else {
-                            return nil
-                        }
-                        return (id, power)
+                    (epoch["validators"]?.arrayValue ?? []).compactMap { v -> (String, UInt64)? in
+                        guard let id = v["node_id"]?.stringValue?.lowercased(), let power = v["power"]?.numberValue
+                        else { return nil }
+                        return (id, UInt64(power))
                     }, uniquingKeysWith: { a, _ in a })
+                quorum = epoch["quorum_power"]?.numberValue.map { UInt64($0) }
                 if let current = epoch["epoch"]?.numberValue, UInt64(current) != change.epoch {
                     print(
-                        "warning: the node is in epoch \(Int(current)); this change is for epoch \(change.epoch) and will be refused"
+                        "WRONG EPOCH: the node is in epoch \(Int(current)); the chain refuses a change for epoch \(change.epoch)"
                     )
+                    problems += 1
                 }
-                let quorum = Int(epoch["quorum_power"]?.numberValue ?? 0)
-                let carried = proposal.approvals.reduce(0.0) { $0 + (powers?[$1["validator"] ?? ""] ?? 0) }
-                print("approvals carry power \(Int(carried)); \(quorum) needed")
             }
-            var bad = 0
+            // Each approver as the key the chain reads (hex of any case), never the file's
+            // text: that could carry terminal escapes. The chain refuses a file naming one
+            // validator twice, and counts only approvals that verify.
+            var seen: Set<String> = []
+            var carried: UInt64 = 0
             for approval in proposal.approvals {
-                let who = approval["validator"] ?? "?"
+                guard let bytes = try? Hex.decode(approval["validator"] ?? ""),
+                    let key = try? Ed25519.PublicKey(rawRepresentation: bytes)
+                else {
+                    print("approval by <malformed key>: the chain refuses the file")
+                    problems += 1
+                    continue
+                }
+                let who = key.rawRepresentation.hex
+                guard seen.insert(who).inserted else {
+                    print("approval by \(who): TWICE: the chain refuses the file")
+                    problems += 1
+                    continue
+                }
                 var verdict = "signature not checked (give --genesis or --socket)"
+                var good = chainID == nil
                 if let chainID {
-                    let good = ValidatorCommand.verify(approval, change: change, chainID: chainID)
+                    good = ValidatorCommand.verify(approval, change: change, chainID: chainID)
                     verdict = good ? "signature good" : "SIGNATURE BAD"
-                    if !good { bad += 1 }
+                    if !good { problems += 1 }
                 }
-                let member = powers.map {
-                    $0[who].map { "validator, power \(Int($0))" } ?? "NOT a validator of this epoch"
+                var member = ""
+                if let powers {
+                    if let power = powers[who] {
+                        member = "; validator, power \(power)"
+                        if good { carried += power }
+                    } else {
+                        member = "; NOT a validator of this epoch"
+                        problems += 1
+                    }
                 }
-                print("approval by \(who): \(verdict)\(member.map { "; \($0)" } ?? "")")
+                print("approval by \(who): \(verdict)\(member)")
             }
             if proposal.approvals.isEmpty { print("no approvals yet") }
-            if bad > 0 { throw ExitCode(1) }
+            if let quorum { print("approvals with good signatures carry power \(carried); \(quorum) needed") }
+            if problems > 0 { throw ExitCode(1) }
         }
     }
 
@@ -198,7 +227,9 @@ struct ValidatorCommand: AsyncParsableCommand {
             do {
                 return try JSONDecoder().decode(Proposal.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
             } catch {
-                throw CLIError("\(path): not a validator change file: \(error)")
+                // The decoder's message can quote the file's own keys: no terminal escapes.
+                throw CLIError(
+                    "\(path): not a validator change file: \(String(describing: error).escapingControlCharacters)")
             }
         }
 
@@ -311,5 +342,20 @@ extension ValidatorChange {
         case .setBitcoinKey(let key):
             return "epoch \(epoch): SET the Bitcoin key of validator \(id) to \(key.hex)"
         }
+    }
+}
+
+extension String {
+    /// Control characters (C0, DEL, C1) as `\u{…}`, so text from a file cannot drive the terminal.
+    var escapingControlCharacters: String {
+        var out = ""
+        for scalar in unicodeScalars {
+            if scalar.value < 0x20 || (0x7f...0x9f).contains(scalar.value) {
+                out += "\\u{\(String(scalar.value, radix: 16))}"
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
     }
 }

@@ -151,7 +151,7 @@ struct PredecessorChoiceTests {
     @Test func aHeadThatNeverRunsIsNotNamed() throws {
         var sync = LedgerSync(dag: TransactionDAG(chainID: "c"))
         var state = LedgerState(chainID: "c", balances: [alice.publicKey: 100])
-        #expect(sync.predecessorsForNewTransaction().isEmpty, "no committed state: no predecessors")
+        #expect(sync.predecessorsForNewTransaction(executed: nil).isEmpty, "no committed state: no predecessors")
 
         let first = transfer(1, predecessors: [])
         _ = sync.dag.insert(first, source: "t")
@@ -163,9 +163,8 @@ struct PredecessorChoiceTests {
         #expect(spam.id < first.id, "the spam head sorts first")
         _ = sync.dag.insert(spam, source: "mallory")
         #expect(sync.dag.heads.first == spam.id, "the old choice, the lowest heads, named it")
-        sync.committed = state
 
-        let chosen = sync.predecessorsForNewTransaction()
+        let chosen = sync.predecessorsForNewTransaction(executed: state)
         #expect(chosen == [first.id])
         let next = transfer(2, predecessors: chosen)
         #expect(sync.dag.insert(next, source: "t") == .accepted([next]))
@@ -175,7 +174,20 @@ struct PredecessorChoiceTests {
         #expect(state.execute([poisoned.encoded], proposer: proposer.publicKey).map(\.code) == [.missingPredecessor])
     }
 
-    @Test func withNoExecutedHeadTheNewestExecutedIsNamed() {
+    @Test func executedHeadsComeNewestFirst() {
+        var state = LedgerState(chainID: "c", balances: [alice.publicKey: 100, mallory.publicKey: 100])
+        var sync = LedgerSync(dag: TransactionDAG(chainID: "c"))
+        // Two independent heads, executed in this order: a then b.
+        let a = transfer(1, predecessors: [])
+        let b = transfer(1, predecessors: [], from: mallory)
+        for tx in [a, b] { _ = sync.dag.insert(tx, source: "t") }
+        #expect(Set(state.execute([a.encoded, b.encoded], proposer: proposer.publicKey).map(\.code)) == [.ok])
+        #expect(state.executionAge(of: b.id) == 0)
+        #expect(state.executionAge(of: a.id) == 1)
+        #expect(sync.predecessorsForNewTransaction(executed: state) == [b.id, a.id])
+    }
+
+    @Test func withNoExecutedHeadTheNewestExecutedThisDAGHoldsIsNamed() {
         var state = LedgerState(chainID: "c", balances: [alice.publicKey: 100])
         var txs: [Transaction] = []
         for seq in 1...UInt64(40) { txs.append(transfer(seq, predecessors: txs.last.map { [$0.id] } ?? [])) }
@@ -184,11 +196,16 @@ struct PredecessorChoiceTests {
         #expect(state.latestExecuted(limit: 0).isEmpty)
         #expect(state.latestExecuted(limit: 100).count == 40)
 
-        // The DAG holds only a pending transaction (not executed): its head is not named.
+        // The DAG holds a pending transaction (not executed) and, like a node that joined
+        // by snapshot, only the older half of what executed.
         var sync = LedgerSync(dag: TransactionDAG(chainID: "c"))
-        let pending = transfer(41, predecessors: [])
+        for tx in txs[..<20] { _ = sync.dag.insert(tx, source: "t") }
+        let pending = transfer(41, predecessors: [txs[19].id])
         _ = sync.dag.insert(pending, source: "t")
-        sync.committed = state
-        #expect(sync.predecessorsForNewTransaction() == [txs[39].id])
+        #expect(sync.dag.unorderedHeads == [pending.id])
+        // txs[19] is in the window but not a head; the newest executed ones are not held.
+        #expect(sync.predecessorsForNewTransaction(executed: state).isEmpty)
+        for tx in txs[20...] { _ = sync.dag.insert(tx, source: "t") }
+        #expect(sync.predecessorsForNewTransaction(executed: state) == [txs[39].id])
     }
 }

@@ -10,17 +10,36 @@ import Testing
 struct AllocatorTuningTests {
     @Test func bothSettingsApplyByDefault() {
         #expect(
-            AllocatorTuning.settings(environment: [:]) == [AllocatorTuning.arenaMax, AllocatorTuning.mmapThreshold])
+            AllocatorTuning.settings(environment: [:], cores: 2) == [
+                AllocatorTuning.arenaMax(cores: 2), AllocatorTuning.mmapThreshold,
+            ])
         // glibc's own numbers for M_ARENA_MAX and M_MMAP_THRESHOLD (malloc.h).
-        #expect(AllocatorTuning.arenaMax.option == -8)
+        #expect(AllocatorTuning.arenaMax(cores: 2).option == -8)
         #expect(AllocatorTuning.mmapThreshold.option == -3)
     }
 
+    @Test func arenasFollowTheCoresWithinBounds() {
+        #expect([1, 2, 4, 8, 64].map { AllocatorTuning.arenaMax(cores: $0).value } == [2, 2, 4, 8, 8])
+    }
+
     @Test func anOperatorsSettingWins() {
-        #expect(AllocatorTuning.settings(environment: ["MALLOC_ARENA_MAX": "8"]) == [AllocatorTuning.mmapThreshold])
-        #expect(AllocatorTuning.settings(environment: ["MALLOC_MMAP_THRESHOLD_": "0"]) == [AllocatorTuning.arenaMax])
+        let threshold = [AllocatorTuning.mmapThreshold]
+        let arenas = [AllocatorTuning.arenaMax(cores: 4)]
+        #expect(AllocatorTuning.settings(environment: ["MALLOC_ARENA_MAX": "8"], cores: 4) == threshold)
+        #expect(AllocatorTuning.settings(environment: ["MALLOC_MMAP_THRESHOLD_": "0"], cores: 4) == arenas)
         #expect(
-            AllocatorTuning.settings(environment: ["MALLOC_ARENA_MAX": "4", "MALLOC_MMAP_THRESHOLD_": "65536"]).isEmpty)
+            AllocatorTuning.settings(environment: ["GLIBC_TUNABLES": "glibc.malloc.arena_max=3"], cores: 4) == threshold
+        )
+        #expect(
+            AllocatorTuning.settings(
+                environment: ["GLIBC_TUNABLES": "glibc.malloc.tcache_count=0:glibc.malloc.mmap_threshold=65536"],
+                cores: 4) == arenas)
+        #expect(
+            AllocatorTuning.settings(
+                environment: ["MALLOC_ARENA_MAX": "4", "MALLOC_MMAP_THRESHOLD_": "65536"], cores: 4
+            ).isEmpty)
+        // An empty variable is glibc's default, not a choice: the node still tunes.
+        #expect(AllocatorTuning.settings(environment: ["MALLOC_ARENA_MAX": ""], cores: 4).count == 2)
     }
 
     #if canImport(Glibc)
@@ -30,7 +49,9 @@ struct AllocatorTuningTests {
         /// is mapped. glibc marks a mapped chunk with bit 1 of the size word before it.
         @Test func largeBlocksStayMappedAfterALargeFree() throws {
             #expect(
-                AllocatorTuning.apply(environment: [:]) == [AllocatorTuning.arenaMax, AllocatorTuning.mmapThreshold])
+                AllocatorTuning.apply(environment: [:], cores: 2) == [
+                    AllocatorTuning.arenaMax(cores: 2), AllocatorTuning.mmapThreshold,
+                ])
             func isMapped(_ pointer: UnsafeMutableRawPointer) -> Bool {
                 pointer.load(fromByteOffset: -MemoryLayout<UInt>.size, as: UInt.self) & 2 != 0
             }

@@ -76,6 +76,37 @@ struct ValidatorShowTests {
         #expect(!ValidatorCommand.verify(["validator": "zz", "signature": "00"], change: change, chainID: "show-test"))
     }
 
+    /// What the chain would refuse is refused here too, whatever the file's text looks like.
+    @Test func duplicateAndDisguisedApproversFail() async throws {
+        let good = change.approve(chainID: "show-test", key: alice)
+        let hex = alice.publicKey.rawRepresentation.hex
+        let cases: [[[String: String]]] = [
+            // the same key twice, once in upper case (the chain reads both as one validator)
+            [
+                ["validator": hex, "signature": good.signature.rawRepresentation.hex],
+                ["validator": hex.uppercased(), "signature": good.signature.rawRepresentation.hex],
+            ],
+            // a terminal escape in place of a key
+            [["validator": "\u{1b}[3A\u{1b}[2K" + hex, "signature": good.signature.rawRepresentation.hex]],
+        ]
+        for approvals in cases {
+            let (dir, file, genesis) = try files(approvals: [])
+            defer { try? FileManager.default.removeItem(at: dir) }
+            try ValidatorCommand.Proposal(change: change.encoded.hex, approvals: approvals).save(file)
+            await #expect(throws: ExitCode(1)) { try await show([file, "--genesis", genesis]) }
+        }
+        #expect("a\u{1b}[2Kb\u{9b}c\n".escapingControlCharacters == "a\\u{1b}[2Kb\\u{9b}c\\u{a}")
+    }
+
+    @Test func aChangeTheChainWouldRefuseFails() async throws {
+        let zeroPower = ValidatorChange(
+            epoch: 3, validator: erin.publicKey, operation: .add(power: 0, bitcoinKey: erinBitcoin))
+        let (dir, file, genesis) = try files(
+            approvals: [zeroPower.approve(chainID: "show-test", key: alice)], change: zeroPower.encoded.hex)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        await #expect(throws: ExitCode(1)) { try await show([file, "--genesis", genesis]) }
+    }
+
     @Test func aMalformedChangeIsRefusedBeforeAnythingIsSigned() async throws {
         var bytes = change.encoded
         bytes[8] = 9  // an operation that does not exist
