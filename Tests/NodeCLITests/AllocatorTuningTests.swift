@@ -2,10 +2,6 @@ import Testing
 
 @testable import NodeCLI
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 @Suite("allocator tuning")
 struct AllocatorTuningTests {
     @Test func bothSettingsApplyByDefault() {
@@ -43,24 +39,15 @@ struct AllocatorTuningTests {
     }
 
     #if canImport(Glibc)
-        /// mallopt answers 1 even for an option it does not know, so the test looks at what
-        /// the allocator does: with glibc's dynamic threshold, freeing a 4 MiB mapped block
-        /// makes the next 1 MiB block come from an arena; with the node's fixed threshold it
-        /// is mapped. glibc marks a mapped chunk with bit 1 of the size word before it.
-        @Test func largeBlocksStayMappedAfterALargeFree() throws {
+        /// The lookup of `mallopt` through dlsym works (without it the node would silently
+        /// keep glibc's defaults). Its effect is not checked here: in a test process that
+        /// has already allocated, a large block may come from an arena's free space
+        /// whatever the threshold; the soak's malloc_stats showed the node with 2 arenas.
+        @Test func malloptIsFoundAndAccepted() {
             #expect(
                 AllocatorTuning.apply(environment: [:], cores: 2) == [
                     AllocatorTuning.arenaMax(cores: 2), AllocatorTuning.mmapThreshold,
                 ])
-            func isMapped(_ pointer: UnsafeMutableRawPointer) -> Bool {
-                pointer.load(fromByteOffset: -MemoryLayout<UInt>.size, as: UInt.self) & 2 != 0
-            }
-            let large = try #require(malloc(4 << 20))
-            #expect(isMapped(large))
-            free(large)
-            let next = try #require(malloc(1 << 20))
-            defer { free(next) }
-            #expect(isMapped(next))
         }
     #endif
 }
