@@ -187,6 +187,32 @@ struct PredecessorChoiceTests {
         #expect(sync.predecessorsForNewTransaction(executed: state) == [b.id, a.id])
     }
 
+    /// A head that ran more than half a window ago is not named: by the time a client's
+    /// transaction runs, it may have left the window the predecessor rule reads.
+    @Test func aHeadNearTheEndOfTheWindowIsNotNamed() {
+        var state = LedgerState(chainID: "c", balances: [alice.publicKey: 1_000_000, mallory.publicKey: 10])
+        var sync = LedgerSync(dag: TransactionDAG(chainID: "c"))
+        let old = transfer(1, predecessors: [], from: mallory, fee: 0)
+        _ = sync.dag.insertStored(old)
+        _ = state.execute([old.encoded], proposer: proposer.publicKey, signatureChecked: { _ in true })
+        var last: Transaction?
+        let count = Int(LedgerState.recentWindow / 2) + 1
+        var block: [[UInt8]] = []
+        for seq in 1...UInt64(count) {
+            let tx = Transaction(
+                chainID: "c", author: alice, seq: seq, fee: 0, payload: .data([]),
+                predecessors: last.map { [$0.id] } ?? [])
+            _ = sync.dag.insertStored(tx)
+            block.append(tx.encoded)
+            last = tx
+        }
+        let codes = state.execute(block, proposer: proposer.publicKey, signatureChecked: { _ in true }).map(\.code)
+        #expect(Set(codes) == [.ok])
+        #expect(state.executionAge(of: old.id) == UInt64(count))
+        #expect(sync.dag.unorderedHeads == [old.id, last!.id])
+        #expect(sync.predecessorsForNewTransaction(executed: state) == [last!.id])
+    }
+
     @Test func withNoExecutedHeadTheNewestExecutedThisDAGHoldsIsNamed() {
         var state = LedgerState(chainID: "c", balances: [alice.publicKey: 100])
         var txs: [Transaction] = []
