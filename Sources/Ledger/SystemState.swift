@@ -178,6 +178,15 @@ public struct ValidatorChange: Sendable, Equatable {
             self.validator = validator
             self.signature = signature
         }
+
+        /// From the hex an admin call or a change file carries (either case); nil if either
+        /// is not a key or a 64-byte signature.
+        public init?(validatorHex: String, signatureHex: String) {
+            guard let v = try? Hex.decode(validatorHex), let validator = try? Ed25519.PublicKey(rawRepresentation: v),
+                let s = try? Hex.decode(signatureHex), let signature = try? Ed25519.Signature(rawRepresentation: s)
+            else { return nil }
+            self.init(validator: validator, signature: signature)
+        }
     }
 
     public let epoch: UInt64
@@ -238,6 +247,11 @@ public struct ValidatorChange: Sendable, Equatable {
         w.string16(chainID)
         w.fixed(encoded)
         return w.bytes
+    }
+
+    /// Whether `approval` signs this change on `chainID`.
+    public func verifies(_ approval: Approval, chainID: String) -> Bool {
+        approval.validator.isValidSignature(approval.signature, for: signingMessage(chainID: chainID))
     }
 
     public func approve(chainID: String, key: Ed25519.PrivateKey) -> Approval {

@@ -2050,12 +2050,10 @@ public actor NodeRuntime: Service {
             }
             var approvals: [ValidatorChange.Approval] = []
             for item in list {
-                guard let v = item["validator"]?.stringValue, let vb = try? Hex.decode(v),
-                    let validator = try? Ed25519.PublicKey(rawRepresentation: vb),
-                    let sig = item["signature"]?.stringValue, let sb = try? Hex.decode(sig),
-                    let signature = try? Ed25519.Signature(rawRepresentation: sb)
+                guard let v = item["validator"]?.stringValue, let sig = item["signature"]?.stringValue,
+                    let approval = ValidatorChange.Approval(validatorHex: v, signatureHex: sig)
                 else { throw AdminError.invalidParams("an approval needs a validator key and a 64-byte signature") }
-                approvals.append(.init(validator: validator, signature: signature))
+                approvals.append(approval)
             }
             // The node's own key authors the carrying transaction (fee 0): approvals, not
             // the author, authorise the change.

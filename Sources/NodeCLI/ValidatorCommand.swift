@@ -101,19 +101,12 @@ struct ValidatorCommand: AsyncParsableCommand {
             let socket = socket ?? dataDir.map { URL(fileURLWithPath: $0).appendingPathComponent("admin.sock").path }
             let proposal = try Proposal.load(file)
             let change = try proposal.decoded(file)
-            print(change.summary)
-            var problems = 0
-            if let reason = change.validate() {
-                print("INVALID: \(reason): the chain would refuse it")
-                problems += 1
-            }
             var chainID: String?
             if let genesis {
                 let data = try Data(contentsOf: URL(fileURLWithPath: genesis))
                 chainID = try Genesis.load(data, source: genesis).chain_id
             }
-            var powers: [String: UInt64]?
-            var quorum: UInt64?
+            var epoch: EpochView?
             if let socket {
                 let client = AdminClient(socketPath: socket)
                 let nodeChain = try client.call("getinfo")["chain_id"]?.stringValue
@@ -121,72 +114,104 @@ struct ValidatorCommand: AsyncParsableCommand {
                     throw CLIError("\(socket) runs chain \(nodeChain), the genesis names \(chainID)")
                 }
                 chainID = chainID ?? nodeChain
-                let epoch = try client.call("getepoch")
-                powers = Dictionary(
-                    (epoch["validators"]?.arrayValue ?? []).compactMap { v -> (String, UInt64)? in
-                        guard let id = v["node_id"]?.stringValue?.lowercased(), let power = v["power"]?.numberValue
-                        else { return nil }
-                        return (id, UInt64(power))
-                    }, uniquingKeysWith: { a, _ in a })
-                quorum = epoch["quorum_power"]?.numberValue.map { UInt64($0) }
-                if let current = epoch["epoch"]?.numberValue, UInt64(current) != change.epoch {
-                    print(
-                        "WRONG EPOCH: the node is in epoch \(Int(current)); the chain refuses a change for epoch \(change.epoch)"
-                    )
-                    problems += 1
-                }
+                epoch = EpochView(getepoch: try client.call("getepoch"))
             }
-            // Each approver as the key the chain reads (hex of any case), never the file's
-            // text: that could carry terminal escapes. The chain refuses a file naming one
-            // validator twice, and counts only approvals that verify.
-            var seen: Set<String> = []
-            var carried: UInt64 = 0
-            for approval in proposal.approvals {
-                guard let bytes = try? Hex.decode(approval["validator"] ?? ""),
-                    let key = try? Ed25519.PublicKey(rawRepresentation: bytes)
-                else {
-                    print("approval by <malformed key>: the chain refuses the file")
-                    problems += 1
-                    continue
-                }
-                let who = key.rawRepresentation.hex
-                guard seen.insert(who).inserted else {
-                    print("approval by \(who): TWICE: the chain refuses the file")
-                    problems += 1
-                    continue
-                }
-                var verdict = "signature not checked (give --genesis or --socket)"
-                var good = chainID == nil
-                if let chainID {
-                    good = ValidatorCommand.verify(approval, change: change, chainID: chainID)
-                    verdict = good ? "signature good" : "SIGNATURE BAD"
-                    if !good { problems += 1 }
-                }
-                var member = ""
-                if let powers {
-                    if let power = powers[who] {
-                        member = "; validator, power \(power)"
-                        if good { carried += power }
-                    } else {
-                        member = "; NOT a validator of this epoch"
-                        problems += 1
-                    }
-                }
-                print("approval by \(who): \(verdict)\(member)")
-            }
-            if proposal.approvals.isEmpty { print("no approvals yet") }
-            if let quorum { print("approvals with good signatures carry power \(carried); \(quorum) needed") }
+            let (lines, problems) = ValidatorCommand.report(proposal, change: change, chainID: chainID, epoch: epoch)
+            for line in lines { print(line) }
             if problems > 0 { throw ExitCode(1) }
         }
     }
 
-    static func verify(_ approval: [String: String], change: ValidatorChange, chainID: String) -> Bool {
-        guard let id = approval["validator"], let idBytes = try? Hex.decode(id),
-            let key = try? Ed25519.PublicKey(rawRepresentation: idBytes),
-            let sigHex = approval["signature"], let sigBytes = try? Hex.decode(sigHex),
-            let signature = try? Ed25519.Signature(rawRepresentation: sigBytes)
-        else { return false }
-        return key.isValidSignature(signature, for: change.signingMessage(chainID: chainID))
+    /// What `show` prints, and how many things in it the chain would refuse. Each approver
+    /// appears as the key the chain reads (hex of any case), never as the file's text, which
+    /// could carry terminal escapes; the chain refuses a file naming one validator twice,
+    /// and counts only approvals that verify.
+    static func report(
+        _ proposal: Proposal, change: ValidatorChange, chainID: String?, epoch: EpochView?
+    )
+        -> (lines: [String], problems: Int)
+    {
+        var lines = [change.summary]
+        var problems = 0
+        if let reason = change.validate() {
+            lines.append("INVALID: \(reason): the chain would refuse it")
+            problems += 1
+        }
+        if let current = epoch?.epoch, current != change.epoch {
+            lines.append(
+                "WRONG EPOCH: the node is in epoch \(current); the chain refuses a change for epoch \(change.epoch)")
+            problems += 1
+        }
+        var seen: Set<String> = []
+        var carried: UInt64 = 0
+        for entry in proposal.approvals {
+            guard
+                let approval = ValidatorChange.Approval(
+                    validatorHex: entry["validator"] ?? "", signatureHex: entry["signature"] ?? "")
+            else {
+                lines.append("approval with a malformed key or signature: the chain refuses the file")
+                problems += 1
+                continue
+            }
+            let who = approval.validator.rawRepresentation.hex
+            guard seen.insert(who).inserted else {
+                lines.append("approval by \(who): TWICE: the chain refuses the file")
+                problems += 1
+                continue
+            }
+            var verdict = "signature not checked (give --genesis or --socket)"
+            var good = chainID == nil
+            if let chainID {
+                good = change.verifies(approval, chainID: chainID)
+                verdict = good ? "signature good" : "SIGNATURE BAD"
+                if !good { problems += 1 }
+            }
+            var member = ""
+            if let epoch {
+                if let power = epoch.powers[who] {
+                    member = "; validator, power \(power)"
+                    if good { carried += power }
+                } else {
+                    member = "; NOT a validator of this epoch"
+                    problems += 1
+                }
+            }
+            lines.append("approval by \(who): \(verdict)\(member)")
+        }
+        if proposal.approvals.isEmpty { lines.append("no approvals yet") }
+        if let quorum = epoch?.quorum {
+            lines.append("approvals with good signatures carry power \(carried); \(quorum) needed")
+        }
+        return (lines, problems)
+    }
+
+    /// A node's current epoch as `getepoch` gives it: its number, each validator's power
+    /// by node id (lower-case hex) and the quorum.
+    struct EpochView {
+        var epoch: UInt64?
+        var powers: [String: UInt64]
+        var quorum: UInt64?
+        var total: UInt64?
+
+        init(epoch: UInt64?, powers: [String: UInt64], quorum: UInt64?, total: UInt64?) {
+            self.epoch = epoch
+            self.powers = powers
+            self.quorum = quorum
+            self.total = total
+        }
+
+        init(getepoch info: JSONValue) {
+            self.init(
+                epoch: info["epoch"]?.numberValue.map { UInt64($0) },
+                powers: Dictionary(
+                    (info["validators"]?.arrayValue ?? []).compactMap { v -> (String, UInt64)? in
+                        guard let id = v["node_id"]?.stringValue?.lowercased(), let power = v["power"]?.numberValue
+                        else { return nil }
+                        return (id, UInt64(power))
+                    }, uniquingKeysWith: { a, _ in a }),
+                quorum: info["quorum_power"]?.numberValue.map { UInt64($0) },
+                total: info["total_power"]?.numberValue.map { UInt64($0) })
+        }
     }
 
     struct Approve: AsyncParsableCommand {
@@ -297,19 +322,12 @@ private func propose(
             print("\(socket): no approval: \(error)")
         }
     }
-    let info = try AdminClient(socketPath: first).call("getepoch")
-    let powers = Dictionary(
-        (info["validators"]?.arrayValue ?? []).compactMap { v -> (String, Double)? in
-            guard let id = v["node_id"]?.stringValue, let power = v["power"]?.numberValue else { return nil }
-            return (id, power)
-        }, uniquingKeysWith: { a, _ in a })
-    let power = proposal.approvals.reduce(0.0) { $0 + (powers[$1["validator"] ?? ""] ?? 0) }
-    let quorum = info["quorum_power"]?.numberValue ?? .infinity
-    let total = info["total_power"]?.numberValue ?? 0
+    let info = ValidatorCommand.EpochView(getepoch: try AdminClient(socketPath: first).call("getepoch"))
+    let power = proposal.approvals.reduce(UInt64(0)) { $0 + (info.powers[$1["validator"]?.lowercased() ?? ""] ?? 0) }
     print(
-        "epoch \(Int(epoch)): \(proposal.approvals.count) approvals carrying power \(Int(power)) of \(Int(total));"
-            + " \(Int(quorum)) needed")
-    guard power >= quorum else {
+        "epoch \(Int(epoch)): \(proposal.approvals.count) approvals carrying power \(power) of \(info.total ?? 0);"
+            + " \(info.quorum.map { "\($0)" } ?? "?") needed")
+    guard let quorum = info.quorum, power >= quorum else {
         try proposal.save(target.out)
         print("not yet a quorum: wrote \(target.out); other validators run `p2pnode validator approve \(target.out)`,")
         print("then anyone runs `p2pnode validator submit \(target.out)` (before epoch \(Int(epoch)) ends)")

@@ -73,7 +73,7 @@ struct ValidatorShowTests {
             defer { try? FileManager.default.removeItem(at: dir) }
             await #expect(throws: ExitCode(1)) { try await show([file, "--genesis", genesis]) }
         }
-        #expect(!ValidatorCommand.verify(["validator": "zz", "signature": "00"], change: change, chainID: "show-test"))
+        #expect(ValidatorChange.Approval(validatorHex: "zz", signatureHex: "00") == nil)
     }
 
     /// What the chain would refuse is refused here too, whatever the file's text looks like.
@@ -96,6 +96,49 @@ struct ValidatorShowTests {
             await #expect(throws: ExitCode(1)) { try await show([file, "--genesis", genesis]) }
         }
         #expect("a\u{1b}[2Kb\u{9b}c\n".escapingControlCharacters == "a\\u{1b}[2Kb\\u{9b}c\\u{a}")
+    }
+
+    /// Against a node's epoch: only verified approvals by members count, duplicates and
+    /// outsiders are flagged, and nothing from the file's text reaches the terminal.
+    @Test func theReportAgainstAnEpoch() {
+        let bob = Ed25519.PrivateKey()
+        let outsider = Ed25519.PrivateKey()
+        let epoch = ValidatorCommand.EpochView(
+            epoch: 3,
+            powers: [alice.publicKey.rawRepresentation.hex: 2, bob.publicKey.rawRepresentation.hex: 5],
+            quorum: 5, total: 7)
+        func entry(_ a: ValidatorChange.Approval, validator: String? = nil) -> [String: String] {
+            [
+                "validator": validator ?? a.validator.rawRepresentation.hex,
+                "signature": a.signature.rawRepresentation.hex,
+            ]
+        }
+        let good = change.approve(chainID: "show-test", key: alice)
+        let badBob = change.approve(chainID: "other", key: bob)
+        let proposal = ValidatorCommand.Proposal(
+            change: change.encoded.hex,
+            approvals: [
+                entry(good), entry(good, validator: good.validator.rawRepresentation.hex.uppercased()), entry(badBob),
+                entry(change.approve(chainID: "show-test", key: outsider)),
+                ["validator": "\u{1b}[2K" + good.validator.rawRepresentation.hex, "signature": "00"],
+            ])
+        let (lines, problems) = ValidatorCommand.report(proposal, change: change, chainID: "show-test", epoch: epoch)
+        #expect(problems == 4)
+        #expect(lines.contains { $0.hasSuffix("TWICE: the chain refuses the file") })
+        #expect(lines.contains { $0.contains("SIGNATURE BAD; validator, power 5") })
+        #expect(lines.contains { $0.hasSuffix("signature good; NOT a validator of this epoch") })
+        #expect(lines.contains("approval with a malformed key or signature: the chain refuses the file"))
+        #expect(lines.last == "approvals with good signatures carry power 2; 5 needed")
+        #expect(!lines.joined().unicodeScalars.contains { $0.value < 0x20 })
+
+        var later = epoch
+        later.epoch = 4
+        let onlyGood = ValidatorCommand.Proposal(change: change.encoded.hex, approvals: [entry(good)])
+        let (wrong, wrongProblems) = ValidatorCommand.report(
+            onlyGood, change: change, chainID: "show-test", epoch: later)
+        #expect(wrongProblems == 1)
+        #expect(wrong.contains { $0.hasPrefix("WRONG EPOCH: the node is in epoch 4") })
+        #expect(ValidatorCommand.report(onlyGood, change: change, chainID: "show-test", epoch: epoch).problems == 0)
     }
 
     @Test func aChangeTheChainWouldRefuseFails() async throws {
