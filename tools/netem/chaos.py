@@ -247,40 +247,44 @@ def leader_not_node0(net, timeout=20):
 
 # The faults. Each runs while the load runs and sets fault_start/fault_end.
 
-def kill9_validator(sc):
-    q = sc.ctx.quick
-    victim = sc.ctx.victim
-    kills = 1 if q else 3
-    gap = 8 if q else 12
+def kill_restart_cycles(sc, kills, wait, pick):
+    """kills rounds of: wait(k) seconds, pick() -> (node, describe) or None to stop (the
+    scenario already failed), kill -9 that node (describe() adds to the note, after the
+    kill), restart it 3 s later. Then the verdict that commits went on throughout."""
     sc.fault_start = time.time()
     for k in range(kills):
-        sc.sleep(gap if k else 5)
-        pid = sc.net.kill9(victim)
-        h = sc.net.height(0)
-        sc.note(f"kill -9 node{victim} (pid {pid}) at height {h}")
-        sc.restart_after(victim, 3)
-        sc.note(f"node{victim} restarted")
-    sc.sleep(3)
-    sc.fault_end = time.time()
-    sc.progressed(sc.fault_start, sc.fault_end, [0])
-
-
-def kill9_leader(sc):
-    kills = 1 if sc.ctx.quick else 3
-    sc.fault_start = time.time()
-    for k in range(kills):
-        sc.sleep(5)
-        i, rnd = leader_not_node0(sc.net)
-        if i is None:
-            sc.fail("no round led by a node other than node0 seen")
+        sc.sleep(wait(k))
+        picked = pick()
+        if picked is None:
             return
+        i, describe = picked
         pid = sc.net.kill9(i)
-        sc.note(f"kill -9 node{i} (pid {pid}), the leader of round {rnd}")
+        sc.note(f"kill -9 node{i} (pid {pid}){describe()}")
         sc.restart_after(i, 3)
         sc.note(f"node{i} restarted")
     sc.sleep(3)
     sc.fault_end = time.time()
     sc.progressed(sc.fault_start, sc.fault_end, [0])
+
+
+def kill9_validator(sc):
+    q = sc.ctx.quick
+    victim = sc.ctx.victim
+    gap = 8 if q else 12
+    kill_restart_cycles(
+        sc, 1 if q else 3, lambda k: gap if k else 5,
+        lambda: (victim, lambda: f" at height {sc.net.height(0)}"))
+
+
+def kill9_leader(sc):
+    def pick():
+        i, rnd = leader_not_node0(sc.net)
+        if i is None:
+            sc.fail("no round led by a node other than node0 seen")
+            return None
+        return i, lambda: f", the leader of round {rnd}"
+
+    kill_restart_cycles(sc, 1 if sc.ctx.quick else 3, lambda k: 5, pick)
 
 
 def kill9_initiator(sc):
