@@ -1323,8 +1323,9 @@ public actor NodeRuntime: Service {
         }
     }
 
-    /// The committed state, for choosing predecessors: none while catching up (its state
-    /// is behind the chain's, and what it executed may have left the window already).
+    /// The committed state, for choosing predecessors and what is settled: none while
+    /// catching up (its state is behind the chain's, and what it executed may have left
+    /// the window already).
     private var latestExecutedState: LedgerState? {
         guard let host = consensus, !host.catchUp.syncing else { return nil }
         return host.committedState
@@ -1334,8 +1335,8 @@ public actor NodeRuntime: Service {
     /// recent-id window ago (no transaction that can still run may name them, and the
     /// committed blocks keep them for catch-up) and ones superseded by what executed.
     private func pruneDAG() {
-        guard let host = consensus, !host.catchUp.syncing else { return }
-        sync.committed = host.committedState
+        guard let host = consensus, let state = latestExecutedState else { return }
+        sync.committed = state
         if prunePlan == nil {
             let ids = sync.settledIDs()
             if !ids.isEmpty { prunePlan = (host.committedHeight, Set(ids)) }
